@@ -1,0 +1,1 @@
+//! A small measuring harness shared by the benchmarks.

@@ -1,0 +1,2 @@
+//! The `fnhost` command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Route templates and the compiled router (placeholder, being written).

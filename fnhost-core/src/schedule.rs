@@ -1,0 +1,1 @@
+//! Timer schedules (placeholder, being written).

@@ -1,0 +1,1 @@
+//! fnhost-deploy: continuous deployment of function apps.
