@@ -1,6 +1,16 @@
-//! fnhost-core: function apps as the Azure Functions host reads them.
-//!
-//! See the crate README for an overview.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod app;
+pub mod binding;
+pub mod diag;
+mod json;
 pub mod route;
 pub mod schedule;
+pub mod timespan;
+
+pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, LoadError};
+pub use binding::{Binding, BindingKind, Direction};
+pub use diag::{Code, Diagnostic, Diagnostics, Severity};
+pub use route::{Method, MethodSet, RouteTemplate, Router};
+pub use schedule::Schedule;
