@@ -1,2 +1,92 @@
-//! The `fnhost` command.
-fn main() {}
+//! The `fnhost` command: a thin consumer of fnhost-core and fnhost-deploy.
+//!
+//! Data goes to stdout (text for people, `--json` for programs), messages
+//! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
+//! (an invalid app, a failed deployment), 2 a usage or environment error.
+
+mod list;
+mod scaffold;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: the command ran and found a failure.
+const EXIT_FAILURE: u8 = 1;
+/// Exit code: usage or environment error.
+const EXIT_USAGE: u8 = 2;
+
+/// Run and deploy Azure Functions apps on your own machines.
+#[derive(Debug, Parser)]
+#[command(name = "fnhost", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check an app as the host reads it and report every problem.
+    Validate(validate::Args),
+    /// List the functions of an app with their triggers, routes and schedules.
+    List(list::Args),
+    /// Create a new app (host.json, local.settings.json, .funcignore).
+    Init(scaffold::InitArgs),
+    /// Add a function to an app from a template.
+    New(scaffold::NewArgs),
+}
+
+/// What a command ends with: an exit code, or an error message for stderr.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The command ran and found a failure; it said so already.
+    Failed,
+    /// A usage or environment problem, with its message.
+    Usage(String),
+    /// A failure with a message.
+    Message(String),
+}
+
+pub(crate) type CmdResult = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::List(args) => list::run(args),
+        Command::Init(args) => scaffold::init(args),
+        Command::New(args) => scaffold::new(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Failed) => ExitCode::from(EXIT_FAILURE),
+        Err(Failure::Message(m)) => {
+            eprintln!("fnhost: error: {m}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("fnhost: error: {m}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// The app folder argument, `.` when omitted.
+pub(crate) fn app_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Loads an app, mapping "no such folder" to a usage error.
+pub(crate) fn load_app(dir: &std::path::Path) -> Result<fnhost_core::FunctionApp, Failure> {
+    fnhost_core::FunctionApp::load(dir).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// Prints JSON to stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> CmdResult {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Message(format!("cannot write JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

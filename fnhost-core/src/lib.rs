@@ -6,6 +6,7 @@ pub mod binding;
 pub mod diag;
 mod json;
 pub mod route;
+pub mod scaffold;
 pub mod schedule;
 pub mod timespan;
 

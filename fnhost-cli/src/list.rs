@@ -1,0 +1,106 @@
+//! `fnhost list`.
+
+use std::path::PathBuf;
+
+use chrono::{SecondsFormat, Utc};
+use fnhost_core::Function;
+use serde_json::{Value, json};
+
+use crate::{CmdResult, app_dir, load_app, print_json};
+
+/// Arguments of `fnhost list`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The app folder (default: the current folder).
+    app_dir: Option<PathBuf>,
+    /// Print a JSON array instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    let dir = app_dir(args.app_dir);
+    let app = load_app(&dir)?;
+    let now = Utc::now();
+    if args.json {
+        let items: Vec<Value> = app.functions().iter().map(|f| function_json(f, now)).collect();
+        print_json(&items)?;
+    } else {
+        for f in app.functions() {
+            print_text(f, now);
+        }
+    }
+    let errors = app.diagnostics().error_count();
+    if errors > 0 {
+        eprintln!(
+            "fnhost: warning: {errors} error{} in the app; functions with errors are not listed (run `fnhost validate {}`)",
+            if errors == 1 { "" } else { "s" },
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn next_three(f: &Function, now: chrono::DateTime<Utc>) -> Vec<String> {
+    f.timer
+        .as_ref()
+        .map(|t| {
+            t.schedule
+                .upcoming(&now, 3)
+                .iter()
+                .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn function_json(f: &Function, now: chrono::DateTime<Utc>) -> Value {
+    let mut item = json!({
+        "name": f.name,
+        "trigger": f.trigger_type(),
+        "disabled": f.disabled,
+        "bindings": f.config.bindings.iter().map(|b| Value::Object(b.properties.clone())).collect::<Vec<_>>(),
+    });
+    if let Some(h) = &f.http {
+        item["http"] = json!({
+            "route": h.path(),
+            "methods": h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            "authLevel": h.auth_level.as_str(),
+        });
+    }
+    if let Some(b) = f.config.trigger().and_then(|b| b.timer_trigger()) {
+        item["schedule"] = json!({
+            "expression": b.schedule,
+            "resolved": f.timer.as_ref().map(|t| t.resolved.clone()),
+            "runOnStartup": b.run_on_startup,
+            "next": next_three(f, now),
+        });
+    }
+    item
+}
+
+fn print_text(f: &Function, now: chrono::DateTime<Utc>) {
+    let disabled = if f.disabled { " (disabled)" } else { "" };
+    println!("{}: {}{disabled}", f.name, f.trigger_type());
+    if let Some(h) = &f.http {
+        let methods = if h.methods.is_all() {
+            "ALL".to_owned()
+        } else {
+            h.methods.to_string()
+        };
+        println!("    {} [{}] auth: {}", h.path(), methods, h.auth_level);
+    }
+    if let Some(t) = &f.timer {
+        let via = if t.resolved != t.expression {
+            format!(" (from {})", t.expression)
+        } else {
+            String::new()
+        };
+        println!("    schedule: {}{via}", t.resolved);
+        for next in next_three(f, now) {
+            println!("    next: {next}");
+        }
+    } else if let Some(b) = f.config.trigger().and_then(|b| b.timer_trigger()) {
+        println!("    schedule: {} (unresolved)", b.schedule);
+    }
+}
