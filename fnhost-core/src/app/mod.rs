@@ -601,7 +601,10 @@ impl Loader {
             }
         }
 
-        let script = if self.host.custom_handler.is_some() {
+        let uses_handler = self.host.custom_handler.is_some()
+            || self.host.document.contains_key("customHandler")
+            || self.host.document.contains_key("httpWorker");
+        let script = if uses_handler {
             None
         } else {
             primary_script(&self.root, &dir, &config, &mut rep)
@@ -636,8 +639,10 @@ fn primary_script(
     rep: &mut DocReporter<'_>,
 ) -> Option<PathBuf> {
     if let Some(script) = &config.script_file {
-        let path = normalize(&dir.join(script));
-        let root = normalize(app_root);
+        // Apps written on Windows use backslashes in scriptFile.
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let path = normalize(&absolute(&dir.join(script.replace('\\', "/"))));
+        let root = normalize(&absolute(app_root));
         let inside = path.starts_with(&root)
             && match (path.canonicalize(), root.canonicalize()) {
                 (Ok(p), Ok(r)) => p.starts_with(r),

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command (README.md): formatting, lints, docs and every test of the
+# workspace. Installs what the tests need when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+apt_install() {
+    if need apt-get; then
+        echo "test.sh: installing $*" >&2
+        if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        $SUDO apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+    else
+        echo "test.sh: $* missing and no apt-get to install it" >&2
+        exit 2
+    fi
+}
+need git || apt_install git
+need node || apt_install nodejs
+need python3 || apt_install python3
+need curl || apt_install curl
+
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (all targets, all features)"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+echo "== cargo clippy (no features)"
+cargo clippy --workspace --quiet -- -D warnings
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "== cargo test"
+corpus="${FNHOST_CORPUS:-../shared/corpus}"
+if [ ! -f "$corpus/expected.json" ]; then
+    echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2
+fi
+cargo test --workspace --all-features
+echo "== benchmarks, quick smoke run"
+FNHOST_BENCH_QUICK=1 cargo bench --workspace --quiet 2>&1 | tail -n 40
