@@ -134,7 +134,7 @@ impl Function {
 /// Loading is lenient, like the host: a broken function is reported and
 /// skipped, the others load. [`FunctionApp::is_valid`] says whether any
 /// problem is an error.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FunctionApp {
     root: PathBuf,
     host: HostConfig,
