@@ -23,7 +23,11 @@ pub(crate) fn run(args: Args) -> CmdResult {
     let app = load_app(&dir)?;
     let now = Utc::now();
     if args.json {
-        let items: Vec<Value> = app.functions().iter().map(|f| function_json(f, now)).collect();
+        let items: Vec<Value> = app
+            .functions()
+            .iter()
+            .map(|f| function_json(f, now))
+            .collect();
         print_json(&items)?;
     } else {
         for f in app.functions() {

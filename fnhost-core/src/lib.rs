@@ -4,6 +4,8 @@
 pub mod app;
 pub mod binding;
 pub mod diag;
+pub mod exec;
+pub mod invoke;
 mod json;
 pub mod route;
 pub mod scaffold;
@@ -13,5 +15,9 @@ pub mod timespan;
 pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, LoadError};
 pub use binding::{Binding, BindingKind, Direction};
 pub use diag::{Code, Diagnostic, Diagnostics, Severity};
+pub use exec::NativeExecutor;
+pub use invoke::{
+    Executor, FunctionHandle, Host, HostBuilder, Invocation, InvocationResult, InvokeError,
+};
 pub use route::{Method, MethodSet, RouteTemplate, Router};
 pub use schedule::Schedule;

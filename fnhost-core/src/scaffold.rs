@@ -189,16 +189,22 @@ pub enum ScaffoldError {
         path: PathBuf,
     },
     /// A function of that name exists (names are case-insensitive).
-    #[error("the app already has a function named '{existing}' (function names are case-insensitive): choose another name")]
+    #[error(
+        "the app already has a function named '{existing}' (function names are case-insensitive): choose another name"
+    )]
     FunctionExists {
         /// The existing folder name.
         existing: String,
     },
     /// The name breaks the function name rules.
-    #[error("'{0}' is not a valid function name: use 1 to 128 characters, an ASCII letter first, then letters, digits, '_' or '-' (and not 'host')")]
+    #[error(
+        "'{0}' is not a valid function name: use 1 to 128 characters, an ASCII letter first, then letters, digits, '_' or '-' (and not 'host')"
+    )]
     InvalidName(String),
     /// No template has that name.
-    #[error("'{0}' is not a template: use one of http, timer, queue, blob, manual, eventgrid, servicebus, eventhub")]
+    #[error(
+        "'{0}' is not a template: use one of http, timer, queue, blob, manual, eventgrid, servicebus, eventhub"
+    )]
     UnknownTemplate(String),
     /// No runtime has that name.
     #[error("'{0}' is not a worker runtime fnhost scaffolds: use custom, node or python")]
@@ -275,7 +281,10 @@ pub fn new_function(
         }
     }
     let dir = app_dir.join(name);
-    let mut files = vec![(dir.join(FUNCTION_JSON), pretty(&template.function_json(name)))];
+    let mut files = vec![(
+        dir.join(FUNCTION_JSON),
+        pretty(&template.function_json(name)),
+    )];
     match app_runtime(app_dir) {
         WorkerRuntime::Custom => {}
         WorkerRuntime::Node => files.push((dir.join("index.js"), node_script(template))),
@@ -312,9 +321,7 @@ fn node_script(template: Template) -> String {
   const name = (req.Query && req.Query.name) || 'world';
   return { Outputs: { res: { statusCode: 200, body: `Hello, ${name}!` } }, Logs: [`greeted ${name}`] };"#
         }
-        _ => {
-            r#"  return { Outputs: {}, Logs: [`triggered with ${JSON.stringify(input.Data)}`] };"#
-        }
+        _ => r#"  return { Outputs: {}, Logs: [`triggered with ${JSON.stringify(input.Data)}`] };"#,
     };
     format!(
         "// One invocation: {{Data, Metadata}} arrives as JSON on stdin;\n// {{Outputs, Logs, ReturnValue}} goes to stdout as JSON.\nlet raw = '';\nprocess.stdin.on('data', (c) => (raw += c));\nprocess.stdin.on('end', () => {{\n  const result = run(JSON.parse(raw || '{{}}'));\n  process.stdout.write(JSON.stringify(result));\n}});\n\nfunction run(input) {{\n{body}\n}}\n"
@@ -402,7 +409,10 @@ mod tests {
     fn template_names_are_flexible() {
         assert_eq!("HttpTrigger".parse::<Template>().unwrap(), Template::Http);
         assert_eq!("timer".parse::<Template>().unwrap(), Template::Timer);
-        assert_eq!("manual-trigger".parse::<Template>().unwrap(), Template::Manual);
+        assert_eq!(
+            "manual-trigger".parse::<Template>().unwrap(),
+            Template::Manual
+        );
         assert!("websocket".parse::<Template>().is_err());
     }
 }

@@ -97,20 +97,35 @@ fn every_document_gets_its_verdict() {
             .replace('\\', "/");
         match (check(path), reject.get(&rel)) {
             (Ok(()), None) => accepted += 1,
-            (Err(diags), None) => wrong.push(format!("{rel}: rejected, but accepted in expected.json:\n{diags}")),
-            (Ok(()), Some(reason)) => wrong.push(format!("{rel}: accepted, but expected.json rejects it: {reason}")),
+            (Err(diags), None) => wrong.push(format!(
+                "{rel}: rejected, but accepted in expected.json:\n{diags}"
+            )),
+            (Ok(()), Some(reason)) => wrong.push(format!(
+                "{rel}: accepted, but expected.json rejects it: {reason}"
+            )),
             (Err(diags), Some(reason)) => {
                 let want = code_for(reason.as_str().unwrap_or_default());
                 if diags.errors().any(|d| d.code == want) {
                     rejected += 1;
                 } else {
-                    wrong.push(format!("{rel}: rejected, but not for '{reason}' ({want}):\n{diags}"));
+                    wrong.push(format!(
+                        "{rel}: rejected, but not for '{reason}' ({want}):\n{diags}"
+                    ));
                 }
             }
         }
     }
-    assert!(wrong.is_empty(), "{} wrong verdicts:\n{}", wrong.len(), wrong.join("\n"));
-    assert_eq!(rejected, reject.len(), "every listed file was found and rejected");
+    assert!(
+        wrong.is_empty(),
+        "{} wrong verdicts:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        rejected,
+        reject.len(),
+        "every listed file was found and rejected"
+    );
     eprintln!("corpus: {accepted} accepted, {rejected} rejected as expected");
 }
 
@@ -125,18 +140,29 @@ fn app_level_problems_are_flagged_when_the_app_loads() {
     for (rel, reason) in app_level {
         let file = dir.join(rel);
         let function_dir = file.parent().expect("function folder");
-        let name = function_dir.file_name().and_then(|n| n.to_str()).expect("name");
+        let name = function_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name");
         let app_root = function_dir.parent().expect("app root");
         let app = FunctionApp::loader(app_root)
             .with_environment(false)
             .load()
             .expect("loads");
         let reason = reason.as_str().unwrap_or_default();
-        assert!(reason.contains("outside the app root"), "a reason the test does not know: {reason}");
-        let flagged = app.diagnostics().errors().any(|d| {
-            d.code == Code::ScriptFileOutside && d.function.as_deref() == Some(name)
-        });
-        assert!(flagged, "{rel}: not flagged for '{reason}':\n{}", app.diagnostics());
+        assert!(
+            reason.contains("outside the app root"),
+            "a reason the test does not know: {reason}"
+        );
+        let flagged = app
+            .diagnostics()
+            .errors()
+            .any(|d| d.code == Code::ScriptFileOutside && d.function.as_deref() == Some(name));
+        assert!(
+            flagged,
+            "{rel}: not flagged for '{reason}':\n{}",
+            app.diagnostics()
+        );
         assert!(app.function(name).is_none(), "{name} must not load");
     }
 }

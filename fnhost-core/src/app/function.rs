@@ -212,19 +212,18 @@ impl FunctionConfig {
             ),
         }
 
-        let mut string_field =
-            |doc: &Map<String, Value>, key: &'static str| match doc.get(key) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(other) => {
-                    rep.error(
-                        Code::WrongType,
-                        &[Seg::Key(key)],
-                        format!("\"{key}\" must be a string, not {other}"),
-                    );
-                    None
-                }
-            };
+        let mut string_field = |doc: &Map<String, Value>, key: &'static str| match doc.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                rep.error(
+                    Code::WrongType,
+                    &[Seg::Key(key)],
+                    format!("\"{key}\" must be a string, not {other}"),
+                );
+                None
+            }
+        };
         let script_file = string_field(&doc, "scriptFile");
         let entry_point = string_field(&doc, "entryPoint");
         let configuration_source = string_field(&doc, "configurationSource");
