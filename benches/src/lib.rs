@@ -1,1 +1,104 @@
 //! A small measuring harness shared by the benchmarks.
+//!
+//! Each benchmark measures its subject and a baseline in the same run, so the
+//! ratio between them means something on whatever machine runs it. No
+//! external crates: a warm-up, several timed rounds, and the median round.
+//!
+//! Setting the `FNHOST_BENCH_QUICK` environment variable shrinks iteration
+//! counts so that CI can run the benchmarks as smoke tests.
+
+use std::time::{Duration, Instant};
+
+/// Whether `FNHOST_BENCH_QUICK` is set (to anything).
+pub fn quick() -> bool {
+    std::env::var_os("FNHOST_BENCH_QUICK").is_some()
+}
+
+/// `full` iterations normally, far fewer (at least 100) in quick mode.
+pub fn iterations(full: u64) -> u64 {
+    if quick() {
+        (full / 1000).max(100)
+    } else {
+        full
+    }
+}
+
+/// Timed rounds per measurement (the median is reported).
+fn rounds() -> usize {
+    if quick() { 3 } else { 7 }
+}
+
+/// Runs `f` `iters` times per round, after a warm-up round of a tenth of that,
+/// and returns the median time per call over several rounds. Prints one line
+/// with the median and the best round.
+///
+/// Wrap inputs and results in [`std::hint::black_box`] inside `f` so the
+/// optimiser cannot remove the work.
+pub fn measure<F: FnMut()>(name: &str, iters: u64, mut f: F) -> Duration {
+    let iters = iters.max(1);
+    for _ in 0..(iters / 10).max(1) {
+        f();
+    }
+    let mut per_call: Vec<Duration> = (0..rounds())
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            per_iteration(start.elapsed(), iters)
+        })
+        .collect();
+    per_call.sort();
+    let median = per_call[per_call.len() / 2];
+    println!(
+        "{name:<48} {:>10}/iter (best {}, {iters} iters x {} rounds)",
+        format_duration(median),
+        format_duration(per_call[0]),
+        per_call.len()
+    );
+    median
+}
+
+fn per_iteration(total: Duration, iters: u64) -> Duration {
+    let nanos = total.as_nanos() / u128::from(iters);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+/// Formats a duration with a unit suited to its size (`ns`, `µs`, `ms`, `s`).
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_secs_f64() * 1e9;
+    if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// Prints the subject against its baseline, their ratio, and whether the
+/// subject meets `budget` per iteration; returns whether it does.
+pub fn report(
+    subject: &str,
+    measured: Duration,
+    baseline: &str,
+    baseline_measured: Duration,
+    budget: Duration,
+) -> bool {
+    let ratio = measured.as_secs_f64() / baseline_measured.as_secs_f64().max(1e-12);
+    let ok = measured < budget;
+    println!("{subject}: {}", format_duration(measured));
+    println!(
+        "{baseline} (baseline): {}",
+        format_duration(baseline_measured)
+    );
+    println!("ratio: {ratio:.2}x the baseline");
+    println!(
+        "target < {} per iteration: {}",
+        format_duration(budget),
+        if ok { "MET" } else { "NOT MET" }
+    );
+    ok
+}

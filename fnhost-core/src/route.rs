@@ -1714,7 +1714,7 @@ impl<T> fmt::Debug for Router<T> {
 }
 
 /// Segments kept on the stack before `find` falls back to a heap vector.
-const STACK_SEGMENTS: usize = 32;
+const STACK_SEGMENTS: usize = 16;
 
 impl<T> Router<T> {
     /// Number of routes.
@@ -1741,7 +1741,7 @@ impl<T> Router<T> {
     pub fn find(&self, method: Method, path: &str) -> RouteMatch<'_, T> {
         let trimmed = path.strip_prefix('/').unwrap_or(path);
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-        let ranges = {
+        let ranges = || {
             let mut start = 0;
             trimmed.split('/').map(move |s| {
                 let r = (start, start + s.len());
@@ -1754,14 +1754,19 @@ impl<T> Router<T> {
         let segs: &[(usize, usize)] = if trimmed.is_empty() {
             &[]
         } else {
-            let count = trimmed.bytes().filter(|&b| b == b'/').count() + 1;
-            if count <= STACK_SEGMENTS {
-                for (slot, r) in stack.iter_mut().zip(ranges) {
-                    *slot = r;
+            let mut count = 0;
+            for r in ranges() {
+                if count == STACK_SEGMENTS {
+                    count += 1;
+                    break;
                 }
+                stack[count] = r;
+                count += 1;
+            }
+            if count <= STACK_SEGMENTS {
                 &stack[..count]
             } else {
-                heap = ranges.collect();
+                heap = ranges().collect();
                 &heap
             }
         };
@@ -2548,6 +2553,35 @@ mod tests {
             hit(&r, Method::Get, &format!("{deep}/end")),
             Some((0, vec!["x=end".into()]))
         );
+    }
+
+    #[test]
+    fn segment_counts_around_the_stack_limit() {
+        for n in [STACK_SEGMENTS - 1, STACK_SEGMENTS, STACK_SEGMENTS + 1] {
+            let tpl = vec!["s"; n - 1].join("/") + "/{last}";
+            let r = router(&[(&tpl, &[]), ("{*all}", &[])]);
+            let path = "/S".repeat(n - 1) + "/v";
+            assert_eq!(
+                hit(&r, Method::Get, &path),
+                Some((0, vec!["last=v".into()])),
+                "{n}"
+            );
+            let longer = format!("{path}/w");
+            assert_eq!(
+                hit(&r, Method::Get, &longer),
+                Some((1, vec![format!("all={}", &longer[1..])])),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn router_is_send_and_sync() {
+        fn assert_send_sync<X: Send + Sync>() {}
+        assert_send_sync::<Router<String>>();
+        assert_send_sync::<RouterBuilder<String>>();
+        assert_send_sync::<RouteTemplate>();
+        assert_send_sync::<RouteParams>();
     }
 
     #[test]
