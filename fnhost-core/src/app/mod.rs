@@ -316,9 +316,10 @@ impl Loader {
 
     fn run(mut self) -> Result<FunctionApp, LoadError> {
         let mut folders = self.function_folders()?;
-        folders.sort_by(|a, b| {
-            a.to_ascii_lowercase()
-                .cmp(&b.to_ascii_lowercase())
+        folders.sort_by(|(a, _), (b, _)| {
+            a.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
                 .then_with(|| a.cmp(b))
         });
 
@@ -330,7 +331,7 @@ impl Loader {
         if let (Some(allow), Some(names)) = (&allow, &self.host.functions) {
             for (i, name) in names.iter().enumerate() {
                 let lower = &allow[i];
-                if !folders.iter().any(|f| f.to_ascii_lowercase() == *lower) {
+                if !folders.iter().any(|(f, _)| f.eq_ignore_ascii_case(lower)) {
                     let mut d = Diagnostic::warning(
                         Code::AllowListUnknown,
                         format!("the \"functions\" list names '{name}', but the app has no function folder of that name (with a function.json)"),
@@ -351,8 +352,9 @@ impl Loader {
         let mut by_name: HashMap<String, usize> = HashMap::with_capacity(folders.len());
         let mut router = RouterBuilder::new();
         let mut seen: HashMap<String, String> = HashMap::with_capacity(folders.len());
+        let disabled_by_setting = self.settings.disabled_functions();
 
-        for folder in folders {
+        for (folder, read) in folders {
             let lower = folder.to_ascii_lowercase();
             if let Some(allow) = &allow
                 && !allow.contains(&lower)
@@ -373,7 +375,7 @@ impl Loader {
             }
             seen.insert(lower.clone(), folder.clone());
 
-            let Some(mut function) = self.load_function(&folder, &file) else {
+            let Some(mut function) = self.load_function(&folder, &file, read) else {
                 continue;
             };
             if let Some(http) = &function.http {
@@ -396,7 +398,7 @@ impl Loader {
                     continue;
                 }
             }
-            function.disabled = function.disabled || self.settings.is_function_disabled(&folder);
+            function.disabled = function.disabled || disabled_by_setting.contains(&lower);
             by_name.insert(lower, functions.len());
             functions.push(function);
         }
@@ -413,8 +415,9 @@ impl Loader {
         })
     }
 
-    /// The names of the immediate subfolders that hold a function.json.
-    fn function_folders(&mut self) -> Result<Vec<String>, LoadError> {
+    /// The immediate subfolders that hold a function.json, with its text
+    /// (or the error reading it). Reading is the test: no extra `stat`.
+    fn function_folders(&mut self) -> Result<Vec<(String, io::Result<String>)>, LoadError> {
         let entries = fs::read_dir(&self.root).map_err(|source| LoadError::Unreadable {
             path: self.root.clone(),
             source,
@@ -443,18 +446,25 @@ impl Loader {
             if name.starts_with('.') {
                 continue;
             }
-            if entry.path().join(FUNCTION_JSON).is_file() {
-                folders.push(name.to_owned());
+            match fs::read_to_string(entry.path().join(FUNCTION_JSON)) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == io::ErrorKind::IsADirectory => {}
+                read => folders.push((name.to_owned(), read)),
             }
         }
         Ok(folders)
     }
 
     /// Loads one function folder; `None` when it has any error.
-    fn load_function(&mut self, name: &str, file: &Path) -> Option<Function> {
+    fn load_function(
+        &mut self,
+        name: &str,
+        file: &Path,
+        read: io::Result<String>,
+    ) -> Option<Function> {
         let dir = self.root.join(name);
         let errors_before = self.diagnostics.error_count();
-        let text = match fs::read_to_string(dir.join(FUNCTION_JSON)) {
+        let text = match read {
             Ok(t) => t,
             Err(e) => {
                 self.diagnostics.push(

@@ -2,7 +2,7 @@
 //! `%Name%` resolution, and the per-function disabled switch.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -28,6 +28,8 @@ pub const WORKER_RUNTIMES: &[&str] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppSettings {
     values: BTreeMap<String, String>,
+    /// Lower-cased name to name, for lookups that ignore case.
+    folded: HashMap<String, String>,
 }
 
 /// A `%Name%` that names no app setting.
@@ -48,7 +50,9 @@ impl AppSettings {
 
     /// Sets (or replaces) a setting.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.values.insert(name.into(), value.into());
+        let name = name.into();
+        self.folded.insert(name.to_ascii_lowercase(), name.clone());
+        self.values.insert(name, value.into());
     }
 
     /// Overlays settings, replacing those of the same name.
@@ -74,10 +78,8 @@ impl AppSettings {
         self.values
             .get(name)
             .or_else(|| {
-                self.values
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v)
+                let key = self.folded.get(&name.to_ascii_lowercase())?;
+                self.values.get(key)
             })
             .map(String::as_str)
     }
@@ -137,6 +139,40 @@ impl AppSettings {
         ]
         .iter()
         .any(|key| self.get(key).is_some_and(is_true))
+    }
+}
+
+impl AppSettings {
+    /// The lower-cased names of the functions disabled by
+    /// `AzureWebJobs.<name>.Disabled` (or `AzureWebJobs_<name>_Disabled`),
+    /// found in one pass over the settings.
+    pub fn disabled_functions(&self) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for (key, value) in &self.values {
+            if key.len() < 22 || !is_true(value) {
+                continue;
+            }
+            let (head, rest) = key.split_at(12);
+            if !head.eq_ignore_ascii_case("AzureWebJobs") {
+                continue;
+            }
+            let sep = rest.as_bytes()[0];
+            if sep != b'.' && sep != b'_' {
+                continue;
+            }
+            let inner = &rest[1..];
+            let Some(name) = inner.len().checked_sub(9).map(|n| &inner[..n]) else {
+                continue;
+            };
+            let tail = &inner[name.len()..];
+            if tail.as_bytes()[0] == sep
+                && tail[1..].eq_ignore_ascii_case("Disabled")
+                && !name.is_empty()
+            {
+                out.insert(name.to_ascii_lowercase());
+            }
+        }
+        out
     }
 }
 
@@ -286,5 +322,8 @@ mod tests {
         assert!(s.is_function_disabled("Other"));
         assert!(!s.is_function_disabled("Third"));
         assert!(!s.is_function_disabled("Nope"));
+        let set = s.disabled_functions();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains("hello") && set.contains("other"));
     }
 }
