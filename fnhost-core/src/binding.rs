@@ -358,12 +358,22 @@ pub fn is_valid_binding_name(name: &str) -> bool {
 }
 
 /// Looks a property up, exactly first and then ignoring ASCII case.
+///
+/// Binding objects are small, so one linear pass beats hashing the key.
 pub(crate) fn property<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
-    map.get(key).or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
+    let mut folded = None;
+    for (k, v) in map {
+        if k.len() != key.len() {
+            continue;
+        }
+        if k == key {
+            return Some(v);
+        }
+        if folded.is_none() && k.eq_ignore_ascii_case(key) {
+            folded = Some(v);
+        }
+    }
+    folded
 }
 
 fn string_prop(map: &Map<String, Value>, key: &str) -> Option<String> {

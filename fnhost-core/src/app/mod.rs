@@ -316,12 +316,7 @@ impl Loader {
 
     fn run(mut self) -> Result<FunctionApp, LoadError> {
         let mut folders = self.function_folders()?;
-        folders.sort_by(|(a, _), (b, _)| {
-            a.bytes()
-                .map(|c| c.to_ascii_lowercase())
-                .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
-                .then_with(|| a.cmp(b))
-        });
+        folders.sort_by_cached_key(|(name, _)| (name.to_ascii_lowercase(), name.clone()));
 
         let allow: Option<Vec<String>> = self
             .host
