@@ -545,7 +545,7 @@ impl Binder {
 /// 1. an executor set for that function name ([`HostBuilder::executor_for`]);
 /// 2. a native function registered under that name ([`HostBuilder::native`]);
 /// 3. the factories, in the order added ([`HostBuilder::factory`]); with the
-///    `tokio` feature, [`HostBuilder::with_default_executors`] adds the custom
+///    `tokio` feature, `HostBuilder::with_default_executors` adds the custom
 ///    handler (when host.json configures one) and then the one-shot process
 ///    executor (for the function's primary script).
 #[derive(Debug, Default)]
