@@ -36,5 +36,10 @@ if [ ! -f "$corpus/expected.json" ]; then
     echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2
 fi
 cargo test --workspace --all-features
+echo "== examples"
+for example in $(ls examples/examples | sed 's/\.rs$//'); do
+    echo "-- example $example"
+    cargo run --quiet -p fnhost-examples --example "$example"
+done
 echo "== benchmarks, quick smoke run"
 FNHOST_BENCH_QUICK=1 cargo bench --workspace --quiet 2>&1 | tail -n 40
