@@ -99,10 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             result.logs
         );
     }
-    let err = host
-        .invoke("Double", Invocation::new(json!({})))
-        .await
-        .unwrap_err();
+    let Err(err) = host.invoke("Double", Invocation::new(json!({}))).await else {
+        return Err("an input without x must fail".into());
+    };
     println!("a bad input fails clearly: {err}");
     host.shutdown().await;
     Ok(())
