@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod binding;
+pub mod build;
 pub mod diag;
 pub mod exec;
 pub mod invoke;
@@ -10,6 +11,9 @@ mod json;
 pub mod route;
 pub mod scaffold;
 pub mod schedule;
+pub mod source;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod timespan;
 
 pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, LoadError};
