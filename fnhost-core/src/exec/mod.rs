@@ -2,5 +2,24 @@
 //! processes and Azure-compatible custom handlers.
 
 mod native;
+#[cfg(feature = "tokio")]
+mod payload;
+#[cfg(feature = "tokio")]
+mod process;
 
 pub use native::NativeExecutor;
+#[cfg(feature = "tokio")]
+pub use process::{
+    DEFAULT_MAX_STDERR, DEFAULT_MAX_STDOUT, ProcessExecutor, ProcessExecutorFactory,
+};
+
+impl crate::invoke::HostBuilder {
+    /// Adds the default executor factories, asked after any added before:
+    /// the custom handler when host.json configures one
+    /// (coming next), then the one-shot process executor for
+    /// functions with a primary script ([`ProcessExecutorFactory`]).
+    #[cfg(feature = "tokio")]
+    pub fn with_default_executors(self) -> Self {
+        self.factory(std::sync::Arc::new(ProcessExecutorFactory::new()))
+    }
+}
