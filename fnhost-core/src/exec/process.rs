@@ -516,6 +516,11 @@ impl LineTail {
 
     /// `"; stderr: ..."` with the last lines (up to 20, 2 KiB), or nothing.
     pub(crate) fn tail_message(&self) -> String {
+        self.tail_message_as("stderr")
+    }
+
+    /// `"; {label}: ..."` with the last lines (up to 20, 2 KiB), or nothing.
+    pub(crate) fn tail_message_as(&self, label: &str) -> String {
         const LINES: usize = 20;
         const BYTES: usize = 2048;
         let mut picked: Vec<&str> = Vec::new();
@@ -540,7 +545,7 @@ impl LineTail {
         } else {
             String::new()
         };
-        format!("; stderr{more}:\n{}", picked.join("\n"))
+        format!("; {label}{more}:\n{}", picked.join("\n"))
     }
 }
 
