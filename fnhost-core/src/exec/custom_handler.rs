@@ -223,7 +223,10 @@ impl CustomHandlerExecutor {
         connector.set_nodelay(true);
         connector.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Shorter than the idle timeouts of common servers (Node's is
+            // 5 s), so that a request rarely meets a connection the handler
+            // is closing.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build(connector);
         Ok(CustomHandlerExecutor {
             inner: Arc::new(Inner {
