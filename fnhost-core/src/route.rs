@@ -55,7 +55,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -322,19 +321,37 @@ enum Constraint {
     Min(i64),
     Max(i64),
     Range(i64, i64),
-    Regex { pattern: String, regex: Regex },
+    /// Boxed: rare, and it would otherwise triple the size of every constraint.
+    Regex(Box<RegexConstraint>),
 }
 
-fn constraint_args<N: FromStr>(name: &str, args: Option<&str>) -> Result<Vec<N>, String> {
+#[derive(Clone, Debug)]
+struct RegexConstraint {
+    pattern: String,
+    regex: Regex,
+}
+
+/// Parses a constraint's comma-separated arguments; returns how many there
+/// are and the first two (the most any constraint takes).
+fn constraint_args<N: FromStr + Copy + Default>(
+    name: &str,
+    args: Option<&str>,
+) -> Result<(usize, [N; 2]), String> {
     let args =
         args.ok_or_else(|| format!("constraint '{name}' requires arguments in parentheses"))?;
-    args.split(',')
-        .map(|a| {
-            let a = a.trim();
-            a.parse::<N>()
-                .map_err(|_| format!("constraint '{name}' has an invalid argument '{a}'"))
-        })
-        .collect()
+    let mut first = [N::default(); 2];
+    let mut count = 0;
+    for a in args.split(',') {
+        let a = a.trim();
+        let v = a
+            .parse::<N>()
+            .map_err(|_| format!("constraint '{name}' has an invalid argument '{a}'"))?;
+        if let Some(slot) = first.get_mut(count) {
+            *slot = v;
+        }
+        count += 1;
+    }
+    Ok((count, first))
 }
 
 impl Constraint {
@@ -343,76 +360,79 @@ impl Constraint {
             None => Ok(c),
             Some(_) => Err(format!("constraint '{name}' takes no arguments")),
         };
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "int" => no_args(Constraint::Int),
-            "long" => no_args(Constraint::Long),
-            "bool" => no_args(Constraint::Bool),
-            "guid" => no_args(Constraint::Guid),
-            "double" => no_args(Constraint::Double),
-            "decimal" => no_args(Constraint::Decimal),
-            "datetime" => no_args(Constraint::DateTime),
-            "alpha" => no_args(Constraint::Alpha),
-            "required" => no_args(Constraint::Required),
-            "minlength" | "maxlength" => match constraint_args::<usize>(name, args)?[..] {
-                [n] if lower == "minlength" => Ok(Constraint::MinLength(n)),
-                [n] => Ok(Constraint::MaxLength(n)),
+        // Lower-case into a stack buffer; every known name fits in it.
+        let mut buf = [0u8; 9];
+        let lower: &[u8] = match buf.get_mut(..name.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(name.as_bytes());
+                dst.make_ascii_lowercase();
+                dst
+            }
+            None => b"",
+        };
+        match lower {
+            b"int" => no_args(Constraint::Int),
+            b"long" => no_args(Constraint::Long),
+            b"bool" => no_args(Constraint::Bool),
+            b"guid" => no_args(Constraint::Guid),
+            b"double" => no_args(Constraint::Double),
+            b"decimal" => no_args(Constraint::Decimal),
+            b"datetime" => no_args(Constraint::DateTime),
+            b"alpha" => no_args(Constraint::Alpha),
+            b"required" => no_args(Constraint::Required),
+            b"minlength" | b"maxlength" => match constraint_args::<usize>(name, args)? {
+                (1, [n, _]) if lower == b"minlength" => Ok(Constraint::MinLength(n)),
+                (1, [n, _]) => Ok(Constraint::MaxLength(n)),
                 _ => Err(format!("constraint '{name}' takes exactly one argument")),
             },
-            "length" => match constraint_args::<usize>(name, args)?[..] {
-                [n] => Ok(Constraint::Length(n, n)),
-                [a, b] if a <= b => Ok(Constraint::Length(a, b)),
-                [_, _] => Err(format!(
+            b"length" => match constraint_args::<usize>(name, args)? {
+                (1, [n, _]) => Ok(Constraint::Length(n, n)),
+                (2, [a, b]) if a <= b => Ok(Constraint::Length(a, b)),
+                (2, _) => Err(format!(
                     "constraint '{name}': the minimum length is greater than the maximum"
                 )),
                 _ => Err(format!("constraint '{name}' takes one or two arguments")),
             },
-            "min" | "max" => match constraint_args::<i64>(name, args)?[..] {
-                [n] if lower == "min" => Ok(Constraint::Min(n)),
-                [n] => Ok(Constraint::Max(n)),
+            b"min" | b"max" => match constraint_args::<i64>(name, args)? {
+                (1, [n, _]) if lower == b"min" => Ok(Constraint::Min(n)),
+                (1, [n, _]) => Ok(Constraint::Max(n)),
                 _ => Err(format!("constraint '{name}' takes exactly one argument")),
             },
-            "range" => match constraint_args::<i64>(name, args)?[..] {
-                [a, b] if a <= b => Ok(Constraint::Range(a, b)),
-                [_, _] => Err(format!(
+            b"range" => match constraint_args::<i64>(name, args)? {
+                (2, [a, b]) if a <= b => Ok(Constraint::Range(a, b)),
+                (2, _) => Err(format!(
                     "constraint '{name}': the minimum is greater than the maximum"
                 )),
                 _ => Err(format!("constraint '{name}' takes exactly two arguments")),
             },
-            "regex" => {
+            b"regex" => {
                 let pattern = args
                     .filter(|a| !a.is_empty())
                     .ok_or_else(|| format!("constraint '{name}' requires a pattern argument"))?;
                 let regex = Regex::new(&format!("(?i){pattern}"))
                     .map_err(|e| format!("constraint '{name}' has an invalid regex: {e}"))?;
-                Ok(Constraint::Regex {
+                Ok(Constraint::Regex(Box::new(RegexConstraint {
                     pattern: pattern.to_owned(),
                     regex,
-                })
+                })))
             }
             _ => Err(format!("unknown route constraint '{name}'")),
         }
     }
 
-    /// Normalised text, used to compare constraints between templates.
-    fn canonical(&self) -> String {
-        match self {
-            Constraint::Int => "int".into(),
-            Constraint::Long => "long".into(),
-            Constraint::Bool => "bool".into(),
-            Constraint::Guid => "guid".into(),
-            Constraint::Double => "double".into(),
-            Constraint::Decimal => "decimal".into(),
-            Constraint::DateTime => "datetime".into(),
-            Constraint::Alpha => "alpha".into(),
-            Constraint::Required => "required".into(),
-            Constraint::MinLength(n) => format!("minlength({n})"),
-            Constraint::MaxLength(n) => format!("maxlength({n})"),
-            Constraint::Length(a, b) => format!("length({a},{b})"),
-            Constraint::Min(n) => format!("min({n})"),
-            Constraint::Max(n) => format!("max({n})"),
-            Constraint::Range(a, b) => format!("range({a},{b})"),
-            Constraint::Regex { pattern, .. } => format!("regex({pattern})"),
+    /// Whether two constraints are the same once normalised (name case and
+    /// `length(n)` versus `length(n,n)` do not matter; regexes compare by
+    /// pattern text).
+    fn same(&self, other: &Constraint) -> bool {
+        use Constraint as C;
+        match (self, other) {
+            (C::MinLength(a), C::MinLength(b)) | (C::MaxLength(a), C::MaxLength(b)) => a == b,
+            (C::Length(a, b), C::Length(c, d)) => a == c && b == d,
+            (C::Min(a), C::Min(b)) | (C::Max(a), C::Max(b)) => a == b,
+            (C::Range(a, b), C::Range(c, d)) => a == c && b == d,
+            (C::Regex(a), C::Regex(b)) => a.pattern == b.pattern,
+            // Same data-less variant, or different variants.
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
 
@@ -440,7 +460,7 @@ impl Constraint {
                 .trim()
                 .parse::<i64>()
                 .is_ok_and(|x| (*a..=*b).contains(&x)),
-            Constraint::Regex { regex, .. } => regex.is_match(v),
+            Constraint::Regex(r) => r.regex.is_match(v),
         }
     }
 }
@@ -572,6 +592,53 @@ enum Mode {
     CatchAll,
 }
 
+/// A parameter's constraints; zero or one (the usual cases) need no
+/// allocation.
+#[derive(Clone, Debug, Default)]
+enum Constraints {
+    #[default]
+    None,
+    One(Constraint),
+    Many(Vec<Constraint>),
+}
+
+impl Constraints {
+    fn as_slice(&self) -> &[Constraint] {
+        match self {
+            Constraints::None => &[],
+            Constraints::One(c) => std::slice::from_ref(c),
+            Constraints::Many(cs) => cs,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Constraints::None)
+    }
+
+    fn push(&mut self, c: Constraint) {
+        *self = match std::mem::take(self) {
+            Constraints::None => Constraints::One(c),
+            Constraints::One(first) => Constraints::Many(vec![first, c]),
+            Constraints::Many(mut cs) => {
+                cs.push(c);
+                Constraints::Many(cs)
+            }
+        };
+    }
+
+    /// Whether both hold the same constraints, in any order.
+    fn same(&self, other: &Constraints) -> bool {
+        let (a, b) = (self.as_slice(), other.as_slice());
+        let count = |cs: &[Constraint], c: &Constraint| cs.iter().filter(|x| x.same(c)).count();
+        a.len() == b.len()
+            && match a {
+                [] => true,
+                [x] => x.same(&b[0]),
+                _ => a.iter().all(|c| count(a, c) == count(b, c)),
+            }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Param {
     name: Arc<str>,
@@ -579,30 +646,20 @@ struct Param {
     /// Written with a trailing `?`.
     marked_optional: bool,
     default: Option<String>,
-    constraints: Vec<Constraint>,
+    constraints: Constraints,
     /// Offset of the opening `{` in the template.
     offset: usize,
 }
 
 impl Param {
     fn accepts(&self, v: &str) -> bool {
-        self.constraints.iter().all(|c| c.accepts(v))
+        self.constraints.as_slice().iter().all(|c| c.accepts(v))
     }
 
-    fn shape(&self, out: &mut String) {
-        out.push('{');
-        match self.mode {
-            Mode::Required => {}
-            Mode::Optional => out.push('?'),
-            Mode::CatchAll => out.push('*'),
-        }
-        let mut cs: Vec<String> = self.constraints.iter().map(Constraint::canonical).collect();
-        cs.sort();
-        for c in cs {
-            out.push(':');
-            out.push_str(&c);
-        }
-        out.push('}');
+    /// Whether the two parameters have the same shape: same kind and
+    /// constraints, whatever their names.
+    fn same_shape(&self, other: &Param) -> bool {
+        self.mode == other.mode && self.constraints.same(&other.constraints)
     }
 }
 
@@ -612,9 +669,38 @@ enum Part {
     Param(Param),
 }
 
+/// Whether two complex segments have the same shape: literals equal ignoring
+/// ASCII case, parameters of the same shape.
+fn same_parts(a: &[Part], b: &[Part]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|pair| match pair {
+            (Part::Literal(x), Part::Literal(y)) => x.eq_ignore_ascii_case(y),
+            (Part::Param(x), Part::Param(y)) => x.same_shape(y),
+            _ => false,
+        })
+}
+
+/// The text of a literal segment.
+#[derive(Clone, Debug)]
+enum Lit {
+    /// Byte range of the template text (no escaped braces).
+    Span(usize, usize),
+    /// Unescaped text, when the segment has `{{` or `}}`.
+    Owned(Box<str>),
+}
+
+impl Lit {
+    fn bytes<'a>(&'a self, text: &'a str) -> &'a [u8] {
+        match self {
+            Lit::Span(s, e) => &text.as_bytes()[*s..*e],
+            Lit::Owned(l) => l.as_bytes(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Segment {
-    Literal(String),
+    Literal(Lit),
     Param(Param),
     Complex(Vec<Part>),
 }
@@ -635,32 +721,6 @@ impl Segment {
         }
     }
 
-    /// Normalised form of a non-literal segment, ignoring parameter names.
-    fn shape(&self) -> String {
-        let mut out = String::new();
-        match self {
-            Segment::Literal(l) => out.push_str(&l.to_ascii_lowercase()),
-            Segment::Param(p) => p.shape(&mut out),
-            Segment::Complex(parts) => {
-                for part in parts {
-                    match part {
-                        Part::Literal(l) => {
-                            for c in l.to_ascii_lowercase().chars() {
-                                match c {
-                                    '{' => out.push_str("{{"),
-                                    '}' => out.push_str("}}"),
-                                    c => out.push(c),
-                                }
-                            }
-                        }
-                        Part::Param(p) => p.shape(&mut out),
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Whether a path may end before this segment (it may consume nothing).
     fn may_be_empty(&self) -> bool {
         matches!(self, Segment::Param(p)
@@ -668,12 +728,33 @@ impl Segment {
     }
 }
 
+/// The parameters of `segments`, left to right.
+fn params_of(segments: &[Segment]) -> impl Iterator<Item = &Param> {
+    segments.iter().flat_map(|s| {
+        let (one, many): (Option<&Param>, &[Part]) = match s {
+            Segment::Literal(_) => (None, &[]),
+            Segment::Param(p) => (Some(p), &[]),
+            Segment::Complex(parts) => (None, parts),
+        };
+        one.into_iter()
+            .chain(many.iter().filter_map(|part| match part {
+                Part::Param(p) => Some(p),
+                Part::Literal(_) => None,
+            }))
+    })
+}
+
 /// A parsed ASP.NET Core route template, e.g. `api/products/{id:int?}`.
 ///
 /// Parse with [`RouteTemplate::parse`] or [`str::parse`]; displays as the
 /// text it was parsed from. Two templates are equal when their texts are.
+/// Cloning is cheap: clones share the parsed form.
 #[derive(Clone)]
 pub struct RouteTemplate {
+    inner: Arc<TemplateInner>,
+}
+
+struct TemplateInner {
     text: String,
     segments: Vec<Segment>,
 }
@@ -696,51 +777,44 @@ impl RouteTemplate {
     /// preceded by `.`).
     pub fn parse(text: &str) -> Result<Self, RouteError> {
         Ok(RouteTemplate {
-            segments: parse_template(text)?,
-            text: text.to_owned(),
+            inner: Arc::new(TemplateInner {
+                segments: parse_template(text)?,
+                text: text.to_owned(),
+            }),
         })
     }
 
     /// The text the template was parsed from.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.inner.text
     }
 
     /// The names of the template's parameters, left to right, as written.
     pub fn parameter_names(&self) -> impl Iterator<Item = &str> {
-        self.params().map(|p| &*p.name)
+        params_of(&self.inner.segments).map(|p| &*p.name)
     }
 
-    fn params(&self) -> impl Iterator<Item = &Param> {
-        self.segments.iter().flat_map(|s| {
-            let (one, many): (Option<&Param>, &[Part]) = match s {
-                Segment::Literal(_) => (None, &[]),
-                Segment::Param(p) => (Some(p), &[]),
-                Segment::Complex(parts) => (None, parts),
-            };
-            one.into_iter()
-                .chain(many.iter().filter_map(|part| match part {
-                    Part::Param(p) => Some(p),
-                    Part::Literal(_) => None,
-                }))
-        })
+    fn segments(&self) -> &[Segment] {
+        &self.inner.segments
     }
 
-    /// Specificity key: one rank per segment.
-    fn key(&self) -> Vec<u8> {
-        self.segments.iter().map(Segment::rank).collect()
+    /// Specificity key: one rank per segment, compared left to right.
+    fn key(&self) -> impl Iterator<Item = u8> + '_ {
+        self.segments().iter().map(Segment::rank)
     }
 }
 
 impl fmt::Debug for RouteTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RouteTemplate").field(&self.text).finish()
+        f.debug_tuple("RouteTemplate")
+            .field(&self.as_str())
+            .finish()
     }
 }
 
 impl fmt::Display for RouteTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
@@ -754,63 +828,155 @@ impl FromStr for RouteTemplate {
 
 impl PartialEq for RouteTemplate {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.as_str() == other.as_str()
     }
 }
 
 impl Eq for RouteTemplate {}
 
+/// One part of a segment as scanned, before it is parsed: byte ranges into
+/// the template, and whether they hold escaped braces.
+#[derive(Clone, Copy)]
 enum RawPart {
-    Literal(String),
-    Param {
-        text: String,
-        /// Template offset of each byte of `text`, plus one for the end.
-        offsets: Vec<usize>,
-        open: usize,
+    /// Literal text `start..end`.
+    Literal {
+        start: usize,
+        end: usize,
+        escaped: bool,
     },
+    /// A parameter from its `{` at `open` to its `}` at `close`.
+    Param {
+        open: usize,
+        close: usize,
+        escaped: bool,
+    },
+}
+
+/// Scanned parts of the current segment; complex segments are rare, so room
+/// for a few parts on the stack is enough to avoid allocating.
+struct RawParts {
+    inline: [RawPart; 4],
+    len: usize,
+    spill: Vec<RawPart>,
+}
+
+impl RawParts {
+    fn new() -> Self {
+        RawParts {
+            inline: [RawPart::Literal {
+                start: 0,
+                end: 0,
+                escaped: false,
+            }; 4],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, part: RawPart) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = part;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(part);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[RawPart] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+    }
+}
+
+/// Collapses `{{` and `}}` in literal text.
+fn unescape_literal(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '{' || c == '}' {
+            chars.next();
+        }
+    }
+    out
 }
 
 fn is_special(b: u8) -> bool {
     matches!(b, b'/' | b'{' | b'}' | b'?')
 }
 
+/// Parses the template into segments. Scanning errors (braces, empty
+/// segments, `?`) anywhere in the template are reported before errors in the
+/// parameters or complex segments, which are reported in template order.
 fn parse_template(t: &str) -> Result<Vec<Segment>, RouteError> {
     let b = t.as_bytes();
     let mut i = usize::from(t.starts_with('/'));
-    let mut raw: Vec<Vec<RawPart>> = Vec::new();
-    let mut parts: Vec<RawPart> = Vec::new();
-    let mut lit = String::new();
-    let flush = |lit: &mut String, parts: &mut Vec<RawPart>| {
-        if !lit.is_empty() {
-            parts.push(RawPart::Literal(std::mem::take(lit)));
+    let mut segments = Vec::with_capacity(b.iter().filter(|&&c| c == b'/').count() + 1);
+    let mut parts = RawParts::new();
+    // Literal text being scanned: start, and whether it holds escapes.
+    let mut lit: Option<(usize, bool)> = None;
+    // The first error found while parsing parts; scanning goes on, since a
+    // scanning error later in the template takes precedence.
+    let mut deferred: Option<RouteError> = None;
+    let flush = |lit: &mut Option<(usize, bool)>, parts: &mut RawParts, end: usize| {
+        if let Some((start, escaped)) = lit.take() {
+            parts.push(RawPart::Literal {
+                start,
+                end,
+                escaped,
+            });
         }
+    };
+    let mut finish = |parts: &mut RawParts, deferred: &mut Option<RouteError>| {
+        if deferred.is_none() {
+            match build_segment(t, parts.as_slice()) {
+                Ok(seg) => segments.push(seg),
+                Err(e) => *deferred = Some(e),
+            }
+        }
+        parts.clear();
     };
     while i < b.len() {
         match b[i] {
             b'/' => {
-                flush(&mut lit, &mut parts);
+                flush(&mut lit, &mut parts, i);
                 if parts.is_empty() {
                     return Err(RouteError::new(
                         i,
                         "empty segment: the template contains '//' or starts with it",
                     ));
                 }
-                raw.push(std::mem::take(&mut parts));
+                finish(&mut parts, &mut deferred);
                 i += 1;
             }
-            b'{' if b.get(i + 1) == Some(&b'{') => {
-                lit.push('{');
+            c @ (b'{' | b'}') if b.get(i + 1) == Some(&c) => {
+                lit.get_or_insert((i, true)).1 = true;
                 i += 2;
             }
             b'{' => {
-                flush(&mut lit, &mut parts);
-                let (part, next) = scan_param(t, i)?;
-                parts.push(part);
-                i = next;
-            }
-            b'}' if b.get(i + 1) == Some(&b'}') => {
-                lit.push('}');
-                i += 2;
+                flush(&mut lit, &mut parts, i);
+                let (close, escaped) = scan_param(b, i)?;
+                parts.push(RawPart::Param {
+                    open: i,
+                    close,
+                    escaped,
+                });
+                i = close + 1;
             }
             b'}' => {
                 return Err(RouteError::new(
@@ -825,55 +991,82 @@ fn parse_template(t: &str) -> Result<Vec<Segment>, RouteError> {
                 ));
             }
             _ => {
-                let end = b[i..]
+                lit.get_or_insert((i, false));
+                i = b[i..]
                     .iter()
                     .position(|&c| is_special(c))
                     .map_or(b.len(), |k| i + k);
-                lit.push_str(&t[i..end]);
-                i = end;
             }
         }
     }
-    flush(&mut lit, &mut parts);
+    flush(&mut lit, &mut parts, b.len());
     if !parts.is_empty() {
-        raw.push(parts);
+        finish(&mut parts, &mut deferred);
     }
-
-    let mut segments = Vec::with_capacity(raw.len());
-    for raw_parts in raw {
-        let mut parts = Vec::with_capacity(raw_parts.len());
-        for rp in raw_parts {
-            parts.push(match rp {
-                RawPart::Literal(l) => Part::Literal(l),
-                RawPart::Param {
-                    text,
-                    offsets,
-                    open,
-                } => Part::Param(parse_param(&text, &offsets, open)?),
-            });
-        }
-        segments.push(if parts.len() == 1 {
-            match parts.pop() {
-                Some(Part::Literal(l)) => Segment::Literal(l),
-                Some(Part::Param(p)) => Segment::Param(p),
-                None => unreachable!("one part"),
-            }
-        } else {
-            validate_complex(&parts)?;
-            Segment::Complex(parts)
-        });
+    if let Some(e) = deferred {
+        return Err(e);
     }
     validate_template(&mut segments)?;
     Ok(segments)
 }
 
-/// Scans a `{...}` parameter starting at `open`; returns it unescaped and the
-/// offset just past its closing brace.
-fn scan_param(t: &str, open: usize) -> Result<(RawPart, usize), RouteError> {
-    let b = t.as_bytes();
+/// Builds one segment from its scanned parts.
+fn build_segment(t: &str, raw: &[RawPart]) -> Result<Segment, RouteError> {
+    let part = |rp: &RawPart| -> Result<Part, RouteError> {
+        Ok(match *rp {
+            RawPart::Literal {
+                start,
+                end,
+                escaped,
+            } => Part::Literal(if escaped {
+                unescape_literal(&t[start..end])
+            } else {
+                t[start..end].to_owned()
+            }),
+            RawPart::Param {
+                open,
+                close,
+                escaped,
+            } => Part::Param(param_at(t, open, close, escaped)?),
+        })
+    };
+    match raw {
+        [
+            RawPart::Literal {
+                start,
+                end,
+                escaped: false,
+            },
+        ] => Ok(Segment::Literal(Lit::Span(*start, *end))),
+        [
+            RawPart::Literal {
+                start,
+                end,
+                escaped: true,
+            },
+        ] => Ok(Segment::Literal(Lit::Owned(
+            unescape_literal(&t[*start..*end]).into_boxed_str(),
+        ))),
+        [
+            RawPart::Param {
+                open,
+                close,
+                escaped,
+            },
+        ] => Ok(Segment::Param(param_at(t, *open, *close, *escaped)?)),
+        _ => {
+            let parts = raw.iter().map(part).collect::<Result<Vec<_>, _>>()?;
+            validate_complex(&parts)?;
+            Ok(Segment::Complex(parts))
+        }
+    }
+}
+
+/// Scans a `{...}` parameter starting at `open`; returns the offset of its
+/// closing brace and whether it holds escaped braces.
+fn scan_param(b: &[u8], open: usize) -> Result<(usize, bool), RouteError> {
     let mut j = open + 1;
-    let mut text = String::new();
-    let mut offsets = Vec::new();
+    let mut escaped = false;
     loop {
         match b.get(j) {
             None => {
@@ -882,27 +1075,11 @@ fn scan_param(t: &str, open: usize) -> Result<(RawPart, usize), RouteError> {
                     "unbalanced '{': the parameter is never closed with '}'",
                 ));
             }
-            Some(b'}') if b.get(j + 1) == Some(&b'}') => {
-                text.push('}');
-                offsets.push(j);
+            Some(&c @ (b'{' | b'}')) if b.get(j + 1) == Some(&c) => {
+                escaped = true;
                 j += 2;
             }
-            Some(b'}') => {
-                offsets.push(j);
-                return Ok((
-                    RawPart::Param {
-                        text,
-                        offsets,
-                        open,
-                    },
-                    j + 1,
-                ));
-            }
-            Some(b'{') if b.get(j + 1) == Some(&b'{') => {
-                text.push('{');
-                offsets.push(j);
-                j += 2;
-            }
+            Some(b'}') => return Ok((j, escaped)),
             Some(b'{') => {
                 return Err(RouteError::new(
                     j,
@@ -910,16 +1087,51 @@ fn scan_param(t: &str, open: usize) -> Result<(RawPart, usize), RouteError> {
                 ));
             }
             Some(_) => {
-                let end = b[j..]
+                j = b[j..]
                     .iter()
                     .position(|&c| c == b'{' || c == b'}')
                     .map_or(b.len(), |k| j + k);
-                text.push_str(&t[j..end]);
-                offsets.extend(j..end);
-                j = end;
             }
         }
     }
+}
+
+/// Parses the parameter between the braces at `open` and `close`.
+fn param_at(t: &str, open: usize, close: usize, escaped: bool) -> Result<Param, RouteError> {
+    if !escaped {
+        return parse_param(&t[open + 1..close], Offsets::From(open + 1), open);
+    }
+    let b = t.as_bytes();
+    let mut text = String::with_capacity(close - open);
+    let mut offsets = Vec::with_capacity(close - open);
+    let mut j = open + 1;
+    while j < close {
+        if matches!(b[j], b'{' | b'}') {
+            // Escaped: the scan only lets doubled braces through.
+            text.push(char::from(b[j]));
+            offsets.push(j);
+            j += 2;
+        } else {
+            let end = b[j..close]
+                .iter()
+                .position(|&c| c == b'{' || c == b'}')
+                .map_or(close, |k| j + k);
+            text.push_str(&t[j..end]);
+            offsets.extend(j..end);
+            j = end;
+        }
+    }
+    offsets.push(close);
+    parse_param(&text, Offsets::Map(&offsets), open)
+}
+
+/// Maps byte offsets in a parameter's unescaped text to template offsets.
+#[derive(Clone, Copy)]
+enum Offsets<'a> {
+    /// The text is the template from this offset on, unchanged.
+    From(usize),
+    /// Template offset of each byte of the text, plus one for the end.
+    Map(&'a [usize]),
 }
 
 /// Index of the `)` closing a constraint argument list that starts at `from`
@@ -945,8 +1157,20 @@ fn find_close(text: &str, from: usize) -> Option<usize> {
     None
 }
 
-fn parse_param(text: &str, offsets: &[usize], open: usize) -> Result<Param, RouteError> {
-    let at = |k: usize| offsets.get(k).copied().unwrap_or(open);
+/// Whether `s` is empty or only whitespace.
+fn is_blank(s: &str) -> bool {
+    match s.as_bytes().first() {
+        Some(c) if c.is_ascii() && !c.is_ascii_whitespace() => false,
+        _ => s.trim().is_empty(),
+    }
+}
+
+fn parse_param(text: &str, offsets: Offsets<'_>, open: usize) -> Result<Param, RouteError> {
+    let at = |k: usize| match offsets {
+        Offsets::From(base) if k <= text.len() => base + k,
+        Offsets::From(_) => open,
+        Offsets::Map(m) => m.get(k).copied().unwrap_or(open),
+    };
     let b = text.as_bytes();
     let (catch_all, mut p) = if text.starts_with("**") {
         (true, 2)
@@ -955,17 +1179,21 @@ fn parse_param(text: &str, offsets: &[usize], open: usize) -> Result<Param, Rout
     } else {
         (false, 0)
     };
-    let name_end = text[p..]
-        .find([':', '=', '?'])
+    let name_end = b[p..]
+        .iter()
+        .position(|&c| matches!(c, b':' | b'=' | b'?'))
         .map_or(text.len(), |k| k + p);
     let name = &text[p..name_end];
-    if name.trim().is_empty() {
+    if is_blank(name) {
         return Err(RouteError::new(
             at(p),
             "empty parameter name: a parameter must be written '{name}'",
         ));
     }
-    if let Some(k) = name.find(['*', '{', '}', '/']) {
+    if let Some(k) = name
+        .bytes()
+        .position(|c| matches!(c, b'*' | b'{' | b'}' | b'/'))
+    {
         return Err(RouteError::new(
             at(p + k),
             format!(
@@ -974,14 +1202,15 @@ fn parse_param(text: &str, offsets: &[usize], open: usize) -> Result<Param, Rout
         ));
     }
     p = name_end;
-    let mut constraints = Vec::new();
+    let mut constraints = Constraints::None;
     while b.get(p) == Some(&b':') {
         let cs = p + 1;
-        let ce = text[cs..]
-            .find(['(', ':', '=', '?'])
+        let ce = b[cs..]
+            .iter()
+            .position(|&c| matches!(c, b'(' | b':' | b'=' | b'?'))
             .map_or(text.len(), |k| k + cs);
         let cname = &text[cs..ce];
-        if cname.trim().is_empty() {
+        if is_blank(cname) {
             return Err(RouteError::new(
                 at(p),
                 format!("empty constraint name after ':' in parameter '{name}'"),
@@ -1130,6 +1359,15 @@ fn validate_complex(parts: &[Part]) -> Result<(), RouteError> {
     Ok(())
 }
 
+/// Whether two parameter names are equal once lower-cased.
+fn same_name(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
+}
+
 fn validate_template(segments: &mut [Segment]) -> Result<(), RouteError> {
     let n = segments.len();
     for k in 0..n {
@@ -1182,13 +1420,12 @@ fn validate_template(segments: &mut [Segment]) -> Result<(), RouteError> {
             }
         }
     }
-    let template = RouteTemplate {
-        text: String::new(),
-        segments: segments.to_vec(),
-    };
-    let mut seen = HashSet::new();
-    for p in template.params() {
-        if !seen.insert(p.name.to_lowercase()) {
+    let segments = &*segments;
+    for (k, p) in params_of(segments).enumerate() {
+        if params_of(segments)
+            .take(k)
+            .any(|q| same_name(&q.name, &p.name))
+        {
             return Err(RouteError::new(
                 p.offset,
                 format!(
@@ -1417,36 +1654,72 @@ impl RouteParams {
 // Router
 // ---------------------------------------------------------------------------
 
-/// FNV-1a over ASCII-lower-cased bytes.
-fn ci_hash(s: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in s.as_bytes() {
-        h ^= u64::from(b.to_ascii_lowercase());
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// A hash of `s` that ignores ASCII case, eight bytes at a time: equal
+/// under `eq_ignore_ascii_case` implies equal hashes.
+fn ci_hash(s: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    /// Sets bit 0x20 of every byte in `A..=Z`.
+    fn lower(x: u64) -> u64 {
+        let low = x & LOW7;
+        let ge_a = low + ONES * u64::from(0x80 - b'A');
+        let gt_z = low + ONES * u64::from(0x80 - b'Z' - 1);
+        let upper = ge_a & !gt_z & !x & HIGH;
+        x | (upper >> 2)
+    }
+    fn mix(h: u64, v: u64) -> u64 {
+        let m = u128::from(h ^ v) * u128::from(K);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    let mut h = (s.len() as u64).wrapping_mul(K);
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        h = mix(h, lower(u64::from_le_bytes(word)));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = mix(h, lower(u64::from_le_bytes(word)));
     }
     h
 }
 
-/// Literal children of a node: an open-addressing table keyed by the
-/// case-insensitive hash, so lookups never allocate.
+/// A literal child of a node: the literal's text is `start..end` of the
+/// router's literal arena (as written; compared ignoring ASCII case).
+#[derive(Debug)]
+struct LitKey {
+    start: usize,
+    end: usize,
+    hash: u64,
+    child: usize,
+}
+
+/// Literal children of a node: a short list searched linearly, or an
+/// open-addressing table keyed by the case-insensitive hash once there are
+/// more than a few; lookups never allocate.
 #[derive(Debug, Default)]
 struct Literals {
-    /// (lower-cased literal, hash, child node)
-    keys: Vec<(Box<str>, u64, usize)>,
-    /// Slots hold index + 1 into `keys`; 0 is empty. Length is a power of two.
+    keys: Vec<LitKey>,
+    /// Slots hold index + 1 into `keys`; 0 is empty. Length is a power of
+    /// two; empty while the keys are few enough to search linearly.
     table: Vec<usize>,
 }
 
 impl Literals {
     const LINEAR: usize = 4;
 
-    fn get(&self, seg: &str) -> Option<usize> {
+    fn get(&self, arena: &[u8], seg: &[u8]) -> Option<usize> {
         if self.keys.len() <= Self::LINEAR {
             return self
                 .keys
                 .iter()
-                .find(|(k, _, _)| k.eq_ignore_ascii_case(seg))
-                .map(|e| e.2);
+                .find(|k| arena[k.start..k.end].eq_ignore_ascii_case(seg))
+                .map(|k| k.child);
         }
         let h = ci_hash(seg);
         let mask = self.table.len() - 1;
@@ -1456,18 +1729,25 @@ impl Literals {
             if slot == 0 {
                 return None;
             }
-            let (k, kh, child) = &self.keys[slot - 1];
-            if *kh == h && k.eq_ignore_ascii_case(seg) {
-                return Some(*child);
+            let k = &self.keys[slot - 1];
+            if k.hash == h && arena[k.start..k.end].eq_ignore_ascii_case(seg) {
+                return Some(k.child);
             }
             i = (i + 1) & mask;
         }
     }
 
-    fn insert(&mut self, literal: &str, child: usize) {
-        let key = literal.to_ascii_lowercase().into_boxed_str();
-        let h = ci_hash(&key);
-        self.keys.push((key, h, child));
+    /// Adds the literal at `start..end` of `arena`.
+    fn insert(&mut self, arena: &[u8], start: usize, end: usize, child: usize) {
+        self.keys.push(LitKey {
+            start,
+            end,
+            hash: ci_hash(&arena[start..end]),
+            child,
+        });
+        if self.keys.len() <= Self::LINEAR {
+            return;
+        }
         if self.table.len() < self.keys.len() * 2 {
             let size = (self.keys.len() * 2).next_power_of_two().max(8);
             self.table = vec![0; size];
@@ -1481,7 +1761,7 @@ impl Literals {
 
     fn place(&mut self, idx: usize) {
         let mask = self.table.len() - 1;
-        let mut i = (self.keys[idx].1 as usize) & mask;
+        let mut i = (self.keys[idx].hash as usize) & mask;
         while self.table[i] != 0 {
             i = (i + 1) & mask;
         }
@@ -1497,32 +1777,66 @@ impl Literals {
 enum Matcher {
     Param {
         mode: Mode,
-        constraints: Vec<Constraint>,
+        constraints: Constraints,
     },
     Complex(Vec<Part>),
+}
+
+impl Matcher {
+    /// Whether the non-literal segment `seg` has this matcher's shape (same
+    /// literals ignoring case, same parameter kinds and constraints, names
+    /// ignored), so that it shares its edge.
+    fn same_shape(&self, seg: &Segment) -> bool {
+        match (self, seg) {
+            (Matcher::Param { mode, constraints }, Segment::Param(p)) => {
+                *mode == p.mode && constraints.same(&p.constraints)
+            }
+            (Matcher::Complex(parts), Segment::Complex(other)) => same_parts(parts, other),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Edge {
     rank: u8,
-    shape: String,
     matcher: Matcher,
     child: usize,
 }
 
 #[derive(Debug, Default)]
 struct Node {
-    /// Routes whose template ends here, in registration order.
-    terminals: Vec<usize>,
+    /// The first route whose template ends here.
+    terminal: Option<usize>,
+    /// Further routes ending here, in registration order.
+    more_terminals: Vec<usize>,
     literals: Literals,
     /// Non-literal children, sorted by rank (stable: creation order).
     edges: Vec<Edge>,
 }
 
+impl Node {
+    /// The first route ending here, in registration order, that satisfies
+    /// `pred`.
+    fn find_terminal(&self, pred: impl Fn(usize) -> bool) -> Option<usize> {
+        match self.terminal {
+            Some(r) if pred(r) => Some(r),
+            Some(_) => self.more_terminals.iter().copied().find(|&r| pred(r)),
+            None => None,
+        }
+    }
+
+    /// Routes whose template ends here, in registration order.
+    fn terminals(&self) -> impl Iterator<Item = usize> + '_ {
+        self.terminal
+            .into_iter()
+            .chain(self.more_terminals.iter().copied())
+    }
+}
+
 struct Entry<T> {
     template: RouteTemplate,
     methods: MethodSet,
-    key: Vec<u8>,
     value: T,
 }
 
@@ -1546,6 +1860,8 @@ fn debug_entries<T>(f: &mut fmt::Formatter<'_>, name: &str, entries: &[Entry<T>]
 pub struct RouterBuilder<T> {
     nodes: Vec<Node>,
     routes: Vec<Entry<T>>,
+    /// The text of every literal child, back to back.
+    arena: Vec<u8>,
 }
 
 impl<T> Default for RouterBuilder<T> {
@@ -1553,6 +1869,7 @@ impl<T> Default for RouterBuilder<T> {
         RouterBuilder {
             nodes: vec![Node::default()],
             routes: Vec::new(),
+            arena: Vec::new(),
         }
     }
 }
@@ -1599,23 +1916,26 @@ impl<T> RouterBuilder<T> {
             methods
         };
         let mut node = 0;
-        for seg in &template.segments {
+        let text = template.as_str();
+        for seg in template.segments() {
             node = match seg {
-                Segment::Literal(l) => self.literal_child(node, l),
+                Segment::Literal(l) => self.literal_child(node, l.bytes(text)),
                 _ => self.edge_child(node, seg),
             };
         }
-        if let Some(&existing) = self.nodes[node]
-            .terminals
-            .iter()
-            .find(|&&r| self.routes[r].methods.intersects(methods))
+        if let Some(existing) =
+            self.nodes[node].find_terminal(|r| self.routes[r].methods.intersects(methods))
         {
             return Err(RouteConflict { existing });
         }
         let index = self.routes.len();
-        self.nodes[node].terminals.push(index);
+        let target = &mut self.nodes[node];
+        if target.terminal.is_none() {
+            target.terminal = Some(index);
+        } else {
+            target.more_terminals.push(index);
+        }
         self.routes.push(Entry {
-            key: template.key(),
             template,
             methods,
             value,
@@ -1628,18 +1948,25 @@ impl<T> RouterBuilder<T> {
         self.nodes.len() - 1
     }
 
-    fn literal_child(&mut self, node: usize, literal: &str) -> usize {
-        if let Some(child) = self.nodes[node].literals.get(literal) {
+    fn literal_child(&mut self, node: usize, literal: &[u8]) -> usize {
+        if let Some(child) = self.nodes[node].literals.get(&self.arena, literal) {
             return child;
         }
         let child = self.new_node();
-        self.nodes[node].literals.insert(literal, child);
+        let start = self.arena.len();
+        self.arena.extend_from_slice(literal);
+        self.nodes[node]
+            .literals
+            .insert(&self.arena, start, self.arena.len(), child);
         child
     }
 
     fn edge_child(&mut self, node: usize, seg: &Segment) -> usize {
-        let shape = seg.shape();
-        if let Some(e) = self.nodes[node].edges.iter().find(|e| e.shape == shape) {
+        if let Some(e) = self.nodes[node]
+            .edges
+            .iter()
+            .find(|e| e.matcher.same_shape(seg))
+        {
             return e.child;
         }
         let child = self.new_node();
@@ -1658,7 +1985,6 @@ impl<T> RouterBuilder<T> {
             at,
             Edge {
                 rank,
-                shape,
                 matcher,
                 child,
             },
@@ -1671,6 +1997,7 @@ impl<T> RouterBuilder<T> {
         Router {
             nodes: self.nodes,
             routes: self.routes,
+            arena: self.arena,
         }
     }
 }
@@ -1699,6 +2026,8 @@ pub enum RouteMatch<'r, T> {
 pub struct Router<T> {
     nodes: Vec<Node>,
     routes: Vec<Entry<T>>,
+    /// The text of every literal child, back to back.
+    arena: Vec<u8>,
 }
 
 impl<T> Default for Router<T> {
@@ -1793,7 +2122,8 @@ impl<T> Router<T> {
 
     /// Whether `a` is more specific than `b` (then earlier registration).
     fn better(&self, a: usize, b: usize) -> bool {
-        (&self.routes[a].key, a) < (&self.routes[b].key, b)
+        let (ka, kb) = (self.routes[a].template.key(), self.routes[b].template.key());
+        ka.cmp(kb).then(a.cmp(&b)).is_lt()
     }
 
     /// The most specific route below `node` matching the path from segment
@@ -1801,15 +2131,11 @@ impl<T> Router<T> {
     fn search(&self, node: usize, pos: usize, path: &Path<'_>, method: Method) -> Option<usize> {
         let node = &self.nodes[node];
         if pos == path.len() {
-            if let Some(&r) = node
-                .terminals
-                .iter()
-                .find(|&&r| self.routes[r].methods.contains(method))
-            {
+            if let Some(r) = node.find_terminal(|r| self.routes[r].methods.contains(method)) {
                 return Some(r);
             }
         } else if !node.literals.is_empty() {
-            if let Some(child) = node.literals.get(&path.seg(pos)) {
+            if let Some(child) = node.literals.get(&self.arena, path.seg(pos).as_bytes()) {
                 if let Some(r) = self.search(child, pos + 1, path, method) {
                     return Some(r);
                 }
@@ -1843,10 +2169,10 @@ impl<T> Router<T> {
     fn collect(&self, node: usize, pos: usize, path: &Path<'_>, allowed: &mut MethodSet) {
         let node = &self.nodes[node];
         if pos == path.len() {
-            for &r in &node.terminals {
+            for r in node.terminals() {
                 *allowed = allowed.union(self.routes[r].methods);
             }
-        } else if let Some(child) = node.literals.get(&path.seg(pos)) {
+        } else if let Some(child) = node.literals.get(&self.arena, path.seg(pos).as_bytes()) {
             self.collect(child, pos + 1, path, allowed);
         }
         for edge in &node.edges {
@@ -1860,7 +2186,7 @@ impl<T> Router<T> {
 /// Tries one non-literal edge at segment `pos`; returns the position after it.
 fn step(matcher: &Matcher, pos: usize, path: &Path<'_>) -> Option<usize> {
     let n = path.len();
-    let accepts = |cs: &[Constraint], v: &str| cs.iter().all(|c| c.accepts(v));
+    let accepts = |cs: &Constraints, v: &str| cs.as_slice().iter().all(|c| c.accepts(v));
     match matcher {
         Matcher::Param {
             mode: Mode::CatchAll,
@@ -1896,7 +2222,7 @@ fn capture(template: &RouteTemplate, path: &Path<'_>) -> RouteParams {
     let mut out = RouteParams::default();
     let n = path.len();
     let mut pos = 0;
-    for seg in &template.segments {
+    for seg in template.segments() {
         match seg {
             Segment::Literal(_) => pos += 1,
             Segment::Param(p) => {
@@ -2035,9 +2361,9 @@ mod tests {
 
     #[test]
     fn parses_forms() {
-        assert_eq!(t("").segments.len(), 0);
-        assert_eq!(t("/").segments.len(), 0);
-        assert_eq!(t("/a/b/").segments.len(), 2);
+        assert_eq!(t("").segments().len(), 0);
+        assert_eq!(t("/").segments().len(), 0);
+        assert_eq!(t("/a/b/").segments().len(), 2);
         let tpl = t("api/products/{category:alpha}/{id:int?}");
         assert_eq!(tpl.as_str(), "api/products/{category:alpha}/{id:int?}");
         assert_eq!(tpl.to_string(), tpl.as_str());
@@ -2045,12 +2371,12 @@ mod tests {
             tpl.parameter_names().collect::<Vec<_>>(),
             ["category", "id"]
         );
-        assert_eq!(tpl.key(), [0, 0, 2, 4]);
-        assert_eq!(t("{*rest}").key(), [6]);
-        assert_eq!(t("{**rest}").key(), [6]);
-        assert_eq!(t("x/{id=5}").key(), [0, 5]);
-        assert_eq!(t("{id=5}/x").key(), [3, 0]);
-        assert_eq!(t("{a}.{b}").key(), [1]);
+        assert_eq!(tpl.key().collect::<Vec<_>>(), [0, 0, 2, 4]);
+        assert_eq!(t("{*rest}").key().collect::<Vec<_>>(), [6]);
+        assert_eq!(t("{**rest}").key().collect::<Vec<_>>(), [6]);
+        assert_eq!(t("x/{id=5}").key().collect::<Vec<_>>(), [0, 5]);
+        assert_eq!(t("{id=5}/x").key().collect::<Vec<_>>(), [3, 0]);
+        assert_eq!(t("{a}.{b}").key().collect::<Vec<_>>(), [1]);
         assert_eq!(
             t("files/{name}.{ext?}")
                 .parameter_names()
@@ -2063,7 +2389,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["x", "y"]
         );
-        assert_eq!(t("{{lit}}").segments.len(), 1);
+        assert_eq!(t("{{lit}}").segments().len(), 1);
         let parsed: RouteTemplate = "a/{b}".parse().unwrap();
         assert_eq!(parsed, t("a/{b}"));
         assert_eq!(format!("{parsed:?}"), "RouteTemplate(\"a/{b}\")");
@@ -2582,6 +2908,24 @@ mod tests {
         assert_send_sync::<RouterBuilder<String>>();
         assert_send_sync::<RouteTemplate>();
         assert_send_sync::<RouteParams>();
+    }
+
+    #[test]
+    fn ci_hash_ignores_ascii_case_only() {
+        for b in 0..=255u8 {
+            let (a, l) = ([b; 11], [b.to_ascii_lowercase(); 11]);
+            assert_eq!(ci_hash(&a), ci_hash(&l), "{b}");
+            assert_eq!(ci_hash(&a[..3]), ci_hash(&l[..3]), "{b}");
+            let other = b | 0x20;
+            if other != b && !b.is_ascii_uppercase() {
+                assert_ne!(ci_hash(&[b]), ci_hash(&[other]), "{b}");
+            }
+        }
+        assert_eq!(ci_hash(b"Hello-World_2024"), ci_hash(b"hELLO-wORLD_2024"));
+        assert_ne!(ci_hash(b"a"), ci_hash(b"b"));
+        assert_ne!(ci_hash(b"a"), ci_hash(b"a\0"));
+        assert_ne!(ci_hash(b"@"), ci_hash(b"`"));
+        assert_ne!(ci_hash(b"["), ci_hash(b"{"));
     }
 
     #[test]
