@@ -5,11 +5,16 @@ pub mod app;
 pub mod binding;
 pub mod diag;
 pub mod exec;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod invoke;
 mod json;
+pub mod keys;
 pub mod route;
 pub mod scaffold;
 pub mod schedule;
+#[cfg(feature = "tokio")]
+pub mod timer;
 pub mod timespan;
 
 pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, LoadError};
