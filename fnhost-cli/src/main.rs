@@ -4,8 +4,11 @@
 //! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
 //! (an invalid app, a failed deployment), 2 a usage or environment error.
 
+mod invoke;
+mod keys;
 mod list;
 mod scaffold;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -36,6 +39,12 @@ enum Command {
     Init(scaffold::InitArgs),
     /// Add a function to an app from a template.
     New(scaffold::NewArgs),
+    /// Serve the app's HTTP triggers, timers and admin API.
+    Serve(serve::Args),
+    /// Run one function once, without a server, and print its result.
+    Invoke(invoke::Args),
+    /// List or rotate the app's keys.
+    Keys(keys::Args),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -58,6 +67,9 @@ fn main() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Init(args) => scaffold::init(args),
         Command::New(args) => scaffold::new(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Invoke(args) => invoke::run(args),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,14 +6,19 @@ pub mod binding;
 pub mod build;
 pub mod diag;
 pub mod exec;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod invoke;
 mod json;
+pub mod keys;
 pub mod route;
 pub mod scaffold;
 pub mod schedule;
 pub mod source;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "tokio")]
+pub mod timer;
 pub mod timespan;
 
 pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, LoadError};

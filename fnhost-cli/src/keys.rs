@@ -1,0 +1,137 @@
+//! `fnhost keys list|new`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fnhost_core::keys::{DEFAULT_KEY_NAME, KeyStore};
+
+use crate::{CmdResult, Failure, app_dir, load_app, print_json};
+
+/// Arguments of `fnhost keys`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysCommand {
+    /// Print the app's keys (creating them at first use).
+    List(ListArgs),
+    /// Replace the master key, or add or replace a host or function key.
+    New(NewArgs),
+}
+
+/// Where the secrets file is.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SecretsArg {
+    /// The secrets file (default: APP_DIR/.fnhost/secrets.json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secrets: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// The app folder (default: the current folder).
+    app_dir: Option<PathBuf>,
+    /// Print `{"master": KEY, "host": {NAME: KEY}, "functions": {FUNCTION: {NAME: KEY}}}`.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    secrets: SecretsArg,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["master", "host", "function"])))]
+struct NewArgs {
+    /// The app folder (default: the current folder).
+    app_dir: Option<PathBuf>,
+    /// Replace the master key.
+    #[arg(long)]
+    master: bool,
+    /// Add or replace the host key NAME.
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Add or replace a key of function F (named by --name).
+    #[arg(long, value_name = "F")]
+    function: Option<String>,
+    /// The name of the function key (default: `default`).
+    #[arg(long, value_name = "NAME", requires = "function")]
+    name: Option<String>,
+    #[command(flatten)]
+    secrets: SecretsArg,
+}
+
+pub(crate) fn run(args: Args) -> CmdResult {
+    match args.command {
+        KeysCommand::List(a) => list(a),
+        KeysCommand::New(a) => new(a),
+    }
+}
+
+/// Opens the app's key store, creating it (and each function's default
+/// key) when missing.
+pub(crate) fn open_store(
+    app: &fnhost_core::FunctionApp,
+    secrets: &SecretsArg,
+) -> Result<Arc<KeyStore>, Failure> {
+    let path = secrets
+        .secrets
+        .clone()
+        .unwrap_or_else(|| KeyStore::default_path(app.root()));
+    let store = KeyStore::open(&path).map_err(|e| Failure::Usage(e.to_string()))?;
+    store
+        .ensure_function_keys(app.functions().iter().map(|f| f.name.as_str()))
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    Ok(Arc::new(store))
+}
+
+fn list(args: ListArgs) -> CmdResult {
+    let dir = app_dir(args.app_dir);
+    let app = load_app(&dir)?;
+    let store = open_store(&app, &args.secrets)?;
+    let secrets = store.secrets();
+    if args.json {
+        return print_json(&secrets);
+    }
+    println!("master: {}", secrets.master);
+    for (name, key) in &secrets.host {
+        println!("host {name}: {key}");
+    }
+    for (function, keys) in &secrets.functions {
+        for (name, key) in keys {
+            println!("function {function} {name}: {key}");
+        }
+    }
+    if let Some(path) = store.path() {
+        eprintln!("fnhost: keys are in {}", path.display());
+    }
+    Ok(())
+}
+
+fn new(args: NewArgs) -> CmdResult {
+    let dir = app_dir(args.app_dir);
+    let app = load_app(&dir)?;
+    let store = open_store(&app, &args.secrets)?;
+    let err = |e: fnhost_core::keys::KeyError| Failure::Usage(e.to_string());
+    let key = if args.master {
+        store.rotate_master().map_err(err)?
+    } else if let Some(name) = &args.host {
+        store.new_host_key(name).map_err(err)?
+    } else if let Some(function) = &args.function {
+        let Some(f) = app.function(function) else {
+            return Err(Failure::Usage(format!(
+                "the app has no function named '{function}' (see `fnhost list {}`)",
+                dir.display()
+            )));
+        };
+        let name = args.name.as_deref().unwrap_or(DEFAULT_KEY_NAME);
+        store.new_function_key(&f.name, name).map_err(err)?
+    } else {
+        return Err(Failure::Usage(
+            "say which key: --master, --host NAME or --function F".into(),
+        ));
+    };
+    println!("{key}");
+    Ok(())
+}
