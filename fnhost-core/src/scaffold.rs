@@ -247,7 +247,8 @@ pub fn init_app(dir: &Path, runtime: WorkerRuntime) -> Result<Vec<PathBuf>, Scaf
             "AzureWebJobsStorage": ""
         }
     });
-    let funcignore = ".git*\n.vscode\n.fnhost\nlocal.settings.json\ntest\n.venv\nnode_modules/.cache\n";
+    let funcignore =
+        ".git*\n.vscode\n.fnhost\nlocal.settings.json\ntest\n.venv\nnode_modules/.cache\n";
     write_all_new(&[
         (dir.join(HOST_JSON), pretty(&host)),
         (dir.join(LOCAL_SETTINGS_JSON), pretty(&settings)),
