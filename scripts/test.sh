@@ -42,4 +42,4 @@ for example in $(ls examples/examples | sed 's/\.rs$//'); do
     cargo run --quiet -p fnhost-examples --example "$example"
 done
 echo "== benchmarks, quick smoke run"
-FNHOST_BENCH_QUICK=1 cargo bench --workspace --quiet 2>&1 | tail -n 40
+FNHOST_BENCH_QUICK=1 cargo bench --workspace --quiet 2>&1 | grep -E "^==|ratio|target|overhead|req/s"
