@@ -69,13 +69,25 @@ impl FunctionConfig {
         function: Option<&str>,
         out: &mut Diagnostics,
     ) -> Option<FunctionConfig> {
+        Self::parse_parsed(text, json::parse(text), file, function, out)
+    }
+
+    /// [`FunctionConfig::parse_with`] for a document already run through
+    /// `json::parse` (the loader parses on several threads).
+    pub(crate) fn parse_parsed(
+        text: &str,
+        parsed: Result<Value, json::SyntaxError>,
+        file: &Path,
+        function: Option<&str>,
+        out: &mut Diagnostics,
+    ) -> Option<FunctionConfig> {
         let mut rep = DocReporter {
             text,
             file,
             function,
             out,
         };
-        let value = match json::parse(text) {
+        let value = match parsed {
             Ok(v) => v,
             Err(e) => {
                 let mut d = Diagnostic::error(Code::JsonSyntax, e.message)

@@ -316,7 +316,7 @@ impl Loader {
 
     fn run(mut self) -> Result<FunctionApp, LoadError> {
         let mut folders = self.function_folders()?;
-        folders.sort_by_cached_key(|(name, _)| (name.to_ascii_lowercase(), name.clone()));
+        folders.sort_by_cached_key(|f| (f.name.to_ascii_lowercase(), f.name.clone()));
 
         let allow: Option<Vec<String>> = self
             .host
@@ -326,7 +326,7 @@ impl Loader {
         if let (Some(allow), Some(names)) = (&allow, &self.host.functions) {
             for (i, name) in names.iter().enumerate() {
                 let lower = &allow[i];
-                if !folders.iter().any(|(f, _)| f.eq_ignore_ascii_case(lower)) {
+                if !folders.iter().any(|f| f.name.eq_ignore_ascii_case(lower)) {
                     let mut d = Diagnostic::warning(
                         Code::AllowListUnknown,
                         format!("the \"functions\" list names '{name}', but the app has no function folder of that name (with a function.json)"),
@@ -349,7 +349,8 @@ impl Loader {
         let mut seen: HashMap<String, String> = HashMap::with_capacity(folders.len());
         let disabled_by_setting = self.settings.disabled_functions();
 
-        for (folder, read) in folders {
+        for prefetched in folders {
+            let folder = prefetched.name.clone();
             let lower = folder.to_ascii_lowercase();
             if let Some(allow) = &allow
                 && !allow.contains(&lower)
@@ -370,7 +371,7 @@ impl Loader {
             }
             seen.insert(lower.clone(), folder.clone());
 
-            let Some(mut function) = self.load_function(&folder, &file, read) else {
+            let Some(mut function) = self.load_function(&file, prefetched) else {
                 continue;
             };
             if let Some(http) = &function.http {
@@ -410,14 +411,16 @@ impl Loader {
         })
     }
 
-    /// The immediate subfolders that hold a function.json, with its text
-    /// (or the error reading it). Reading is the test: no extra `stat`.
-    fn function_folders(&mut self) -> Result<Vec<(String, io::Result<String>)>, LoadError> {
+    /// The immediate subfolders that hold a function.json, each with its
+    /// text read, parsed as JSON and, where the primary script must be
+    /// found, its files listed. Reading is the test for function.json (no
+    /// extra `stat`); large apps are read on several threads.
+    fn function_folders(&mut self) -> Result<Vec<Prefetched>, LoadError> {
         let entries = fs::read_dir(&self.root).map_err(|source| LoadError::Unreadable {
             path: self.root.clone(),
             source,
         })?;
-        let mut folders = Vec::new();
+        let mut candidates = Vec::new();
         for entry in entries {
             let Ok(entry) = entry else { continue };
             let is_dir = match entry.file_type() {
@@ -438,28 +441,74 @@ impl Loader {
                 );
                 continue;
             };
-            if name.starts_with('.') {
-                continue;
-            }
-            match fs::read_to_string(entry.path().join(FUNCTION_JSON)) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) if e.kind() == io::ErrorKind::IsADirectory => {}
-                read => folders.push((name.to_owned(), read)),
+            if !name.starts_with('.') {
+                candidates.push(name.to_owned());
             }
         }
-        Ok(folders)
+        let list_files = !self.uses_custom_handler();
+        let root = &self.root;
+        let workers = if candidates.len() < 64 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        };
+        let mut slots: Vec<Option<Prefetched>> = Vec::new();
+        if workers == 1 {
+            slots.extend(
+                candidates
+                    .into_iter()
+                    .map(|name| prefetch(root, name, list_files)),
+            );
+        } else {
+            slots.resize_with(candidates.len(), || None);
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let candidates = &candidates;
+            let done: Vec<Vec<(usize, Option<Prefetched>)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(name) = candidates.get(i) else { break };
+                                out.push((i, prefetch(root, name.clone(), list_files)));
+                            }
+                            out
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            for (i, item) in done.into_iter().flatten() {
+                slots[i] = item;
+            }
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// Whether host.json configures a custom handler (even a broken one):
+    /// then functions need no script.
+    fn uses_custom_handler(&self) -> bool {
+        self.host.custom_handler.is_some()
+            || self.host.document.contains_key("customHandler")
+            || self.host.document.contains_key("httpWorker")
     }
 
     /// Loads one function folder; `None` when it has any error.
-    fn load_function(
-        &mut self,
-        name: &str,
-        file: &Path,
-        read: io::Result<String>,
-    ) -> Option<Function> {
+    fn load_function(&mut self, file: &Path, prefetched: Prefetched) -> Option<Function> {
+        let Prefetched {
+            name,
+            text,
+            parsed,
+            files,
+        } = prefetched;
+        let name = name.as_str();
         let dir = self.root.join(name);
         let errors_before = self.diagnostics.error_count();
-        let text = match read {
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
                 self.diagnostics.push(
@@ -486,7 +535,10 @@ impl Loader {
                 .with_function(name),
             );
         }
-        let config = FunctionConfig::parse_with(&text, file, Some(name), &mut self.diagnostics)?;
+        let uses_handler = self.uses_custom_handler();
+        let parsed = parsed.unwrap_or_else(|| json::parse(&text));
+        let config =
+            FunctionConfig::parse_parsed(&text, parsed, file, Some(name), &mut self.diagnostics)?;
         if config.excluded {
             self.diagnostics.push(
                 Diagnostic::warning(
@@ -606,13 +658,10 @@ impl Loader {
             }
         }
 
-        let uses_handler = self.host.custom_handler.is_some()
-            || self.host.document.contains_key("customHandler")
-            || self.host.document.contains_key("httpWorker");
         let script = if uses_handler {
             None
         } else {
-            primary_script(&self.root, &dir, &config, &mut rep)
+            primary_script(&self.root, &dir, &config, files, &mut rep)
         };
 
         let disabled = match &config.disabled {
@@ -641,6 +690,7 @@ fn primary_script(
     app_root: &Path,
     dir: &Path,
     config: &FunctionConfig,
+    files: Option<Vec<String>>,
     rep: &mut DocReporter<'_>,
 ) -> Option<PathBuf> {
     if let Some(script) = &config.script_file {
@@ -671,16 +721,7 @@ fn primary_script(
         }
         return Some(path);
     }
-    let mut files: Vec<String> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.eq_ignore_ascii_case(FUNCTION_JSON))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    files.sort();
+    let mut files = files.unwrap_or_else(|| list_function_files(dir));
     let found = if files.len() == 1 {
         files.pop()
     } else {
@@ -730,6 +771,56 @@ impl Loader {
             last.column = Some(c);
         }
     }
+}
+
+/// One function folder, read ahead of the rules.
+struct Prefetched {
+    name: String,
+    text: io::Result<String>,
+    parsed: Option<Result<serde_json::Value, json::SyntaxError>>,
+    /// The files beside function.json, sorted, when the primary script
+    /// must be found.
+    files: Option<Vec<String>>,
+}
+
+/// Reads, parses and lists one folder; `None` when it has no function.json.
+fn prefetch(root: &Path, name: String, list_files: bool) -> Option<Prefetched> {
+    let dir = root.join(&name);
+    let text = match fs::read_to_string(dir.join(FUNCTION_JSON)) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+            ) =>
+        {
+            return None;
+        }
+        other => other,
+    };
+    let parsed = text.as_ref().ok().map(|t| json::parse(t));
+    let has_script_file = matches!(&parsed, Some(Ok(v)) if v.get("scriptFile").is_some());
+    let files = (list_files && !has_script_file).then(|| list_function_files(&dir));
+    Some(Prefetched {
+        name,
+        text,
+        parsed,
+        files,
+    })
+}
+
+/// The files beside function.json, sorted.
+fn list_function_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.eq_ignore_ascii_case(FUNCTION_JSON))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
 }
 
 /// Reads a file that may be missing; reports other read errors.
