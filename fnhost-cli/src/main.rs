@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
 //! (an invalid app, a failed deployment), 2 a usage or environment error.
 
+mod deploy;
 mod list;
 mod scaffold;
 mod validate;
@@ -22,6 +23,15 @@ const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "fnhost", version, about, propagate_version = true)]
 struct Cli {
+    /// The home folder of apps and deployments.
+    #[arg(
+        long,
+        global = true,
+        env = "FNHOST_HOME",
+        default_value = "./.fnhost",
+        value_name = "DIR"
+    )]
+    home: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +46,8 @@ enum Command {
     Init(scaffold::InitArgs),
     /// Add a function to an app from a template.
     New(scaffold::NewArgs),
+    #[command(flatten)]
+    Deploy(deploy::Command),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -58,6 +70,7 @@ fn main() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Init(args) => scaffold::init(args),
         Command::New(args) => scaffold::new(args),
+        Command::Deploy(command) => deploy::run(command, &cli.home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
