@@ -193,7 +193,6 @@ impl Site {
             .0
         });
         r.source = req.content.path().display().to_string();
-        self.write_record(app, slot, &r)?;
         req.observer.status(&r);
 
         let store_lock = self.store_lock_file()?;
@@ -274,6 +273,10 @@ impl Site {
             Content::Zip(p) => format!("zip {}", p.display()),
         };
         self.log(req, r, Level::Info, format!("Receiving {what}"));
+        // The record's first write: from here on, an interruption is found
+        // and finished by the next run. Each write costs a flush to disk, so
+        // the record is written when work starts and when it ends; the
+        // intermediate statuses go to the observer.
         self.write_record(app, slot, r)?;
         req.observer.status(r);
 
@@ -341,7 +344,6 @@ impl Site {
         }
 
         r.status = Status::Deploying;
-        self.write_record(app, slot, r)?;
         req.observer.status(r);
         if self.durability == Durability::Full {
             self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;

@@ -434,7 +434,6 @@ impl Site {
         check_name("slot", slot)?;
         let mut lock = self.lock_slot(app, slot, true, None)?;
         lock.set_holder("rollback");
-        self.recover_slot(app, slot)?;
         let active = self.active(app, slot)?;
         let target = match to {
             Some(id) => {
@@ -477,10 +476,8 @@ impl Site {
             }
         };
         if active.as_ref().map(|a| a.deployment.as_str()) != Some(target.id.as_str()) {
+            // A pointer switch only: records stay as they are.
             self.switch(app, &[(slot, Some(target.id.as_str()))])?;
-            let mut r = target.clone();
-            r.log(Level::Info, format!("activated in {slot} by a rollback"));
-            self.write_record(app, slot, &r)?;
         }
         self.deployment(app, &target.id)
     }
