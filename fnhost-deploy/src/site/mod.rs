@@ -900,6 +900,20 @@ impl Site {
                 let _ = fsutil::remove_tree(&e.path());
             }
         }
+        // Folders and manifests are listed before the records: a deployment
+        // running in another slot writes its record before either, so
+        // anything listed here without a record is an orphan.
+        let content = self.app_dir(app).join("content");
+        let folders: Vec<(String, PathBuf)> = fs::read_dir(&content)
+            .ctx("cannot list", &content)?
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        let manifests: Vec<ManifestKey> = self
+            .store_err("list manifests", self.store.manifests())?
+            .into_iter()
+            .filter(|k| k.app == app)
+            .collect();
         let pointers = self.pointers(app)?;
         let active: HashSet<String> = pointers
             .slots
@@ -933,21 +947,13 @@ impl Site {
         }
         // Orphans: folders and manifests whose record is gone.
         let known: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
-        let content = self.app_dir(app).join("content");
-        for e in fs::read_dir(&content)
-            .ctx("cannot list", &content)?
-            .flatten()
-        {
-            let name = e.file_name().to_string_lossy().into_owned();
+        for (name, path) in folders {
             if !known.contains(name.as_str()) && !active.contains(&name) {
-                fsutil::remove_tree(&e.path()).ctx("cannot remove", &e.path())?;
+                fsutil::remove_tree(&path).ctx("cannot remove", &path)?;
             }
         }
-        for key in self.store_err("list manifests", self.store.manifests())? {
-            if key.app == app
-                && !known.contains(key.deployment.as_str())
-                && !active.contains(&key.deployment)
-            {
+        for key in manifests {
+            if !known.contains(key.deployment.as_str()) && !active.contains(&key.deployment) {
                 self.store_err("remove a manifest", self.store.remove_manifest(&key))?;
             }
         }
