@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
 //! (an invalid app, a failed deployment), 2 a usage or environment error.
 
+mod deploy;
 mod invoke;
 mod keys;
 mod list;
@@ -25,6 +26,15 @@ const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "fnhost", version, about, propagate_version = true)]
 struct Cli {
+    /// The home folder of apps and deployments.
+    #[arg(
+        long,
+        global = true,
+        env = "FNHOST_HOME",
+        default_value = "./.fnhost",
+        value_name = "DIR"
+    )]
+    home: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +55,8 @@ enum Command {
     Invoke(invoke::Args),
     /// List or rotate the app's keys.
     Keys(keys::Args),
+    #[command(flatten)]
+    Deploy(deploy::Command),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -70,6 +82,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Invoke(args) => invoke::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Deploy(command) => deploy::run(command, &cli.home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,164 @@
+//! Deployment benchmark, with `cp -r` of the same folder as the baseline
+//! measured in the same run.
+//!
+//! An app of 10,000 files of 4 KiB (FNHOST_BENCH_QUICK: 500): the first
+//! deployment from a folder (with full and with process durability) against
+//! `cp -r`; a redeployment of unchanged content; a redeployment with 10
+//! changed files; a rollback (a pointer switch) and a re-activation.
+//! Run: `cargo bench -p fnhost-benches --bench deploy`.
+
+#![allow(clippy::unwrap_used)] // a benchmark stops on what it does not expect
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fnhost_deploy::{Content, DeployRequest, Durability, Site};
+
+const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
+const HTTP_FUNCTION: &str = r#"{ "bindings": [
+  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
+  { "type": "http", "direction": "out", "name": "res" } ] }"#;
+
+/// Runs `f` once and returns its duration.
+fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let t = Instant::now();
+    let out = f();
+    (t.elapsed(), out)
+}
+
+/// The median of `runs` runs of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut v: Vec<Duration> = (0..runs).map(|_| time(&mut f).0).collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:9.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn make_app(dir: &Path, files: usize) {
+    fs::create_dir_all(dir.join("hello")).unwrap();
+    fs::write(dir.join("host.json"), HOST_JSON).unwrap();
+    fs::write(dir.join("hello/function.json"), HTTP_FUNCTION).unwrap();
+    let mut block = vec![0u8; 4096];
+    for i in 0..files {
+        let sub = dir.join(format!("lib/d{:03}", i % 100));
+        if i < 100 {
+            fs::create_dir_all(&sub).unwrap();
+        }
+        let seed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = (seed >> ((j % 8) * 8)) as u8 ^ (j as u8);
+        }
+        fs::write(sub.join(format!("f{i:05}.bin")), &block).unwrap();
+    }
+}
+
+fn deploy(site: &Site, dir: &Path) -> fnhost_deploy::DeployOutcome {
+    site.deploy(DeployRequest::new(
+        "bench",
+        Content::Folder(dir.to_path_buf()),
+    ))
+    .unwrap()
+}
+
+fn main() {
+    let quick = std::env::var_os("FNHOST_BENCH_QUICK").is_some();
+    let files = if quick { 500 } else { 10_000 };
+    let base = std::env::var_os("FNHOST_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::tempdir_in(base).unwrap();
+    let src = tmp.path().join("src");
+    make_app(&src, files);
+    // Let the files age past the stat cache's one-second window, as files
+    // being redeployed normally have.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // Baseline: cp -r (page cache warm for both after this first read).
+    let (cp, status) = time(|| {
+        Command::new("cp")
+            .arg("-r")
+            .arg(&src)
+            .arg(tmp.path().join("copy"))
+            .status()
+            .unwrap()
+    });
+    assert!(status.success());
+
+    let mut rows: Vec<(String, Duration, String)> = Vec::new();
+    rows.push(("cp -r (baseline)".into(), cp, String::new()));
+    let total = files + 2;
+    let per_sec = |d: Duration| total as f64 / d.as_secs_f64();
+
+    for (name, durability) in [("process", Durability::Process), ("full", Durability::Full)] {
+        let home = tmp.path().join(format!("home-{name}"));
+        let site = Site::open(&home).unwrap().with_durability(durability);
+        site.create_app("bench").unwrap();
+        let (first, out) = time(|| deploy(&site, &src));
+        assert!(!out.unchanged);
+        let first_id = out.deployment.id.clone();
+        rows.push((
+            format!("first deployment ({name} durability)"),
+            first,
+            format!(
+                "{:.2}x cp -r, {:.0} files/s (Kudu: 50-70)",
+                first.as_secs_f64() / cp.as_secs_f64(),
+                per_sec(first)
+            ),
+        ));
+        let unchanged = median(5, || {
+            assert!(deploy(&site, &src).unchanged);
+        });
+        rows.push((
+            format!("redeploy unchanged ({name})"),
+            unchanged,
+            format!(
+                "{:.1}% of first (target < 5%)",
+                100.0 * unchanged.as_secs_f64() / first.as_secs_f64()
+            ),
+        ));
+        let mut round = 0u32;
+        let changed = median(5, || {
+            round += 1;
+            for i in 0..10 {
+                let p = src.join(format!("lib/d{:03}/f{:05}.bin", i % 100, i * 7));
+                fs::write(&p, format!("{name} round {round} file {i}").repeat(100)).unwrap();
+            }
+            let out = deploy(&site, &src);
+            assert_eq!(out.deployment.new_files, 10);
+        });
+        rows.push((
+            format!("redeploy, 10 files changed ({name})"),
+            changed,
+            format!(
+                "{:.1}% of first (target < 10%)",
+                100.0 * changed.as_secs_f64() / first.as_secs_f64()
+            ),
+        ));
+        let latest = site
+            .active("bench", "production")
+            .unwrap()
+            .unwrap()
+            .deployment;
+        let mut flip = false;
+        let rollback = median(11, || {
+            flip = !flip;
+            let to = if flip { &first_id } else { &latest };
+            site.rollback("bench", "production", Some(to)).unwrap();
+        });
+        rows.push((
+            format!("rollback / activation ({name})"),
+            rollback,
+            "pointer switch with fsync of file and folder (target < 1 ms)".into(),
+        ));
+    }
+
+    println!("deploy benchmark: {files} files of 4 KiB (+2), FNHOST_BENCH_QUICK={quick}");
+    for (name, d, note) in rows {
+        println!("  {name:42} {}  {note}", ms(d));
+    }
+}

@@ -1,0 +1,325 @@
+//! The deployment commands through the `fnhost` binary.
+
+#![allow(clippy::unwrap_used)] // tests panic on what they do not expect
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
+const HTTP_FUNCTION: &str = r#"{ "bindings": [
+  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
+  { "type": "http", "direction": "out", "name": "res" } ] }"#;
+
+fn write(path: &Path, data: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+fn make_app(dir: &Path, version: &str) {
+    write(&dir.join("host.json"), HOST_JSON);
+    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
+    write(
+        &dir.join("local.settings.json"),
+        r#"{"Values":{"SECRET":"x"}}"#,
+    );
+    write(&dir.join("lib/data.txt"), version);
+    write(&dir.join("handler"), "#!/bin/sh\n");
+    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn fnhost(home: &Path, args: &[&str]) -> Output {
+    fnhost_stdin(home, args, "")
+}
+
+fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+#[test]
+fn the_deployment_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    make_app(&v1, "one");
+    make_app(&v2, "two");
+
+    ok(&fnhost(&home, &["apps", "create", "demo"]));
+    let out = fnhost(&home, &["apps", "create", "demo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = fnhost(&home, &["deploy", "nosuch", "--dir", v1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fnhost apps create nosuch"));
+
+    let d1 = json(&fnhost(
+        &home,
+        &[
+            "deploy",
+            "demo",
+            "--dir",
+            v1.to_str().unwrap(),
+            "-m",
+            "first",
+            "--author",
+            "ada",
+            "--json",
+        ],
+    ));
+    assert_eq!(d1["status"], "success");
+    assert_eq!(d1["active"], true);
+    let id1 = d1["id"].as_str().unwrap().to_string();
+
+    // A zip made from v2 (through the library's packager).
+    let zip = tmp.path().join("v2.zip");
+    fnhost_deploy::package::zip_folder(&v2, fs::File::create(&zip).unwrap()).unwrap();
+    let d2 = json(&fnhost(
+        &home,
+        &["deploy", "demo", "--zip", zip.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(d2["deployer"], "ZipDeploy");
+    let id2 = d2["id"].as_str().unwrap().to_string();
+
+    // A broken app: exit 1, the record failed, the previous stays active.
+    let bad = tmp.path().join("bad");
+    make_app(&bad, "bad");
+    write(&bad.join("hello/function.json"), "{ nope");
+    let out = fnhost(&home, &["deploy", "demo", "--dir", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failed") && err.contains("function.json"),
+        "{err}"
+    );
+
+    let list = json(&fnhost(&home, &["deployments", "demo", "--json"]));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["status"], "failed");
+    assert_eq!(list[1]["id"], id2.as_str());
+    assert_eq!(list[1]["active"], true);
+    assert_eq!(list[2]["id"], id1.as_str());
+    for key in [
+        "id",
+        "status",
+        "active",
+        "author",
+        "message",
+        "deployer",
+        "source_id",
+        "received_time",
+        "start_time",
+        "end_time",
+    ] {
+        assert!(list[2].get(key).is_some(), "{key}");
+    }
+    assert_eq!(list[2]["author"], "ada");
+    let failed_id = list[0]["id"].as_str().unwrap().to_string();
+    let log = json(&fnhost(
+        &home,
+        &["deployments", "log", "demo", &failed_id, "--json"],
+    ));
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["level"] == "error")
+    );
+    let shown = ok(&fnhost(&home, &["deployments", "show", "demo", &id1]));
+    assert!(shown.contains("first"));
+
+    // Rollback (default: the one before), then swap with staging.
+    let back = json(&fnhost(&home, &["rollback", "demo", "--json"]));
+    assert_eq!(back["id"], id1.as_str());
+    ok(&fnhost(
+        &home,
+        &[
+            "deploy",
+            "demo",
+            "--slot",
+            "staging",
+            "--dir",
+            v2.to_str().unwrap(),
+        ],
+    ));
+    ok(&fnhost(&home, &["swap", "demo", "production", "staging"]));
+    let apps = json(&fnhost(&home, &["apps", "list", "--json"]));
+    let slots = apps[0]["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[1]["name"], "staging");
+    assert_eq!(slots[1]["active"], id1.as_str());
+
+    // Download and export.
+    let out_zip = tmp.path().join("out.zip");
+    ok(&fnhost(
+        &home,
+        &["download", "demo", "-o", out_zip.to_str().unwrap()],
+    ));
+    assert!(fs::metadata(&out_zip).unwrap().len() > 0);
+    let repo = tmp.path().join("repo");
+    ok(&fnhost(
+        &home,
+        &["export", "demo", "--git", repo.to_str().unwrap()],
+    ));
+    assert!(repo.join(".git").is_dir());
+    assert_eq!(
+        fs::read_to_string(repo.join("lib/data.txt")).unwrap(),
+        "two"
+    );
+
+    // Credentials: on stdin, never printed.
+    let out = fnhost_stdin(
+        &home,
+        &["credentials", "set", "demo", "--user", "deployer"],
+        "s3cret-pass\n",
+    );
+    ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+    ok(&fnhost_stdin(
+        &home,
+        &["credentials", "check", "demo", "--user", "deployer"],
+        "s3cret-pass\n",
+    ));
+    let out = fnhost_stdin(
+        &home,
+        &["credentials", "check", "demo", "--user", "deployer"],
+        "wrong-pass\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let new = ok(&fnhost(
+        &home,
+        &["credentials", "reset", "demo", "--user", "deployer"],
+    ));
+    ok(&fnhost_stdin(
+        &home,
+        &["credentials", "check", "demo", "--user", "deployer"],
+        &new,
+    ));
+    let cred = home.join("apps/demo/credentials.json");
+    assert_eq!(
+        fs::metadata(&cred).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    for f in walk(&home) {
+        let data = fs::read(&f).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&data).contains("s3cret-pass"),
+            "{}",
+            f.display()
+        );
+    }
+
+    // Read-only mode set through the library.
+    let site = fnhost_deploy::Site::open(&home).unwrap();
+    site.set_continuous_deployment(
+        "demo",
+        "production",
+        Some("git@example.invalid:demo.git#main"),
+    )
+    .unwrap();
+    let out = fnhost(&home, &["deploy", "demo", "--dir", v1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("read-only") && err.contains("git@example.invalid:demo.git#main"),
+        "{err}"
+    );
+
+    let report = json(&fnhost(&home, &["fsck", "--json"]));
+    assert_eq!(report["ok"], true, "{report}");
+    ok(&fnhost(&home, &["gc"]));
+    ok(&fnhost(&home, &["apps", "delete", "demo"]));
+    assert_eq!(
+        json(&fnhost(&home, &["apps", "list", "--json"])),
+        serde_json::json!([])
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_deployment_waits_or_fails_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let v1 = tmp.path().join("v1");
+    make_app(&v1, "one");
+    ok(&fnhost(&home, &["apps", "create", "demo"]));
+    let lock_path = home.join("apps/demo/slots/production/lock");
+    let mut holder = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().unwrap();
+    holder.write_all(b"20990101T000000000000Z-running").unwrap();
+
+    let out = fnhost(
+        &home,
+        &["deploy", "demo", "--dir", v1.to_str().unwrap(), "--no-wait"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a deployment is in progress"), "{err}");
+    assert!(err.contains("20990101T000000000000Z-running"), "{err}");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .arg("--home")
+        .arg(&home)
+        .args(["deploy", "demo", "--dir", v1.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(holder);
+    let out = child.wait_with_output().unwrap();
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waiting"), "{err}");
+}

@@ -1,0 +1,763 @@
+//! Content in and out: a folder (with `.funcignore`) or a zip (extracted
+//! safely, with limits) into the store, and a store manifest out as a
+//! deterministic zip.
+//!
+//! Packaging a folder leaves out what `func azure functionapp publish`
+//! leaves out: `.git`, `.vscode`, `.funcignore`, `.gitignore` and
+//! `local.settings.json`, then whatever `.funcignore` (gitignore syntax)
+//! names. Executable bits are kept. Symbolic links are kept as links when
+//! they point inside the tree and refused when they escape it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::store::{
+    Digest, Hasher, MODE_FILE, MODE_SYMLINK, Manifest, ManifestEntry, Store, put_bytes, put_file,
+};
+
+/// Files always left out when packaging a folder, at any depth.
+pub const ALWAYS_EXCLUDED: &[&str] = &[
+    ".git",
+    ".vscode",
+    ".funcignore",
+    ".gitignore",
+    "local.settings.json",
+];
+
+/// The name of the ignore file read from the root of a folder.
+pub const FUNCIGNORE: &str = ".funcignore";
+
+/// Limits applied when reading a zip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZipLimits {
+    /// Most entries (files, folders, links) in the archive.
+    pub max_entries: usize,
+    /// Most bytes once uncompressed, all entries together.
+    pub max_total_size: u64,
+    /// Highest compression ratio (uncompressed / compressed) accepted for
+    /// an entry larger than [`ZipLimits::ratio_threshold`].
+    pub max_ratio: u64,
+    /// Entries up to this size are not checked for their ratio (small
+    /// files of zeros compress very well and are harmless).
+    pub ratio_threshold: u64,
+}
+
+impl Default for ZipLimits {
+    fn default() -> Self {
+        ZipLimits {
+            max_entries: 100_000,
+            max_total_size: 4 * 1024 * 1024 * 1024,
+            max_ratio: 200,
+            ratio_threshold: 1024 * 1024,
+        }
+    }
+}
+
+/// What storing a tree produced.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    /// The tree's manifest.
+    pub manifest: Manifest,
+    /// Blobs written by this call (the rest were in the store already).
+    pub new_blobs: Vec<Digest>,
+    /// Bytes written by this call.
+    pub new_bytes: u64,
+    /// Files whose content was read and hashed (the rest came from the
+    /// stat cache).
+    pub hashed: u64,
+}
+
+/// Progress while storing: files done, files in all.
+pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Checks a manifest path: relative, `/`-separated, no empty, `.` or `..`
+/// component, no NUL, no backslash.
+pub fn check_relative_path(path: &str) -> std::result::Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("empty path");
+    }
+    if path.starts_with('/') {
+        return Err("absolute path");
+    }
+    if path.contains('\0') {
+        return Err("NUL in path");
+    }
+    if path.contains('\\') {
+        return Err("backslash in path");
+    }
+    for part in path.split('/') {
+        match part {
+            "" => return Err("empty path component"),
+            "." => return Err("`.` component"),
+            ".." => return Err("`..` component"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Normalises a zip entry name into a safe relative path (`\` counts as a
+/// separator, `.` and empty components are dropped), or says why it is
+/// refused.
+pub fn safe_entry_path(name: &str) -> std::result::Result<String, String> {
+    if name.contains('\0') {
+        return Err("the name holds a NUL byte".into());
+    }
+    let unified = name.replace('\\', "/");
+    if unified.starts_with('/') {
+        return Err("absolute path".into());
+    }
+    let b = unified.as_bytes();
+    if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+        return Err("absolute path (drive letter)".into());
+    }
+    let mut parts = Vec::new();
+    for part in unified.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("`..` leaves the app folder".into()),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves a symlink `target` found at `link` (both relative to the tree
+/// root) and says whether it stays inside the tree.
+fn link_stays_inside(link: &str, target: &str) -> bool {
+    if target.starts_with('/') || target.contains('\0') {
+        return false;
+    }
+    let mut stack: Vec<&str> = link.split('/').collect();
+    stack.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    return false;
+                }
+            }
+            p => stack.push(p),
+        }
+    }
+    true
+}
+
+/// The `.funcignore` rules of a folder, with the always-excluded files.
+#[derive(Debug)]
+pub struct FuncIgnore {
+    matcher: Gitignore,
+}
+
+impl FuncIgnore {
+    /// Reads `DIR/.funcignore` when present.
+    pub fn for_folder(dir: &Path) -> Result<FuncIgnore> {
+        let mut b = GitignoreBuilder::new(dir);
+        for name in ALWAYS_EXCLUDED {
+            b.add_line(None, name).map_err(|e| Error::Package {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        }
+        let file = dir.join(FUNCIGNORE);
+        if file.is_file()
+            && let Some(e) = b.add(&file)
+        {
+            return Err(Error::Package {
+                path: file,
+                message: format!("bad pattern: {e}"),
+            });
+        }
+        let matcher = b.build().map_err(|e| Error::Package {
+            path: dir.join(FUNCIGNORE),
+            message: e.to_string(),
+        })?;
+        Ok(FuncIgnore { matcher })
+    }
+
+    /// Whether a path (relative to the folder) is left out.
+    pub fn is_excluded(&self, rel: &str, is_dir: bool) -> bool {
+        self.matcher
+            .matched_path_or_any_parents(rel, is_dir)
+            .is_ignore()
+    }
+}
+
+/// What the stat cache remembers of a file, to skip re-hashing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CachedFile {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i128,
+    pub(crate) ctime_ns: i128,
+    pub(crate) ino: u64,
+    pub(crate) mode: u32,
+    pub(crate) hash: Digest,
+}
+
+/// A stat cache: the source folder's files as last stored, by path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct StatCache {
+    /// The source folder it describes.
+    pub(crate) source: PathBuf,
+    /// When it was taken (ns since the epoch); entries changed within the
+    /// clock's granularity of this instant are not trusted.
+    pub(crate) taken_ns: i128,
+    pub(crate) files: HashMap<String, CachedFile>,
+}
+
+#[derive(Debug)]
+enum Found {
+    File {
+        rel: String,
+        abs: PathBuf,
+        meta: fs::Metadata,
+    },
+    Link {
+        rel: String,
+        target: String,
+    },
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+fn ctime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+}
+
+/// Lists the files of a folder that packaging keeps, sorted by path.
+pub fn list_folder(dir: &Path) -> Result<Vec<String>> {
+    let ignore = FuncIgnore::for_folder(dir)?;
+    let mut found = Vec::new();
+    walk(dir, dir, "", &ignore, &mut found)?;
+    let mut out: Vec<String> = found
+        .into_iter()
+        .map(|f| match f {
+            Found::File { rel, .. } | Found::Link { rel, .. } => rel,
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, rel: &str, ig: &FuncIgnore, out: &mut Vec<Found>) -> Result<()> {
+    let entries = fs::read_dir(dir).ctx("cannot list", dir)?;
+    for entry in entries {
+        let entry = entry.ctx("cannot list", dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(Error::Package {
+                path: entry.path(),
+                message: "file name is not UTF-8".into(),
+            });
+        };
+        let child_rel = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = entry.path();
+        let ft = entry.file_type().ctx("cannot read", &path)?;
+        if ft.is_dir() {
+            if !ig.is_excluded(&child_rel, true) {
+                walk(root, &path, &child_rel, ig, out)?;
+            }
+        } else if ig.is_excluded(&child_rel, false) {
+            continue;
+        } else if ft.is_file() {
+            let meta = entry.metadata().ctx("cannot read", &path)?;
+            out.push(Found::File {
+                rel: child_rel,
+                abs: path,
+                meta,
+            });
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path).ctx("cannot read link", &path)?;
+            let Some(target) = target.to_str().map(str::to_string) else {
+                return Err(Error::Package {
+                    path,
+                    message: "link target is not UTF-8".into(),
+                });
+            };
+            if !link_stays_inside(&child_rel, &target) {
+                return Err(Error::Package {
+                    path,
+                    message: format!(
+                        "symbolic link to {target:?} leaves the app folder; replace it with the file, or list it in .funcignore"
+                    ),
+                });
+            }
+            out.push(Found::Link {
+                rel: child_rel,
+                target,
+            });
+        } else {
+            return Err(Error::Package {
+                path,
+                message: "not a regular file, folder or link (a device, fifo or socket); list it in .funcignore".into(),
+            });
+        }
+    }
+    let _ = root;
+    Ok(())
+}
+
+/// Stores a folder's files (after `.funcignore`) and returns its manifest.
+/// With a stat cache of the same folder, files whose size, times and inode
+/// are unchanged are not read again.
+pub(crate) fn store_folder(
+    store: &dyn Store,
+    dir: &Path,
+    cache: Option<&StatCache>,
+    progress: ProgressFn<'_>,
+) -> Result<(Stored, StatCache)> {
+    let meta = fs::metadata(dir).ctx("cannot read", dir)?;
+    if !meta.is_dir() {
+        return Err(Error::Package {
+            path: dir.to_path_buf(),
+            message: "not a folder".into(),
+        });
+    }
+    let ignore = FuncIgnore::for_folder(dir)?;
+    let mut found = Vec::new();
+    walk(dir, dir, "", &ignore, &mut found)?;
+    let total = found.len() as u64;
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let cache = cache.filter(|c| c.source == dir);
+    let done = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
+    let chunk = found.len().div_ceil(threads).max(1);
+
+    type Out = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
+    let results: Vec<Result<Vec<Out>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| {
+                let done = &done;
+                s.spawn(move || -> Result<Vec<Out>> {
+                    let mut out = Vec::with_capacity(part.len());
+                    for f in part {
+                        out.push(store_found(store, f, cache, now_ns)?);
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n.is_multiple_of(64) || n == total {
+                            progress(n, total);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Package {
+                        path: dir.to_path_buf(),
+                        message: "a storing thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut stored = Stored::default();
+    let mut entries = Vec::with_capacity(found.len());
+    let mut new_cache = StatCache {
+        source: dir.to_path_buf(),
+        taken_ns: now_ns,
+        files: HashMap::with_capacity(found.len()),
+    };
+    for part in results {
+        for (entry, cached, new, bytes, hashed) in part? {
+            if new {
+                stored.new_blobs.push(entry.hash);
+                stored.new_bytes += bytes;
+            }
+            if hashed {
+                stored.hashed += 1;
+            }
+            if let Some(c) = cached {
+                new_cache.files.insert(entry.path.clone(), c);
+            }
+            entries.push(entry);
+        }
+    }
+    stored.manifest = Manifest::new(entries);
+    Ok((stored, new_cache))
+}
+
+type StoredFound = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
+
+fn store_found(
+    store: &dyn Store,
+    f: &Found,
+    cache: Option<&StatCache>,
+    now_ns: i128,
+) -> Result<StoredFound> {
+    match f {
+        Found::Link { rel, target } => {
+            let (hash, new) = put_bytes(store, target.as_bytes()).map_err(|e| Error::Store {
+                store: store.describe(),
+                what: format!("cannot store link {rel}"),
+                source: e,
+            })?;
+            let entry = ManifestEntry {
+                path: rel.clone(),
+                hash,
+                size: target.len() as u64,
+                mode: MODE_SYMLINK | 0o777,
+            };
+            Ok((entry, None, new, target.len() as u64, true))
+        }
+        Found::File { rel, abs, meta } => {
+            let mode = MODE_FILE | (meta.permissions().mode() & 0o777);
+            let cached_file = |hash| CachedFile {
+                size: meta.len(),
+                mtime_ns: mtime_ns(meta),
+                ctime_ns: ctime_ns(meta),
+                ino: meta.ino(),
+                mode,
+                hash,
+            };
+            if let Some(c) = cache.and_then(|c| {
+                c.files.get(rel).filter(|e| {
+                    **e == cached_file(e.hash) && e.mtime_ns < c.taken_ns - 1_000_000_000
+                })
+            }) && store.contains(&c.hash).unwrap_or(false)
+            {
+                let entry = ManifestEntry {
+                    path: rel.clone(),
+                    hash: c.hash,
+                    size: c.size,
+                    mode,
+                };
+                return Ok((entry, Some(c.clone()), false, 0, false));
+            }
+            let (hash, size, new) = put_file(store, abs).map_err(|e| Error::Store {
+                store: store.describe(),
+                what: format!("cannot store {}", abs.display()),
+                source: e,
+            })?;
+            let entry = ManifestEntry {
+                path: rel.clone(),
+                hash,
+                size,
+                mode,
+            };
+            // A file changed within the last moments may change again within
+            // the same clock tick: it is hashed again next time.
+            let cached = (mtime_ns(meta) < now_ns - 1_000_000_000).then(|| cached_file(hash));
+            Ok((entry, cached, new, if new { size } else { 0 }, true))
+        }
+    }
+}
+
+/// Stores a zip's entries, checking each as it goes. `scratch` is a private
+/// folder for entries too large to hold in memory.
+pub(crate) fn store_zip(
+    store: &dyn Store,
+    zip_path: &Path,
+    limits: &ZipLimits,
+    scratch: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<Stored> {
+    let bad = |message: String| Error::Package {
+        path: zip_path.to_path_buf(),
+        message,
+    };
+    let file = File::open(zip_path).ctx("cannot open", zip_path)?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
+    if archive.len() > limits.max_entries {
+        return Err(bad(format!(
+            "{} entries, more than the limit of {}",
+            archive.len(),
+            limits.max_entries
+        )));
+    }
+    if archive.has_duplicate_names() {
+        return Err(bad(
+            "the archive lists the same name twice (duplicate entries)".into(),
+        ));
+    }
+    let total = archive.len() as u64;
+    let mut stored = Stored::default();
+    let mut entries: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+    let mut dirs: HashSet<String> = HashSet::new();
+    let mut total_size = 0u64;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("entry {i}: cannot read: {e}")))?;
+        let raw_name = entry
+            .name()
+            .map_err(|e| bad(format!("entry {i}: bad name: {e}")))?
+            .into_owned();
+        let path = safe_entry_path(&raw_name).map_err(|why| bad(format!("{raw_name:?}: {why}")))?;
+        let unix = entry.unix_mode();
+        let kind = unix.map(|m| m & 0o170_000).unwrap_or(0);
+        if entry.is_dir() || kind == 0o040_000 {
+            dirs.insert(path);
+            continue;
+        }
+        match kind {
+            0 | 0o100_000 | 0o120_000 => {}
+            0o020_000 | 0o060_000 => {
+                return Err(bad(format!("{raw_name:?}: a device file; refused")));
+            }
+            0o010_000 => return Err(bad(format!("{raw_name:?}: a fifo; refused"))),
+            0o140_000 => return Err(bad(format!("{raw_name:?}: a socket; refused"))),
+            other => {
+                return Err(bad(format!(
+                    "{raw_name:?}: unknown file type {other:o}; refused"
+                )));
+            }
+        }
+        let declared = entry.size();
+        let compressed = entry.compressed_size();
+        if total_size.saturating_add(declared) > limits.max_total_size {
+            return Err(bad(format!(
+                "more than {} bytes once uncompressed (the limit)",
+                limits.max_total_size
+            )));
+        }
+        let is_link = kind == 0o120_000;
+        if declared > limits.ratio_threshold && declared / compressed.max(1) > limits.max_ratio {
+            return Err(bad(format!(
+                "{raw_name:?}: compression ratio above {}:1 ({declared} bytes from {compressed}); refused as a possible zip bomb",
+                limits.max_ratio
+            )));
+        }
+        // Read with a cap: never more than the declared size or the total
+        // limit, whatever the data holds.
+        let cap = declared.min(limits.max_total_size - total_size);
+        let (hash, size, new) = if is_link || declared <= 16 * 1024 * 1024 {
+            let mut data = Vec::with_capacity(declared.min(16 * 1024 * 1024) as usize);
+            let n = (&mut entry)
+                .take(cap + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| bad(format!("{raw_name:?}: cannot read: {e}")))?;
+            if n as u64 > cap {
+                return Err(bad(format!(
+                    "{raw_name:?}: more data than its header declares, or than the limits allow"
+                )));
+            }
+            if is_link {
+                let target = String::from_utf8(data.clone())
+                    .map_err(|_| bad(format!("{raw_name:?}: link target is not UTF-8")))?;
+                if !link_stays_inside(&path, &target) {
+                    return Err(bad(format!(
+                        "{raw_name:?}: symbolic link to {target:?} leaves the app folder; refused"
+                    )));
+                }
+            }
+            let (hash, new) = put_bytes(store, &data).map_err(|e| Error::Store {
+                store: store.describe(),
+                what: format!("cannot store {path}"),
+                source: e,
+            })?;
+            (hash, n as u64, new)
+        } else {
+            let tmp = scratch.join(format!("zip-entry-{i}"));
+            let result = copy_capped(&mut entry, &tmp, cap)
+                .map_err(|e| bad(format!("{raw_name:?}: cannot read: {e}")))
+                .and_then(|(hash, n)| {
+                    if n > cap {
+                        return Err(bad(format!(
+                            "{raw_name:?}: more data than its header declares, or than the limits allow"
+                        )));
+                    }
+                    let new = File::open(&tmp)
+                        .and_then(|mut f| store.put(&hash, &mut f))
+                        .map_err(|e| Error::Store {
+                            store: store.describe(),
+                            what: format!("cannot store {path}"),
+                            source: e,
+                        })?;
+                    Ok((hash, n, new))
+                });
+            let _ = fs::remove_file(&tmp);
+            result?
+        };
+        total_size += size;
+        if new {
+            stored.new_blobs.push(hash);
+            stored.new_bytes += size;
+        }
+        stored.hashed += 1;
+        let mode = if is_link {
+            MODE_SYMLINK | 0o777
+        } else {
+            MODE_FILE | unix.map(|m| m & 0o777).filter(|m| *m != 0).unwrap_or(0o644)
+        };
+        if entries
+            .insert(
+                path.clone(),
+                ManifestEntry {
+                    path: path.clone(),
+                    hash,
+                    size,
+                    mode,
+                },
+            )
+            .is_some()
+        {
+            return Err(bad(format!(
+                "{raw_name:?}: {path} appears twice (duplicate entries)"
+            )));
+        }
+        progress(i as u64 + 1, total);
+    }
+    // A path that is both a file and a folder cannot be extracted.
+    for path in entries.keys() {
+        let mut prefix = path.as_str();
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if entries.contains_key(parent) {
+                return Err(bad(format!(
+                    "{parent} is both a file and the folder of {path}"
+                )));
+            }
+            prefix = parent;
+        }
+        if dirs.contains(path) {
+            return Err(bad(format!("{path} is both a file and a folder")));
+        }
+    }
+    stored.manifest = Manifest {
+        files: entries.into_values().collect(),
+    };
+    Ok(stored)
+}
+
+fn copy_capped(src: &mut dyn Read, dst: &Path, cap: u64) -> io::Result<(Digest, u64)> {
+    let mut out = File::create(dst)?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n_total = 0u64;
+    let mut limited = src.take(cap + 1);
+    loop {
+        let n = limited.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        n_total += n as u64;
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    Ok((hasher.finish(), n_total))
+}
+
+/// Writes a deterministic zip of a manifest's files (sorted, fixed times,
+/// modes kept), plus `extra` files (path, content) such as a generated
+/// `local.settings.json`.
+pub fn write_zip<W: Write + Seek>(
+    store: &dyn Store,
+    manifest: &Manifest,
+    extra: &[(String, Vec<u8>)],
+    out: W,
+) -> io::Result<W> {
+    use zip::write::SimpleFileOptions;
+    let mut zw = zip::ZipWriter::new(out);
+    let base = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default());
+    type Item<'m> = (&'m str, Option<&'m ManifestEntry>, Option<&'m [u8]>);
+    let mut all: Vec<Item<'_>> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), Some(f), None))
+        .collect();
+    for (path, data) in extra {
+        if manifest.get(path).is_none() {
+            all.push((path.as_str(), None, Some(data.as_slice())));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, entry, data) in all {
+        match (entry, data) {
+            (Some(e), _) if e.is_symlink() => {
+                let mut target = String::new();
+                store.open(&e.hash)?.read_to_string(&mut target)?;
+                zw.add_symlink(path, target, base.unix_permissions(0o777))
+                    .map_err(io::Error::other)?;
+            }
+            (Some(e), _) => {
+                zw.start_file(
+                    path,
+                    base.unix_permissions(e.mode & 0o777)
+                        .large_file(e.size >= 0xFFFF_FFFF),
+                )
+                .map_err(io::Error::other)?;
+                io::copy(&mut store.open(&e.hash)?, &mut zw)?;
+            }
+            (None, Some(d)) => {
+                zw.start_file(path, base.unix_permissions(0o644))
+                    .map_err(io::Error::other)?;
+                zw.write_all(d)?;
+            }
+            (None, None) => {}
+        }
+    }
+    zw.finish().map_err(io::Error::other)
+}
+
+/// Writes a zip of a folder as a deployment would take it (after
+/// `.funcignore`): deterministic, modes kept. Handy for publishing.
+pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
+    use zip::write::SimpleFileOptions;
+    let ignore = FuncIgnore::for_folder(dir)?;
+    let mut found = Vec::new();
+    walk(dir, dir, "", &ignore, &mut found)?;
+    found.sort_by(|a, b| found_rel(a).cmp(found_rel(b)));
+    let mut zw = zip::ZipWriter::new(out);
+    let base = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default());
+    let zerr = |e: zip::result::ZipError| Error::Package {
+        path: dir.to_path_buf(),
+        message: format!("cannot write zip: {e}"),
+    };
+    for f in &found {
+        match f {
+            Found::Link { rel, target } => {
+                zw.add_symlink(rel.as_str(), target.as_str(), base.unix_permissions(0o777))
+                    .map_err(zerr)?;
+            }
+            Found::File { rel, abs, meta } => {
+                zw.start_file(
+                    rel.as_str(),
+                    base.unix_permissions(meta.permissions().mode() & 0o777)
+                        .large_file(meta.len() >= 0xFFFF_FFFF),
+                )
+                .map_err(zerr)?;
+                let mut src = File::open(abs).ctx("cannot read", abs)?;
+                io::copy(&mut src, &mut zw).ctx("cannot read", abs)?;
+            }
+        }
+    }
+    zw.finish().map_err(zerr)
+}
+
+fn found_rel(f: &Found) -> &str {
+    match f {
+        Found::File { rel, .. } | Found::Link { rel, .. } => rel,
+    }
+}

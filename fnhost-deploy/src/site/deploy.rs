@@ -1,0 +1,528 @@
+//! One deployment: receive, store, materialise, validate, activate.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::deployment::{self, Deployment, Level, LogEntry, Status};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::package::{self, StatCache, Stored};
+use crate::store::{self, Durability, Manifest, ManifestKey};
+
+use super::{Site, check_name};
+
+/// What to deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Content {
+    /// A folder, packaged as `func azure functionapp publish` would
+    /// (always-excluded files and `.funcignore` left out).
+    Folder(PathBuf),
+    /// A zip, taken as it is (checked and limited).
+    Zip(PathBuf),
+}
+
+impl Content {
+    fn path(&self) -> &Path {
+        match self {
+            Content::Folder(p) | Content::Zip(p) => p,
+        }
+    }
+}
+
+/// Hears what a deployment does, to show progress. Every method has a
+/// default that does nothing.
+pub trait Observer: Sync {
+    /// The slot is busy with another deployment (`holder`); this one waits.
+    fn waiting(&self, holder: Option<&str>) {
+        let _ = holder;
+    }
+    /// The record changed status.
+    fn status(&self, deployment: &Deployment) {
+        let _ = deployment;
+    }
+    /// Files stored so far, out of `total`.
+    fn progress(&self, done: u64, total: u64) {
+        let _ = (done, total);
+    }
+    /// A log entry was added.
+    fn log(&self, entry: &LogEntry) {
+        let _ = entry;
+    }
+}
+
+#[derive(Debug)]
+struct Quiet;
+
+impl Observer for Quiet {}
+
+/// A deployment to make; see [`Site::deploy`].
+pub struct DeployRequest<'a> {
+    app: String,
+    slot: String,
+    content: Content,
+    author: String,
+    message: String,
+    deployer: Option<String>,
+    wait: bool,
+    observer: &'a dyn Observer,
+}
+
+impl std::fmt::Debug for DeployRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployRequest")
+            .field("app", &self.app)
+            .field("slot", &self.slot)
+            .field("content", &self.content)
+            .field("author", &self.author)
+            .field("message", &self.message)
+            .field("deployer", &self.deployer)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> DeployRequest<'a> {
+    /// Deploys `content` to the production slot of `app`, waiting if another
+    /// deployment to the slot is running.
+    pub fn new(app: impl Into<String>, content: Content) -> DeployRequest<'a> {
+        DeployRequest {
+            app: app.into(),
+            slot: super::PRODUCTION.into(),
+            content,
+            author: String::new(),
+            message: String::new(),
+            deployer: None,
+            wait: true,
+            observer: &Quiet,
+        }
+    }
+
+    /// To another slot.
+    pub fn with_slot(mut self, slot: impl Into<String>) -> Self {
+        self.slot = slot.into();
+        self
+    }
+
+    /// Who made the content.
+    pub fn with_author(mut self, author: impl Into<String>) -> Self {
+        self.author = author.into();
+        self
+    }
+
+    /// What it is about.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    /// What starts it (default `ZipDeploy` or `FolderDeploy`).
+    pub fn with_deployer(mut self, deployer: impl Into<String>) -> Self {
+        self.deployer = Some(deployer.into());
+        self
+    }
+
+    /// Whether to wait for a running deployment to the slot (default) or
+    /// fail at once with [`Error::Busy`].
+    pub fn with_wait(mut self, wait: bool) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Reports progress to `observer`.
+    pub fn with_observer(mut self, observer: &'a dyn Observer) -> Self {
+        self.observer = observer;
+        self
+    }
+}
+
+/// What a deployment did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeployOutcome {
+    /// The record (status Success). When `unchanged`, the deployment
+    /// already active with the same content.
+    pub deployment: Deployment,
+    /// The content equals the active deployment's: nothing was activated
+    /// and no new record was kept.
+    pub unchanged: bool,
+    /// Bytes of content new to the store.
+    pub new_bytes: u64,
+    /// Files whose content was read and hashed (the others were known
+    /// unchanged from the previous deployment of the same folder).
+    pub hashed: u64,
+    /// How long it took (waiting excluded).
+    pub elapsed: Duration,
+}
+
+impl Site {
+    /// Deploys content to a slot.
+    ///
+    /// The content is stored, materialised as a read-only folder, loaded and
+    /// validated with fnhost-core (an app with errors is never activated),
+    /// then activated by an atomic switch of the slot's pointer. On any
+    /// failure the record is marked Failed with the reason in its log, the
+    /// previous deployment stays active, and [`Error::DeploymentFailed`] is
+    /// returned. A slot with continuous deployment refuses with
+    /// [`Error::ReadOnly`]; a busy slot waits, or fails with [`Error::Busy`].
+    pub fn deploy(&self, req: DeployRequest<'_>) -> Result<DeployOutcome> {
+        let (app, slot) = (req.app.as_str(), req.slot.as_str());
+        self.require_app(app)?;
+        check_name("slot", slot)?;
+        self.check_writable(app, slot)?;
+        self.ensure_slot(app, slot)?;
+        let mut lock = self.lock_slot(app, slot, req.wait, Some(req.observer))?;
+        // Configuration may have changed while waiting.
+        self.check_writable(app, slot)?;
+        let started = Instant::now();
+        self.recover_slot(app, slot)?;
+
+        let mut r = Deployment::new(deployment::new_id(), app, slot);
+        lock.set_holder(&r.id);
+        r.author = req.author.clone();
+        r.message = req.message.clone();
+        r.deployer = req.deployer.clone().unwrap_or_else(|| {
+            match req.content {
+                Content::Zip(_) => deployment::Deployer::zip(),
+                Content::Folder(_) => deployment::Deployer::folder(),
+            }
+            .0
+        });
+        r.source = req.content.path().display().to_string();
+        req.observer.status(&r);
+
+        let store_lock = self.store_lock_file()?;
+        store_lock
+            .lock_shared()
+            .ctx("cannot lock", &self.home.join("store.lock"))?;
+        let result = self.run(&req, &mut r, started);
+        drop(store_lock);
+        match result {
+            Ok(mut outcome) => {
+                if !outcome.unchanged {
+                    let pruned = self.retain(app, slot)?;
+                    if pruned > 0 {
+                        self.try_gc()?;
+                    }
+                }
+                outcome.elapsed = started.elapsed();
+                Ok(outcome)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                r.log(Level::Error, reason.clone());
+                if let Some(last) = r.log.last() {
+                    req.observer.log(last);
+                }
+                r.status = Status::Failed;
+                r.end_time = Some(deployment::now());
+                let _ = self.discard_content(app, &r.id);
+                // If even the record cannot be written (a full disk), the
+                // next run marks it interrupted.
+                let _ = self.write_record(app, slot, &r);
+                req.observer.status(&r);
+                Err(Error::DeploymentFailed {
+                    app: app.into(),
+                    slot: slot.into(),
+                    id: r.id.clone(),
+                    reason: r
+                        .first_error()
+                        .unwrap_or(&reason)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string(),
+                })
+            }
+        }
+    }
+
+    fn check_writable(&self, app: &str, slot: &str) -> Result<()> {
+        if let Some(cd) = self.slot_config(app, slot)?.continuous_deployment {
+            return Err(Error::ReadOnly {
+                app: app.into(),
+                slot: slot.into(),
+                source_of_truth: cd.source,
+            });
+        }
+        Ok(())
+    }
+
+    fn log(&self, req: &DeployRequest<'_>, r: &mut Deployment, level: Level, msg: String) {
+        r.log(level, msg);
+        if let Some(last) = r.log.last() {
+            req.observer.log(last);
+        }
+    }
+
+    fn run(
+        &self,
+        req: &DeployRequest<'_>,
+        r: &mut Deployment,
+        started: Instant,
+    ) -> Result<DeployOutcome> {
+        let (app, slot) = (req.app.as_str(), req.slot.as_str());
+        r.status = Status::Building;
+        r.start_time = Some(deployment::now());
+        let what = match &req.content {
+            Content::Folder(p) => format!("folder {}", p.display()),
+            Content::Zip(p) => format!("zip {}", p.display()),
+        };
+        self.log(req, r, Level::Info, format!("Receiving {what}"));
+        // The record's first write: from here on, an interruption is found
+        // and finished by the next run. Each write costs a flush to disk, so
+        // the record is written when work starts and when it ends; the
+        // intermediate statuses go to the observer.
+        self.write_record(app, slot, r)?;
+        req.observer.status(r);
+
+        let progress = |done, total| req.observer.progress(done, total);
+        let cache_path = self.slot_dir(app, slot).join("statcache.json");
+        let (stored, cache): (Stored, Option<StatCache>) = match &req.content {
+            Content::Folder(dir) => {
+                let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
+                let old: Option<StatCache> = fs::read(&cache_path)
+                    .ok()
+                    .and_then(|d| serde_json::from_slice(&d).ok());
+                let (s, c) =
+                    package::store_folder(self.store.as_ref(), &dir, old.as_ref(), &progress)?;
+                (s, Some(c))
+            }
+            Content::Zip(zip) => {
+                let scratch = self.slot_dir(app, slot).join("tmp");
+                let s = package::store_zip(
+                    self.store.as_ref(),
+                    zip,
+                    &self.zip_limits,
+                    &scratch,
+                    &progress,
+                )?;
+                (s, None)
+            }
+        };
+        let manifest = stored.manifest;
+        r.source_id = manifest.content_id().to_hex();
+        r.files = manifest.files.len() as u64;
+        r.bytes = manifest.total_size();
+        r.new_files = stored.new_blobs.len() as u64;
+        self.log(
+            req,
+            r,
+            Level::Info,
+            format!(
+                "Stored {} files ({} bytes); {} new ({} bytes); content {}",
+                r.files,
+                r.bytes,
+                r.new_files,
+                stored.new_bytes,
+                &r.source_id[..12]
+            ),
+        );
+
+        // The same content as the active deployment: nothing to do.
+        if let Some(active) = self.active(app, slot)?
+            && let Ok(current) = self.deployment(app, &active.deployment)
+            && current.source_id == r.source_id
+            && active.path.is_dir()
+        {
+            let path = self.record_path(app, &r.id);
+            fs::remove_file(&path).ctx("cannot remove", &path)?;
+            if let Some(c) = cache {
+                self.save_cache(app, slot, &cache_path, &c);
+            }
+            return Ok(DeployOutcome {
+                deployment: current,
+                unchanged: true,
+                new_bytes: 0,
+                hashed: stored.hashed,
+                elapsed: started.elapsed(),
+            });
+        }
+
+        r.status = Status::Deploying;
+        req.observer.status(r);
+        if self.durability == Durability::Full {
+            self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
+        }
+        let key = ManifestKey::new(app, &r.id);
+        self.store_err(
+            "write the manifest",
+            self.store.put_manifest(&key, &manifest),
+        )?;
+        let dest = self.content_dir(app, &r.id);
+        self.materialize(&manifest, &dest)?;
+
+        let loaded = fnhost_core::FunctionApp::loader(&dest)
+            .with_environment(false)
+            .load()
+            .map_err(|e| Error::Package {
+                path: dest.clone(),
+                message: e.to_string(),
+            })?;
+        let root = format!("{}/", dest.display());
+        for d in loaded.diagnostics() {
+            let line = d.to_string().replace(&root, "");
+            let level = if d.is_error() {
+                Level::Error
+            } else {
+                Level::Warning
+            };
+            self.log(req, r, level, line);
+        }
+        if !loaded.is_valid() {
+            let n = loaded.diagnostics().error_count();
+            return Err(Error::Package {
+                path: req.content.path().to_path_buf(),
+                message: format!(
+                    "the app has {n} error{}; it was not activated (see the log)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            });
+        }
+        self.log(
+            req,
+            r,
+            Level::Info,
+            format!(
+                "Validated: {} function{}",
+                loaded.functions().len(),
+                if loaded.functions().len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        );
+
+        // The commit point.
+        self.switch(app, &[(slot, Some(r.id.as_str()))])?;
+        r.status = Status::Success;
+        r.end_time = Some(deployment::now());
+        self.log(req, r, Level::Info, format!("Activated in {slot}"));
+        self.write_record(app, slot, r)?;
+        r.active = true;
+        req.observer.status(r);
+        if let Some(c) = cache {
+            self.save_cache(app, slot, &cache_path, &c);
+        }
+        Ok(DeployOutcome {
+            deployment: r.clone(),
+            unchanged: false,
+            new_bytes: stored.new_bytes,
+            hashed: stored.hashed,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn save_cache(&self, app: &str, slot: &str, path: &Path, cache: &StatCache) {
+        // The cache only saves time: failing to write it is not an error.
+        if let Ok(data) = serde_json::to_vec(cache) {
+            let tmp = self.slot_dir(app, slot).join("tmp").join("statcache");
+            let _ = fsutil::atomic_write(path, &tmp, &data, 0o644);
+        }
+    }
+
+    /// Makes the read-only folder of a deployment: hard links to the blobs
+    /// when the store is local (copies for executables, whose mode differs,
+    /// and wherever a link fails), then folders made read-only.
+    fn materialize(&self, manifest: &Manifest, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
+        }
+        let mut dirs = BTreeSet::new();
+        dirs.insert(dest.to_path_buf());
+        for f in &manifest.files {
+            let mut p = Path::new(&f.path).parent();
+            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                if !dirs.insert(dest.join(d)) {
+                    break;
+                }
+                p = d.parent();
+            }
+        }
+        for d in &dirs {
+            fs::create_dir_all(d).ctx("cannot create", d)?;
+        }
+        let threads = 4.min(manifest.files.len().max(1));
+        let chunk = manifest.files.len().div_ceil(threads).max(1);
+        let copied: Vec<Result<Vec<PathBuf>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = manifest
+                .files
+                .chunks(chunk)
+                .map(|part| s.spawn(move || self.place_files(part, dest)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::io(
+                            "cannot materialise",
+                            dest,
+                            io::Error::other("a thread panicked"),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut to_sync = Vec::new();
+        for c in copied {
+            to_sync.extend(c?);
+        }
+        let full = self.durability == Durability::Full;
+        if full {
+            for f in &to_sync {
+                fs::File::open(f)
+                    .and_then(|f| f.sync_all())
+                    .ctx("cannot flush", f)?;
+            }
+        }
+        // Deepest first, so that a parent is made read-only after its
+        // children are done.
+        for d in dirs.iter().rev() {
+            if full {
+                fsutil::sync_dir(d).ctx("cannot flush", d)?;
+            }
+            fs::set_permissions(d, store::perms(0o555)).ctx("cannot protect", d)?;
+        }
+        if let Some(parent) = dest.parent() {
+            fsutil::sync_dir(parent).ctx("cannot flush", parent)?;
+        }
+        Ok(())
+    }
+
+    /// Places files; returns the copies (which need flushing).
+    fn place_files(&self, files: &[store::ManifestEntry], dest: &Path) -> Result<Vec<PathBuf>> {
+        let mut copies = Vec::new();
+        for f in files {
+            let target = dest.join(&f.path);
+            if f.is_symlink() {
+                let mut link = String::new();
+                let read = self
+                    .store
+                    .open(&f.hash)
+                    .and_then(|mut r| io::Read::read_to_string(&mut r, &mut link));
+                self.store_err("read a blob", read)?;
+                symlink(&link, &target).ctx("cannot create link", &target)?;
+                continue;
+            }
+            if !f.is_executable()
+                && let Some(blob) = self.store.local_path(&f.hash)
+                && fs::hard_link(&blob, &target).is_ok()
+            {
+                continue;
+            }
+            let mut src = self.store_err("read a blob", self.store.open(&f.hash))?;
+            let mut out = fs::File::create(&target).ctx("cannot create", &target)?;
+            io::copy(&mut src, &mut out).ctx("cannot write", &target)?;
+            drop(out);
+            fs::set_permissions(&target, store::perms(store::readonly_mode(f.mode)))
+                .ctx("cannot protect", &target)?;
+            copies.push(target);
+        }
+        Ok(copies)
+    }
+}

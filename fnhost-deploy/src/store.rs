@@ -1,0 +1,809 @@
+//! The content store: files addressed by their sha256, written once and
+//! shared by every deployment, and one manifest per deployment.
+//!
+//! [`Store`] is the small trait a backend implements; [`FsStore`] keeps
+//! everything in a folder:
+//!
+//! ```text
+//! store/blobs/ab/cdef…   one read-only file per distinct content, named by its sha256
+//! store/manifests/APP/ID.json
+//! store/tmp/             blobs being written (removed by the next garbage collection)
+//! ```
+//!
+//! A blob is written to a temporary file, checked against its hash and
+//! renamed into place, so a blob's name always matches its content; an
+//! existing blob is never rewritten. [`fsck`] re-hashes blobs and checks every
+//! manifest; [`collect_garbage`] removes blobs that no manifest uses.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::fsutil;
+
+/// A sha256 content hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// The hash of `data`.
+    pub fn of(data: &[u8]) -> Digest {
+        Digest(Sha256::digest(data).into())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The hash as 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        fsutil::hex(&self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({self})")
+    }
+}
+
+/// The text is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a sha256 digest (64 hex digits): {0:?}")]
+pub struct ParseDigestError(String);
+
+impl FromStr for Digest {
+    type Err = ParseDigestError;
+
+    fn from_str(s: &str) -> Result<Digest, ParseDigestError> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return Err(ParseDigestError(s.to_string()));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in b.chunks(2).enumerate() {
+            let hi = hex_val(pair[0]).ok_or_else(|| ParseDigestError(s.to_string()))?;
+            let lo = hex_val(pair[1]).ok_or_else(|| ParseDigestError(s.to_string()))?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(Digest(out))
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Streams data through sha256.
+#[derive(Debug, Default, Clone)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    /// A new hasher.
+    pub fn new() -> Hasher {
+        Hasher::default()
+    }
+
+    /// Adds data.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything added.
+    pub fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
+}
+
+/// The file type bits of a regular file in [`ManifestEntry::mode`].
+pub const MODE_FILE: u32 = 0o100_000;
+/// The file type bits of a symbolic link in [`ManifestEntry::mode`] (the
+/// blob holds the link's target).
+pub const MODE_SYMLINK: u32 = 0o120_000;
+const MODE_TYPE_MASK: u32 = 0o170_000;
+
+/// One file of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// The path relative to the app root, with `/` separators, never `..`.
+    pub path: String,
+    /// The content's sha256 (for a symlink: its target's).
+    pub hash: Digest,
+    /// The content's size in bytes.
+    pub size: u64,
+    /// Unix mode: type bits ([`MODE_FILE`] or [`MODE_SYMLINK`]) and
+    /// permission bits (`0o644`, `0o755`).
+    pub mode: u32,
+}
+
+impl ManifestEntry {
+    /// Whether the entry is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.mode & MODE_TYPE_MASK == MODE_SYMLINK
+    }
+
+    /// Whether any execute bit is set.
+    pub fn is_executable(&self) -> bool {
+        !self.is_symlink() && self.mode & 0o111 != 0
+    }
+}
+
+/// The files of one deployment, sorted by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The files, sorted by path, each path once.
+    pub files: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// A manifest of these files (sorted here).
+    pub fn new(mut files: Vec<ManifestEntry>) -> Manifest {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Manifest { files }
+    }
+
+    /// The content id: the sha256 of the sorted (path, mode, hash) list. Two
+    /// deployments of the same tree have the same id.
+    pub fn content_id(&self) -> Digest {
+        let mut h = Hasher::new();
+        for f in &self.files {
+            h.update(f.path.as_bytes());
+            h.update(&[0]);
+            h.update(format!("{:o}", f.mode).as_bytes());
+            h.update(&[0]);
+            h.update(f.hash.as_bytes());
+        }
+        h.finish()
+    }
+
+    /// The total size of the files.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The distinct blobs it uses.
+    pub fn blobs(&self) -> BTreeSet<Digest> {
+        self.files.iter().map(|f| f.hash).collect()
+    }
+
+    /// The entry for a path.
+    pub fn get(&self, path: &str) -> Option<&ManifestEntry> {
+        self.files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+}
+
+/// Which deployment a manifest belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ManifestKey {
+    /// The app.
+    pub app: String,
+    /// The deployment id.
+    pub deployment: String,
+}
+
+impl ManifestKey {
+    /// A key.
+    pub fn new(app: impl Into<String>, deployment: impl Into<String>) -> ManifestKey {
+        ManifestKey {
+            app: app.into(),
+            deployment: deployment.into(),
+        }
+    }
+}
+
+impl fmt::Display for ManifestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.deployment)
+    }
+}
+
+/// How hard the store pushes data to disk before a deployment is activated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every new blob, the manifest, the materialised folder, the record
+    /// and the active pointer are flushed to disk before activation: a
+    /// power cut never activates content that is not on disk.
+    #[default]
+    Full,
+    /// Records, manifests and pointers are flushed; blobs and the
+    /// materialised folder are left to the kernel. Survives any process
+    /// crash (kill -9), not a power cut. Faster for many small files.
+    Process,
+}
+
+/// Storage for blobs and manifests.
+///
+/// The contract, which [`crate::site::Site`] relies on:
+///
+/// - [`Store::put`] makes a blob visible only once its whole content is
+///   stored and checked against its digest; a blob, once stored, never
+///   changes; putting an existing blob is a cheap no-op.
+/// - [`Store::put_manifest`] is atomic: a reader sees the whole manifest or
+///   none.
+/// - [`Store::sync`] returns once the given blobs survive a power cut.
+/// - Errors are `io::Error`s; a backend reports its own failures (a full
+///   disk, a refused request) with the nearest `io::ErrorKind`.
+///
+/// Implement it to keep content elsewhere (an object store, a database);
+/// [`FsStore`] is the folder implementation.
+pub trait Store: fmt::Debug + Send + Sync {
+    /// A short description for messages: the folder, or a backend's name.
+    fn describe(&self) -> String;
+    /// Whether the blob is stored.
+    fn contains(&self, digest: &Digest) -> io::Result<bool>;
+    /// Stores a blob whose content is `data` and whose sha256 is `digest`.
+    /// Returns whether it was new. Fails with `InvalidData` when the data
+    /// does not match the digest.
+    fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool>;
+    /// Opens a blob for reading.
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>>;
+    /// The blob's path on the local file system when it has one, so that
+    /// deployments can hard-link it instead of copying.
+    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let _ = digest;
+        None
+    }
+    /// Makes the given blobs durable (see [`Durability::Full`]).
+    fn sync(&self, digests: &[Digest]) -> io::Result<()>;
+    /// Every stored blob.
+    fn blobs(&self) -> io::Result<Vec<Digest>>;
+    /// Removes a blob; a missing blob is fine.
+    fn remove(&self, digest: &Digest) -> io::Result<()>;
+    /// Stores a manifest atomically, replacing any with the same key.
+    fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()>;
+    /// Reads a manifest (`NotFound` when absent).
+    fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest>;
+    /// The keys of every stored manifest.
+    fn manifests(&self) -> io::Result<Vec<ManifestKey>>;
+    /// Removes a manifest; a missing one is fine.
+    fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()>;
+    /// Removes what interrupted writes left behind. Called only when no
+    /// deployment is writing to the store.
+    fn clean_temporary(&self) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl<T: Store + ?Sized> Store for Arc<T> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn contains(&self, digest: &Digest) -> io::Result<bool> {
+        (**self).contains(digest)
+    }
+    fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool> {
+        (**self).put(digest, data)
+    }
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        (**self).open(digest)
+    }
+    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        (**self).local_path(digest)
+    }
+    fn sync(&self, digests: &[Digest]) -> io::Result<()> {
+        (**self).sync(digests)
+    }
+    fn blobs(&self) -> io::Result<Vec<Digest>> {
+        (**self).blobs()
+    }
+    fn remove(&self, digest: &Digest) -> io::Result<()> {
+        (**self).remove(digest)
+    }
+    fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()> {
+        (**self).put_manifest(key, manifest)
+    }
+    fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest> {
+        (**self).manifest(key)
+    }
+    fn manifests(&self) -> io::Result<Vec<ManifestKey>> {
+        (**self).manifests()
+    }
+    fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()> {
+        (**self).remove_manifest(key)
+    }
+    fn clean_temporary(&self) -> io::Result<usize> {
+        (**self).clean_temporary()
+    }
+}
+
+/// The folder implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    /// A store in `root` (created when missing).
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FsStore> {
+        let root = root.into();
+        for sub in ["blobs", "manifests", "tmp"] {
+            fs::create_dir_all(root.join(sub))?;
+        }
+        Ok(FsStore { root })
+    }
+
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob lives: `blobs/ab/cdef…`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("blobs").join(&hex[..2]).join(&hex[2..])
+    }
+
+    fn manifest_path(&self, key: &ManifestKey) -> PathBuf {
+        self.root
+            .join("manifests")
+            .join(&key.app)
+            .join(format!("{}.json", key.deployment))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(fsutil::random_hex(12))
+    }
+}
+
+impl Store for FsStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn contains(&self, digest: &Digest) -> io::Result<bool> {
+        match fs::symlink_metadata(self.blob_path(digest)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool> {
+        let path = self.blob_path(digest);
+        if self.contains(digest)? {
+            return Ok(false);
+        }
+        let tmp = self.temp_path();
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&tmp)?;
+            let mut hasher = Hasher::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match data.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                f.write_all(&buf[..n])?;
+            }
+            if hasher.finish() != *digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("content does not match its digest {digest}"),
+                ));
+            }
+            drop(f);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            // Blobs are never rewritten: if another writer got there first,
+            // its blob has the same content, and the rename replaces it
+            // atomically with an identical file.
+            fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| true)
+    }
+
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(self.blob_path(digest))?))
+    }
+
+    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        Some(self.blob_path(digest))
+    }
+
+    fn sync(&self, digests: &[Digest]) -> io::Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        // Flushing many files one by one is slow; several threads let the
+        // file system batch its journal commits.
+        let threads = 8.min(digests.len());
+        let chunk = digests.len().div_ceil(threads);
+        let dirs: BTreeSet<PathBuf> = digests
+            .iter()
+            .filter_map(|d| self.blob_path(d).parent().map(Path::to_path_buf))
+            .collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = digests
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || -> io::Result<()> {
+                        for d in part {
+                            File::open(self.blob_path(d))?.sync_all()?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| io::Error::other("a sync thread panicked"))??;
+            }
+            Ok::<(), io::Error>(())
+        })?;
+        for dir in dirs {
+            fsutil::sync_dir(&dir)?;
+        }
+        fsutil::sync_dir(&self.root.join("blobs"))
+    }
+
+    fn blobs(&self) -> io::Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        for top in fs::read_dir(self.root.join("blobs"))? {
+            let top = top?;
+            let prefix = top.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !top.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(top.path())? {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if let Ok(d) = format!("{prefix}{name}").parse() {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove(&self, digest: &Digest) -> io::Result<()> {
+        match fs::remove_file(self.blob_path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()> {
+        let path = self.manifest_path(key);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let data = serde_json::to_vec(manifest).map_err(io::Error::other)?;
+        fsutil::atomic_write(&path, &self.temp_path(), &data, 0o444)
+    }
+
+    fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest> {
+        let data = fs::read(self.manifest_path(key))?;
+        serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    fn manifests(&self) -> io::Result<Vec<ManifestKey>> {
+        let mut out = Vec::new();
+        for app in fs::read_dir(self.root.join("manifests"))? {
+            let app = app?;
+            if !app.file_type()?.is_dir() {
+                continue;
+            }
+            let app_name = app.file_name().to_string_lossy().into_owned();
+            for entry in fs::read_dir(app.path())? {
+                let name = entry?.file_name().to_string_lossy().into_owned();
+                if let Some(id) = name.strip_suffix(".json") {
+                    out.push(ManifestKey::new(app_name.clone(), id));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()> {
+        match fs::remove_file(self.manifest_path(key)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn clean_temporary(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let entry = entry?;
+            fs::remove_file(entry.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Stores the content of a local file, hashing it on the way. Returns the
+/// digest, the size and whether the blob was new.
+pub fn put_file(store: &dyn Store, path: &Path) -> io::Result<(Digest, u64, bool)> {
+    let meta = fs::metadata(path)?;
+    // Small files are read once into memory; large ones are hashed in a
+    // first pass and streamed into the store only when new.
+    if meta.len() <= 4 * 1024 * 1024 {
+        let data = fs::read(path)?;
+        let digest = Digest::of(&data);
+        let new = store.put(&digest, &mut data.as_slice())?;
+        Ok((digest, data.len() as u64, new))
+    } else {
+        let mut hasher = Hasher::new();
+        let mut f = File::open(path)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            hasher.update(&buf[..n]);
+        }
+        let digest = hasher.finish();
+        if store.contains(&digest)? {
+            return Ok((digest, size, false));
+        }
+        let new = store.put(&digest, &mut File::open(path)?)?;
+        Ok((digest, size, new))
+    }
+}
+
+/// Stores bytes. Returns the digest and whether the blob was new.
+pub fn put_bytes(store: &dyn Store, data: &[u8]) -> io::Result<(Digest, bool)> {
+    let digest = Digest::of(data);
+    let new = store.put(&digest, &mut &data[..])?;
+    Ok((digest, new))
+}
+
+/// What [`fsck`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FsckReport {
+    /// Manifests checked.
+    pub manifests: usize,
+    /// Blobs re-hashed.
+    pub blobs: usize,
+    /// Bytes re-hashed.
+    pub bytes: u64,
+    /// What is damaged; empty when all is well.
+    pub problems: Vec<String>,
+    /// What is left over but harmless (blobs no manifest uses, interrupted
+    /// deployments that the next run cleans up).
+    pub notes: Vec<String>,
+}
+
+impl FsckReport {
+    /// Whether nothing is damaged.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the manifests that `keep` selects (all when `None`) and every
+/// blob they use: the blob exists, has the manifest's size, and hashes to
+/// its name. With `None`, blobs no manifest uses are re-hashed too and
+/// listed as notes.
+pub fn fsck(store: &dyn Store, only: Option<&dyn Fn(&ManifestKey) -> bool>) -> FsckReport {
+    let mut report = FsckReport::default();
+    let keys = match store.manifests() {
+        Ok(k) => k,
+        Err(e) => {
+            report.problems.push(format!(
+                "cannot list manifests in {}: {e}",
+                store.describe()
+            ));
+            return report;
+        }
+    };
+    let mut sizes: std::collections::BTreeMap<Digest, (u64, String)> = Default::default();
+    for key in keys.iter().filter(|k| only.is_none_or(|f| f(k))) {
+        report.manifests += 1;
+        let manifest = match store.manifest(key) {
+            Ok(m) => m,
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("manifest {key}: cannot read: {e}"));
+                continue;
+            }
+        };
+        let mut seen = HashSet::new();
+        for f in &manifest.files {
+            if !seen.insert(f.path.as_str()) {
+                report
+                    .problems
+                    .push(format!("manifest {key}: {} listed twice", f.path));
+            }
+            if let Err(why) = crate::package::check_relative_path(&f.path) {
+                report
+                    .problems
+                    .push(format!("manifest {key}: unsafe path {:?}: {why}", f.path));
+            }
+            if let Some((size, first)) = sizes.get(&f.hash) {
+                if *size != f.size {
+                    report.problems.push(format!(
+                        "manifest {key}: {}: size {} differs from {} in {first}",
+                        f.path, f.size, size
+                    ));
+                }
+            } else {
+                sizes.insert(f.hash, (f.size, format!("{key}:{}", f.path)));
+            }
+        }
+    }
+    let all = if only.is_none() {
+        match store.blobs() {
+            Ok(b) => b,
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("cannot list blobs in {}: {e}", store.describe()));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let listed: HashSet<Digest> = all.iter().copied().collect();
+    for (digest, (size, user)) in &sizes {
+        if only.is_none() && !listed.contains(digest) {
+            report
+                .problems
+                .push(format!("blob {digest} (used by {user}) is missing"));
+            continue;
+        }
+        check_blob(store, digest, Some(*size), user, &mut report);
+    }
+    let mut unused = 0usize;
+    for digest in &all {
+        if !sizes.contains_key(digest) {
+            unused += 1;
+            check_blob(store, digest, None, "no manifest", &mut report);
+        }
+    }
+    if unused > 0 {
+        report.notes.push(format!(
+            "{unused} blob{} used by no manifest (removed by the next garbage collection)",
+            if unused == 1 { "" } else { "s" }
+        ));
+    }
+    report
+}
+
+fn check_blob(
+    store: &dyn Store,
+    digest: &Digest,
+    size: Option<u64>,
+    user: &str,
+    report: &mut FsckReport,
+) {
+    let mut reader = match store.open(digest) {
+        Ok(r) => r,
+        Err(e) => {
+            report
+                .problems
+                .push(format!("blob {digest} (used by {user}): cannot read: {e}"));
+            return;
+        }
+    };
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n_total = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                n_total += n as u64;
+                hasher.update(&buf[..n]);
+            }
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("blob {digest} (used by {user}): cannot read: {e}"));
+                return;
+            }
+        }
+    }
+    report.blobs += 1;
+    report.bytes += n_total;
+    if hasher.finish() != *digest {
+        report.problems.push(format!(
+            "blob {digest} (used by {user}): content does not match its name (damaged)"
+        ));
+    } else if let Some(size) = size
+        && size != n_total
+    {
+        report.problems.push(format!(
+            "blob {digest} (used by {user}): {n_total} bytes, the manifest says {size}"
+        ));
+    }
+}
+
+/// What [`collect_garbage`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Temporary files removed.
+    pub temporary: usize,
+}
+
+/// Removes every blob that no manifest uses, and temporary files. The
+/// caller guarantees that no deployment is writing to the store meanwhile.
+pub fn collect_garbage(store: &dyn Store) -> io::Result<GcReport> {
+    let mut used = HashSet::new();
+    for key in store.manifests()? {
+        match store.manifest(&key) {
+            Ok(m) => used.extend(m.files.iter().map(|f| f.hash)),
+            // A damaged manifest: keep every blob, fsck reports it.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+    }
+    let mut report = GcReport {
+        temporary: store.clean_temporary()?,
+        ..GcReport::default()
+    };
+    for digest in store.blobs()? {
+        if !used.contains(&digest) {
+            store.remove(&digest)?;
+            report.blobs += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Sets a materialised file's permission bits (read-only, execute kept).
+pub(crate) fn readonly_mode(mode: u32) -> u32 {
+    if mode & 0o111 != 0 { 0o555 } else { 0o444 }
+}
+
+/// A permission set for `fs::set_permissions`.
+pub(crate) fn perms(mode: u32) -> fs::Permissions {
+    fs::Permissions::from_mode(mode)
+}
