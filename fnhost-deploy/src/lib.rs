@@ -1,1 +1,4 @@
 //! fnhost-deploy: continuous deployment of function apps.
+
+pub mod build;
+pub mod source;
