@@ -99,6 +99,11 @@ impl ZipSource {
                 self.max_entries
             )));
         }
+        if archive.has_duplicate_names() {
+            return Err(invalid(
+                "an entry appears twice in the zip's directory".to_owned(),
+            ));
+        }
         let mut seen = HashSet::new();
         let mut total = 0u64;
         let mut files = 0;
