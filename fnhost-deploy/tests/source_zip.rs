@@ -113,6 +113,9 @@ fn fetch_error(source: &ZipSource, path: &Path) -> String {
     }
 }
 
+/// An entry of [`raw_zip`]: name, content, unix mode.
+type RawEntry<'a> = (&'a str, &'a [u8], u32);
+
 const FILE: u32 = 0o100644;
 const LINK: u32 = 0o120777;
 
@@ -120,7 +123,7 @@ const LINK: u32 = 0o120777;
 fn unsafe_entries_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let zip = ZipSource::new();
-    let cases: &[(&str, &[(&str, &[u8], u32)], &str)] = &[
+    let cases: &[(&str, &[RawEntry<'_>], &str)] = &[
         ("dotdot", &[("../evil.txt", b"x", FILE)], "'..'"),
         ("absolute", &[("/tmp/evil.txt", b"x", FILE)], "absolute"),
         ("backslash", &[("..\\evil.txt", b"x", FILE)], "backslash"),
