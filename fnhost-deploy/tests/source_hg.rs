@@ -54,13 +54,11 @@ fn hg_program() -> Option<&'static str> {
             c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
             quiet(&mut c)
         };
-        if apt(&["apt-get", "install", "-y", "-qq", "mercurial"])
+        let installed = apt(&["apt-get", "install", "-y", "-qq", "mercurial"])
             || (apt(&["apt-get", "update", "-qq"])
-                && apt(&["apt-get", "install", "-y", "-qq", "mercurial"]))
-        {
-            if works("hg") {
-                return Some("hg");
-            }
+                && apt(&["apt-get", "install", "-y", "-qq", "mercurial"]));
+        if installed && works("hg") {
+            return Some("hg");
         }
         for pip in [["python3", "-m", "pip"], ["pip3", "", ""], ["pip", "", ""]] {
             let mut c = Command::new(pip[0]);
