@@ -33,11 +33,13 @@
 //! and manifests behind the [`Store`] trait), [`deployment`] (records and
 //! retention), [`site`] (apps, slots, activation, credentials).
 
+pub mod build;
 pub mod deployment;
 mod error;
 mod fsutil;
 pub mod package;
 pub mod site;
+pub mod source;
 pub mod store;
 
 pub use deployment::{Deployment, Level, LogEntry, Status};
