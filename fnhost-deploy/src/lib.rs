@@ -36,6 +36,8 @@
 pub mod deployment;
 mod error;
 mod fsutil;
+#[cfg(feature = "server")]
+pub mod manage;
 pub mod package;
 pub mod site;
 pub mod store;
