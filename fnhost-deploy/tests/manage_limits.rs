@@ -129,6 +129,11 @@ fn concurrent_uploads_are_limited_and_stalled_ones_dropped() {
         .with_max_concurrent_uploads(1)
         .with_upload_idle_timeout(Duration::from_secs(2));
     let (addr, _stop) = start(site, limits);
+    // A first request checks the password (argon2, slow unoptimised); the
+    // next ones hit the endpoint's cache, so the slow upload below reaches
+    // its body at once.
+    let list = format!("http://{addr}/apps/demo/api/deployments");
+    assert_eq!(curl(&list, &format!("deployer:{PASS}"), &[]).0, 200);
     // One upload in progress, holding the only permit.
     let mut slow = TcpStream::connect(addr).unwrap();
     use base64::Engine as _;
@@ -140,7 +145,7 @@ fn concurrent_uploads_are_limited_and_stalled_ones_dropped() {
     .unwrap();
     slow.write_all(&[0u8; 1000]).unwrap();
     slow.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
     let body = tmp.path().join("x.zip");
     std::fs::write(&body, b"PK not really").unwrap();
     let url = format!("http://{addr}/apps/demo/api/zipdeploy");
