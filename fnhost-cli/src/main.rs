@@ -8,6 +8,7 @@ mod deploy;
 mod invoke;
 mod keys;
 mod list;
+mod manage;
 mod scaffold;
 mod serve;
 mod validate;
@@ -57,6 +58,9 @@ enum Command {
     Keys(keys::Args),
     #[command(flatten)]
     Deploy(deploy::Command),
+    /// Serve the management endpoint (Kudu's publishing API) for every app
+    /// of the home.
+    Manage(manage::Args),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => invoke::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Deploy(command) => deploy::run(command, &cli.home),
+        Command::Manage(args) => manage::run(args, &cli.home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

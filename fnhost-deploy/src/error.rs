@@ -89,6 +89,16 @@ pub enum Error {
         /// The running deployment's id, when known.
         holder: Option<String>,
     },
+    /// The deployment cannot be deleted: it is active or running.
+    #[error("{app}: deployment {id} cannot be deleted: {reason}")]
+    DeploymentInUse {
+        /// The app.
+        app: String,
+        /// The deployment.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// The slot takes its content from continuous deployment.
     #[error(
         "{app}/{slot} is read-only: continuous deployment from {source_of_truth} is configured, so that source is the source of truth; push there, or turn continuous deployment off for this slot to deploy content directly"

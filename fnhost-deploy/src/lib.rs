@@ -37,6 +37,8 @@ pub mod build;
 pub mod deployment;
 mod error;
 mod fsutil;
+#[cfg(feature = "server")]
+pub mod manage;
 pub mod package;
 pub mod site;
 pub mod source;

@@ -25,6 +25,7 @@
 mod credentials;
 mod deploy;
 mod export;
+mod manage_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};

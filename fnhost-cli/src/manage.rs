@@ -1,0 +1,77 @@
+//! `fnhost manage`: the management endpoint (Kudu's publishing API) for
+//! every app of the home.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fnhost_deploy::manage::{Limits, LogSink, Manage};
+use fnhost_deploy::{Durability, Site};
+
+use crate::deploy::DurabilityArg;
+use crate::serve::runtime;
+use crate::{CmdResult, Failure};
+
+/// Arguments of `fnhost manage`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    host: IpAddr,
+    /// The port to listen on (0: any free port).
+    #[arg(long, default_value_t = 7072)]
+    port: u16,
+    /// The largest upload, in MiB.
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    max_upload_mb: u64,
+    /// Uploads received or waiting to be deployed at once (429 beyond).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_concurrent_uploads: usize,
+    /// How deployments flush to disk (as `fnhost deploy --durability`).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
+    durability: DurabilityArg,
+}
+
+/// How long shutdown waits for requests and deployments in flight.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+    let site = Site::open(home)
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .with_durability(match args.durability {
+            DurabilityArg::Full => Durability::Full,
+            DurabilityArg::Process => Durability::Process,
+        });
+    let addr = SocketAddr::new(args.host, args.port);
+    let limits = Limits::default()
+        .with_max_upload_bytes(args.max_upload_mb.saturating_mul(1024 * 1024))
+        .with_max_concurrent_uploads(args.max_concurrent_uploads)
+        .with_shutdown_timeout(SHUTDOWN_DEADLINE);
+    let runtime = runtime()?;
+    runtime.block_on(async move {
+        let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+        let apps = site.apps().map_err(|e| Failure::Usage(e.to_string()))?;
+        let server = Manage::new(site)
+            .with_limits(limits)
+            .with_log(log)
+            .bind(addr)
+            .await
+            .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))?;
+        let local = server.local_addr();
+        // The first line on stdout is the address (for scripts and tests).
+        println!("listening on http://{local}");
+        let _ = std::io::stdout().flush();
+        for app in &apps {
+            eprintln!("fnhost: app {0}: http://{local}/apps/{0}", app.name);
+        }
+        if apps.is_empty() {
+            eprintln!("fnhost: no apps yet: create one with `fnhost apps create APP` and set its credentials");
+        }
+        eprintln!("fnhost: press Ctrl-C to stop");
+        server.serve(fnhost_core::http::shutdown_signal()).await;
+        eprintln!("fnhost: stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,248 @@
+//! HTTP basic authentication with an app's deployment credentials, and the
+//! throttling of failed attempts per client address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hyper::header::HeaderValue;
+use hyper::{Request, StatusCode};
+
+use super::{HttpResponse, Shared, text};
+use crate::error::Error;
+
+/// Failures per client address, and successful checks remembered.
+#[derive(Debug, Default)]
+pub(super) struct Throttle {
+    clients: Mutex<HashMap<IpAddr, Failures>>,
+    /// sha256(app, user, password) -> (credentials version, when checked).
+    /// argon2 costs tens of milliseconds a check (seconds unoptimised);
+    /// a client polling a deployment would pay it every second. An entry
+    /// holds while the app's credentials file is unchanged, for
+    /// [`CACHE_TTL`] at most.
+    good: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+}
+
+/// How long a successful check is remembered.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+
+fn cache_key(app: &str, user: &str, password: &str) -> [u8; 32] {
+    let mut h = crate::store::Hasher::new();
+    for part in [app, user, password] {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    *h.finish().as_bytes()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    locked_until: Option<Instant>,
+}
+
+impl Throttle {
+    /// How long the client is still locked out, if it is.
+    fn locked(&self, ip: IpAddr) -> Option<Duration> {
+        let map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let until = map.get(&ip)?.locked_until?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn failed(&self, ip: IpAddr, free: u32, first: Duration, max: Duration) {
+        let now = Instant::now();
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            // Forget clients quiet for an hour.
+            map.retain(|_, f| now.duration_since(f.last) < Duration::from_secs(3600));
+        }
+        let f = map.entry(ip).or_insert(Failures {
+            count: 0,
+            last: now,
+            locked_until: None,
+        });
+        // A client quiet for as long as the longest lockout starts afresh.
+        if now.duration_since(f.last) > max.max(Duration::from_secs(60)) {
+            f.count = 0;
+        }
+        f.count += 1;
+        f.last = now;
+        if f.count > free {
+            let doublings = (f.count - free - 1).min(20);
+            let lock = first.saturating_mul(1u32 << doublings).min(max);
+            f.locked_until = Some(now + lock);
+        }
+    }
+
+    fn succeeded(&self, ip: IpAddr) {
+        let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&ip);
+    }
+}
+
+fn unauthorized(message: &str) -> HttpResponse {
+    let mut resp = text(StatusCode::UNAUTHORIZED, message);
+    resp.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"fnhost\", charset=\"UTF-8\""),
+    );
+    resp
+}
+
+/// The user and password of a `Basic` Authorization header.
+fn basic(value: &str) -> Option<(String, String)> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+/// Checks the request's credentials for `app`: the user name, or the
+/// response to send (401, 429, 500).
+pub(super) async fn authenticate<B>(
+    shared: &Arc<Shared>,
+    req: &Request<B>,
+    app: &str,
+    peer: SocketAddr,
+) -> Result<String, HttpResponse> {
+    let ip = peer.ip();
+    if let Some(wait) = shared.throttle.locked(ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut resp = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address: try again later",
+        );
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return Err(resp);
+    }
+    let Some(header) = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(unauthorized(
+            "authentication needed: HTTP basic auth with the app's deployment credentials",
+        ));
+    };
+    let limits = &shared.limits;
+    let fail = |why: &str| {
+        shared.throttle.failed(
+            ip,
+            limits.auth_free_failures,
+            limits.auth_lockout,
+            limits.auth_max_lockout,
+        );
+        (shared.log)(&format!(
+            "manage: failed authentication for app {app} from {ip}: {why}"
+        ));
+        unauthorized("wrong deployment credentials for this app")
+    };
+    let Some((user, password)) = basic(header) else {
+        return Err(fail("not basic credentials"));
+    };
+    let key = cache_key(app, &user, &password);
+    let version = shared.site.credentials_version(app).ok().flatten();
+    if let Some(v) = &version {
+        let good = shared
+            .throttle
+            .good
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((known, when)) = good.get(&key)
+            && known == v
+            && when.elapsed() < CACHE_TTL
+        {
+            return Ok(user);
+        }
+    }
+    let site = shared.site.clone();
+    let (app_c, user_c) = (app.to_string(), user.clone());
+    // argon2 takes tens of milliseconds: off the async threads.
+    let checked =
+        tokio::task::spawn_blocking(move || site.check_credentials(&app_c, &user_c, &password))
+            .await;
+    match checked {
+        Ok(Ok(true)) => {
+            shared.throttle.succeeded(ip);
+            if let Some(v) = version {
+                let mut good = shared
+                    .throttle
+                    .good
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if good.len() >= 1000 {
+                    good.retain(|_, (_, when)| when.elapsed() < CACHE_TTL);
+                    if good.len() >= 1000 {
+                        good.clear();
+                    }
+                }
+                good.insert(key, (v, Instant::now()));
+            }
+            Ok(user)
+        }
+        Ok(Ok(false)) => Err(fail("wrong user or password")),
+        Ok(Err(Error::AppNotFound { .. })) => Err(fail("no such app")),
+        Ok(Err(Error::InvalidName { .. })) => Err(fail("invalid app name")),
+        Ok(Err(Error::Credentials { .. })) => Err(fail("the app has no deployment credentials")),
+        Ok(Err(e)) => {
+            (shared.log)(&format!(
+                "manage: cannot check credentials of app {app}: {e}"
+            ));
+            Err(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the credentials could not be checked (see the server log)",
+            ))
+        }
+        Err(_) => Err(text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the credentials could not be checked",
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header() {
+        assert_eq!(
+            basic("Basic dXNlcjpwYTpzcw=="),
+            Some(("user".into(), "pa:ss".into()))
+        );
+        assert_eq!(basic("Bearer x"), None);
+        assert_eq!(basic("Basic !!"), None);
+    }
+
+    #[test]
+    fn lockouts_double() {
+        let t = Throttle::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let (first, max) = (Duration::from_secs(1), Duration::from_secs(4));
+        for _ in 0..3 {
+            t.failed(ip, 3, first, max);
+        }
+        assert!(t.locked(ip).is_none());
+        t.failed(ip, 3, first, max);
+        assert!(t.locked(ip).unwrap() <= first);
+        t.failed(ip, 3, first, max);
+        assert!(t.locked(ip).unwrap() > first);
+        for _ in 0..10 {
+            t.failed(ip, 3, first, max);
+        }
+        assert!(t.locked(ip).unwrap() <= max);
+        t.succeeded(ip);
+        assert!(t.locked(ip).is_none());
+    }
+}
