@@ -110,13 +110,13 @@ impl Pipeline {
             if step.command.trim().is_empty() {
                 return Err(format!("{at} ({}): the command is empty", step.name));
             }
-            if let Some(dir) = &step.working_directory {
-                if !super::stays_inside(dir) {
-                    return Err(format!(
-                        "{at} ({}): working_directory '{dir}' must be a relative path inside the source",
-                        step.name
-                    ));
-                }
+            if let Some(dir) = &step.working_directory
+                && !super::stays_inside(dir)
+            {
+                return Err(format!(
+                    "{at} ({}): working_directory '{dir}' must be a relative path inside the source",
+                    step.name
+                ));
             }
             if step.timeout_seconds == Some(0) {
                 return Err(format!(
@@ -125,13 +125,13 @@ impl Pipeline {
                 ));
             }
         }
-        if let Some(dir) = &pipeline.deploy {
-            if !super::stays_inside(dir) {
-                return Err(format!(
-                    "{}: deploy '{dir}' must be a relative path inside the source",
-                    Self::FILE
-                ));
-            }
+        if let Some(dir) = &pipeline.deploy
+            && !super::stays_inside(dir)
+        {
+            return Err(format!(
+                "{}: deploy '{dir}' must be a relative path inside the source",
+                Self::FILE
+            ));
         }
         Ok(pipeline)
     }

@@ -164,10 +164,10 @@ impl GitSource {
                 *refused.borrow_mut() = Some("the credentials were refused".to_owned());
                 return Err(git2::Error::from_str("credentials refused"));
             }
-            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(password) = &creds.password {
-                    return Cred::userpass_plaintext(&user, password);
-                }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+                && let Some(password) = &creds.password
+            {
+                return Cred::userpass_plaintext(&user, password);
             }
             if allowed.contains(CredentialType::SSH_KEY) {
                 return match &creds.ssh_key {
@@ -267,11 +267,10 @@ impl GitSource {
                 if let Ok(commit) = by_tag {
                     return Ok((commit.id(), Vec::new()));
                 }
-                if !self.local_only {
-                    if let Ok(commit) = repo.revparse_single(name).and_then(|o| o.peel_to_commit())
-                    {
-                        return Ok((commit.id(), Vec::new()));
-                    }
+                if !self.local_only
+                    && let Ok(commit) = repo.revparse_single(name).and_then(|o| o.peel_to_commit())
+                {
+                    return Ok((commit.id(), Vec::new()));
                 }
                 Err(missing(format!("branch or ref {name}")))
             }
@@ -427,13 +426,12 @@ fn classify(provider: &str, url: &str, e: git2::Error, refused: Option<String>) 
 
 /// A URL with any password left out.
 fn redact(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if !host.contains('/') || userinfo.contains(':') {
-                let user = userinfo.split(':').next().unwrap_or("");
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && (!host.contains('/') || userinfo.contains(':'))
+    {
+        let user = userinfo.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:***@{host}");
     }
     url.to_owned()
 }

@@ -274,10 +274,10 @@ fn make_link(_link: &str, _target: &Path) -> io::Result<()> {
 #[cfg(unix)]
 fn set_mode(file: &fs::File, mode: Option<u32>) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    if let Some(mode) = mode {
-        if mode & 0o111 != 0 {
-            file.set_permissions(fs::Permissions::from_mode(0o755))?;
-        }
+    if let Some(mode) = mode
+        && mode & 0o111 != 0
+    {
+        file.set_permissions(fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
 }
