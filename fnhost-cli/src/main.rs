@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
 //! (an invalid app, a failed deployment), 2 a usage or environment error.
 
+mod cd;
 mod deploy;
 mod invoke;
 mod keys;
@@ -57,6 +58,8 @@ enum Command {
     Keys(keys::Args),
     #[command(flatten)]
     Deploy(deploy::Command),
+    #[command(flatten)]
+    Cd(cd::Command),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => invoke::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Deploy(command) => deploy::run(command, &cli.home),
+        Command::Cd(command) => cd::run(command, &cli.home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

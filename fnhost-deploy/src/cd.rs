@@ -201,6 +201,13 @@ impl SourceConfig {
         self
     }
 
+    /// Sets the user name given to the source (with no stored secret: an
+    /// SSH agent's user, or a user in the URL's place).
+    pub fn with_username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
     /// Sets a folder's quiet period.
     pub fn with_quiet_period(mut self, quiet: Duration) -> Self {
         self.quiet_period_ms = Some(quiet.as_millis() as u64);
@@ -1116,7 +1123,6 @@ impl Prepare for BuildStep<'_> {
             log,
         };
         let out = self.build.build(&ctx).map_err(|e| e.to_string())?;
-        log.line(LogLevel::Info, &format!("Build: {}", out.summary));
         Ok(out.dir)
     }
 }

@@ -340,11 +340,19 @@ fn concurrent_syncs_coalesce() {
 fn watch_coalesces_three_quick_commits() {
     let tmp = tempfile::tempdir().unwrap();
     let src = repo(&tmp.path().join("src"));
+    // A build slower than three commits: they arrive during a deployment.
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
+    );
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "slow build"]);
     let cd = setup(tmp.path());
     cd.configure(
         "app",
         "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string()),
+        SourceConfig::new(SourceKind::Git, src.display().to_string())
+            .with_build(BuildKind::Pipeline),
         None,
     )
     .unwrap();
