@@ -4,6 +4,10 @@
 //!
 //! Targets (issue 5): `head` with nothing new under 50 ms on a local
 //! repository of 10,000 files; the first fetch within 2x `git clone`.
+//! Continuous deployment (`fnhost_deploy::cd`, same run): `sync` with
+//! nothing new on a local repository of 10,000 files under 50 ms; a later
+//! commit changing 10 files deploys in under 10% of the first commit's
+//! deployment.
 //! `FNHOST_BENCH_QUICK` shrinks the trees to 500 files.
 //!
 //! ```sh
@@ -14,10 +18,12 @@ use std::fs;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fnhost_benches::{measure, quick, report};
 use fnhost_core::source::{SourceProvider, SourceSpec};
+use fnhost_deploy::Site;
+use fnhost_deploy::cd::{ContinuousDeployer, SourceConfig, SourceKind, SyncOutcome};
 use fnhost_deploy::source::{FolderSource, GitSource};
 
 fn files() -> usize {
@@ -140,6 +146,64 @@ fn main() {
         let _ = fs::remove_dir_all(&dir);
     });
     all_met &= report("git first fetch", fetch, "git clone", clone, clone * 2);
+
+    // Continuous deployment through the library.
+    let site = Site::open(scratch.path().join("home")).expect("home");
+    site.create_app("bench").expect("app");
+    let cd = ContinuousDeployer::new(site);
+    cd.configure(
+        "bench",
+        "production",
+        SourceConfig::new(SourceKind::Git, repo.to_string_lossy()),
+        None,
+    )
+    .expect("configure");
+    let started = Instant::now();
+    let first = cd.sync_once("bench", "production").expect("first sync");
+    let first_deploy = started.elapsed();
+    assert!(matches!(first, SyncOutcome::Deployed { .. }), "{first:?}");
+    println!(
+        "cd first deployment ({n} files: fetch, build none, store, activate): {:.1} ms",
+        first_deploy.as_secs_f64() * 1e3
+    );
+    let sync_nothing = measure("cd sync, nothing new (local repository)", 20, || {
+        let outcome = cd.sync_once("bench", "production").expect("sync");
+        assert!(matches!(outcome, SyncOutcome::UpToDate { .. }));
+    });
+    all_met &= report(
+        "cd sync, nothing new (local repository)",
+        sync_nothing,
+        "git rev-parse",
+        rev_parse,
+        Duration::from_millis(50),
+    );
+    let mut later = Vec::new();
+    for round in 0..3 {
+        for i in 0..10 {
+            let k = (i * 37 + round * 101) % n;
+            let path = repo
+                .join(format!("Function{:03}", k / 100))
+                .join(format!("f{k:05}.js"));
+            fs::write(&path, format!("// changed in round {round}\n")).expect("write");
+        }
+        git(&repo, &["commit", "-q", "-a", "-m", "ten files"]);
+        let started = Instant::now();
+        let outcome = cd.sync_once("bench", "production").expect("later sync");
+        later.push(started.elapsed());
+        assert!(
+            matches!(outcome, SyncOutcome::Deployed { .. }),
+            "{outcome:?}"
+        );
+    }
+    later.sort();
+    let later = later[later.len() / 2];
+    all_met &= report(
+        "cd deployment of a later commit changing 10 files",
+        later,
+        "cd first deployment",
+        first_deploy,
+        first_deploy / 10,
+    );
     println!(
         "source benchmarks: {}",
         if all_met {

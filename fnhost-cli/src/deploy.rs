@@ -356,7 +356,7 @@ pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
 
 /// Maps a library error to an exit code: what the user must fix in the
 /// command or the environment is 2, a failed operation is 1.
-fn failure(e: Error) -> Failure {
+pub(crate) fn failure(e: Error) -> Failure {
     match e {
         Error::InvalidName { .. }
         | Error::AppNotFound { .. }
@@ -422,7 +422,7 @@ fn apps(site: &Site, c: AppsCommand) -> CmdResult {
 }
 
 /// Shows progress on a terminal; silent otherwise (apart from messages).
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     verbose: bool,
 }
@@ -434,7 +434,7 @@ impl std::fmt::Debug for Progress {
 }
 
 impl Progress {
-    fn new(verbose: bool) -> Progress {
+    pub(crate) fn new(verbose: bool) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
@@ -454,7 +454,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -558,7 +558,7 @@ fn deploy(site: &Site, a: DeployArgs) -> CmdResult {
 
 /// A record as the JSON output writes it (Kudu's field names, and
 /// `status_code` with Kudu's numbers).
-fn deployment_json(d: &Deployment, with_log: bool) -> Value {
+pub(crate) fn deployment_json(d: &Deployment, with_log: bool) -> Value {
     let mut v = json!({
         "id": d.id,
         "app": d.app,
@@ -660,7 +660,7 @@ fn deployments(site: &Site, a: DeploymentsArgs) -> CmdResult {
     }
 }
 
-fn read_password() -> Result<String, Failure> {
+pub(crate) fn read_password() -> Result<String, Failure> {
     let stdin = std::io::stdin();
     let tty = stdin.is_terminal();
     if tty {

@@ -4,6 +4,7 @@
 //! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
 //! (an invalid app, a failed deployment), 2 a usage or environment error.
 
+mod cd;
 mod deploy;
 mod invoke;
 mod keys;
@@ -61,6 +62,8 @@ enum Command {
     /// Serve the management endpoint (Kudu's publishing API) for every app
     /// of the home.
     Manage(manage::Args),
+    #[command(flatten)]
+    Cd(cd::Command),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Deploy(command) => deploy::run(command, &cli.home),
         Command::Manage(args) => manage::run(args, &cli.home),
+        Command::Cd(command) => cd::run(command, &cli.home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -120,6 +120,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A build (see [`crate::site::Prepare`]) failed; its log is in the
+    /// deployment's record.
+    #[error("build failed: {message}")]
+    Build {
+        /// What failed.
+        message: String,
+    },
     /// The deployment ran and failed; its record (status Failed) holds the
     /// log. The previous deployment stays active.
     #[error("deployment {id} to {app}/{slot} failed: {reason}")]

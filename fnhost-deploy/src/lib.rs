@@ -34,6 +34,7 @@
 //! retention), [`site`] (apps, slots, activation, credentials).
 
 pub mod build;
+pub mod cd;
 pub mod deployment;
 mod error;
 mod fsutil;

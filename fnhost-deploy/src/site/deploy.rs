@@ -70,6 +70,56 @@ pub struct DeployRequest<'a> {
     deployer: Option<String>,
     wait: bool,
     observer: &'a dyn Observer,
+    from_source: FromSource<'a>,
+}
+
+/// What continuous deployment adds to a request (see [`DeployRequest::with_prepare`]).
+#[derive(Default)]
+struct FromSource<'a> {
+    source_of_truth: bool,
+    source_id: Option<String>,
+    source: Option<String>,
+    prepare: Option<&'a dyn Prepare>,
+}
+
+/// Turns the request's folder into the folder to deploy (a build), run by
+/// [`Site::deploy`] under the slot's lock once the record exists, so that
+/// its log streams into the record and a failure is a Failed record with
+/// the previous deployment left active.
+pub trait Prepare: Sync {
+    /// Builds in (or from) `folder`, the request's folder, and returns the
+    /// folder to deploy. Log lines go to `log` as they come; an error fails
+    /// the deployment ([`Error::Build`]) with that message.
+    fn prepare(
+        &self,
+        folder: &Path,
+        log: &dyn fnhost_core::build::BuildLog,
+    ) -> std::result::Result<PathBuf, String>;
+}
+
+/// Collects a preparation's log for the record, passing it to the observer.
+struct PrepareLog<'a> {
+    entries: std::sync::Mutex<Vec<LogEntry>>,
+    observer: &'a dyn Observer,
+}
+
+impl fnhost_core::build::BuildLog for PrepareLog<'_> {
+    fn line(&self, level: fnhost_core::build::LogLevel, line: &str) {
+        use fnhost_core::build::LogLevel;
+        let entry = LogEntry {
+            time: deployment::now(),
+            level: match level {
+                LogLevel::Info => Level::Info,
+                LogLevel::Warning => Level::Warning,
+                LogLevel::Error => Level::Error,
+            },
+            message: line.to_string(),
+        };
+        self.observer.log(&entry);
+        if let Ok(mut e) = self.entries.lock() {
+            e.push(entry);
+        }
+    }
 }
 
 impl std::fmt::Debug for DeployRequest<'_> {
@@ -99,6 +149,7 @@ impl<'a> DeployRequest<'a> {
             deployer: None,
             wait: true,
             observer: &Quiet,
+            from_source: FromSource::default(),
         }
     }
 
@@ -130,6 +181,33 @@ impl<'a> DeployRequest<'a> {
     /// fail at once with [`Error::Busy`].
     pub fn with_wait(mut self, wait: bool) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// Deploys from the slot's configured source of truth (continuous
+    /// deployment, [`crate::cd`]): allowed while the slot is read-only.
+    pub fn from_source_of_truth(mut self) -> Self {
+        self.from_source.source_of_truth = true;
+        self
+    }
+
+    /// The record's `source_id` (a commit id; default: the content hash).
+    /// Equal ids must mean equal content.
+    pub fn with_source_id(mut self, id: impl Into<String>) -> Self {
+        self.from_source.source_id = Some(id.into());
+        self
+    }
+
+    /// The record's `source` (default: the folder or zip path).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.from_source.source = Some(source.into());
+        self
+    }
+
+    /// Runs `prepare` (a build) on the request's folder before storing;
+    /// the folder it returns is what is deployed. See [`Prepare`].
+    pub fn with_prepare(mut self, prepare: &'a dyn Prepare) -> Self {
+        self.from_source.prepare = Some(prepare);
         self
     }
 
@@ -173,11 +251,15 @@ impl Site {
         let (app, slot) = (req.app.as_str(), req.slot.as_str());
         self.require_app(app)?;
         check_name("slot", slot)?;
-        self.check_writable(app, slot)?;
+        let writable = |site: &Site| match req.from_source.source_of_truth {
+            true => Ok(()),
+            false => site.check_writable(app, slot),
+        };
+        writable(self)?;
         self.ensure_slot(app, slot)?;
         let mut lock = self.lock_slot(app, slot, req.wait, Some(req.observer))?;
         // Configuration may have changed while waiting.
-        self.check_writable(app, slot)?;
+        writable(self)?;
         let started = Instant::now();
         self.recover_slot(app, slot)?;
 
@@ -192,7 +274,9 @@ impl Site {
             }
             .0
         });
-        r.source = req.content.path().display().to_string();
+        r.source = (req.from_source.source.clone())
+            .unwrap_or_else(|| req.content.path().display().to_string());
+        r.source_id = req.from_source.source_id.clone().unwrap_or_default();
         req.observer.status(&r);
 
         let store_lock = self.store_lock_file()?;
@@ -279,10 +363,24 @@ impl Site {
         // intermediate statuses go to the observer.
         self.write_record(app, slot, r)?;
         req.observer.status(r);
+        let built;
+        let content = match req.from_source.prepare {
+            None => &req.content,
+            Some(prepare) => {
+                let log = PrepareLog {
+                    entries: Default::default(),
+                    observer: req.observer,
+                };
+                let result = prepare.prepare(req.content.path(), &log);
+                r.log.extend(log.entries.into_inner().unwrap_or_default());
+                built = Content::Folder(result.map_err(|message| Error::Build { message })?);
+                &built
+            }
+        };
 
         let progress = |done, total| req.observer.progress(done, total);
         let cache_path = self.slot_dir(app, slot).join("statcache.json");
-        let (stored, cache): (Stored, Option<StatCache>) = match &req.content {
+        let (stored, cache): (Stored, Option<StatCache>) = match content {
             Content::Folder(dir) => {
                 let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
                 let old: Option<StatCache> = fs::read(&cache_path)
@@ -305,7 +403,8 @@ impl Site {
             }
         };
         let manifest = stored.manifest;
-        r.source_id = manifest.content_id().to_hex();
+        let content_id = manifest.content_id().to_hex();
+        r.source_id = (req.from_source.source_id.clone()).unwrap_or_else(|| content_id.clone());
         r.files = manifest.files.len() as u64;
         r.bytes = manifest.total_size();
         r.new_files = stored.new_blobs.len() as u64;
@@ -319,7 +418,7 @@ impl Site {
                 r.bytes,
                 r.new_files,
                 stored.new_bytes,
-                &r.source_id[..12]
+                &content_id[..12]
             ),
         );
 
@@ -376,7 +475,7 @@ impl Site {
         if !loaded.is_valid() {
             let n = loaded.diagnostics().error_count();
             return Err(Error::Package {
-                path: req.content.path().to_path_buf(),
+                path: content.path().to_path_buf(),
                 message: format!(
                     "the app has {n} error{}; it was not activated (see the log)",
                     if n == 1 { "" } else { "s" }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use credentials::MIN_PASSWORD_LEN;
-pub use deploy::{Content, DeployOutcome, DeployRequest, Observer};
+pub use deploy::{Content, DeployOutcome, DeployRequest, Observer, Prepare};
 
 use crate::deployment::{self, DEFAULT_RETENTION, Deployment, Level, Status};
 use crate::error::{Error, IoContext, Result};

@@ -165,9 +165,10 @@ impl GitSource {
                 return Err(git2::Error::from_str("credentials refused"));
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-                && let Some(password) = &creds.password {
-                    return Cred::userpass_plaintext(&user, password);
-                }
+                && let Some(password) = &creds.password
+            {
+                return Cred::userpass_plaintext(&user, password);
+            }
             if allowed.contains(CredentialType::SSH_KEY) {
                 return match &creds.ssh_key {
                     Some(key) => Cred::ssh_key(&user, None, key, creds.ssh_passphrase.as_deref()),

@@ -1,0 +1,533 @@
+//! The continuous deployment commands: `source set|show|clear`, `sync`,
+//! `watch`. A thin layer over `fnhost_deploy::cd`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fnhost_deploy::cd::{
+    BuildKind, CdError, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind,
+    SyncOutcome,
+};
+use fnhost_deploy::{Error, PRODUCTION, Site};
+use serde_json::{Value, json};
+
+use crate::deploy::{Progress, deployment_json, failure, read_password};
+use crate::{CmdResult, Failure, print_json};
+
+/// The continuous deployment commands, flattened into the top-level list.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Set, show or clear the source a slot follows (continuous deployment).
+    #[command(subcommand)]
+    Source(SourceCommand),
+    /// Deploy a slot's source once if it moved since the last deployment.
+    Sync(SyncArgs),
+    /// Keep every slot with a source in step with it until stopped
+    /// (Ctrl-C or SIGTERM).
+    Watch(WatchArgs),
+}
+
+/// `fnhost source ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum SourceCommand {
+    /// Follow a source: store it, deploy its current content, and make the
+    /// slot read-only to direct deployments.
+    Set(SetArgs),
+    /// Show the source a slot follows and what was deployed from it.
+    Show {
+        /// The app.
+        app: String,
+        /// The slot.
+        #[arg(long, short, default_value = PRODUCTION)]
+        slot: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop following the source: the slot is writable again; the history
+    /// (and a built-in repository) stay.
+    Clear {
+        /// The app.
+        app: String,
+        /// The slot.
+        #[arg(long, short, default_value = PRODUCTION)]
+        slot: String,
+    },
+}
+
+/// Arguments of `fnhost source set`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["git", "local_git", "folder", "hg", "zip"])))]
+pub(crate) struct SetArgs {
+    /// The app.
+    app: String,
+    /// The slot.
+    #[arg(long, short, default_value = PRODUCTION)]
+    slot: String,
+    /// A git repository: a path, file://, git://, http(s)://, ssh:// URL.
+    #[arg(long, value_name = "URL")]
+    git: Option<String>,
+    /// The slot's built-in repository under the home, to `git push` to.
+    #[arg(long)]
+    local_git: bool,
+    /// A synced folder (Dropbox, OneDrive).
+    #[arg(long, value_name = "PATH")]
+    folder: Option<PathBuf>,
+    /// A Mercurial repository: a path or URL.
+    #[arg(long, value_name = "URL")]
+    hg: Option<String>,
+    /// A zip file.
+    #[arg(long, value_name = "FILE")]
+    zip: Option<PathBuf>,
+    /// The branch (or ref) to follow (git, local git: default main; hg:
+    /// default).
+    #[arg(long, short, value_name = "BRANCH")]
+    branch: Option<String>,
+    /// How the source is built before it is deployed.
+    #[arg(long, value_enum, default_value_t = BuildArg::None)]
+    build: BuildArg,
+    /// How long a build may take.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    build_timeout: u64,
+    /// For a folder: how long it must be quiet before it is taken.
+    #[arg(long, value_name = "MS")]
+    quiet_period: Option<u64>,
+    /// The user for the source (git over HTTP(S) or SSH).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Read the password or token for --user from stdin (stored owner-only
+    /// under the home, never printed).
+    #[arg(long, requires = "user")]
+    password_stdin: bool,
+    /// An SSH private key for the source (copied owner-only under the home).
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    ssh_key: Option<PathBuf>,
+    /// Configure only: no initial deployment.
+    #[arg(long)]
+    no_deploy: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--build`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BuildArg {
+    /// Copy only.
+    None,
+    /// Detect: npm, pip, cargo.
+    Auto,
+    /// The steps of fnhost-build.json.
+    Pipeline,
+}
+
+/// Arguments of `fnhost sync`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SyncArgs {
+    /// The app.
+    app: String,
+    /// The slot.
+    #[arg(long, short, default_value = PRODUCTION)]
+    slot: String,
+    /// Deploy the source's head even if it was deployed (or failed) already.
+    #[arg(long)]
+    force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `fnhost watch`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchArgs {
+    /// The apps to watch (default: all).
+    apps: Vec<String>,
+    /// Seconds between two looks at each source.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    interval: f64,
+}
+
+pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
+    let site = Site::open(home).map_err(failure)?;
+    match command {
+        Command::Source(SourceCommand::Set(a)) => set(site, a),
+        Command::Source(SourceCommand::Show { app, slot, json }) => {
+            show(&ContinuousDeployer::new(site), &app, &slot, json)
+        }
+        Command::Source(SourceCommand::Clear { app, slot }) => {
+            let cd = ContinuousDeployer::new(site);
+            if cd.clear(&app, &slot).map_err(cd_failure)? {
+                println!(
+                    "{app}/{slot}: no longer follows a source; direct deployments are allowed again"
+                );
+            } else {
+                println!("{app}/{slot}: had no source");
+            }
+            Ok(())
+        }
+        Command::Sync(a) => sync(site, a),
+        Command::Watch(a) => watch(site, a),
+    }
+}
+
+fn cd_failure(e: CdError) -> Failure {
+    match e {
+        CdError::Deploy(e) => failure(e),
+        CdError::NotConfigured { .. } | CdError::Invalid(_) => Failure::Usage(e.to_string()),
+        CdError::Source(e) => Failure::Message(e.to_string()),
+        other => Failure::Message(other.to_string()),
+    }
+}
+
+fn deployer(site: Site, verbose: bool) -> (ContinuousDeployer, Arc<Progress>) {
+    let progress = Arc::new(Progress::new(verbose));
+    let cd = ContinuousDeployer::new(site).with_observer(progress.clone());
+    (cd, progress)
+}
+
+fn set(site: Site, a: SetArgs) -> CmdResult {
+    let (kind, location) = if let Some(url) = a.git {
+        (SourceKind::Git, url)
+    } else if a.local_git {
+        (SourceKind::LocalGit, String::new())
+    } else if let Some(p) = a.folder {
+        (SourceKind::Folder, p.display().to_string())
+    } else if let Some(url) = a.hg {
+        (SourceKind::Hg, url)
+    } else if let Some(p) = a.zip {
+        (SourceKind::Zip, p.display().to_string())
+    } else {
+        return Err(Failure::Usage(
+            "give one of --git URL, --local-git, --folder PATH, --hg URL, --zip FILE".into(),
+        ));
+    };
+    if a.branch.is_some()
+        && !matches!(
+            kind,
+            SourceKind::Git | SourceKind::LocalGit | SourceKind::Hg
+        )
+    {
+        return Err(Failure::Usage(
+            "--branch is for --git, --local-git and --hg".into(),
+        ));
+    }
+    let mut config = SourceConfig::new(kind, location)
+        .with_build(match a.build {
+            BuildArg::None => BuildKind::None,
+            BuildArg::Auto => BuildKind::Auto,
+            BuildArg::Pipeline => BuildKind::Pipeline,
+        })
+        .with_build_timeout(Duration::from_secs(a.build_timeout));
+    if let Some(b) = a.branch {
+        config = config.with_branch(b);
+    }
+    if let Some(q) = a.quiet_period {
+        config = config.with_quiet_period(Duration::from_millis(q));
+    }
+    let credentials = if a.password_stdin {
+        Some(SourceCredentials::Password {
+            username: a.user.clone().unwrap_or_default(),
+            password: read_password()?,
+        })
+    } else if let Some(key) = &a.ssh_key {
+        let data = std::fs::read(key)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", key.display())))?;
+        Some(SourceCredentials::SshKey {
+            username: a.user.clone(),
+            key: data,
+        })
+    } else {
+        if let Some(u) = &a.user {
+            config = config.with_username(u.clone());
+        }
+        None
+    };
+    let (cd, progress) = deployer(site, !a.json);
+    let config = cd
+        .configure(&a.app, &a.slot, config, credentials)
+        .map_err(cd_failure)?;
+    let (app, slot) = (a.app.as_str(), a.slot.as_str());
+    if !a.json {
+        println!(
+            "{app}/{slot}: follows {}, build {}; read-only to direct deployments",
+            config.describe(),
+            config.build.as_str()
+        );
+        if config.kind == SourceKind::LocalGit {
+            println!(
+                "{app}/{slot}: push to file://{} (branch {})",
+                config.location,
+                config.branch.as_deref().unwrap_or("main")
+            );
+        }
+    }
+    if a.no_deploy {
+        if a.json {
+            print_json(&config_json(&cd, app, slot)?)?;
+        }
+        return Ok(());
+    }
+    let wait = Duration::from_millis(config.quiet_period_ms.unwrap_or(2000) * 3 + 1000);
+    let result = cd.sync_when_ready(app, slot, wait);
+    progress.finish();
+    let code = report(&cd, app, slot, result, a.json, true);
+    if a.json {
+        print_json(&config_json(&cd, app, slot)?)?;
+    }
+    code
+}
+
+fn config_json(cd: &ContinuousDeployer, app: &str, slot: &str) -> Result<Value, Failure> {
+    let config = cd.config(app, slot).map_err(cd_failure)?;
+    let state = cd.state(app, slot).map_err(cd_failure)?;
+    Ok(match config {
+        None => json!({ "app": app, "slot": slot, "source": null }),
+        Some(c) => json!({
+            "app": app,
+            "slot": slot,
+            "source": c.describe(),
+            "kind": c.kind.as_str(),
+            "location": c.location,
+            "branch": c.branch,
+            "build": c.build.as_str(),
+            "build_timeout_secs": c.build_timeout_secs,
+            "quiet_period_ms": c.quiet_period_ms,
+            "username": c.username,
+            "password": c.has_password,
+            "ssh_key": c.has_ssh_key,
+            "configured_time": c.configured_time,
+            "deployed_id": state.deployed_id,
+            "deployment": state.deployment,
+            "failed_id": state.failed_id,
+            "failed_deployment": state.failed_deployment,
+            "checked_time": state.checked_time,
+        }),
+    })
+}
+
+fn show(cd: &ContinuousDeployer, app: &str, slot: &str, json: bool) -> CmdResult {
+    let v = config_json(cd, app, slot)?;
+    if json {
+        return print_json(&v);
+    }
+    if v["source"].is_null() {
+        println!("{app}/{slot}: no source (direct deployments)");
+        return Ok(());
+    }
+    println!(
+        "{app}/{slot}: follows {}",
+        v["source"].as_str().unwrap_or("")
+    );
+    println!("  build:     {}", v["build"].as_str().unwrap_or(""));
+    if v["kind"] == "local-git" {
+        println!(
+            "  push to:   file://{}",
+            v["location"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(u) = v["username"].as_str() {
+        let secret = if v["password"] == true {
+            " (password stored)"
+        } else if v["ssh_key"] == true {
+            " (SSH key stored)"
+        } else {
+            ""
+        };
+        println!("  user:      {u}{secret}");
+    }
+    let or_none = |k: &str| v[k].as_str().unwrap_or("none").to_string();
+    println!(
+        "  deployed:  {} (deployment {})",
+        or_none("deployed_id"),
+        or_none("deployment")
+    );
+    if !v["failed_id"].is_null() {
+        println!(
+            "  failed:    {} (deployment {})",
+            or_none("failed_id"),
+            or_none("failed_deployment")
+        );
+    }
+    Ok(())
+}
+
+/// Prints a sync's outcome; the exit code: 0 when the slot is at the
+/// source's head or nothing could be done yet (not ready, nothing pushed,
+/// another sync running), 1 when a deployment failed (now or before, for
+/// this head).
+fn report(
+    cd: &ContinuousDeployer,
+    app: &str,
+    slot: &str,
+    result: Result<SyncOutcome, CdError>,
+    json: bool,
+    quiet_json: bool,
+) -> CmdResult {
+    let out = |v: Value| -> CmdResult {
+        if json && !quiet_json {
+            print_json(&v)?;
+        }
+        Ok(())
+    };
+    match result {
+        Ok(SyncOutcome::Deployed { deployments }) => {
+            for d in &deployments {
+                if !json {
+                    println!(
+                        "{app}/{slot}: deployed {} ({}) as deployment {}",
+                        short(&d.source_id),
+                        d.message.lines().next().unwrap_or(""),
+                        d.id
+                    );
+                }
+            }
+            out(json!({
+                "result": "deployed",
+                "deployments": deployments.iter().map(|d| deployment_json(d, false)).collect::<Vec<_>>(),
+            }))
+        }
+        Ok(SyncOutcome::UpToDate { source_id }) => {
+            if !json {
+                println!("{app}/{slot}: up to date ({})", short(&source_id));
+            }
+            out(json!({ "result": "up-to-date", "source_id": source_id }))
+        }
+        Ok(SyncOutcome::AlreadyFailed {
+            source_id,
+            deployment,
+        }) => {
+            eprintln!(
+                "fnhost: error: {app}/{slot}: {} failed to deploy already (deployment {}); push a fix, or retry with `fnhost sync {app} --slot {slot} --force`",
+                short(&source_id),
+                deployment.as_deref().unwrap_or("unknown")
+            );
+            out(
+                json!({ "result": "failed-already", "source_id": source_id, "deployment": deployment }),
+            )?;
+            Err(Failure::Failed)
+        }
+        Ok(SyncOutcome::NotReady { message }) => {
+            if !json {
+                println!("{app}/{slot}: not ready ({message}); nothing deployed, try again");
+            }
+            out(json!({ "result": "not-ready", "message": message }))
+        }
+        Ok(SyncOutcome::Empty { message }) => {
+            if !json {
+                println!("{app}/{slot}: nothing to deploy yet ({message})");
+            }
+            out(json!({ "result": "empty", "message": message }))
+        }
+        Ok(SyncOutcome::Coalesced) => {
+            if !json {
+                println!(
+                    "{app}/{slot}: a sync is running; it deploys the newest head when it ends"
+                );
+            }
+            out(json!({ "result": "coalesced" }))
+        }
+        Ok(other) => {
+            println!("{app}/{slot}: {other:?}");
+            Ok(())
+        }
+        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
+            if json
+                && !quiet_json
+                && let Ok(d) = cd.site().deployment(app, &id)
+            {
+                print_json(
+                    &json!({ "result": "failed", "deployment": deployment_json(&d, true) }),
+                )?;
+            }
+            eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
+            eprintln!(
+                "fnhost: the previous deployment stays active; see `fnhost deployments log {app} {id}`"
+            );
+            Err(Failure::Failed)
+        }
+        Err(e) => Err(cd_failure(e)),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+fn sync(site: Site, a: SyncArgs) -> CmdResult {
+    let (cd, progress) = deployer(site, !a.json);
+    let result = cd.sync(&a.app, &a.slot, a.force);
+    progress.finish();
+    report(&cd, &a.app, &a.slot, result, a.json, false)
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Sets [`STOP`] on Ctrl-C or SIGTERM.
+fn stop_on_signals() -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Message(format!("cannot start: {e}")))?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        STOP.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            STOP.store(true, Ordering::SeqCst);
+        });
+    });
+    Ok(())
+}
+
+fn watch(site: Site, a: WatchArgs) -> CmdResult {
+    if !(a.interval.is_finite() && a.interval > 0.0) {
+        return Err(Failure::Usage("--interval must be above 0".into()));
+    }
+    let (cd, _progress) = deployer(site, false);
+    let slots = cd.configured(&a.apps).map_err(cd_failure)?;
+    stop_on_signals()?;
+    eprintln!(
+        "fnhost: watching {} slot{} (every {} s); Ctrl-C to stop",
+        slots.len(),
+        if slots.len() == 1 { "" } else { "s" },
+        a.interval
+    );
+    let reporter = |app: &str, slot: &str, r: &Result<SyncOutcome, CdError>| match r {
+        Ok(SyncOutcome::Deployed { deployments }) => {
+            for d in deployments {
+                println!(
+                    "{app}/{slot}: deployed {} ({}) as deployment {}",
+                    short(&d.source_id),
+                    d.message.lines().next().unwrap_or(""),
+                    d.id
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
+            eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
+        }
+        Err(e) => eprintln!("fnhost: error: {app}/{slot}: {e}"),
+    };
+    cd.watch(
+        &a.apps,
+        Duration::from_secs_f64(a.interval),
+        &STOP,
+        &reporter,
+    )
+    .map_err(cd_failure)?;
+    eprintln!("fnhost: stopped watching");
+    Ok(())
+}

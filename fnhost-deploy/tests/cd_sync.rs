@@ -1,0 +1,604 @@
+//! Continuous deployment through the library: configure, sync, builds,
+//! coalescing, watch, two branches, folder and hg sources. Local
+//! repositories made by the tests with the git and hg commands.
+
+#![allow(clippy::unwrap_used)] // tests panic on what they do not expect
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fnhost_deploy::cd::{
+    BuildKind, CdError, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind,
+    SyncOutcome,
+};
+use fnhost_deploy::{Content, DeployRequest, Error, Site, Status};
+
+const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
+const HTTP_FUNCTION: &str = r#"{ "bindings": [
+  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
+  { "type": "http", "direction": "out", "name": "res" } ] }"#;
+
+fn write(path: &Path, data: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+/// A valid app whose `version.txt` says `version`.
+fn make_app(dir: &Path, version: &str) {
+    write(&dir.join("host.json"), HOST_JSON);
+    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
+    write(&dir.join("version.txt"), version);
+    write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
+    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Ada Lovelace",
+            "-c",
+            "user.email=ada@example.com",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A repository on `main` with a first commit of a valid app.
+fn repo(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    make_app(dir, "v1");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "first version"]);
+    dir.to_path_buf()
+}
+
+fn commit(dir: &Path, version: &str, message: &str) -> String {
+    write(&dir.join("version.txt"), version);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn setup(tmp: &Path) -> ContinuousDeployer {
+    let site = Site::open(tmp.join("home")).unwrap();
+    site.create_app("app").unwrap();
+    ContinuousDeployer::new(site)
+}
+
+fn served_version(cd: &ContinuousDeployer, slot: &str) -> String {
+    let path = cd.site().active_path("app", slot).unwrap();
+    fs::read_to_string(path.join("version.txt")).unwrap()
+}
+
+fn deployed(outcome: SyncOutcome) -> Vec<fnhost_deploy::Deployment> {
+    match outcome {
+        SyncOutcome::Deployed { deployments } => deployments,
+        other => panic!("expected a deployment, got {other:?}"),
+    }
+}
+
+fn records(cd: &ContinuousDeployer, slot: &str) -> usize {
+    cd.site()
+        .deployments("app", Some(slot))
+        .unwrap()
+        .iter()
+        .filter(|d| d.slot == slot)
+        .count()
+}
+
+#[test]
+fn git_source_initial_sync_read_only_and_new_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    let cd = setup(tmp.path());
+    let config = cd
+        .configure(
+            "app",
+            "production",
+            SourceConfig::new(SourceKind::Git, src.display().to_string()),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        config.describe(),
+        format!("git {} (branch main)", src.display())
+    );
+
+    let first = deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(first.len(), 1);
+    let d = &first[0];
+    assert_eq!(d.status, Status::Success);
+    assert_eq!(d.source_id, git(&src, &["rev-parse", "HEAD"]));
+    assert_eq!(d.author, "Ada Lovelace <ada@example.com>");
+    assert_eq!(d.message, "first version");
+    assert_eq!(d.deployer, "git");
+    assert!(
+        d.log
+            .iter()
+            .any(|l| l.message.contains("Building with none"))
+    );
+    assert_eq!(served_version(&cd, "production"), "v1");
+
+    // Read-only: a direct deployment is refused.
+    let other = tmp.path().join("other");
+    make_app(&other, "direct");
+    let err = cd
+        .site()
+        .deploy(DeployRequest::new("app", Content::Folder(other)))
+        .unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
+
+    // Nothing new.
+    match cd.sync_once("app", "production").unwrap() {
+        SyncOutcome::UpToDate { source_id } => assert_eq!(source_id, d.source_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(records(&cd, "production"), 1);
+
+    // A new commit.
+    let id = commit(&src, "v2", "second version\n\nwith a body");
+    let second = deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].source_id, id);
+    assert_eq!(second[0].message, "second version\n\nwith a body");
+    assert_eq!(served_version(&cd, "production"), "v2");
+    assert_eq!(cd.state("app", "production").unwrap().deployed_id, Some(id));
+
+    // Clear: writable again, history kept.
+    assert!(cd.clear("app", "production").unwrap());
+    assert!(cd.config("app", "production").unwrap().is_none());
+    let other = tmp.path().join("other2");
+    make_app(&other, "direct");
+    cd.site()
+        .deploy(DeployRequest::new("app", Content::Folder(other)))
+        .unwrap();
+    assert_eq!(records(&cd, "production"), 3);
+    assert!(matches!(
+        cd.sync_once("app", "production"),
+        Err(CdError::NotConfigured { .. })
+    ));
+}
+
+#[test]
+fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    let cd = setup(tmp.path());
+    let err = cd
+        .configure(
+            "app",
+            "production",
+            SourceConfig::new(SourceKind::Git, src.display().to_string()).with_branch("nope"),
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    assert!(cd.config("app", "production").unwrap().is_none());
+    assert!(
+        cd.site()
+            .continuous_deployment("app", "production")
+            .unwrap()
+            .is_none()
+    );
+
+    let config = cd
+        .configure(
+            "app",
+            "production",
+            SourceConfig::new(SourceKind::Git, src.display().to_string()),
+            Some(SourceCredentials::Password {
+                username: "ada".into(),
+                password: "s3cret-token".into(),
+            }),
+        )
+        .unwrap();
+    assert!(config.has_password);
+    let dir = tmp.path().join("home/apps/app/slots/production/cd");
+    for f in ["password", "config.json"] {
+        let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let config_text = fs::read_to_string(dir.join("config.json")).unwrap();
+    assert!(!config_text.contains("s3cret"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+}
+
+#[test]
+fn failed_build_leaves_the_previous_deployment_active() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "stamp", "command": "echo built >> version.txt" } ] }"#,
+    );
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "pipeline"]);
+    let cd = setup(tmp.path());
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Git, src.display().to_string())
+            .with_build(BuildKind::Pipeline),
+        None,
+    )
+    .unwrap();
+    let good = deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(served_version(&cd, "production"), "v1built\n");
+    assert!(good[0].log.iter().any(|l| l.message.contains("stamp")));
+
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "test", "command": "echo 'checking the widgets'; echo 'widget test failed' >&2; exit 3" } ] }"#,
+    );
+    let bad_id = commit(&src, "v2", "breaks the build");
+    let err = cd.sync_once("app", "production").unwrap_err();
+    let CdError::Deploy(Error::DeploymentFailed { id, .. }) = &err else {
+        panic!("{err}");
+    };
+    let record = cd.site().deployment("app", id).unwrap();
+    assert_eq!(record.status, Status::Failed);
+    assert_eq!(record.source_id, bad_id);
+    let log: Vec<&str> = record.log.iter().map(|l| l.message.as_str()).collect();
+    assert!(
+        log.iter().any(|l| l.contains("checking the widgets")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("widget test failed")),
+        "{log:?}"
+    );
+    assert_eq!(served_version(&cd, "production"), "v1built\n");
+    assert_eq!(
+        cd.site()
+            .active("app", "production")
+            .unwrap()
+            .unwrap()
+            .deployment,
+        good[0].id
+    );
+    // Not retried until the source moves.
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::AlreadyFailed { .. }
+    ));
+    // A fix deploys.
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "test", "command": "true" } ] }"#,
+    );
+    commit(&src, "v3", "fix");
+    deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(served_version(&cd, "production"), "v3");
+}
+
+/// Changes arriving during a deployment: one follow-up, of the newest head;
+/// a sync started meanwhile coalesces.
+#[test]
+fn concurrent_syncs_coalesce() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
+    );
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "slow build"]);
+    let cd = setup(tmp.path());
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Git, src.display().to_string())
+            .with_build(BuildKind::Pipeline),
+        None,
+    )
+    .unwrap();
+    let running = cd.notify("app", "production");
+    std::thread::sleep(Duration::from_millis(300));
+    commit(&src, "v2", "two");
+    let newest = commit(&src, "v3", "three");
+    // Another sync while the first deploys: coalesced, deploys nothing.
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::Coalesced
+    ));
+    let all = deployed(running.join().unwrap().unwrap());
+    assert_eq!(all.len(), 2, "the first head, then one follow-up");
+    assert_eq!(all[1].source_id, newest);
+    assert_eq!(served_version(&cd, "production"), "v3");
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::UpToDate { .. }
+    ));
+    assert_eq!(records(&cd, "production"), 2);
+}
+
+/// Three commits in quick succession while watch runs: the last one is
+/// deployed, with at most two deployments.
+#[test]
+fn watch_coalesces_three_quick_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    // A build slower than three commits: they arrive during a deployment.
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
+    );
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "slow build"]);
+    let cd = setup(tmp.path());
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Git, src.display().to_string())
+            .with_build(BuildKind::Pipeline),
+        None,
+    )
+    .unwrap();
+    deployed(cd.sync_once("app", "production").unwrap());
+    let before = records(&cd, "production");
+
+    let stop = AtomicBool::new(false);
+    let seen = Mutex::new(Vec::new());
+    let last = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            cd.watch(&[], Duration::from_millis(100), &stop, &|app,
+                                                               slot,
+                                                               r: &Result<
+                SyncOutcome,
+                CdError,
+            >| {
+                seen.lock().unwrap().push(format!("{app}/{slot}: {r:?}"));
+            })
+        });
+        std::thread::sleep(Duration::from_millis(250));
+        commit(&src, "v2", "two");
+        commit(&src, "v3", "three");
+        let last = commit(&src, "v4", "four");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cd
+            .state("app", "production")
+            .unwrap()
+            .deployed_id
+            .as_deref()
+            != Some(&last)
+        {
+            assert!(Instant::now() < deadline, "watch did not deploy {last}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Give it time to (wrongly) deploy more.
+        std::thread::sleep(Duration::from_millis(400));
+        stop.store(true, Ordering::SeqCst);
+        watcher.join().unwrap().unwrap();
+        last
+    });
+    assert_eq!(served_version(&cd, "production"), "v4");
+    let made = records(&cd, "production") - before;
+    assert!(
+        (1..=2).contains(&made),
+        "{made} deployments: {:?}",
+        seen.lock()
+    );
+    let active = cd.site().active("app", "production").unwrap().unwrap();
+    assert_eq!(
+        cd.site()
+            .deployment("app", &active.deployment)
+            .unwrap()
+            .source_id,
+        last
+    );
+}
+
+/// Production follows main, staging follows staging; merging staging into
+/// main deploys to production.
+#[test]
+fn two_branches_production_and_staging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    git(&src, &["branch", "staging"]);
+    let cd = setup(tmp.path());
+    let location = src.display().to_string();
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Git, &location).with_branch("main"),
+        None,
+    )
+    .unwrap();
+    cd.configure(
+        "app",
+        "staging",
+        SourceConfig::new(SourceKind::Git, &location).with_branch("staging"),
+        None,
+    )
+    .unwrap();
+    deployed(cd.sync_once("app", "production").unwrap());
+    deployed(cd.sync_once("app", "staging").unwrap());
+    assert_eq!(
+        cd.configured(&[]).unwrap(),
+        vec![
+            ("app".to_string(), "production".to_string()),
+            ("app".to_string(), "staging".to_string())
+        ]
+    );
+
+    git(&src, &["checkout", "-q", "staging"]);
+    let staged = commit(&src, "v2-staged", "new feature");
+    let d = deployed(cd.sync_once("app", "staging").unwrap());
+    assert_eq!(d[0].source_id, staged);
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::UpToDate { .. }
+    ));
+    assert_eq!(served_version(&cd, "staging"), "v2-staged");
+    assert_eq!(served_version(&cd, "production"), "v1");
+
+    git(&src, &["checkout", "-q", "main"]);
+    git(
+        &src,
+        &["merge", "-q", "--no-ff", "-m", "Merge staging", "staging"],
+    );
+    let merged = git(&src, &["rev-parse", "HEAD"]);
+    let d = deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(d[0].source_id, merged);
+    assert_eq!(d[0].message, "Merge staging");
+    assert_eq!(served_version(&cd, "production"), "v2-staged");
+    assert!(matches!(
+        cd.sync_once("app", "staging").unwrap(),
+        SyncOutcome::UpToDate { .. }
+    ));
+}
+
+#[test]
+fn folder_source_waits_for_quiet_and_follows_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("dropbox/app");
+    make_app(&folder, "v1");
+    let cd = setup(tmp.path());
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Folder, folder.display().to_string())
+            .with_quiet_period(Duration::from_millis(300)),
+        None,
+    )
+    .unwrap();
+    // Just written: not ready at first; sync_when_ready waits.
+    let d = deployed(
+        cd.sync_when_ready("app", "production", Duration::from_secs(10))
+            .unwrap(),
+    );
+    assert_eq!(d[0].deployer, "folder");
+    assert_eq!(served_version(&cd, "production"), "v1");
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::UpToDate { .. }
+    ));
+    write(&folder.join("version.txt"), "v2");
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::NotReady { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(400));
+    deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(served_version(&cd, "production"), "v2");
+}
+
+fn hg_available() -> bool {
+    let ok = Command::new("hg")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "hg is missing (scripts/test.sh installs it)"
+        );
+        eprintln!("SKIPPED: hg is missing");
+    }
+    ok
+}
+
+fn hg(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("hg")
+        .args(args)
+        .current_dir(dir)
+        .env("HGPLAIN", "1")
+        .env("HGUSER", "Grace Hopper <grace@example.com>")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn hg_source_follows_a_branch() {
+    if !hg_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("hgsrc");
+    fs::create_dir_all(&src).unwrap();
+    hg(&src, &["init"]);
+    make_app(&src, "v1");
+    hg(&src, &["commit", "-A", "-q", "-m", "first"]);
+    let cd = setup(tmp.path());
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Hg, src.display().to_string()),
+        None,
+    )
+    .unwrap();
+    let d = deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(d[0].deployer, "hg");
+    assert_eq!(d[0].author, "Grace Hopper <grace@example.com>");
+    assert_eq!(
+        d[0].source_id,
+        hg(&src, &["log", "-r", ".", "-T", "{node}"])
+    );
+    write(&src.join("version.txt"), "v2");
+    hg(&src, &["commit", "-q", "-m", "second"]);
+    let d = deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(d[0].message, "second");
+    assert_eq!(served_version(&cd, "production"), "v2");
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::UpToDate { .. }
+    ));
+}
+
+#[test]
+fn empty_local_repository_has_nothing_to_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cd = setup(tmp.path()).with_executable("/bin/true");
+    let config = cd
+        .configure(
+            "app",
+            "production",
+            SourceConfig::new(SourceKind::LocalGit, ""),
+            None,
+        )
+        .unwrap();
+    let repo = cd.local_repository("app", "production");
+    assert_eq!(
+        Path::new(&config.location),
+        fs::canonicalize(&repo).unwrap()
+    );
+    let hook = fs::read_to_string(repo.join("hooks/post-receive")).unwrap();
+    assert!(hook.contains("'/bin/true' --home"), "{hook}");
+    assert!(matches!(
+        cd.sync_once("app", "production").unwrap(),
+        SyncOutcome::Empty { .. }
+    ));
+}
