@@ -79,6 +79,15 @@ pub(crate) fn open_store(
         .secrets
         .clone()
         .unwrap_or_else(|| KeyStore::default_path(app.root()));
+    open_store_at(app, path)
+}
+
+/// Opens the key store at `path`, creating it (and each function's default
+/// key) when missing.
+pub(crate) fn open_store_at(
+    app: &fnhost_core::FunctionApp,
+    path: PathBuf,
+) -> Result<Arc<KeyStore>, Failure> {
     let store = KeyStore::open(&path).map_err(|e| Failure::Usage(e.to_string()))?;
     store
         .ensure_function_keys(app.functions().iter().map(|f| f.name.as_str()))

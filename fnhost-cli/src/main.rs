@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Init(args) => scaffold::init(args),
         Command::New(args) => scaffold::new(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, &cli.home),
         Command::Invoke(args) => invoke::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Deploy(command) => deploy::run(command, &cli.home),

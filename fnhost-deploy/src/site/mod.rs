@@ -14,6 +14,7 @@
 //! HOME/apps/APP/slots/SLOT/lock     one deployment per slot (holds the running id)
 //! HOME/apps/APP/slots/SLOT/config.json   continuous deployment flag, app settings
 //! HOME/apps/APP/slots/SLOT/statcache.json  skips re-hashing unchanged files of a folder
+//! HOME/apps/APP/slots/SLOT/secrets.json     the keys of a host serving the slot
 //! HOME/apps/APP/slots/SLOT/tmp/     the slot's temporary files
 //! ```
 //!
@@ -418,6 +419,17 @@ impl Site {
                 app: app.into(),
                 slot: slot.into(),
             })
+    }
+
+    /// Where a host serving the slot keeps its keys (function, host and
+    /// master keys): `HOME/apps/APP/slots/SLOT/secrets.json`. Deployment
+    /// folders are read-only and change with every deployment, so the keys
+    /// live beside the slot, not in the app's folder; they stay with the
+    /// slot across deployments, rollbacks and swaps.
+    pub fn secrets_path(&self, app: &str, slot: &str) -> Result<PathBuf> {
+        self.require_app(app)?;
+        self.ensure_slot(app, slot)?;
+        Ok(self.slot_dir(app, slot).join("secrets.json"))
     }
 
     /// The slot's generation: it increases whenever the active deployment
