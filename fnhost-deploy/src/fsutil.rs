@@ -97,3 +97,20 @@ fn make_writable(dir: &Path) -> io::Result<()> {
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
+
+/// Flushes every file and folder of the file system holding `path` to disk
+/// (`syncfs(2)`): one journal commit for many new files. Returns `false`
+/// where the call does not exist (then flush file by file).
+pub(crate) fn sync_filesystem(path: &Path) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let dir = File::open(path)?;
+        nix::unistd::syncfs(&dir).map_err(io::Error::from)?;
+        Ok(true)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = path;
+        Ok(false)
+    }
+}
