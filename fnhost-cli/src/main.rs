@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         Command::New(args) => scaffold::new(args),
         Command::Serve(args) => serve::run(args, &cli.home),
         Command::Invoke(args) => invoke::run(args),
-        Command::Keys(args) => keys::run(args),
+        Command::Keys(args) => keys::run(args, &cli.home),
         Command::Deploy(command) => deploy::run(command, &cli.home),
     };
     match result {

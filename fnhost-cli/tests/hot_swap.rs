@@ -206,6 +206,9 @@ fn serve_app_follows_deployments_rollbacks_and_swaps_under_load() {
     wait_for(&addr, "v1", Duration::from_secs(10));
     // The keys live beside the slot, not in the read-only deployment.
     assert!(home.join("apps/hs/slots/production/secrets.json").is_file());
+    let keys: serde_json::Value =
+        serde_json::from_str(&fnhost(&home, &["keys", "list", "--app", "hs", "--json"])).unwrap();
+    assert!(keys["functions"]["ver"]["default"].is_string(), "{keys}");
 
     // Clients: each sends requests back to back, some of them slow, so that
     // invocations are in flight at every switch.

@@ -284,6 +284,11 @@ impl Site {
         req.observer.status(r);
 
         let progress = |done, total| req.observer.progress(done, total);
+        // With full durability and a local store, data goes to disk while
+        // the deployment goes on.
+        let background = (self.durability == Durability::Full
+            && self.store.local_path(&store::Digest::of(b"")).is_some())
+        .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
         let cache_path = self.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
         let (stored, cache): (Stored, Option<StatCache>) = match &req.content {
             Content::Folder(dir) => {
@@ -369,7 +374,7 @@ impl Site {
         r.status = Status::Deploying;
         req.observer.status(r);
         let mut timings = Vec::new();
-        let mut phase = Instant::now();
+        let mut phase = started;
         let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, Duration)>| {
             timings.push((name, phase.elapsed()));
             phase = Instant::now();
@@ -431,6 +436,9 @@ impl Site {
         // Everything the pointer will refer to reaches the disk before the
         // manifest and the pointer do: new blobs, the folder's links and
         // copies, its folders.
+        if let Some(b) = background {
+            b.finish();
+        }
         if self.durability == Durability::Full {
             self.flush_folder(&dest, &to_flush)?;
             self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
