@@ -20,6 +20,10 @@ need git || apt_install git
 need node || apt_install nodejs
 need python3 || apt_install python3
 need curl || apt_install curl
+need hg || apt_install mercurial
+need pkg-config || apt_install pkg-config
+# git2's https support links the system OpenSSL.
+if need dpkg && ! dpkg -s libssl-dev >/dev/null 2>&1; then apt_install libssl-dev; fi
 
 export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"

@@ -29,6 +29,7 @@
 //! fields are restricted, a time must match **both** (`0 0 0 13 * 5` is
 //! midnight on each Friday the 13th). A field written `*` restricts nothing.
 
+use crate::timespan::TimeSpan;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -651,11 +652,6 @@ fn parse_value(field: CronField, raw: &str, token: &str) -> Result<u32, Schedule
 // TimeSpan parsing and printing
 // ---------------------------------------------------------------------------
 
-const NANOS_PER_TICK: u32 = 100;
-const SECS_PER_DAY: u64 = 86_400;
-/// `TimeSpan.MaxValue` is about 10,675,199 days.
-const MAX_DAYS: u64 = 10_675_199;
-
 fn timespan_error(text: &str, reason: &str) -> ScheduleError {
     ScheduleError::new(
         ScheduleErrorKind::InvalidTimeSpan,
@@ -666,121 +662,11 @@ fn timespan_error(text: &str, reason: &str) -> ScheduleError {
     )
 }
 
-fn parse_number(text: &str, part: &str, what: &str) -> Result<u64, ScheduleError> {
-    if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(timespan_error(
-            text,
-            &format!("the {what} \"{part}\" is not a number"),
-        ));
-    }
-    part.parse::<u64>()
-        .map_err(|_| timespan_error(text, &format!("the {what} {part} is too large")))
-}
-
-fn parse_fraction(text: &str, part: &str) -> Result<u32, ScheduleError> {
-    if part.is_empty() || part.len() > 7 || !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(timespan_error(
-            text,
-            "the fraction of a second must be 1 to 7 digits",
-        ));
-    }
-    let mut ticks = 0u32;
-    for (i, b) in part.bytes().enumerate() {
-        ticks += u32::from(b - b'0') * 10u32.pow(6 - i as u32);
-    }
-    Ok(ticks * NANOS_PER_TICK)
-}
-
-/// Parses the forms `d`, `hh:mm`, `hh:mm:ss`, `d.hh:mm`, `d.hh:mm:ss` and
-/// `d:hh:mm` (when the first number is 24 or more), each with an optional
-/// `.fffffff` seconds fraction where seconds are present.
+/// Parses a timer interval: a .NET TimeSpan (see [`crate::timespan`]) that
+/// is longer than zero.
 fn parse_timespan(text: &str) -> Result<Duration, ScheduleError> {
-    let (negative, body) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (days, hours, minutes, seconds, nanos) = if !body.contains(':') {
-        (parse_number(text, body, "number of days")?, 0, 0, 0, 0)
-    } else {
-        let parts: Vec<&str> = body.split(':').collect();
-        match parts.as_slice() {
-            [first, m] => {
-                let (d, h) = split_days(text, first)?;
-                (d, h, parse_number(text, m, "minutes")?, 0, 0)
-            }
-            [first, second, third] => {
-                let (d, h) = split_days(text, first)?;
-                let (s, frac) = match third.split_once('.') {
-                    Some((s, f)) => (s, Some(f)),
-                    None => (*third, None),
-                };
-                let day_form = !first.contains('.') && h >= 24;
-                if day_form {
-                    // .NET reads `a:b:c` with a >= 24 as d:hh:mm.
-                    if frac.is_some() {
-                        return Err(timespan_error(
-                            text,
-                            "a first number of 24 or more is read as days (d:hh:mm), which takes no fraction",
-                        ));
-                    }
-                    let hh = parse_number(text, second, "hours")?;
-                    let mm = parse_number(text, s, "minutes")?;
-                    if hh >= 24 {
-                        return Err(timespan_error(
-                            text,
-                            &format!(
-                                "hours must be 0-23, not {hh} (a first number of 24 or more is read as days, d:hh:mm)"
-                            ),
-                        ));
-                    }
-                    (h, hh, mm, 0, 0)
-                } else {
-                    let m = parse_number(text, second, "minutes")?;
-                    let s = parse_number(text, s, "seconds")?;
-                    let nanos = match frac {
-                        Some(f) => parse_fraction(text, f)?,
-                        None => 0,
-                    };
-                    (d, h, m, s, nanos)
-                }
-            }
-            _ => {
-                return Err(timespan_error(
-                    text,
-                    &format!(
-                        "it has {} colon-separated parts, expected 2 or 3",
-                        parts.len()
-                    ),
-                ));
-            }
-        }
-    };
-    if hours >= 24 {
-        return Err(timespan_error(
-            text,
-            &format!("hours must be 0-23, not {hours}"),
-        ));
-    }
-    if minutes >= 60 {
-        return Err(timespan_error(
-            text,
-            &format!("minutes must be 0-59, not {minutes}"),
-        ));
-    }
-    if seconds >= 60 {
-        return Err(timespan_error(
-            text,
-            &format!("seconds must be 0-59, not {seconds}"),
-        ));
-    }
-    if days > MAX_DAYS {
-        return Err(timespan_error(
-            text,
-            &format!("{days} days is more than a TimeSpan can hold ({MAX_DAYS} days)"),
-        ));
-    }
-    let secs = days * SECS_PER_DAY + hours * 3600 + minutes * 60 + seconds;
-    let interval = Duration::new(secs, nanos);
+    let span = TimeSpan::parse(text).map_err(|e| timespan_error(text, &e.reason))?;
+    let interval = span.duration;
     if interval.is_zero() {
         return Err(ScheduleError::new(
             ScheduleErrorKind::NonPositiveInterval,
@@ -790,7 +676,7 @@ fn parse_timespan(text: &str) -> Result<Duration, ScheduleError> {
             ),
         ));
     }
-    if negative {
+    if span.negative {
         return Err(ScheduleError::new(
             ScheduleErrorKind::NonPositiveInterval,
             None,
@@ -802,34 +688,9 @@ fn parse_timespan(text: &str) -> Result<Duration, ScheduleError> {
     Ok(interval)
 }
 
-/// Splits the first colon-separated part: `d.hh` gives `(d, hh)`; a bare
-/// number `n` gives `(0, n)` (the caller decides whether it means days).
-fn split_days(text: &str, first: &str) -> Result<(u64, u64), ScheduleError> {
-    match first.split_once('.') {
-        Some((d, h)) => {
-            let d = parse_number(text, d, "number of days")?;
-            let h = parse_number(text, h, "hours")?;
-            Ok((d, h))
-        }
-        None => Ok((0, parse_number(text, first, "hours")?)),
-    }
-}
-
 /// Prints like .NET's `TimeSpan.ToString()`: `[d.]hh:mm:ss[.fffffff]`.
 fn fmt_timespan(interval: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let total = interval.as_secs();
-    let days = total / SECS_PER_DAY;
-    let rem = total % SECS_PER_DAY;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    if days > 0 {
-        write!(f, "{days}.")?;
-    }
-    write!(f, "{h:02}:{m:02}:{s:02}")?;
-    let ticks = interval.subsec_nanos() / NANOS_PER_TICK;
-    if ticks > 0 {
-        write!(f, ".{ticks:07}")?;
-    }
-    Ok(())
+    f.write_str(&crate::timespan::format_duration(interval))
 }
 
 // ---------------------------------------------------------------------------

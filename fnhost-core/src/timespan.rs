@@ -3,7 +3,7 @@
 //!
 //! Accepted forms, as `TimeSpan.Parse` reads them: `d` (whole days),
 //! `hh:mm`, `hh:mm:ss`, `hh:mm:ss.fffffff`, `d.hh:mm`, `d.hh:mm:ss[.f]`,
-//! `d:hh:mm:ss[.f]`, each with an optional leading `-`. When the first number
+//! each with an optional leading `-`. When the first number
 //! of `a:b:c` is 24 or more it is read as `d:hh:mm`, so `24:00:00` is 24 days.
 
 use std::fmt;
@@ -33,96 +33,95 @@ pub struct TimeSpanError {
 impl TimeSpan {
     /// Parses a TimeSpan string.
     pub fn parse(text: &str) -> Result<TimeSpan, TimeSpanError> {
-        let fail = |reason: &str| TimeSpanError {
+        let fail = |reason: String| TimeSpanError {
             text: text.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
-        let s = text.trim();
-        let (negative, s) = match s.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, s),
-        };
-        if s.is_empty() {
-            return Err(fail("it is empty"));
-        }
         let number = |part: &str, what: &str| -> Result<u64, TimeSpanError> {
-            if part.is_empty() || part.len() > 8 || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(fail(&format!("the {what} '{part}' is not a number")));
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(fail(format!("the {what} \"{part}\" is not a number")));
             }
             part.parse::<u64>()
-                .map_err(|_| fail(&format!("the {what} '{part}' is too large")))
+                .map_err(|_| fail(format!("the {what} {part} is too large")))
         };
-        let parts: Vec<&str> = s.split(':').collect();
-        let (days, hours, minutes, seconds, fraction) = match parts.as_slice() {
-            [d] => (number(d, "day count")?, 0, 0, 0, None),
-            [first, m] => {
-                let (d, h) = split_days(first);
-                (
-                    d.map(|d| number(d, "day count")).transpose()?.unwrap_or(0),
-                    number(h, "hours")?,
-                    number(m, "minutes")?,
-                    0,
-                    None,
-                )
+        let split_days = |first: &str| -> Result<(u64, u64), TimeSpanError> {
+            match first.split_once('.') {
+                Some((d, h)) => Ok((number(d, "number of days")?, number(h, "hours")?)),
+                None => Ok((0, number(first, "hours")?)),
             }
-            [first, m, sec] => {
-                let (d, h) = split_days(first);
-                let (sec, frac) = split_fraction(sec);
-                let h_val = number(h, "hours")?;
-                if d.is_none() && h_val >= 24 {
-                    // .NET reads "a:b:c" with a >= 24 as days:hours:minutes.
-                    if frac.is_some() {
-                        return Err(fail("a fraction needs seconds"));
+        };
+        let trimmed = text.trim();
+        let (negative, body) = match trimmed.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, trimmed),
+        };
+        if body.is_empty() {
+            return Err(fail("it is empty".to_owned()));
+        }
+        let (days, hours, minutes, seconds, nanos) = if !body.contains(':') {
+            (number(body, "number of days")?, 0, 0, 0, 0)
+        } else {
+            let parts: Vec<&str> = body.split(':').collect();
+            match parts.as_slice() {
+                [first, m] => {
+                    let (d, h) = split_days(first)?;
+                    (d, h, number(m, "minutes")?, 0, 0)
+                }
+                [first, second, third] => {
+                    let (d, h) = split_days(first)?;
+                    let (sec, frac) = match third.split_once('.') {
+                        Some((s, f)) => (s, Some(f)),
+                        None => (*third, None),
+                    };
+                    if !first.contains('.') && h >= 24 {
+                        // .NET reads `a:b:c` with a >= 24 as d:hh:mm.
+                        if frac.is_some() {
+                            return Err(fail("a first number of 24 or more is read as days (d:hh:mm), which takes no fraction".to_owned()));
+                        }
+                        let hh = number(second, "hours")?;
+                        if hh >= 24 {
+                            return Err(fail(format!(
+                                "hours must be 0-23, not {hh} (a first number of 24 or more is read as days, d:hh:mm)"
+                            )));
+                        }
+                        (h, hh, number(sec, "minutes")?, 0, 0)
+                    } else {
+                        let nanos = match frac {
+                            Some(f) => parse_fraction(f).ok_or_else(|| {
+                                fail("the fraction of a second must be 1 to 7 digits".to_owned())
+                            })?,
+                            None => 0,
+                        };
+                        (
+                            d,
+                            h,
+                            number(second, "minutes")?,
+                            number(sec, "seconds")?,
+                            nanos,
+                        )
                     }
-                    (h_val, number(m, "hours")?, number(sec, "minutes")?, 0, None)
-                } else {
-                    (
-                        d.map(|d| number(d, "day count")).transpose()?.unwrap_or(0),
-                        h_val,
-                        number(m, "minutes")?,
-                        number(sec, "seconds")?,
-                        frac,
-                    )
                 }
-            }
-            [d, h, m, sec] => {
-                let (sec, frac) = split_fraction(sec);
-                (
-                    number(d, "day count")?,
-                    number(h, "hours")?,
-                    number(m, "minutes")?,
-                    number(sec, "seconds")?,
-                    frac,
-                )
-            }
-            _ => return Err(fail("too many ':' separators")),
-        };
-        if hours > 23 {
-            return Err(fail("hours must be 0 to 23"));
-        }
-        if minutes > 59 {
-            return Err(fail("minutes must be 0 to 59"));
-        }
-        if seconds > 59 {
-            return Err(fail("seconds must be 0 to 59"));
-        }
-        let nanos = match fraction {
-            None => 0,
-            Some(f) => {
-                if f.is_empty() || f.len() > 7 || !f.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(fail("the fraction of a second must be 1 to 7 digits"));
+                _ => {
+                    return Err(fail(format!(
+                        "it has {} colon-separated parts, expected 2 or 3",
+                        parts.len()
+                    )));
                 }
-                let mut digits = f.to_owned();
-                while digits.len() < 9 {
-                    digits.push('0');
-                }
-                digits
-                    .parse::<u32>()
-                    .map_err(|_| fail("bad fraction of a second"))?
             }
         };
-        if days > 10_675_199 {
-            return Err(fail("it is too long"));
+        if hours >= 24 {
+            return Err(fail(format!("hours must be 0-23, not {hours}")));
+        }
+        if minutes >= 60 {
+            return Err(fail(format!("minutes must be 0-59, not {minutes}")));
+        }
+        if seconds >= 60 {
+            return Err(fail(format!("seconds must be 0-59, not {seconds}")));
+        }
+        if days > MAX_DAYS {
+            return Err(fail(format!(
+                "{days} days is more than a TimeSpan can hold ({MAX_DAYS} days)"
+            )));
         }
         let secs = ((days * 24 + hours) * 60 + minutes) * 60 + seconds;
         Ok(TimeSpan {
@@ -137,18 +136,19 @@ impl TimeSpan {
     }
 }
 
-fn split_days(first: &str) -> (Option<&str>, &str) {
-    match first.split_once('.') {
-        Some((d, h)) => (Some(d), h),
-        None => (None, first),
-    }
-}
+/// `TimeSpan.MaxValue` is about 10,675,199 days.
+const MAX_DAYS: u64 = 10_675_199;
 
-fn split_fraction(sec: &str) -> (&str, Option<&str>) {
-    match sec.split_once('.') {
-        Some((s, f)) => (s, Some(f)),
-        None => (sec, None),
+/// Seven digits at most, in ticks of 100 ns, as nanoseconds.
+fn parse_fraction(part: &str) -> Option<u32> {
+    if part.is_empty() || part.len() > 7 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    let mut ticks = 0u32;
+    for (i, b) in part.bytes().enumerate() {
+        ticks += u32::from(b - b'0') * 10u32.pow(6 - i as u32);
+    }
+    Some(ticks * 100)
 }
 
 /// Formats a duration as .NET does: `[d.]hh:mm:ss[.fffffff]`.
@@ -199,7 +199,6 @@ mod tests {
         assert_eq!(secs("1.02:03:04"), 93_784);
         assert_eq!(secs("2"), 2 * 86_400);
         assert_eq!(secs("24:00:00"), 24 * 86_400);
-        assert_eq!(secs("1:02:03:04"), 93_784);
         let half = TimeSpan::parse("00:00:30.5").unwrap().duration;
         assert_eq!(half, Duration::from_millis(30_500));
         let minus = TimeSpan::parse("-1").unwrap();
@@ -221,7 +220,7 @@ mod tests {
             assert!(TimeSpan::parse(bad).is_err(), "{bad}");
         }
         let err = TimeSpan::parse("00:99:00").unwrap_err().to_string();
-        assert!(err.contains("minutes must be 0 to 59"), "{err}");
+        assert!(err.contains("minutes must be 0-59, not 99"), "{err}");
     }
 
     #[test]

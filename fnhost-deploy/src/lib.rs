@@ -35,6 +35,7 @@
 //! the `hot-swap` feature `hot` (a host that follows a slot's active
 //! deployment).
 
+pub mod build;
 pub mod deployment;
 mod error;
 mod fsutil;
@@ -42,6 +43,7 @@ mod fsutil;
 pub mod hot;
 pub mod package;
 pub mod site;
+pub mod source;
 pub mod store;
 
 pub use deployment::{Deployment, Level, LogEntry, Status};

@@ -1,0 +1,151 @@
+//! Source providers: `head` with nothing new on a git repository and on a
+//! synced folder of 10,000 files, and the first fetch of a 10,000-file git
+//! repository against `git clone` of the same repository, same run.
+//!
+//! Targets (issue 5): `head` with nothing new under 50 ms on a local
+//! repository of 10,000 files; the first fetch within 2x `git clone`.
+//! `FNHOST_BENCH_QUICK` shrinks the trees to 500 files.
+//!
+//! ```sh
+//! cargo bench -p fnhost-benches --bench source
+//! ```
+
+use std::fs;
+use std::hint::black_box;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fnhost_benches::{measure, quick, report};
+use fnhost_core::source::{SourceProvider, SourceSpec};
+use fnhost_deploy::source::{FolderSource, GitSource};
+
+fn files() -> usize {
+    if quick() { 500 } else { 10_000 }
+}
+
+/// Writes `n` files of a few hundred bytes in folders of 100.
+fn make_tree(root: &Path, n: usize) {
+    for i in 0..n {
+        let dir = root.join(format!("Function{:03}", i / 100));
+        if i % 100 == 0 {
+            fs::create_dir_all(&dir).expect("mkdir");
+        }
+        let body = format!("// file {i}\nmodule.exports = async () => ({{ n: {i} }});\n").repeat(4);
+        fs::write(dir.join(format!("f{i:05}.js")), body).expect("write");
+    }
+    fs::write(root.join("host.json"), r#"{"version": "2.0"}"#).expect("host.json");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+fn main() {
+    let n = files();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let repo = scratch.path().join("repo");
+    fs::create_dir_all(&repo).expect("mkdir");
+    make_tree(&repo, n);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "bench"]);
+    let url = format!("file://{}", repo.display());
+    println!("source providers on {n} files");
+
+    // head with nothing new: a local repository read in place.
+    let provider = GitSource::new(scratch.path().join("cache"));
+    let local = SourceSpec::new(repo.to_string_lossy());
+    let head_local = measure("git head, local path (nothing new)", 50, || {
+        black_box(provider.head(&local).expect("head"));
+    });
+    let rev_parse = measure("git rev-parse main (the command)", 50, || {
+        git(&repo, &["rev-parse", "-q", "--verify", "main"]);
+    });
+    let mut all_met = report(
+        "git head, local path (nothing new)",
+        head_local,
+        "git rev-parse",
+        rev_parse,
+        Duration::from_millis(50),
+    );
+
+    // head with nothing new through the cache: an incremental fetch.
+    let remote = SourceSpec::new(&url);
+    provider.head(&remote).expect("first head");
+    let head_cached = measure("git head, file:// via the cache (nothing new)", 20, || {
+        black_box(provider.head(&remote).expect("head"));
+    });
+    all_met &= report(
+        "git head, file:// via the cache (nothing new)",
+        head_cached,
+        "git rev-parse",
+        rev_parse,
+        Duration::from_millis(50),
+    );
+
+    // head with nothing new on a folder: stats only.
+    let folder = FolderSource::new();
+    let folder_spec = SourceSpec::new(repo.to_string_lossy()).with_option("quiet_ms", "0");
+    let first_folder = measure("folder head, cold (hashes every file)", 1, || {
+        black_box(FolderSource::new().head(&folder_spec).expect("head"));
+    });
+    folder.head(&folder_spec).expect("head");
+    let head_folder = measure("folder head (nothing new, stats only)", 10, || {
+        black_box(folder.head(&folder_spec).expect("head"));
+    });
+    all_met &= report(
+        "folder head (nothing new)",
+        head_folder,
+        "folder head, cold",
+        first_folder,
+        Duration::from_millis(50),
+    );
+
+    // First fetch vs git clone, each into a fresh folder (and, for the
+    // provider, a fresh cache).
+    let mut round = 0usize;
+    let fetch = measure("git first fetch (fresh cache) + write tree", 1, || {
+        round += 1;
+        let dir = scratch.path().join(format!("fetch-{round}"));
+        let into = dir.join("out");
+        fs::create_dir_all(&into).expect("mkdir");
+        let fresh = GitSource::new(dir.join("cache"));
+        black_box(fresh.fetch(&remote, &into).expect("fetch"));
+        let _ = fs::remove_dir_all(&dir);
+    });
+    let mut round = 0usize;
+    let clone = measure("git clone file:// (the command)", 1, || {
+        round += 1;
+        let dir = scratch.path().join(format!("clone-{round}"));
+        git(
+            scratch.path(),
+            &["clone", "-q", &url, &dir.to_string_lossy()],
+        );
+        let _ = fs::remove_dir_all(&dir);
+    });
+    all_met &= report("git first fetch", fetch, "git clone", clone, clone * 2);
+    println!(
+        "source benchmarks: {}",
+        if all_met {
+            "all targets MET"
+        } else {
+            "some targets NOT MET"
+        }
+    );
+}

@@ -1,0 +1,703 @@
+//! The git and local git providers against real repositories: local paths,
+//! `file://`, a `git daemon` on 127.0.0.1 for `git://`, and a smart-HTTP
+//! server (`git http-backend` behind a small CGI server in this file) with
+//! basic auth for `http://`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
+use fnhost_core::testkit::{SourceFixture, assert_source_provider};
+use fnhost_deploy::source::{GitSource, LocalGitSource, create_local_repository};
+
+/// Runs git in `dir` with a fixed identity; panics on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Ada Lovelace",
+            "-c",
+            "user.email=ada@example.com",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A working repository the tests commit to.
+struct Repo {
+    dir: PathBuf,
+}
+
+impl Repo {
+    fn new(dir: PathBuf, branch: &str) -> Repo {
+        fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", branch]);
+        Repo { dir }
+    }
+
+    fn commit(&self, files: &[(&str, &[u8])], message: &str) -> String {
+        for entry in fs::read_dir(&self.dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() == ".git" || entry.file_name() == ".gitmodules" {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                if path.join(".git").exists() {
+                    continue; // a submodule
+                }
+                fs::remove_dir_all(path).unwrap();
+            } else {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        for (rel, content) in files {
+            let path = self.dir.join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+}
+
+struct GitFixture {
+    repo: Repo,
+    spec: SourceSpec,
+    missing: SourceSpec,
+    /// Where the provider reads, when it is not the working repository
+    /// (a bare repository served by a daemon): pushed to after each commit.
+    served: Option<PathBuf>,
+}
+
+impl SourceFixture for GitFixture {
+    fn spec(&self) -> SourceSpec {
+        self.spec.clone()
+    }
+
+    fn publish(
+        &mut self,
+        files: &[(&str, &[u8])],
+        message: &str,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        self.repo.commit(files, message);
+        if let Some(served) = &self.served {
+            git(
+                &self.repo.dir,
+                &["push", "-q", "--force", served.to_str().unwrap(), "main"],
+            );
+        }
+        Ok(())
+    }
+
+    fn missing(&self) -> SourceSpec {
+        self.missing.clone()
+    }
+}
+
+fn bare(dir: &Path) -> PathBuf {
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    dir.to_path_buf()
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `git daemon` on 127.0.0.1, killed on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Daemon {
+        let port = free_port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg(format!("--base-path={}", base.display()))
+            .arg(format!("--port={port}"))
+            .arg("--listen=127.0.0.1")
+            .arg("--reuseaddr")
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        Daemon { child, port }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A smart-HTTP git server: `git http-backend` behind a tiny CGI server on
+/// 127.0.0.1, with basic auth. Stopped on drop.
+struct HttpGit {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpGit {
+    fn start(root: &Path, user: &str, password: &str) -> HttpGit {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let expected = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        let root = root.to_path_buf();
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(20)))
+                            .unwrap();
+                        let _ = serve_cgi(stream, &root, &expected);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        HttpGit {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_cgi(mut stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let target = parts.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    }
+    if header("authorization").as_deref() != Some(expected_auth) {
+        stream.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cgi = Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_USER", "tester")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = cgi.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let out = cgi.wait_with_output()?;
+    let _ = writer.join();
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        });
+    let (head, payload) = match split {
+        Some((i, n)) => (
+            String::from_utf8_lossy(&out.stdout[..i]).into_owned(),
+            &out.stdout[i + n..],
+        ),
+        None => (String::new(), &out.stdout[..]),
+    };
+    let mut status = "200 OK".to_owned();
+    let mut response_headers = String::new();
+    for line in head.lines() {
+        if let Some(s) = line.strip_prefix("Status:") {
+            status = s.trim().to_owned();
+        } else if !line.trim().is_empty() {
+            response_headers.push_str(line.trim_end());
+            response_headers.push_str("\r\n");
+        }
+    }
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\n{response_headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    )?;
+    stream.write_all(payload)?;
+    stream.flush()
+}
+
+fn provider(cache: &Path) -> GitSource {
+    GitSource::new(cache.join("git-cache"))
+}
+
+#[test]
+fn local_path_conforms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path().join("app"), "main");
+    let mut fixture = GitFixture {
+        spec: SourceSpec::new(repo.dir.to_string_lossy()),
+        missing: SourceSpec::new(tmp.path().join("nope").to_string_lossy()),
+        repo,
+        served: None,
+    };
+    assert_source_provider(&provider(tmp.path()), &mut fixture);
+}
+
+#[test]
+fn file_url_conforms_and_fetches_incrementally_into_one_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path().join("app"), "main");
+    let mut fixture = GitFixture {
+        spec: SourceSpec::new(file_url(&repo.dir)),
+        missing: SourceSpec::new(file_url(&tmp.path().join("nope"))),
+        repo,
+        served: None,
+    };
+    let git = provider(tmp.path());
+    assert_source_provider(&git, &mut fixture);
+    let caches: Vec<_> = fs::read_dir(tmp.path().join("git-cache"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("app-"))
+        .collect();
+    assert_eq!(caches.len(), 1, "one cache per URL: {caches:?}");
+    // A third commit arrives through the same cache.
+    let id = fixture.repo.commit(&[("host.json", b"{}")], "three");
+    assert_eq!(git.head(&fixture.spec).unwrap(), id);
+}
+
+#[test]
+fn git_daemon_conforms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = bare(&tmp.path().join("served/app.git"));
+    let daemon = Daemon::start(&tmp.path().join("served"));
+    let repo = Repo::new(tmp.path().join("work"), "main");
+    let mut fixture = GitFixture {
+        spec: SourceSpec::new(format!("git://127.0.0.1:{}/app.git", daemon.port)),
+        missing: SourceSpec::new(format!("git://127.0.0.1:{}/nope.git", daemon.port)),
+        repo,
+        served: Some(served),
+    };
+    assert_source_provider(&provider(tmp.path()), &mut fixture);
+}
+
+#[test]
+fn http_with_basic_auth_conforms_and_refuses_a_wrong_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = bare(&tmp.path().join("served/app.git"));
+    let server = HttpGit::start(&tmp.path().join("served"), "deployer", "s3cret-pw");
+    let repo = Repo::new(tmp.path().join("work"), "main");
+    let password_file = tmp.path().join("password");
+    fs::write(&password_file, "s3cret-pw\n").unwrap();
+    let url = format!("http://127.0.0.1:{}/app.git", server.port);
+    let spec = SourceSpec::new(&url)
+        .with_option("username", "deployer")
+        .with_option("password_file", password_file.to_string_lossy());
+    let mut fixture = GitFixture {
+        spec: spec.clone(),
+        missing: SourceSpec::new(format!("http://127.0.0.1:{}/nope.git", server.port))
+            .with_option("username", "deployer")
+            .with_option("password_file", password_file.to_string_lossy()),
+        repo,
+        served: Some(served),
+    };
+    let git = provider(tmp.path());
+    assert_source_provider(&git, &mut fixture);
+
+    // A variable that is not set: an Auth error naming it, not a fetch.
+    let unset = SourceSpec::new(&url)
+        .with_option("username", "deployer")
+        .with_option("password_env", "FNHOST_TEST_GIT_UNSET_PASSWORD");
+    match git.head(&unset) {
+        Err(SourceError::Auth { message, .. }) => {
+            assert!(
+                message.contains("FNHOST_TEST_GIT_UNSET_PASSWORD"),
+                "{message}"
+            )
+        }
+        other => panic!("want Auth, got {other:?}"),
+    }
+    let wrong_file = tmp.path().join("wrong");
+    fs::write(&wrong_file, "not-the-password").unwrap();
+    let wrong = SourceSpec::new(&url)
+        .with_option("username", "deployer")
+        .with_option("password_file", wrong_file.to_string_lossy());
+    match git.head(&wrong) {
+        Err(e @ SourceError::Auth { .. }) => {
+            assert!(!e.to_string().contains("not-the-password"), "{e}")
+        }
+        other => panic!("want Auth, got {other:?}"),
+    }
+    match git.head(&SourceSpec::new(&url)) {
+        Err(SourceError::Auth { message, .. }) => {
+            assert!(message.contains("none are configured"), "{message}")
+        }
+        other => panic!("want Auth without credentials, got {other:?}"),
+    }
+}
+
+#[test]
+fn unreachable_host_is_unreachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let git = provider(tmp.path());
+    for url in [
+        format!("git://127.0.0.1:{port}/app.git"),
+        format!("http://127.0.0.1:{port}/app.git"),
+    ] {
+        let start = Instant::now();
+        match git.head(&SourceSpec::new(&url)) {
+            Err(SourceError::Unreachable { location, .. }) => assert_eq!(location, url),
+            other => panic!("{url}: want Unreachable, got {other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn missing_branch_lists_the_branches_and_refs_resolve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path().join("app"), "main");
+    let first = repo.commit(&[("a.txt", b"1")], "one");
+    git(&repo.dir, &["tag", "v1"]);
+    git(&repo.dir, &["branch", "staging"]);
+    let second = repo.commit(&[("a.txt", b"2")], "two");
+    let git_source = provider(tmp.path());
+    for location in [repo.dir.to_string_lossy().into_owned(), file_url(&repo.dir)] {
+        let spec = SourceSpec::new(&location).with_reference("production");
+        match git_source.head(&spec) {
+            Err(SourceError::NotFound { what, hint, .. }) => {
+                assert!(what.contains("production"), "{what}");
+                assert_eq!(hint.as_deref(), Some("branches: main, staging"));
+            }
+            other => panic!("want NotFound, got {other:?}"),
+        }
+        let head = |r: &str| {
+            git_source
+                .head(&SourceSpec::new(&location).with_reference(r))
+                .unwrap()
+        };
+        assert_eq!(head("main"), second);
+        assert_eq!(head("staging"), first);
+        assert_eq!(head("v1"), first);
+        assert_eq!(head(&first), first);
+        assert_eq!(
+            git_source.head(&SourceSpec::new(&location)).unwrap(),
+            second
+        );
+    }
+}
+
+#[test]
+fn empty_repository_is_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = bare(&tmp.path().join("empty.git"));
+    let git_source = provider(tmp.path());
+    for location in [empty.to_string_lossy().into_owned(), file_url(&empty)] {
+        match git_source.head(&SourceSpec::new(&location)) {
+            Err(SourceError::Empty { message, .. }) => {
+                assert!(message.contains("empty"), "{message}")
+            }
+            other => panic!("{location}: want Empty, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn master_is_used_when_there_is_no_main_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path().join("app"), "master");
+    let id = repo.commit(&[("host.json", b"{}")], "on master");
+    let into = tmp.path().join("out");
+    fs::create_dir(&into).unwrap();
+    let snapshot = provider(tmp.path())
+        .fetch(&SourceSpec::new(file_url(&repo.dir)), &into)
+        .unwrap();
+    assert_eq!(snapshot.id, id);
+    assert_eq!(snapshot.notes, vec!["branch main not found, using master"]);
+    assert_eq!(snapshot.message.as_deref(), Some("on master"));
+    assert_eq!(
+        snapshot.author.as_deref(),
+        Some("Ada Lovelace <ada@example.com>")
+    );
+    assert!(snapshot.time.is_some());
+}
+
+#[cfg(unix)]
+#[test]
+fn executable_bit_and_symlinks_are_kept() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path().join("app"), "main");
+    fs::write(repo.dir.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(repo.dir.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(repo.dir.join("plain.txt"), "text").unwrap();
+    std::os::unix::fs::symlink("plain.txt", repo.dir.join("link.txt")).unwrap();
+    git(&repo.dir, &["add", "-A"]);
+    git(&repo.dir, &["commit", "-q", "-m", "modes"]);
+    for location in [repo.dir.to_string_lossy().into_owned(), file_url(&repo.dir)] {
+        let into = tempfile::tempdir().unwrap();
+        provider(tmp.path())
+            .fetch(&SourceSpec::new(&location), into.path())
+            .unwrap();
+        let mode = |p: &str| {
+            fs::metadata(into.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_ne!(mode("run.sh") & 0o111, 0, "run.sh is executable");
+        assert_eq!(mode("plain.txt") & 0o111, 0, "plain.txt is not");
+        let link = into.path().join("link.txt");
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("plain.txt"));
+        assert!(!into.path().join(".git").exists());
+    }
+}
+
+#[test]
+fn submodules_are_fetched_recursively() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = Repo::new(tmp.path().join("inner"), "main");
+    inner.commit(&[("inner.txt", b"deepest")], "inner");
+    let lib = Repo::new(tmp.path().join("lib"), "main");
+    lib.commit(&[("lib.txt", b"library")], "lib");
+    git(
+        &lib.dir,
+        &["submodule", "add", "-q", "../inner", "deps/inner"],
+    );
+    git(&lib.dir, &["commit", "-q", "-m", "inner as a submodule"]);
+    let app = Repo::new(tmp.path().join("app"), "main");
+    app.commit(&[("host.json", b"{}")], "app");
+    git(
+        &app.dir,
+        &["submodule", "add", "-q", &file_url(&lib.dir), "vendor/lib"],
+    );
+    git(&app.dir, &["commit", "-q", "-m", "lib as a submodule"]);
+
+    let git_source = provider(tmp.path());
+    for location in [app.dir.to_string_lossy().into_owned(), file_url(&app.dir)] {
+        let into = tempfile::tempdir().unwrap();
+        git_source
+            .fetch(&SourceSpec::new(&location), into.path())
+            .unwrap();
+        let read = |p: &str| fs::read_to_string(into.path().join(p)).unwrap();
+        assert_eq!(read("host.json"), "{}");
+        assert_eq!(read("vendor/lib/lib.txt"), "library");
+        assert_eq!(read("vendor/lib/deps/inner/inner.txt"), "deepest");
+        assert!(!into.path().join("vendor/lib/.git").exists());
+
+        let without = tempfile::tempdir().unwrap();
+        git_source
+            .fetch(
+                &SourceSpec::new(&location).with_option("submodules", "false"),
+                without.path(),
+            )
+            .unwrap();
+        assert!(!without.path().join("vendor/lib/lib.txt").exists());
+    }
+}
+
+#[test]
+fn local_git_conforms_and_follows_one_branch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let served = tmp.path().join("apps/orders/production.git");
+    create_local_repository(&served).unwrap();
+    create_local_repository(&served).unwrap(); // again: fine
+    let local = LocalGitSource::new();
+    let spec = SourceSpec::new(served.to_string_lossy());
+    match local.head(&spec) {
+        Err(SourceError::Empty { message, .. }) => {
+            assert_eq!(message, "nothing has been pushed to branch main yet")
+        }
+        other => panic!("want Empty, got {other:?}"),
+    }
+    let repo = Repo::new(tmp.path().join("work"), "main");
+    let mut fixture = GitFixture {
+        spec: spec.clone(),
+        missing: SourceSpec::new(tmp.path().join("nope.git").to_string_lossy()),
+        repo,
+        served: Some(served.clone()),
+    };
+    assert_source_provider(&local, &mut fixture);
+
+    // A push of another branch does not move the followed one.
+    let main_head = local.head(&spec).unwrap();
+    git(&fixture.repo.dir, &["checkout", "-q", "-b", "feature"]);
+    fixture
+        .repo
+        .commit(&[("feature.txt", b"f")], "feature work");
+    git(
+        &fixture.repo.dir,
+        &["push", "-q", served.to_str().unwrap(), "feature"],
+    );
+    assert_eq!(local.head(&spec).unwrap(), main_head);
+    let staging = spec.clone().with_reference("staging");
+    match local.head(&staging) {
+        Err(SourceError::Empty { message, .. }) => assert_eq!(
+            message,
+            "nothing has been pushed to branch staging yet (branches pushed: feature, main)"
+        ),
+        other => panic!("want Empty, got {other:?}"),
+    }
+    // Deleting a branch by a push is refused.
+    let out = Command::new("git")
+        .args(["push", served.to_str().unwrap(), ":feature"])
+        .current_dir(&fixture.repo.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "deleting a branch must be refused");
+    // Remote URLs are not for the local provider.
+    assert!(
+        local
+            .head(&SourceSpec::new("https://example.invalid/x.git"))
+            .is_err()
+    );
+}
