@@ -101,6 +101,15 @@ fn main() {
         let (first, out) = time(|| deploy(&site, &src));
         assert!(!out.unchanged);
         let first_id = out.deployment.id.clone();
+        if std::env::var_os("FNHOST_BENCH_PHASES").is_some()
+            && let Some(l) = out
+                .deployment
+                .log
+                .iter()
+                .find(|l| l.message.starts_with("Timings"))
+        {
+            eprintln!("first deployment ({name}): {}", l.message);
+        }
         rows.push((
             format!("first deployment ({name} durability)"),
             first,
@@ -122,6 +131,7 @@ fn main() {
             ),
         ));
         let mut round = 0u32;
+        let mut phases = String::new();
         let changed = median(5, || {
             round += 1;
             for i in 0..10 {
@@ -130,7 +140,18 @@ fn main() {
             }
             let out = deploy(&site, &src);
             assert_eq!(out.deployment.new_files, 10);
+            if let Some(l) = out
+                .deployment
+                .log
+                .iter()
+                .find(|l| l.message.starts_with("Timings"))
+            {
+                phases = l.message.clone();
+            }
         });
+        if std::env::var_os("FNHOST_BENCH_PHASES").is_some() {
+            eprintln!("10 files changed ({name}), last run: {phases}");
+        }
         rows.push((
             format!("redeploy, 10 files changed ({name})"),
             changed,

@@ -1,9 +1,10 @@
 //! `fnhost keys list|new`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fnhost_core::keys::{DEFAULT_KEY_NAME, KeyStore};
+use fnhost_deploy::{PRODUCTION, Site};
 
 use crate::{CmdResult, Failure, app_dir, load_app, print_json};
 
@@ -30,10 +31,57 @@ pub(crate) struct SecretsArg {
     pub(crate) secrets: Option<PathBuf>,
 }
 
+/// Which app's keys: a folder, or a slot of the home (`serve --app`).
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The app folder (default: the current folder). Not with --app.
+    #[arg(conflicts_with = "app")]
+    app_dir: Option<PathBuf>,
+    /// The keys of `fnhost serve --app NAME`: those of the slot, kept in
+    /// HOME/apps/NAME/slots/SLOT/secrets.json.
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
+    /// With --app: the slot (default: production).
+    #[arg(long, value_name = "SLOT", requires = "app")]
+    slot: Option<String>,
+}
+
+impl Target {
+    /// Loads the app (a slot's active deployment with --app) and opens its
+    /// key store; gives the command that lists its functions.
+    fn open(
+        &self,
+        secrets: &SecretsArg,
+        home: &Path,
+    ) -> Result<(fnhost_core::FunctionApp, Arc<KeyStore>, String), Failure> {
+        let Some(name) = &self.app else {
+            let dir = app_dir(self.app_dir.clone());
+            let app = load_app(&dir)?;
+            let store = open_store(&app, secrets)?;
+            return Ok((app, store, format!("fnhost list {}", dir.display())));
+        };
+        let slot = self.slot.as_deref().unwrap_or(PRODUCTION);
+        let usage = |e: fnhost_deploy::Error| Failure::Usage(e.to_string());
+        let site = Site::open(home).map_err(usage)?;
+        let dir = site.active_path(name, slot).map_err(usage)?;
+        let app = load_app(&dir)?;
+        let path = match &secrets.secrets {
+            Some(p) => p.clone(),
+            None => site.secrets_path(name, slot).map_err(usage)?,
+        };
+        let store = open_store_at(&app, path)?;
+        Ok((
+            app,
+            store,
+            format!("fnhost keys list --app {name} --slot {slot}"),
+        ))
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct ListArgs {
-    /// The app folder (default: the current folder).
-    app_dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
     /// Print `{"master": KEY, "host": {NAME: KEY}, "functions": {FUNCTION: {NAME: KEY}}}`.
     #[arg(long)]
     json: bool,
@@ -44,8 +92,8 @@ struct ListArgs {
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["master", "host", "function"])))]
 struct NewArgs {
-    /// The app folder (default: the current folder).
-    app_dir: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
     /// Replace the master key.
     #[arg(long)]
     master: bool,
@@ -62,10 +110,10 @@ struct NewArgs {
     secrets: SecretsArg,
 }
 
-pub(crate) fn run(args: Args) -> CmdResult {
+pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
     match args.command {
-        KeysCommand::List(a) => list(a),
-        KeysCommand::New(a) => new(a),
+        KeysCommand::List(a) => list(a, home),
+        KeysCommand::New(a) => new(a, home),
     }
 }
 
@@ -79,6 +127,15 @@ pub(crate) fn open_store(
         .secrets
         .clone()
         .unwrap_or_else(|| KeyStore::default_path(app.root()));
+    open_store_at(app, path)
+}
+
+/// Opens the key store at `path`, creating it (and each function's default
+/// key) when missing.
+pub(crate) fn open_store_at(
+    app: &fnhost_core::FunctionApp,
+    path: PathBuf,
+) -> Result<Arc<KeyStore>, Failure> {
     let store = KeyStore::open(&path).map_err(|e| Failure::Usage(e.to_string()))?;
     store
         .ensure_function_keys(app.functions().iter().map(|f| f.name.as_str()))
@@ -86,10 +143,8 @@ pub(crate) fn open_store(
     Ok(Arc::new(store))
 }
 
-fn list(args: ListArgs) -> CmdResult {
-    let dir = app_dir(args.app_dir);
-    let app = load_app(&dir)?;
-    let store = open_store(&app, &args.secrets)?;
+fn list(args: ListArgs, home: &Path) -> CmdResult {
+    let (_, store, _) = args.target.open(&args.secrets, home)?;
     let secrets = store.secrets();
     if args.json {
         return print_json(&secrets);
@@ -109,10 +164,8 @@ fn list(args: ListArgs) -> CmdResult {
     Ok(())
 }
 
-fn new(args: NewArgs) -> CmdResult {
-    let dir = app_dir(args.app_dir);
-    let app = load_app(&dir)?;
-    let store = open_store(&app, &args.secrets)?;
+fn new(args: NewArgs, home: &Path) -> CmdResult {
+    let (app, store, named) = args.target.open(&args.secrets, home)?;
     let err = |e: fnhost_core::keys::KeyError| Failure::Usage(e.to_string());
     let key = if args.master {
         store.rotate_master().map_err(err)?
@@ -121,8 +174,7 @@ fn new(args: NewArgs) -> CmdResult {
     } else if let Some(function) = &args.function {
         let Some(f) = app.function(function) else {
             return Err(Failure::Usage(format!(
-                "the app has no function named '{function}' (see `fnhost list {}`)",
-                dir.display()
+                "the app has no function named '{function}' (see `{named}`)"
             )));
         };
         let name = args.name.as_deref().unwrap_or(DEFAULT_KEY_NAME);

@@ -1,22 +1,34 @@
 //! `fnhost serve`: the HTTP front and the timers of an app.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fnhost_core::http::{HttpFront, Limits};
+use fnhost_core::keys::KeyStore;
 use fnhost_core::timer::{LogSink, TimerScheduler};
 use fnhost_core::{FunctionApp, Host};
+use fnhost_deploy::hot::{EventSink, HotSwap, HotSwapEvent};
+use fnhost_deploy::{PRODUCTION, Site};
 
-use crate::keys::{SecretsArg, open_store};
+use crate::keys::{SecretsArg, open_store, open_store_at};
 use crate::{CmdResult, Failure, app_dir, load_app};
 
 /// Arguments of `fnhost serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The app folder (default: the current folder).
+    /// The app folder (default: the current folder). Not with --app.
+    #[arg(conflicts_with = "app")]
     app_dir: Option<PathBuf>,
+    /// Serve the active deployment of this app of the home folder, and
+    /// switch to each newly activated one (deployment, rollback, swap)
+    /// without dropping a request.
+    #[arg(long, value_name = "NAME")]
+    app: Option<String>,
+    /// With --app: the slot to serve (default: production).
+    #[arg(long, value_name = "SLOT", requires = "app")]
+    slot: Option<String>,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     host: IpAddr,
@@ -46,25 +58,46 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// How long shutdown waits for invocations in flight.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
-pub(crate) fn run(args: Args) -> CmdResult {
-    let dir = app_dir(args.app_dir);
-    let app = load_app(&dir)?;
-    if !app.is_valid() {
-        for d in app.diagnostics().iter() {
-            eprintln!("{d}");
+pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+    // With --app: the slot's watcher and the deployment served first.
+    let (app, follow, app_secrets) = match &args.app {
+        Some(name) => {
+            let slot = args.slot.clone().unwrap_or_else(|| PRODUCTION.to_string());
+            let site = Site::open(home).map_err(|e| Failure::Usage(e.to_string()))?;
+            let secrets = site
+                .secrets_path(name, &slot)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let hot = HotSwap::new(site, name.clone(), slot);
+            let (active, app) = hot
+                .load_active()
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            (app, Some((hot, active)), Some(secrets))
         }
-        return Err(Failure::Usage(format!(
-            "the app in {} has {} error(s); fix them first (`fnhost validate {}`)",
-            dir.display(),
-            app.diagnostics().error_count(),
-            dir.display()
-        )));
-    }
+        None => {
+            let dir = app_dir(args.app_dir.clone());
+            let app = load_app(&dir)?;
+            if !app.is_valid() {
+                for d in app.diagnostics().iter() {
+                    eprintln!("{d}");
+                }
+                return Err(Failure::Usage(format!(
+                    "the app in {} has {} error(s); fix them first (`fnhost validate {}`)",
+                    dir.display(),
+                    app.diagnostics().error_count(),
+                    dir.display()
+                )));
+            }
+            (app, None, None)
+        }
+    };
     let (zone, warning) = fnhost_core::timer::zone_from_env().map_err(Failure::Usage)?;
     if let Some(w) = warning {
         eprintln!("fnhost: warning: {w}");
     }
-    let keys = open_store(&app, &args.secrets)?;
+    let keys = match (&args.secrets.secrets, app_secrets) {
+        (None, Some(path)) => open_store_at(&app, path)?,
+        _ => open_store(&app, &args.secrets)?,
+    };
     let addr = SocketAddr::new(args.host, args.port);
     let runtime = runtime()?;
     runtime.block_on(async move {
@@ -88,6 +121,17 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 path.display()
             );
         }
+        let watcher = follow.map(|(hot, active)| {
+            eprintln!(
+                "fnhost: serving deployment {} (generation {}); following its slot",
+                active.deployment, active.generation
+            );
+            let keys = keys.clone();
+            let events: EventSink = Arc::new(move |e: &HotSwapEvent<'_>| report(e, &keys));
+            hot.with_events(events)
+                .with_drain_deadline(SHUTDOWN_DEADLINE)
+                .start(host.clone(), &active)
+        });
         eprintln!("fnhost: listening on http://{local} (Ctrl-C to stop)");
         let timers = TimerScheduler::new(host.clone())
             .with_zone(zone)
@@ -96,6 +140,9 @@ pub(crate) fn run(args: Args) -> CmdResult {
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
         eprintln!("fnhost: stopping");
         let timers_done = timers.stop(SHUTDOWN_DEADLINE).await;
+        if let Some(w) = watcher {
+            w.stop().await;
+        }
         host.shutdown().await;
         if !stopped.drained || !timers_done {
             eprintln!(
@@ -106,6 +153,52 @@ pub(crate) fn run(args: Args) -> CmdResult {
         eprintln!("fnhost: stopped");
         Ok(())
     })
+}
+
+/// Logs what the hot swap does; gives new functions their keys.
+fn report(event: &HotSwapEvent<'_>, keys: &KeyStore) {
+    match event {
+        HotSwapEvent::Swapped {
+            active,
+            version,
+            elapsed,
+        } => {
+            let names = version.app().functions().iter().map(|f| f.name.as_str());
+            if let Err(e) = keys.ensure_function_keys(names) {
+                eprintln!("fnhost: warning: cannot create the new functions' keys: {e}");
+            }
+            eprintln!(
+                "fnhost: now serving deployment {} (generation {}), loaded and started in {} ms",
+                active.deployment,
+                active.generation,
+                elapsed.as_millis()
+            );
+        }
+        HotSwapEvent::Retired {
+            root,
+            drained,
+            elapsed,
+        } => {
+            let how = if *drained {
+                "after its invocations finished"
+            } else {
+                "at the drain deadline, invocations still running"
+            };
+            eprintln!(
+                "fnhost: stopped the previous version ({}) {how}, {} ms after the switch",
+                root.display(),
+                elapsed.as_millis()
+            );
+        }
+        HotSwapEvent::Failed { active, reason } => eprintln!(
+            "fnhost: error: cannot serve deployment {} (generation {}); the previous one goes on: {reason}",
+            active.deployment, active.generation
+        ),
+        HotSwapEvent::PollFailed { reason } => {
+            eprintln!("fnhost: warning: cannot read the active deployment: {reason}")
+        }
+        _ => {}
+    }
 }
 
 fn print_functions(host: &Host, addr: SocketAddr, zone: impl std::fmt::Display) {

@@ -176,6 +176,9 @@ impl TimerScheduler {
             first = false;
             state.retain(|k, _| seen.contains(k));
             while runs.try_join_next().is_some() {}
+            // Not held while sleeping: after a hot swap, the old version is
+            // shut down as soon as no invocation holds it.
+            drop(version);
 
             let sleep = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             tokio::select! {

@@ -97,3 +97,74 @@ fn make_writable(dir: &Path) -> io::Result<()> {
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)
 }
+
+/// Flushes every file and folder of the file system holding `path` to disk
+/// (`syncfs(2)`): one journal commit for many new files. Returns `false`
+/// where the call does not exist (then flush file by file).
+pub(crate) fn sync_filesystem(path: &Path) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let dir = File::open(path)?;
+        nix::unistd::syncfs(&dir).map_err(io::Error::from)?;
+        Ok(true)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = path;
+        Ok(false)
+    }
+}
+
+/// Flushes a file system over and over on a thread of its own while a
+/// deployment writes, so that writing to disk overlaps hashing, storing and
+/// materialising, and the final flush has little left to do. Flush errors
+/// here are ignored: the final flush reports them. Stops when finished or
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct BackgroundFlush {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundFlush {
+    pub(crate) fn start(path: std::path::PathBuf) -> BackgroundFlush {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("fnhost-flush".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let t = std::time::Instant::now();
+                    if !matches!(sync_filesystem(&path), Ok(true)) {
+                        return;
+                    }
+                    // Give the writers a moment between short flushes.
+                    if let Some(rest) =
+                        std::time::Duration::from_millis(20).checked_sub(t.elapsed())
+                    {
+                        std::thread::sleep(rest);
+                    }
+                }
+            })
+            .ok();
+        BackgroundFlush { stop, thread }
+    }
+
+    pub(crate) fn finish(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for BackgroundFlush {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

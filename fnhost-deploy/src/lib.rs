@@ -31,13 +31,17 @@
 //!
 //! Modules: [`package`] (folders and zips in, zips out), [`store`] (blobs
 //! and manifests behind the [`Store`] trait), [`deployment`] (records and
-//! retention), [`site`] (apps, slots, activation, credentials).
+//! retention), [`site`] (apps, slots, activation, credentials), and with
+//! the `hot-swap` feature `hot` (a host that follows a slot's active
+//! deployment).
 
 pub mod build;
 pub mod cd;
 pub mod deployment;
 mod error;
 mod fsutil;
+#[cfg(feature = "hot-swap")]
+pub mod hot;
 #[cfg(feature = "server")]
 pub mod manage;
 pub mod package;

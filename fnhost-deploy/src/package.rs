@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::{
@@ -195,8 +194,11 @@ impl FuncIgnore {
     }
 }
 
+/// The stat cache's file name in a slot's folder.
+pub(crate) const STAT_CACHE_FILE: &str = "statcache.bin";
+
 /// What the stat cache remembers of a file, to skip re-hashing it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CachedFile {
     pub(crate) size: u64,
     pub(crate) mtime_ns: i128,
@@ -207,14 +209,103 @@ pub(crate) struct CachedFile {
 }
 
 /// A stat cache: the source folder's files as last stored, by path.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct StatCache {
     /// The source folder it describes.
     pub(crate) source: PathBuf,
     /// When it was taken (ns since the epoch); entries changed within the
     /// clock's granularity of this instant are not trusted.
     pub(crate) taken_ns: i128,
+    /// The deployment whose manifest lists every hash of the cache (while
+    /// that manifest exists, the blobs exist).
+    pub(crate) deployment: String,
     pub(crate) files: HashMap<String, CachedFile>,
+}
+
+const STAT_CACHE_MAGIC: &[u8; 8] = b"fnhsc01\n";
+
+impl StatCache {
+    /// A compact binary form (about 100 bytes a file) ending with the
+    /// sha256 of what precedes it, so that a torn or damaged file is
+    /// recognised and ignored.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s);
+        }
+        let mut out = Vec::with_capacity(64 + self.files.len() * 110);
+        out.extend_from_slice(STAT_CACHE_MAGIC);
+        put_str(&mut out, self.source.as_os_str().as_encoded_bytes());
+        out.extend_from_slice(&self.taken_ns.to_le_bytes());
+        put_str(&mut out, self.deployment.as_bytes());
+        out.extend_from_slice(&(self.files.len() as u64).to_le_bytes());
+        for (path, f) in &self.files {
+            put_str(&mut out, path.as_bytes());
+            out.extend_from_slice(&f.size.to_le_bytes());
+            out.extend_from_slice(&f.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&f.ctime_ns.to_le_bytes());
+            out.extend_from_slice(&f.ino.to_le_bytes());
+            out.extend_from_slice(&f.mode.to_le_bytes());
+            out.extend_from_slice(f.hash.as_bytes());
+        }
+        let sum = Digest::of(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    /// Reads [`StatCache::encode`]'s form; `None` when damaged.
+    pub(crate) fn decode(data: &[u8]) -> Option<StatCache> {
+        struct R<'a>(&'a [u8]);
+        impl<'a> R<'a> {
+            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+                if self.0.len() < n {
+                    return None;
+                }
+                let (a, b) = self.0.split_at(n);
+                self.0 = b;
+                Some(a)
+            }
+            fn arr<const N: usize>(&mut self) -> Option<[u8; N]> {
+                self.take(N)?.try_into().ok()
+            }
+            fn str(&mut self) -> Option<&'a [u8]> {
+                let n = u32::from_le_bytes(self.arr()?) as usize;
+                self.take(n)
+            }
+        }
+        let body_len = data.len().checked_sub(32)?;
+        let (body, sum) = data.split_at(body_len);
+        if Digest::of(body).as_bytes()[..] != sum[..] {
+            return None;
+        }
+        let mut r = R(body);
+        if r.take(8)? != STAT_CACHE_MAGIC {
+            return None;
+        }
+        let source = PathBuf::from(String::from_utf8(r.str()?.to_vec()).ok()?);
+        let taken_ns = i128::from_le_bytes(r.arr()?);
+        let deployment = String::from_utf8(r.str()?.to_vec()).ok()?;
+        let count = u64::from_le_bytes(r.arr()?) as usize;
+        let mut files = HashMap::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            let path = String::from_utf8(r.str()?.to_vec()).ok()?;
+            let f = CachedFile {
+                size: u64::from_le_bytes(r.arr()?),
+                mtime_ns: i128::from_le_bytes(r.arr()?),
+                ctime_ns: i128::from_le_bytes(r.arr()?),
+                ino: u64::from_le_bytes(r.arr()?),
+                mode: u32::from_le_bytes(r.arr()?),
+                hash: Digest::from_bytes(r.arr()?),
+            };
+            files.insert(path, f);
+        }
+        r.0.is_empty().then_some(StatCache {
+            source,
+            taken_ns,
+            deployment,
+            files,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -322,6 +413,7 @@ pub(crate) fn store_folder(
     store: &dyn Store,
     dir: &Path,
     cache: Option<&StatCache>,
+    trusted: bool,
     progress: ProgressFn<'_>,
 ) -> Result<(Stored, StatCache)> {
     let meta = fs::metadata(dir).ctx("cannot read", dir)?;
@@ -356,7 +448,7 @@ pub(crate) fn store_folder(
                 s.spawn(move || -> Result<Vec<Out>> {
                     let mut out = Vec::with_capacity(part.len());
                     for f in part {
-                        out.push(store_found(store, f, cache, now_ns)?);
+                        out.push(store_found(store, f, cache, trusted, now_ns)?);
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_multiple_of(64) || n == total {
                             progress(n, total);
@@ -383,6 +475,7 @@ pub(crate) fn store_folder(
     let mut new_cache = StatCache {
         source: dir.to_path_buf(),
         taken_ns: now_ns,
+        deployment: String::new(),
         files: HashMap::with_capacity(found.len()),
     };
     for part in results {
@@ -410,6 +503,7 @@ fn store_found(
     store: &dyn Store,
     f: &Found,
     cache: Option<&StatCache>,
+    trusted: bool,
     now_ns: i128,
 ) -> Result<StoredFound> {
     match f {
@@ -441,7 +535,7 @@ fn store_found(
                 c.files.get(rel).filter(|e| {
                     **e == cached_file(e.hash) && e.mtime_ns < c.taken_ns - 1_000_000_000
                 })
-            }) && store.contains(&c.hash).unwrap_or(false)
+            }) && (trusted || store.contains(&c.hash).unwrap_or(false))
             {
                 let entry = ManifestEntry {
                     path: rel.clone(),
@@ -759,5 +853,45 @@ pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
 fn found_rel(f: &Found) -> &str {
     match f {
         Found::File { rel, .. } | Found::Link { rel, .. } => rel,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cache_round_trips_and_refuses_damage() {
+        let mut c = StatCache {
+            source: PathBuf::from("/src/app"),
+            taken_ns: 1_700_000_000_123_456_789,
+            deployment: "20260101T000000Z-abcdef".into(),
+            files: HashMap::new(),
+        };
+        for i in 0..50u64 {
+            c.files.insert(
+                format!("lib/f{i}.js"),
+                CachedFile {
+                    size: i * 10,
+                    mtime_ns: -5 + i128::from(i),
+                    ctime_ns: 7,
+                    ino: 1000 + i,
+                    mode: MODE_FILE | 0o644,
+                    hash: Digest::of(&i.to_le_bytes()),
+                },
+            );
+        }
+        let data = c.encode();
+        let back = StatCache::decode(&data).expect("decodes");
+        assert_eq!(back.source, c.source);
+        assert_eq!(back.taken_ns, c.taken_ns);
+        assert_eq!(back.deployment, c.deployment);
+        assert_eq!(back.files, c.files);
+        for cut in [0, 1, 8, data.len() / 2, data.len() - 1] {
+            assert!(StatCache::decode(&data[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut flipped = data.clone();
+        flipped[20] ^= 1;
+        assert!(StatCache::decode(&flipped).is_none());
     }
 }

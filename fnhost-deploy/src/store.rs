@@ -39,6 +39,11 @@ impl Digest {
         Digest(Sha256::digest(data).into())
     }
 
+    /// A digest from its raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -290,6 +295,14 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()>;
     /// Reads a manifest (`NotFound` when absent).
     fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest>;
+    /// Whether a manifest is stored (the default reads it).
+    fn contains_manifest(&self, key: &ManifestKey) -> io::Result<bool> {
+        match self.manifest(key) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// The keys of every stored manifest.
     fn manifests(&self) -> io::Result<Vec<ManifestKey>>;
     /// Removes a manifest; a missing one is fine.
@@ -332,6 +345,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest> {
         (**self).manifest(key)
     }
+    fn contains_manifest(&self, key: &ManifestKey) -> io::Result<bool> {
+        (**self).contains_manifest(key)
+    }
     fn manifests(&self) -> io::Result<Vec<ManifestKey>> {
         (**self).manifests()
     }
@@ -342,6 +358,10 @@ impl<T: Store + ?Sized> Store for Arc<T> {
         (**self).clean_temporary()
     }
 }
+
+/// From this many blobs on, [`FsStore::sync`] flushes the whole file
+/// system once (`syncfs(2)`, on Linux) rather than each blob.
+const SYNCFS_THRESHOLD: usize = 64;
 
 /// The folder implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -452,6 +472,12 @@ impl Store for FsStore {
         if digests.is_empty() {
             return Ok(());
         }
+        // Many new blobs: one syncfs(2) flushes them all (and the folders
+        // they were renamed into) in one journal commit, instead of one
+        // flush per file.
+        if digests.len() >= SYNCFS_THRESHOLD && fsutil::sync_filesystem(&self.root)? {
+            return Ok(());
+        }
         // Flushing many files one by one is slow; several threads let the
         // file system batch its journal commits.
         let threads = 8.min(digests.len());
@@ -482,6 +508,14 @@ impl Store for FsStore {
             fsutil::sync_dir(&dir)?;
         }
         fsutil::sync_dir(&self.root.join("blobs"))
+    }
+
+    fn contains_manifest(&self, key: &ManifestKey) -> io::Result<bool> {
+        match fs::symlink_metadata(self.manifest_path(key)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn blobs(&self) -> io::Result<Vec<Digest>> {

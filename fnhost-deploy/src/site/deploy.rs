@@ -358,10 +358,13 @@ impl Site {
         };
         self.log(req, r, Level::Info, format!("Receiving {what}"));
         // The record's first write: from here on, an interruption is found
-        // and finished by the next run. Each write costs a flush to disk, so
-        // the record is written when work starts and when it ends; the
-        // intermediate statuses go to the observer.
-        self.write_record(app, slot, r)?;
+        // and finished by the next run. It is not flushed to disk: a kill
+        // leaves it in the page cache, and a power cut that loses it loses
+        // nothing that refers to it (the blobs are unreferenced, the folder
+        // and manifest are removed as orphans). The record is written when
+        // work starts and when it ends; the intermediate statuses go to the
+        // observer.
+        self.write_record_unflushed(app, slot, r)?;
         req.observer.status(r);
         let built;
         let content = match req.from_source.prepare {
@@ -379,15 +382,37 @@ impl Site {
         };
 
         let progress = |done, total| req.observer.progress(done, total);
-        let cache_path = self.slot_dir(app, slot).join("statcache.json");
+        // With full durability and a local store, data goes to disk while
+        // the deployment goes on.
+        let background = (self.durability == Durability::Full
+            && self.store.local_path(&store::Digest::of(b"")).is_some())
+        .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
+        let cache_path = self.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
         let (stored, cache): (Stored, Option<StatCache>) = match content {
             Content::Folder(dir) => {
                 let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
-                let old: Option<StatCache> = fs::read(&cache_path)
+                let old = fs::read(&cache_path)
                     .ok()
-                    .and_then(|d| serde_json::from_slice(&d).ok());
-                let (s, c) =
-                    package::store_folder(self.store.as_ref(), &dir, old.as_ref(), &progress)?;
+                    .and_then(|d| StatCache::decode(&d))
+                    .filter(|c| c.source == dir);
+                // The cache's hashes are those of a deployment's files: while
+                // its manifest is kept, so are its blobs (garbage collection
+                // waits for this deployment to finish), and the cache is
+                // trusted without asking the store about each blob.
+                let trusted = old.as_ref().is_some_and(|c| {
+                    !c.deployment.is_empty()
+                        && self
+                            .store
+                            .contains_manifest(&ManifestKey::new(app, &c.deployment))
+                            .unwrap_or(false)
+                });
+                let (s, c) = package::store_folder(
+                    self.store.as_ref(),
+                    &dir,
+                    old.as_ref(),
+                    trusted,
+                    &progress,
+                )?;
                 (s, Some(c))
             }
             Content::Zip(zip) => {
@@ -430,7 +455,10 @@ impl Site {
         {
             let path = self.record_path(app, &r.id);
             fs::remove_file(&path).ctx("cannot remove", &path)?;
-            if let Some(c) = cache {
+            if let Some(mut c) = cache
+                && (stored.hashed > 0 || c.deployment != current.id)
+            {
+                c.deployment = current.id.clone();
                 self.save_cache(app, slot, &cache_path, &c);
             }
             return Ok(DeployOutcome {
@@ -444,17 +472,22 @@ impl Site {
 
         r.status = Status::Deploying;
         req.observer.status(r);
-        if self.durability == Durability::Full {
-            self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
-        }
-        let key = ManifestKey::new(app, &r.id);
-        self.store_err(
-            "write the manifest",
-            self.store.put_manifest(&key, &manifest),
-        )?;
+        let mut timings = Vec::new();
+        let mut phase = started;
+        let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, Duration)>| {
+            timings.push((name, phase.elapsed()));
+            phase = Instant::now();
+        };
+        lap("store", &mut timings);
         let dest = self.content_dir(app, &r.id);
-        self.materialize(&manifest, &dest)?;
-
+        let previous = if manifest.files.iter().any(|f| f.is_executable()) {
+            self.active(app, slot)?
+                .and_then(|a| self.manifest(app, &a.deployment).ok().map(|m| (a.path, m)))
+        } else {
+            None
+        };
+        let to_flush = self.materialize(&manifest, &dest, previous.as_ref())?;
+        lap("materialise", &mut timings);
         let loaded = fnhost_core::FunctionApp::loader(&dest)
             .with_environment(false)
             .load()
@@ -497,15 +530,46 @@ impl Site {
             ),
         );
 
+        lap("validate", &mut timings);
+
+        // Everything the pointer will refer to reaches the disk before the
+        // manifest and the pointer do: new blobs, the folder's links and
+        // copies, its folders.
+        if let Some(b) = background {
+            b.finish();
+        }
+        if self.durability == Durability::Full {
+            self.flush_folder(&dest, &to_flush)?;
+            self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
+            lap("flush", &mut timings);
+        }
+        let key = ManifestKey::new(app, &r.id);
+        self.store_err(
+            "write the manifest",
+            self.store.put_manifest(&key, &manifest),
+        )?;
+
         // The commit point.
         self.switch(app, &[(slot, Some(r.id.as_str()))])?;
+        lap("activate", &mut timings);
+        let summary: Vec<String> = timings
+            .iter()
+            .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3))
+            .collect();
+        self.log(
+            req,
+            r,
+            Level::Info,
+            format!("Timings: {}", summary.join(", ")),
+        );
         r.status = Status::Success;
         r.end_time = Some(deployment::now());
         self.log(req, r, Level::Info, format!("Activated in {slot}"));
         self.write_record(app, slot, r)?;
         r.active = true;
         req.observer.status(r);
-        if let Some(c) = cache {
+        if let Some(mut c) = cache {
+            c.deployment = r.id.clone();
             self.save_cache(app, slot, &cache_path, &c);
         }
         Ok(DeployOutcome {
@@ -519,16 +583,25 @@ impl Site {
 
     fn save_cache(&self, app: &str, slot: &str, path: &Path, cache: &StatCache) {
         // The cache only saves time: failing to write it is not an error.
-        if let Ok(data) = serde_json::to_vec(cache) {
-            let tmp = self.slot_dir(app, slot).join("tmp").join("statcache");
-            let _ = fsutil::atomic_write(path, &tmp, &data, 0o644);
-        }
+        // It is not flushed to disk either: it carries a checksum, and a
+        // damaged or lost cache only means files are hashed again.
+        let tmp = self.slot_dir(app, slot).join("tmp").join("statcache");
+        let _ = fs::write(&tmp, cache.encode()).and_then(|()| fs::rename(&tmp, path));
     }
 
     /// Makes the read-only folder of a deployment: hard links to the blobs
     /// when the store is local (copies for executables, whose mode differs,
-    /// and wherever a link fails), then folders made read-only.
-    fn materialize(&self, manifest: &Manifest, dest: &Path) -> Result<()> {
+    /// and wherever a link fails), then folders made read-only. Returns the
+    /// copies and folders, which need flushing with full durability.
+    ///
+    /// With the previous deployment of the slot (its folder and manifest),
+    /// unchanged executables are linked to its copies rather than copied.
+    fn materialize(
+        &self,
+        manifest: &Manifest,
+        dest: &Path,
+        previous: Option<&(PathBuf, Manifest)>,
+    ) -> Result<Vec<PathBuf>> {
         if dest.exists() {
             fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
         }
@@ -546,13 +619,17 @@ impl Site {
         for d in &dirs {
             fs::create_dir_all(d).ctx("cannot create", d)?;
         }
-        let threads = 4.min(manifest.files.len().max(1));
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get() * 2)
+            .unwrap_or(4)
+            .clamp(2, 8)
+            .min(manifest.files.len().max(1));
         let chunk = manifest.files.len().div_ceil(threads).max(1);
         let copied: Vec<Result<Vec<PathBuf>>> = std::thread::scope(|s| {
             let handles: Vec<_> = manifest
                 .files
                 .chunks(chunk)
-                .map(|part| s.spawn(move || self.place_files(part, dest)))
+                .map(|part| s.spawn(move || self.place_files(part, dest, previous)))
                 .collect();
             handles
                 .into_iter()
@@ -567,34 +644,43 @@ impl Site {
                 })
                 .collect()
         });
-        let mut to_sync = Vec::new();
+        let mut to_flush = Vec::new();
         for c in copied {
-            to_sync.extend(c?);
-        }
-        let full = self.durability == Durability::Full;
-        if full {
-            for f in &to_sync {
-                fs::File::open(f)
-                    .and_then(|f| f.sync_all())
-                    .ctx("cannot flush", f)?;
-            }
+            to_flush.extend(c?);
         }
         // Deepest first, so that a parent is made read-only after its
         // children are done.
         for d in dirs.iter().rev() {
-            if full {
-                fsutil::sync_dir(d).ctx("cannot flush", d)?;
-            }
             fs::set_permissions(d, store::perms(0o555)).ctx("cannot protect", d)?;
         }
+        to_flush.extend(dirs);
         if let Some(parent) = dest.parent() {
-            fsutil::sync_dir(parent).ctx("cannot flush", parent)?;
+            to_flush.push(parent.to_path_buf());
+        }
+        Ok(to_flush)
+    }
+
+    /// Flushes a materialised folder: one `syncfs` of its file system when
+    /// there is much to flush, else each copy and folder.
+    fn flush_folder(&self, dest: &Path, items: &[PathBuf]) -> Result<()> {
+        if items.len() >= 64 && fsutil::sync_filesystem(dest).ctx("cannot flush", dest)? {
+            return Ok(());
+        }
+        for item in items {
+            fs::File::open(item)
+                .and_then(|f| f.sync_all())
+                .ctx("cannot flush", item)?;
         }
         Ok(())
     }
 
     /// Places files; returns the copies (which need flushing).
-    fn place_files(&self, files: &[store::ManifestEntry], dest: &Path) -> Result<Vec<PathBuf>> {
+    fn place_files(
+        &self,
+        files: &[store::ManifestEntry],
+        dest: &Path,
+        previous: Option<&(PathBuf, Manifest)>,
+    ) -> Result<Vec<PathBuf>> {
         let mut copies = Vec::new();
         for f in files {
             let target = dest.join(&f.path);
@@ -608,8 +694,18 @@ impl Site {
                 symlink(&link, &target).ctx("cannot create link", &target)?;
                 continue;
             }
-            if !f.is_executable()
-                && let Some(blob) = self.store.local_path(&f.hash)
+            if f.is_executable() {
+                // An executable is a read-only copy (its mode differs from
+                // the blob's); the previous folder's copy of the same path
+                // and content is shared instead of copied again.
+                if let Some((dir, m)) = previous
+                    && m.get(&f.path)
+                        .is_some_and(|p| p.hash == f.hash && p.mode == f.mode)
+                    && fs::hard_link(dir.join(&f.path), &target).is_ok()
+                {
+                    continue;
+                }
+            } else if let Some(blob) = self.store.local_path(&f.hash)
                 && fs::hard_link(&blob, &target).is_ok()
             {
                 continue;

@@ -13,7 +13,8 @@
 //! HOME/apps/APP/content/ID/         materialised, read-only deployment folders
 //! HOME/apps/APP/slots/SLOT/lock     one deployment per slot (holds the running id)
 //! HOME/apps/APP/slots/SLOT/config.json   continuous deployment flag, app settings
-//! HOME/apps/APP/slots/SLOT/statcache.json  skips re-hashing unchanged files of a folder
+//! HOME/apps/APP/slots/SLOT/statcache.bin   skips re-hashing unchanged files of a folder
+//! HOME/apps/APP/slots/SLOT/secrets.json     the keys of a host serving the slot
 //! HOME/apps/APP/slots/SLOT/tmp/     the slot's temporary files
 //! ```
 //!
@@ -421,6 +422,17 @@ impl Site {
             })
     }
 
+    /// Where a host serving the slot keeps its keys (function, host and
+    /// master keys): `HOME/apps/APP/slots/SLOT/secrets.json`. Deployment
+    /// folders are read-only and change with every deployment, so the keys
+    /// live beside the slot, not in the app's folder; they stay with the
+    /// slot across deployments, rollbacks and swaps.
+    pub fn secrets_path(&self, app: &str, slot: &str) -> Result<PathBuf> {
+        self.require_app(app)?;
+        self.ensure_slot(app, slot)?;
+        Ok(self.slot_dir(app, slot).join("secrets.json"))
+    }
+
     /// The slot's generation: it increases whenever the active deployment
     /// changes (0 before the first).
     pub fn generation(&self, app: &str, slot: &str) -> Result<u64> {
@@ -739,6 +751,24 @@ impl Site {
         let data = serde_json::to_vec_pretty(&stored).map_err(io::Error::other);
         let data = data.ctx("cannot write", &path)?;
         fsutil::atomic_write(&path, &tmp, &data, 0o644).ctx("cannot write", &path)
+    }
+
+    /// Writes a record atomically (write, rename) without flushing it: for
+    /// the first write of a deployment, which a power cut may lose without
+    /// harm.
+    fn write_record_unflushed(&self, app: &str, slot: &str, r: &Deployment) -> Result<()> {
+        let path = self.record_path(app, &r.id);
+        let tmp = self
+            .slot_dir(app, slot)
+            .join("tmp")
+            .join(format!("record-{}", r.id));
+        let mut stored = r.clone();
+        stored.active = false;
+        let data = serde_json::to_vec_pretty(&stored).map_err(io::Error::other);
+        let data = data.ctx("cannot write", &path)?;
+        fs::write(&tmp, &data)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .ctx("cannot write", &path)
     }
 
     fn pointers(&self, app: &str) -> Result<Pointers> {
