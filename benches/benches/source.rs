@@ -190,7 +190,10 @@ fn main() {
         let started = Instant::now();
         let outcome = cd.sync_once("bench", "production").expect("later sync");
         later.push(started.elapsed());
-        assert!(matches!(outcome, SyncOutcome::Deployed { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, SyncOutcome::Deployed { .. }),
+            "{outcome:?}"
+        );
     }
     later.sort();
     let later = later[later.len() / 2];
