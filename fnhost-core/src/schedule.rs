@@ -123,18 +123,7 @@ impl Schedule {
     /// The next `n` occurrences after `after` (fewer if the schedule runs
     /// out).
     pub fn upcoming<Tz: TimeZone>(&self, after: &DateTime<Tz>, n: usize) -> Vec<DateTime<Tz>> {
-        let mut out = Vec::with_capacity(n.min(1024));
-        let mut at = after.clone();
-        while out.len() < n {
-            match self.next_after(&at) {
-                Some(next) => {
-                    at = next.clone();
-                    out.push(next);
-                }
-                None => break,
-            }
-        }
-        out
+        upcoming_by(after, n, |at| self.next_after(at))
     }
 
     /// Whether this is a cron schedule (as opposed to an interval).
@@ -332,18 +321,7 @@ impl CronSchedule {
 
     /// The next `n` occurrences after `after`.
     pub fn upcoming<Tz: TimeZone>(&self, after: &DateTime<Tz>, n: usize) -> Vec<DateTime<Tz>> {
-        let mut out = Vec::with_capacity(n.min(1024));
-        let mut at = after.clone();
-        while out.len() < n {
-            match self.next_after(&at) {
-                Some(next) => {
-                    at = next.clone();
-                    out.push(next);
-                }
-                None => break,
-            }
-        }
-        out
+        upcoming_by(after, n, |at| self.next_after(at))
     }
 
     /// The first wall-clock time at or after `from` (whole seconds) that
@@ -691,6 +669,26 @@ fn parse_timespan(text: &str) -> Result<Duration, ScheduleError> {
 /// Prints like .NET's `TimeSpan.ToString()`: `[d.]hh:mm:ss[.fffffff]`.
 fn fmt_timespan(interval: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     f.write_str(&crate::timespan::format_duration(interval))
+}
+
+/// The next `n` values of `next`, each after the one before.
+fn upcoming_by<Tz: TimeZone>(
+    after: &DateTime<Tz>,
+    n: usize,
+    next: impl Fn(&DateTime<Tz>) -> Option<DateTime<Tz>>,
+) -> Vec<DateTime<Tz>> {
+    let mut out = Vec::with_capacity(n.min(1024));
+    let mut at = after.clone();
+    while out.len() < n {
+        match next(&at) {
+            Some(value) => {
+                at = value.clone();
+                out.push(value);
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
