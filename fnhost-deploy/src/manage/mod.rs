@@ -50,8 +50,10 @@
 mod api;
 mod auth;
 mod body;
+mod git_http;
 mod paths;
 mod vfs;
+mod webhook;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -295,6 +297,8 @@ impl Manage {
         };
         api::register(&mut m);
         vfs::register(&mut m);
+        webhook::register(&mut m);
+        git_http::register(&mut m);
         m
     }
 
