@@ -707,7 +707,7 @@ impl ContinuousDeployer {
         let dir = self.cd_dir(app, slot);
         let path = dir.join("webhook_secret");
         match secret {
-            Some(s) if s.is_empty() => Err(CdError::Invalid("the webhook secret is empty".into())),
+            Some([]) => Err(CdError::Invalid("the webhook secret is empty".into())),
             Some(s) => {
                 fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))

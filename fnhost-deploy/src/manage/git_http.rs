@@ -59,7 +59,10 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     if req.param("repo") != Some(app.as_str()) {
         return text(
             StatusCode::NOT_FOUND,
-            &format!("no such repository: the git URL of this slot is {}/{app}.git", req.base_url),
+            &format!(
+                "no such repository: the git URL of this slot is {}/{app}.git",
+                req.base_url
+            ),
         );
     }
     let rest = req.param("rest").unwrap_or("").to_string();
@@ -94,17 +97,25 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         }
         Ok(Err(e)) => {
             req.log(&format!("manage: git {app}/{slot}: {e}"));
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "the slot's source could not be read (see the server log)");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the slot's source could not be read (see the server log)",
+            );
         }
         Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
     };
     let (Some(root), Some(name)) = (repo.parent(), repo.file_name()) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "the repository path is not valid");
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the repository path is not valid",
+        );
     };
     if !repo.join("HEAD").is_file() {
         return text(
             StatusCode::NOT_FOUND,
-            &format!("{app}/{slot}: the built-in repository is missing; `fnhost source set {app}{slot_arg} --local-git` makes it again"),
+            &format!(
+                "{app}/{slot}: the built-in repository is missing; `fnhost source set {app}{slot_arg} --local-git` makes it again"
+            ),
         );
     }
     // The body (a POST): received under the endpoint's limits, then given
@@ -216,7 +227,10 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         }
         if head.len() > MAX_CGI_HEADER {
             let _ = child.kill().await;
-            return text(StatusCode::BAD_GATEWAY, "git http-backend answered too long a header");
+            return text(
+                StatusCode::BAD_GATEWAY,
+                "git http-backend answered too long a header",
+            );
         }
         match stdout.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -224,7 +238,10 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
                 log(&format!(
                     "manage: git http-backend {who} ended without an answer ({status:?})"
                 ));
-                return text(StatusCode::BAD_GATEWAY, "git http-backend failed (see the server log)");
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "git http-backend failed (see the server log)",
+                );
             }
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
@@ -239,12 +256,18 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         };
         let (k, v) = (k.trim(), v.trim());
         if k.eq_ignore_ascii_case("status") {
-            if let Some(code) = v.split_whitespace().next().and_then(|c| c.parse::<u16>().ok())
+            if let Some(code) = v
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
                 && let Ok(s) = StatusCode::from_u16(code)
             {
                 status = s;
             }
-        } else if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        } else if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             headers.push((k, v));
         }
     }
@@ -279,7 +302,9 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         drop(tx);
         match child.wait().await {
             Ok(s) if s.success() => {}
-            other => log(&format!("manage: git http-backend {who} ended with {other:?}")),
+            other => log(&format!(
+                "manage: git http-backend {who} ended with {other:?}"
+            )),
         }
     };
     if keep_going {
@@ -324,4 +349,3 @@ impl Body for ChannelBody {
         }
     }
 }
-

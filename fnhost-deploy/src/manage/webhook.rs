@@ -80,8 +80,7 @@ pub(super) fn parse(headers: &hyper::HeaderMap, body: &Value) -> Result<Push, No
         return github(body);
     }
     if let Some(event) = header("x-gitlab-event") {
-        if event != "Push Hook" && body.get("object_kind").and_then(Value::as_str) != Some("push")
-        {
+        if event != "Push Hook" && body.get("object_kind").and_then(Value::as_str) != Some("push") {
             return Err(NotPush::Event(format!("GitLab event {event:?}")));
         }
         return gitlab(body);
@@ -178,10 +177,20 @@ fn bitbucket(body: &Value) -> Result<Push, NotPush> {
             Some("tag") | Some("annotated_tag") => format!("refs/tags/{name}"),
             _ => format!("refs/heads/{name}"),
         };
-        refs.push((full, if alive { sha(side, "/target/hash") } else { None }));
+        refs.push((
+            full,
+            if alive {
+                sha(side, "/target/hash")
+            } else {
+                None
+            },
+        ));
     }
     let mut urls = strs(body, &["/repository/links/html/href"]);
-    if let Some(full) = body.pointer("/repository/full_name").and_then(Value::as_str) {
+    if let Some(full) = body
+        .pointer("/repository/full_name")
+        .and_then(Value::as_str)
+    {
         urls.push(format!("https://bitbucket.org/{full}"));
     }
     Ok(Push {
@@ -195,7 +204,9 @@ fn azure(body: &Value) -> Result<Push, NotPush> {
     let updates = body
         .pointer("/resource/refUpdates")
         .and_then(Value::as_array)
-        .ok_or_else(|| NotPush::Invalid("an Azure Repos push without resource.refUpdates".into()))?;
+        .ok_or_else(|| {
+            NotPush::Invalid("an Azure Repos push without resource.refUpdates".into())
+        })?;
     let refs = updates
         .iter()
         .filter_map(|u| {
@@ -308,7 +319,7 @@ pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -390,7 +401,10 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     };
     if config.kind != SourceKind::Git {
         let hint = if config.kind == SourceKind::LocalGit {
-            format!("; push to its built-in repository, {}/{app}.git", req.base_url)
+            format!(
+                "; push to its built-in repository, {}/{app}.git",
+                req.base_url
+            )
         } else {
             String::new()
         };
@@ -407,13 +421,19 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         Err(resp) => return resp,
     };
     if upload.size() > MAX_PAYLOAD {
-        return text(StatusCode::PAYLOAD_TOO_LARGE, "a webhook payload is at most 25 MiB");
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "a webhook payload is at most 25 MiB",
+        );
     }
     let raw = match tokio::fs::read(upload.path()).await {
         Ok(d) => d,
         Err(e) => {
             req.log(&format!("manage: cannot read a webhook payload: {e}"));
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "the payload could not be read");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the payload could not be read",
+            );
         }
     };
     drop(upload);
@@ -441,7 +461,10 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let parsed: Result<Value, String> = if form {
         let s = String::from_utf8_lossy(&raw);
-        match paths::parse_query(&s).into_iter().find(|(k, _)| k == "payload") {
+        match paths::parse_query(&s)
+            .into_iter()
+            .find(|(k, _)| k == "payload")
+        {
             Some((_, p)) => serde_json::from_str(&p).map_err(|e| e.to_string()),
             None => Err("a form without a payload field".into()),
         }
@@ -511,7 +534,9 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         return answer(
             StatusCode::OK,
             v,
-            format!("branch {followed} was deleted: nothing to deploy; the active deployment stays"),
+            format!(
+                "branch {followed} was deleted: nothing to deploy; the active deployment stays"
+            ),
         );
     };
     let mut v = base;
@@ -539,8 +564,7 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
             v,
             format!("push of {followed} ({commit}): sync of {app}/{slot} started"),
         );
-        if let Ok(l) = HeaderValue::from_str(&format!("{}/api/deployments/latest", req.base_url))
-        {
+        if let Ok(l) = HeaderValue::from_str(&format!("{}/api/deployments/latest", req.base_url)) {
             resp.headers_mut().insert(hyper::header::LOCATION, l);
         }
         return resp;
@@ -607,7 +631,10 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         // A key longer than a block.
-        let long = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
+        let long = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
         assert_eq!(long[..4], [0x60, 0xe4, 0x31, 0x59]);
     }
 
@@ -617,9 +644,15 @@ mod tests {
         assert_eq!(n("HTTPS://GitHub.com/Org/Repo.git/"), "github.com/Org/Repo");
         assert_eq!(n("https://github.com/Org/Repo"), "github.com/Org/Repo");
         assert_eq!(n("git@github.com:Org/Repo.git"), "github.com/Org/Repo");
-        assert_eq!(n("https://u:p@github.com:443/Org/Repo"), "github.com/Org/Repo");
+        assert_eq!(
+            n("https://u:p@github.com:443/Org/Repo"),
+            "github.com/Org/Repo"
+        );
         assert_eq!(n("file:///srv/repo.git"), "/srv/repo");
         assert_eq!(n("/srv/repo.git/"), "/srv/repo");
-        assert_ne!(n("https://github.com/Org/Other"), n("https://github.com/Org/Repo"));
+        assert_ne!(
+            n("https://github.com/Org/Other"),
+            n("https://github.com/Org/Repo")
+        );
     }
 }
