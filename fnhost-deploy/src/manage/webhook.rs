@@ -30,8 +30,8 @@ pub(super) struct Push {
     /// Which sender: `github`, `gitlab`, `bitbucket`, `azure-repos`, `generic`.
     pub provider: &'static str,
     /// The refs updated (`refs/heads/main`), with their new commit when
-    /// known (`None` also for a deleted branch).
-    pub refs: Vec<(String, Option<String>)>,
+    /// known, and whether the ref was deleted.
+    pub refs: Vec<(String, Option<String>, bool)>,
     /// The repository's URLs as the payload gives them.
     pub urls: Vec<String>,
 }
@@ -63,6 +63,13 @@ fn sha(v: &Value, pointer: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty() && !s.bytes().all(|b| b == b'0'))
         .map(str::to_string)
+}
+
+/// Whether a commit field is all zeros (git's "deleted").
+fn zero(v: &Value, pointer: &str) -> bool {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b == b'0'))
 }
 
 /// Reads a payload, by its headers first and its shape otherwise.
@@ -121,7 +128,7 @@ fn github(body: &Value) -> Result<Push, NotPush> {
     let deleted = body.get("deleted").and_then(Value::as_bool) == Some(true);
     Ok(Push {
         provider: "github",
-        refs: vec![(r, if deleted { None } else { sha(body, "/after") })],
+        refs: vec![(r, sha(body, "/after"), deleted || zero(body, "/after"))],
         urls: strs(
             body,
             &[
@@ -140,7 +147,7 @@ fn gitlab(body: &Value) -> Result<Push, NotPush> {
     let commit = sha(body, "/checkout_sha").or_else(|| sha(body, "/after"));
     Ok(Push {
         provider: "gitlab",
-        refs: vec![(r, commit)],
+        refs: vec![(r, commit, zero(body, "/after"))],
         urls: strs(
             body,
             &[
@@ -177,14 +184,7 @@ fn bitbucket(body: &Value) -> Result<Push, NotPush> {
             Some("tag") | Some("annotated_tag") => format!("refs/tags/{name}"),
             _ => format!("refs/heads/{name}"),
         };
-        refs.push((
-            full,
-            if alive {
-                sha(side, "/target/hash")
-            } else {
-                None
-            },
-        ));
+        refs.push((full, sha(side, "/target/hash").filter(|_| alive), !alive));
     }
     let mut urls = strs(body, &["/repository/links/html/href"]);
     if let Some(full) = body
@@ -211,7 +211,11 @@ fn azure(body: &Value) -> Result<Push, NotPush> {
         .iter()
         .filter_map(|u| {
             let name = u.get("name").and_then(Value::as_str)?;
-            Some((name.to_string(), sha(u, "/newObjectId")))
+            Some((
+                name.to_string(),
+                sha(u, "/newObjectId"),
+                zero(u, "/newObjectId"),
+            ))
         })
         .collect();
     Ok(Push {
@@ -236,6 +240,7 @@ fn generic(body: &Value) -> Result<Push, NotPush> {
         refs: vec![(
             r.to_string(),
             sha(body, "/after").or_else(|| sha(body, "/commit")),
+            zero(body, "/after"),
         )],
         urls: strs(body, &["/repository/url", "/repository/clone_url"]),
     })
@@ -509,9 +514,9 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
             ),
         );
     }
-    let hit = push.refs.iter().find(|(r, _)| branch_of(r) == followed);
-    let Some((_, commit)) = hit else {
-        let pushed: Vec<&str> = push.refs.iter().map(|(r, _)| branch_of(r)).collect();
+    let hit = push.refs.iter().find(|(r, _, _)| branch_of(r) == followed);
+    let Some((_, commit, deleted)) = hit else {
+        let pushed: Vec<&str> = push.refs.iter().map(|(r, _, _)| branch_of(r)).collect();
         let mut v = base;
         v["status"] = "ignored".into();
         v["pushed"] = json!(pushed);
@@ -528,7 +533,7 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
             ),
         );
     };
-    let Some(commit) = commit.clone() else {
+    if *deleted {
         let mut v = base;
         v["status"] = "ignored".into();
         return answer(
@@ -538,9 +543,10 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
                 "branch {followed} was deleted: nothing to deploy; the active deployment stays"
             ),
         );
-    };
+    }
     let mut v = base;
     v["commit"] = commit.clone().into();
+    let commit = commit.clone().unwrap_or_else(|| "commit not given".into());
     let wait = matches!(req.query("wait"), Some("true" | "1"))
         || matches!(req.query("isAsync"), Some("false" | "0"));
     let handle = cd.notify(&app, &slot);
