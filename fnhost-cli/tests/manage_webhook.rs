@@ -385,6 +385,35 @@ fn github_push_deploys_other_branches_are_ignored_signatures_checked() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("ignored"), "{}", r.body);
 
+    // GitHub's form encoding (payload=JSON), and a JSON body sent with
+    // curl's default (form) content type: both read.
+    let file = dir.join("form.json");
+    fs::write(
+        &file,
+        github_push("refs/heads/feature", &v2, &f, &clone_url),
+    )
+    .unwrap();
+    for data in [
+        vec![
+            "--data-urlencode".to_string(),
+            format!("payload@{}", file.display()),
+        ],
+        vec!["--data-binary".to_string(), format!("@{}", file.display())],
+    ] {
+        let mut args = vec![
+            "-u".to_string(),
+            format!("{USER}:{PASS}"),
+            "-H".into(),
+            "X-GitHub-Event: push".into(),
+        ];
+        args.extend(data);
+        args.push(format!("{}/apps/demo/deploy", s.root));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = s.curl(&refs);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["status"], "ignored");
+    }
+
     // A secret: signatures required from now on.
     fnhost(&s.home, &["source", "webhook-secret", "demo"], SECRET);
     let secret_file = s.home.join("apps/demo/slots/production/cd/webhook_secret");

@@ -464,7 +464,12 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     let form = req
         .header("content-type")
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    let parsed: Result<Value, String> = if form {
+    // (curl's default content type is the form one: a JSON body is JSON.)
+    let looks_json = raw
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let parsed: Result<Value, String> = if form && !looks_json {
         let s = String::from_utf8_lossy(&raw);
         match paths::parse_query(&s)
             .into_iter()
