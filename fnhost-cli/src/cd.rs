@@ -46,6 +46,20 @@ pub(crate) enum SourceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the secret webhooks to the slot are signed with (read from
+    /// stdin, stored owner-only): `POST {base}/deploy` then needs GitHub's
+    /// `X-Hub-Signature-256` (or GitLab's `X-Gitlab-Token`).
+    WebhookSecret {
+        /// The app.
+        app: String,
+        /// The slot.
+        #[arg(long, short, default_value = PRODUCTION)]
+        slot: String,
+        /// Remove the secret instead: webhooks are then checked by the
+        /// deployment credentials only.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Stop following the source: the slot is writable again; the history
     /// (and a built-in repository) stay.
     Clear {
@@ -164,6 +178,22 @@ pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
                 );
             } else {
                 println!("{app}/{slot}: had no source");
+            }
+            Ok(())
+        }
+        Command::Source(SourceCommand::WebhookSecret { app, slot, clear }) => {
+            let cd = ContinuousDeployer::new(site);
+            if clear {
+                cd.set_webhook_secret(&app, &slot, None)
+                    .map_err(cd_failure)?;
+                println!("{app}/{slot}: webhook secret removed");
+            } else {
+                let secret = read_password()?;
+                cd.set_webhook_secret(&app, &slot, Some(secret.as_bytes()))
+                    .map_err(cd_failure)?;
+                println!(
+                    "{app}/{slot}: webhook secret set; webhooks need X-Hub-Signature-256 (or X-Gitlab-Token)"
+                );
             }
             Ok(())
         }

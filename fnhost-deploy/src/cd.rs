@@ -29,6 +29,7 @@
 //! HOME/apps/APP/slots/SLOT/cd/state.json    the last deployed and last failed source ids
 //! HOME/apps/APP/slots/SLOT/cd/password      the source's password or token (mode 0600)
 //! HOME/apps/APP/slots/SLOT/cd/ssh_key       the source's SSH private key (mode 0600)
+//! HOME/apps/APP/slots/SLOT/cd/webhook_secret  the secret webhooks are signed with (mode 0600)
 //! HOME/apps/APP/slots/SLOT/cd/lock          one sync of the slot at a time
 //! HOME/apps/APP/slots/SLOT/cd/pending       "the source moved while a sync ran"
 //! HOME/apps/APP/slots/SLOT/cd/work/         the scratch copy being built
@@ -678,6 +679,7 @@ impl ContinuousDeployer {
                 "config.json",
                 "password",
                 "ssh_key",
+                "webhook_secret",
                 "state.json",
                 "pending",
             ] {
@@ -689,6 +691,48 @@ impl ContinuousDeployer {
         }
         self.site().set_continuous_deployment(app, slot, None)?;
         Ok(was)
+    }
+
+    /// Sets (`Some`) or removes (`None`) the secret that webhooks to the
+    /// slot are signed with (GitHub's `X-Hub-Signature-256`, GitLab's
+    /// `X-Gitlab-Token`); stored owner-only, never printed. Removed by
+    /// [`Self::clear`], kept by a new [`Self::configure`].
+    pub fn set_webhook_secret(
+        &self,
+        app: &str,
+        slot: &str,
+        secret: Option<&[u8]>,
+    ) -> Result<(), CdError> {
+        self.check(app, slot)?;
+        let dir = self.cd_dir(app, slot);
+        let path = dir.join("webhook_secret");
+        match secret {
+            Some([]) => Err(CdError::Invalid("the webhook secret is empty".into())),
+            Some(s) => {
+                fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                    .map_err(io_err("cannot protect", &dir))?;
+                let tmp = dir.join(".webhook_secret.new");
+                write_secret(&tmp, s)?;
+                fs::rename(&tmp, &path).map_err(io_err("cannot write", &path))
+            }
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(CdError::Deploy(Error::io("cannot remove", path, e)))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// The slot's webhook secret, if one is set.
+    pub fn webhook_secret(&self, app: &str, slot: &str) -> Result<Option<Vec<u8>>, CdError> {
+        let path = self.cd_dir(app, slot).join("webhook_secret");
+        match fs::read(&path) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CdError::Deploy(Error::io("cannot read", path, e))),
+        }
     }
 
     /// Every slot with a source, as `(app, slot)`: of `apps`, or of all

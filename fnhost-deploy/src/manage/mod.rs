@@ -32,9 +32,11 @@
 //! | `GET /api/functions/admin/download?includeAppSettings=` | the active content as a zip, optionally with `local.settings.json` |
 //! | `GET /api/vfs/{path}` | a file of the active content, or a folder's listing |
 //! | `PUT`, `DELETE /api/vfs/{path}` | a new deployment with that file replaced or removed (`If-Match`) |
+//! | `POST /deploy` | a push webhook (GitHub, GitLab, Bitbucket, Azure Repos, generic): syncs a slot that follows a git repository when its branch moved (`X-Hub-Signature-256` checked when a secret is set) |
+//! | `GET`, `POST /{app}.git/...` | git smart HTTP for the slot's built-in repository (`git http-backend`); a push deploys |
 //!
-//! [`Manage::route`] adds routes under every base (webhooks and git smart
-//! HTTP plug in there). See `docs/manage.md` for the details.
+//! [`Manage::route`] adds routes under every base (the webhook and git
+//! routes are added that way). See `docs/manage.md` for the details.
 //!
 //! # Security
 //!
@@ -50,8 +52,10 @@
 mod api;
 mod auth;
 mod body;
+mod git_http;
 mod paths;
 mod vfs;
+mod webhook;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -295,6 +299,8 @@ impl Manage {
         };
         api::register(&mut m);
         vfs::register(&mut m);
+        webhook::register(&mut m);
+        git_http::register(&mut m);
         m
     }
 

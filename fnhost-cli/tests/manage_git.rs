@@ -1,0 +1,294 @@
+//! `fnhost manage`: git smart HTTP at `{base}/{app}.git` with the `git`
+//! command on loopback: clone, push (deploys through the post-receive
+//! hook), another branch (no deployment), a wrong password (401), a
+//! gzip'd upload-pack request, a slot without a built-in repository (404).
+
+#![allow(clippy::unwrap_used)] // tests panic on what they do not expect
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use fnhost_deploy::Site;
+
+const USER: &str = "deployer";
+const PASS: &str = "s3cret-Passw0rd";
+const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
+const HTTP_FUNCTION: &str = r#"{ "bindings": [
+  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
+  { "type": "http", "direction": "out", "name": "res" } ] }"#;
+
+fn write(path: &Path, data: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+fn make_app(dir: &Path, version: &str) {
+    write(&dir.join("host.json"), HOST_JSON);
+    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
+    write(&dir.join("version.txt"), version);
+    write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
+    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn fnhost(home: &Path, args: &[&str]) -> Output {
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(env!("CARGO_BIN_EXE_fnhost"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fnhost {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs git (at most 120 s, no prompts, no user configuration).
+fn git_out(dir: &Path, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg("git")
+        .args([
+            "-c",
+            "user.name=Ada Lovelace",
+            "-c",
+            "user.email=ada@example.com",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "credential.helper=",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .env_remove("SSH_ASKPASS")
+        .env("HOME", dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_out(dir, args);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "git {args:?}: {all}");
+    all.trim().to_owned()
+}
+
+fn commit(dir: &Path, version: &str, message: &str) -> String {
+    write(&dir.join("version.txt"), version);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+struct Server {
+    child: Child,
+    root: String,
+    home: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let site = Site::open(&home).unwrap();
+        site.create_app("demo").unwrap();
+        site.set_credentials("demo", USER, PASS).unwrap();
+        site.create_app("other").unwrap();
+        site.set_credentials("other", USER, PASS).unwrap();
+        fnhost(&home, &["source", "set", "demo", "--local-git"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+            .arg("--home")
+            .arg(&home)
+            .args(["manage", "--port", "0", "--durability", "process"])
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(tmp.path().join("stderr.txt")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let root = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        Server {
+            child,
+            root,
+            home,
+            tmp,
+        }
+    }
+
+    /// The git URL, with credentials.
+    fn url(&self, app: &str, pass: &str) -> String {
+        let hostport = self.root.strip_prefix("http://").unwrap();
+        format!("http://{USER}:{pass}@{hostport}/apps/{app}/{app}.git")
+    }
+
+    fn deployments(&self) -> Vec<serde_json::Value> {
+        let out = fnhost(&self.home, &["deployments", "demo", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// curl (at most 60 s): (status, body).
+    fn curl(&self, args: &[&str]) -> (u16, Vec<u8>) {
+        let body = self.tmp.path().join("curl-body");
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "60", "-o"])
+            .arg(&body)
+            .args(["-w", "%{http_code}", "-u", &format!("{USER}:{PASS}")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        (status, fs::read(&body).unwrap_or_default())
+    }
+}
+
+#[test]
+fn clone_push_over_http_deploys_the_followed_branch_only() {
+    let s = Server::start();
+    let dir = s.tmp.path();
+
+    // Clone the (empty) built-in repository, add an app, push: deployed.
+    git(dir, &["clone", "-q", &s.url("demo", PASS), "work"]);
+    let work = dir.join("work");
+    make_app(&work, "v1");
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "first version"]);
+    let head = git(&work, &["rev-parse", "HEAD"]);
+    let pushed = git(&work, &["push", "origin", "main"]);
+    assert!(pushed.contains("deployed"), "{pushed}");
+    let d = s.deployments();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["source_id"], head.as_str());
+    assert_eq!(d[0]["deployer"], "local-git");
+    let (status, body) = s.curl(&[&format!("{}/apps/demo/api/vfs/version.txt", s.root)]);
+    assert_eq!((status, body.as_slice()), (200, &b"v1"[..]));
+
+    // Another branch: pushed, not deployed.
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    commit(&work, "feature", "a feature");
+    git(&work, &["push", "-q", "origin", "feature"]);
+    assert_eq!(s.deployments().len(), 1);
+
+    // main again: deployed, served.
+    git(&work, &["checkout", "-q", "main"]);
+    let id = commit(&work, "v2", "second version");
+    git(&work, &["push", "-q", "origin", "main"]);
+    let d = s.deployments();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0]["source_id"], id.as_str());
+    assert_eq!(d[0]["message"], "second version");
+    let (status, body) = s.curl(&[&format!("{}/apps/demo/api/vfs/version.txt", s.root)]);
+    assert_eq!((status, body.as_slice()), (200, &b"v2"[..]));
+
+    // A fresh clone over HTTP has both branches and the content.
+    git(dir, &["clone", "-q", &s.url("demo", PASS), "again"]);
+    assert_eq!(
+        fs::read_to_string(dir.join("again/version.txt")).unwrap(),
+        "v2"
+    );
+    let remote = git(&dir.join("again"), &["branch", "-r"]);
+    assert!(remote.contains("origin/feature"), "{remote}");
+
+    // A wrong password: 401, git fails.
+    let out = git_out(dir, &["ls-remote", &s.url("demo", "wrong")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Authentication failed") || err.contains("401"),
+        "{err}"
+    );
+    let out = git_out(dir, &["clone", "-q", &s.url("demo", "wrong"), "nope"]);
+    assert!(!out.status.success());
+    assert!(!dir.join("nope/version.txt").exists());
+
+    // A gzip'd upload-pack request (git sends those for large
+    // negotiations): http-backend inflates it.
+    let req = format!("0032want {id}\n00000009done\n");
+    let raw = dir.join("req");
+    fs::write(&raw, req).unwrap();
+    let gz = Command::new("gzip").arg("-c").arg(&raw).output().unwrap();
+    fs::write(dir.join("req.gz"), &gz.stdout).unwrap();
+    let (status, body) = s.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/x-git-upload-pack-request",
+        "-H",
+        "Content-Encoding: gzip",
+        "--data-binary",
+        &format!("@{}", dir.join("req.gz").display()),
+        &format!("{}/apps/demo/demo.git/git-upload-pack", s.root),
+    ]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        body.starts_with(b"0008NAK"),
+        "{:?}",
+        &body[..body.len().min(40)]
+    );
+
+    // A slot without a built-in repository: 404 that says how.
+    let (status, body) = s.curl(&[&format!(
+        "{}/apps/other/other.git/info/refs?service=git-upload-pack",
+        s.root
+    )]);
+    assert_eq!(status, 404);
+    assert!(
+        String::from_utf8_lossy(&body).contains("--local-git"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let out = git_out(dir, &["ls-remote", &s.url("other", PASS)]);
+    assert!(!out.status.success());
+    // Another repository name under the base: 404.
+    let (status, _) = s.curl(&[&format!(
+        "{}/apps/demo/other.git/info/refs?service=git-upload-pack",
+        s.root
+    )]);
+    assert_eq!(status, 404);
+    // The dumb protocol is not served.
+    let (status, _) = s.curl(&[&format!("{}/apps/demo/demo.git/HEAD", s.root)]);
+    assert_eq!(status, 404);
+
+    // Nothing secret in the server's log.
+    let log = fs::read_to_string(dir.join("stderr.txt")).unwrap();
+    assert!(!log.contains(PASS), "{log}");
+    let _ = std::io::stdout().flush();
+}
