@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,14 @@ pub(crate) struct Args {
     /// How deployments flush to disk (as `fnhost deploy --durability`).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1); needs
+    /// --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// How long shutdown waits for requests and deployments in flight.
@@ -49,22 +57,29 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         .with_max_upload_bytes(args.max_upload_mb.saturating_mul(1024 * 1024))
         .with_max_concurrent_uploads(args.max_concurrent_uploads)
         .with_shutdown_timeout(SHUTDOWN_DEADLINE);
+    let apps = site.apps().map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut manage = Manage::new(site);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        manage = manage
+            .with_tls(cert, key)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
     let runtime = runtime()?;
     runtime.block_on(async move {
         let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
-        let apps = site.apps().map_err(|e| Failure::Usage(e.to_string()))?;
-        let server = Manage::new(site)
+        let server = manage
             .with_limits(limits)
             .with_log(log)
             .bind(addr)
             .await
             .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))?;
         let local = server.local_addr();
+        let scheme = if server.is_tls() { "https" } else { "http" };
         // The first line on stdout is the address (for scripts and tests).
-        println!("listening on http://{local}");
+        println!("listening on {scheme}://{local}");
         let _ = std::io::stdout().flush();
         for app in &apps {
-            eprintln!("fnhost: app {0}: http://{local}/apps/{0}", app.name);
+            eprintln!("fnhost: app {0}: {scheme}://{local}/apps/{0}", app.name);
         }
         if apps.is_empty() {
             eprintln!("fnhost: no apps yet: create one with `fnhost apps create APP` and set its credentials");

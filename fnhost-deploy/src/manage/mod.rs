@@ -44,6 +44,8 @@
 //! ([`Site::check_credentials`]); otherwise 401 with `WWW-Authenticate`.
 //! Failed attempts are throttled per client address (429 with
 //! `Retry-After` during a lockout). Passwords are never logged nor echoed.
+//! [`Manage::with_tls`] serves HTTPS (rustls); without it the endpoint
+//! speaks plain HTTP, for loopback or behind a TLS-terminating proxy.
 
 // Handlers return the response to send as their error: it is answered at
 // once, so its size on the stack does not matter.
@@ -54,6 +56,7 @@ mod auth;
 mod body;
 mod git_http;
 mod paths;
+mod tls;
 mod vfs;
 mod webhook;
 
@@ -275,6 +278,7 @@ pub struct Manage {
     limits: Limits,
     log: LogSink,
     routes: Vec<Route>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl fmt::Debug for Manage {
@@ -283,6 +287,7 @@ impl fmt::Debug for Manage {
             .field("site", &self.site.home())
             .field("limits", &self.limits)
             .field("routes", &self.routes.len())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +301,7 @@ impl Manage {
             limits: Limits::default(),
             log: Arc::new(|_| {}),
             routes: Vec::new(),
+            tls: None,
         };
         api::register(&mut m);
         vfs::register(&mut m);
@@ -308,6 +314,21 @@ impl Manage {
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Serves HTTPS: `cert_chain_pem` holds the certificate chain (the
+    /// server's own first), `key_pem` its private key (PKCS#8, PKCS#1 or
+    /// SEC1), both PEM. Links the endpoint builds (`Location`, `url`,
+    /// `log_url`) then use `https`. Fails, naming the file, when a file
+    /// cannot be read, holds no certificate or key, or the key does not
+    /// match the certificate.
+    pub fn with_tls(
+        mut self,
+        cert_chain_pem: impl AsRef<Path>,
+        key_pem: impl AsRef<Path>,
+    ) -> crate::Result<Self> {
+        self.tls = Some(tls::acceptor(cert_chain_pem.as_ref(), key_pem.as_ref())?);
+        Ok(self)
     }
 
     /// Sends log lines to `log`.
@@ -368,10 +389,11 @@ impl Manage {
             manifests: Mutex::new(HashMap::new()),
             tmp,
             background: Mutex::new(JoinSet::new()),
-            tls: false,
+            tls: self.tls.is_some(),
         });
         Ok(Server {
             listener,
+            tls: self.tls,
             shared,
             http1,
             local_addr,
@@ -385,12 +407,14 @@ pub struct Server {
     shared: Arc<Shared>,
     http1: hyper::server::conn::http1::Builder,
     local_addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -399,6 +423,11 @@ impl Server {
     /// The address it listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether it serves HTTPS ([`Manage::with_tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets
@@ -411,6 +440,7 @@ impl Server {
             listener,
             shared,
             http1,
+            tls,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -423,13 +453,32 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        connections.spawn(serve_connection(
-                            shared.clone(),
-                            http1.clone(),
-                            stream,
-                            peer,
-                            stop_rx.clone(),
-                        ));
+                        let (shared, http1, stop) = (shared.clone(), http1.clone(), stop_rx.clone());
+                        match &tls {
+                            None => {
+                                connections.spawn(serve_connection(shared, http1, stream, peer, stop));
+                            }
+                            Some(acceptor) => {
+                                let accept = acceptor.accept(stream);
+                                connections.spawn(async move {
+                                    // The handshake gets the time a request head gets.
+                                    let timeout = shared.limits.header_read_timeout;
+                                    match tokio::time::timeout(timeout, accept).await {
+                                        Ok(Ok(stream)) => {
+                                            serve_connection(shared, http1, stream, peer, stop).await;
+                                        }
+                                        Ok(Err(e)) => (shared.log)(&format!(
+                                            "manage: {} TLS handshake failed: {e}",
+                                            peer.ip()
+                                        )),
+                                        Err(_) => (shared.log)(&format!(
+                                            "manage: {} TLS handshake timed out",
+                                            peer.ip()
+                                        )),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         (shared.log)(&format!("manage: accept failed: {e}"));
