@@ -134,7 +134,7 @@ pub fn safe_entry_path(name: &str) -> std::result::Result<String, String> {
 
 /// Resolves a symlink `target` found at `link` (both relative to the tree
 /// root) and says whether it stays inside the tree.
-fn link_stays_inside(link: &str, target: &str) -> bool {
+pub(crate) fn link_stays_inside(link: &str, target: &str) -> bool {
     if target.starts_with('/') || target.contains('\0') {
         return false;
     }
@@ -859,6 +859,24 @@ fn found_rel(f: &Found) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_paths_are_normalised_or_refused() {
+        assert_eq!(safe_entry_path("a/b.txt"), Ok("a/b.txt".to_owned()));
+        assert_eq!(safe_entry_path("./a//b"), Ok("a/b".to_owned()));
+        assert_eq!(safe_entry_path("a\\b.txt"), Ok("a/b.txt".to_owned()));
+        for bad in ["/etc/passwd", "a/../../x", "..\\x", "C:/x", "", "./"] {
+            assert!(safe_entry_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_must_stay_in_the_tree() {
+        assert!(link_stays_inside("a/b", "c"));
+        assert!(link_stays_inside("a/b", "../c"));
+        assert!(!link_stays_inside("a/b", "../../c"));
+        assert!(!link_stays_inside("b", "/etc/passwd"));
+    }
 
     #[test]
     fn stat_cache_round_trips_and_refuses_damage() {

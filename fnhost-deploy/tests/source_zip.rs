@@ -124,9 +124,9 @@ fn unsafe_entries_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let zip = ZipSource::new();
     let cases: &[(&str, &[RawEntry<'_>], &str)] = &[
-        ("dotdot", &[("../evil.txt", b"x", FILE)], "'..'"),
+        ("dotdot", &[("../evil.txt", b"x", FILE)], "`..`"),
         ("absolute", &[("/tmp/evil.txt", b"x", FILE)], "absolute"),
-        ("backslash", &[("..\\evil.txt", b"x", FILE)], "backslash"),
+        ("backslash", &[("..\\evil.txt", b"x", FILE)], "`..`"),
         (
             "duplicate",
             &[("a.txt", b"1", FILE), ("a.txt", b"2", FILE)],

@@ -1,26 +1,26 @@
 //! A zip file as a source: the id is the zip's sha256, a fetch is a safe
 //! extraction.
 //!
-//! The extractor here is private to the source; `fnhost_deploy::package`
-//! (the deployment store's side) has its own for zip deploys: the two are
-//! to be consolidated into one.
+//! Entry names and links are checked by the rules of a zip deploy
+//! ([`crate::package::safe_entry_path`]), within [`ZipLimits`].
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
 use super::{SourceError, SourceProvider, SourceSnapshot, SourceSpec, other_error};
+use crate::package::{ZipLimits, link_stays_inside, safe_entry_path};
 
 const PROVIDER: &str = "zip";
 
 /// Follows a zip file: `SourceSpec::location` is its path. The snapshot id
 /// is the sha256 of the file; `fetch` extracts it safely:
 ///
-/// - entries with an absolute path, a `..` component, a drive or a
-///   backslash, and duplicate entries are refused;
+/// - entries with an absolute path, a `..` component or a drive letter,
+///   and duplicate entries are refused (`\` is read as a separator);
 /// - symbolic links are written only when they point inside the tree;
 /// - the number of entries, the total size written and the compression
 ///   ratio of each large entry are limited (a zip bomb is refused, counting
@@ -28,9 +28,7 @@ const PROVIDER: &str = "zip";
 /// - the executable bit of entries made on Unix is kept.
 #[derive(Debug, Clone)]
 pub struct ZipSource {
-    max_entries: usize,
-    max_total: u64,
-    max_ratio: u64,
+    limits: ZipLimits,
 }
 
 impl ZipSource {
@@ -38,27 +36,28 @@ impl ZipSource {
     /// a compression ratio of at most 200 for entries over 1 MiB.
     pub fn new() -> Self {
         ZipSource {
-            max_entries: 100_000,
-            max_total: 2 << 30,
-            max_ratio: 200,
+            limits: ZipLimits {
+                max_total_size: 2 << 30,
+                ..ZipLimits::default()
+            },
         }
     }
 
     /// Sets the largest number of entries.
     pub fn with_max_entries(mut self, n: usize) -> Self {
-        self.max_entries = n;
+        self.limits.max_entries = n;
         self
     }
 
     /// Sets the largest total size extracted, in bytes.
     pub fn with_max_total_size(mut self, bytes: u64) -> Self {
-        self.max_total = bytes;
+        self.limits.max_total_size = bytes;
         self
     }
 
     /// Sets the largest compression ratio of an entry over 1 MiB.
     pub fn with_max_ratio(mut self, ratio: u64) -> Self {
-        self.max_ratio = ratio;
+        self.limits.max_ratio = ratio;
         self
     }
 
@@ -92,11 +91,11 @@ impl ZipSource {
         let invalid = |m: String| SourceError::other(PROVIDER, m);
         let mut archive = zip::ZipArchive::new(file)
             .map_err(|e| other_error(PROVIDER, "not a valid zip file", e))?;
-        if archive.len() > self.max_entries {
+        if archive.len() > self.limits.max_entries {
             return Err(invalid(format!(
                 "the zip has {} entries, more than the limit of {}",
                 archive.len(),
-                self.max_entries
+                self.limits.max_entries
             )));
         }
         if archive.has_duplicate_names() {
@@ -114,11 +113,13 @@ impl ZipSource {
             let raw = entry.name().map(|n| n.into_owned()).map_err(|e| {
                 other_error(PROVIDER, format!("entry {i} has an unreadable name"), e)
             })?;
-            let rel =
-                safe_relative(&raw).map_err(|why| invalid(format!("entry '{raw}': {why}")))?;
-            if rel.is_empty() {
-                continue;
-            }
+            // The deployment path's rules: `\` is a separator (zips made
+            // on Windows), `..`, absolute paths and drive letters refused.
+            let rel = match safe_entry_path(&raw) {
+                Ok(rel) => rel,
+                Err(_) if entry.is_dir() => continue,
+                Err(why) => return Err(invalid(format!("entry '{raw}': {why}"))),
+            };
             if !seen.insert(rel.clone()) {
                 return Err(invalid(format!("entry '{raw}' appears twice")));
             }
@@ -132,11 +133,11 @@ impl ZipSource {
                 fs::create_dir_all(parent).map_err(failed)?;
             }
             let mode = entry.unix_mode();
-            let budget = self.max_total - total;
+            let budget = self.limits.max_total_size - total;
             let ratio_cap = entry
                 .compressed_size()
-                .saturating_mul(self.max_ratio)
-                .max(1 << 20);
+                .saturating_mul(self.limits.max_ratio)
+                .max(self.limits.ratio_threshold);
             let cap = budget.min(ratio_cap);
             if entry.is_symlink() {
                 let mut link = String::new();
@@ -162,12 +163,12 @@ impl ZipSource {
                 return Err(invalid(if cap == budget {
                     format!(
                         "the zip holds more than the limit of {} bytes",
-                        self.max_total
+                        self.limits.max_total_size
                     )
                 } else {
                     format!(
                         "entry '{raw}' is compressed more than {} times (a zip bomb?)",
-                        self.max_ratio
+                        self.limits.max_ratio
                     )
                 }));
             }
@@ -214,53 +215,6 @@ impl SourceProvider for ZipSource {
     }
 }
 
-/// The entry's path relative to the tree, with `/`, or why it is refused.
-fn safe_relative(name: &str) -> Result<String, &'static str> {
-    if name.contains('\\') {
-        return Err("a backslash in a path");
-    }
-    if name.contains('\0') {
-        return Err("a NUL in a path");
-    }
-    let mut parts = Vec::new();
-    for component in Path::new(name).components() {
-        match component {
-            Component::Normal(part) => {
-                let part = part.to_str().ok_or("a name that is not UTF-8")?;
-                if part.len() >= 2 && part.as_bytes()[1] == b':' {
-                    return Err("a drive letter");
-                }
-                parts.push(part);
-            }
-            Component::CurDir => {}
-            Component::ParentDir => return Err("a '..' component"),
-            Component::RootDir | Component::Prefix(_) => return Err("an absolute path"),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// Whether a link at `rel` to `link` resolves inside the tree.
-fn link_stays_inside(rel: &str, link: &str) -> bool {
-    if link.is_empty() || link.starts_with('/') || link.contains('\\') {
-        return false;
-    }
-    let mut depth: Vec<&str> = rel.split('/').collect();
-    depth.pop();
-    for part in link.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            other => depth.push(other),
-        }
-    }
-    true
-}
-
 #[cfg(unix)]
 fn make_link(link: &str, target: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(link, target)
@@ -285,27 +239,4 @@ fn set_mode(file: &fs::File, mode: Option<u32>) -> io::Result<()> {
 #[cfg(not(unix))]
 fn set_mode(_file: &fs::File, _mode: Option<u32>) -> io::Result<()> {
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths() {
-        assert_eq!(safe_relative("a/b.txt"), Ok("a/b.txt".to_owned()));
-        assert_eq!(safe_relative("./a//b"), Ok("a/b".to_owned()));
-        assert!(safe_relative("/etc/passwd").is_err());
-        assert!(safe_relative("a/../../x").is_err());
-        assert!(safe_relative("..\\x").is_err());
-        assert!(safe_relative("C:/x").is_err());
-    }
-
-    #[test]
-    fn links() {
-        assert!(link_stays_inside("a/b", "c"));
-        assert!(link_stays_inside("a/b", "../c"));
-        assert!(!link_stays_inside("a/b", "../../c"));
-        assert!(!link_stays_inside("b", "/etc/passwd"));
-    }
 }
