@@ -170,10 +170,7 @@ async fn payload_mode_http_trigger_with_route_query_and_body() {
     req.params.push(("id".into(), "42".into()));
     let handle = host.resolve("Items").expect("Items");
     // No start(): the first invocation starts the handler.
-    let result = handle
-        .invoke(Invocation::new(req).with_metadata("Query", json!({"q": "x"})))
-        .await
-        .expect("success");
+    let result = handle.invoke(Invocation::new(req)).await.expect("success");
     assert_eq!(result.logs, ["items called"]);
     assert!(matches!(result.output("res"), Some(BindingData::Json(_))));
     let response = handle
@@ -185,7 +182,11 @@ async fn payload_mode_http_trigger_with_route_query_and_body() {
     assert_eq!(response.header("X-Fn"), Some("Items"));
     assert_eq!(response.body, b"id=42 q=x body=hello");
     let ret = result.return_value.expect("$return").to_json();
+    // Derived from the request: route values, Query, Headers, sys.
     assert_eq!(ret["metadata"]["Query"], json!({"q": "x"}));
+    assert_eq!(ret["metadata"]["id"], "42");
+    assert_eq!(ret["metadata"]["Headers"]["Content-Type"], "text/plain");
+    assert_eq!(ret["metadata"]["sys"]["MethodName"], "Items");
     assert!(ret["metadata"].get("req").is_none());
     host.shutdown().await;
 }

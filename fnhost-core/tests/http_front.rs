@@ -99,9 +99,10 @@ fn native(admin_runs: Arc<AtomicUsize>) -> NativeExecutor {
             let body = json!({
                 "body": req.body_text(),
                 "query": req.query,
-                "metaQuery": inv.metadata.get("Query"),
-                "metaHeader": inv.metadata.get("Headers").and_then(|h| h.get("x-thing")),
-                "sys": inv.metadata.get("sys").and_then(|s| s.get("MethodName")),
+                "metaQuery": req.trigger_metadata().get("Query"),
+                "metaHeader": req.trigger_metadata().get("Headers").and_then(|h| h.get("x-thing")).cloned(),
+                // Nothing is built per request for a native function.
+                "metadataEmpty": inv.metadata.is_empty(),
             });
             Ok(InvocationResult::returning(json!({
                 "statusCode": 201,
@@ -204,7 +205,7 @@ async fn routes_params_query_and_body_reach_the_function() {
     assert_eq!(v["query"], json!([["x", "1"], ["x", "2"]]));
     assert_eq!(v["metaQuery"], json!({"x": "1"}));
     assert_eq!(v["metaHeader"], "t1");
-    assert_eq!(v["sys"], "Echo");
+    assert_eq!(v["metadataEmpty"], true);
     fx.stop().await;
 }
 

@@ -15,6 +15,8 @@ use crate::invoke::{BindingData, FunctionInfo, Invocation, InvocationResult};
 ///  "Metadata": {..., "sys": {...}, "RetryContext": {...}}}
 /// ```
 ///
+/// An HTTP trigger's metadata is derived from the request
+/// ([`HttpRequest::trigger_metadata`](crate::invoke::http::HttpRequest::trigger_metadata)).
 /// Metadata leaves out HTTP request values and keys ending in "trigger"
 /// (ignoring case), as the Azure host does. `RetryContext` is there when the
 /// function has a retry policy.
@@ -30,7 +32,12 @@ pub(crate) fn request_body(info: &FunctionInfo, invocation: &Invocation) -> Vec<
         data.insert(name.clone(), value.clone());
     }
 
-    let mut metadata = Map::with_capacity(invocation.metadata.len() + 2);
+    // An HTTP trigger's metadata (route values, Query, Headers) comes from
+    // the request itself; what the caller set overrides it.
+    let mut metadata = match &invocation.trigger {
+        BindingData::HttpRequest(r) => r.trigger_metadata(),
+        _ => Map::with_capacity(invocation.metadata.len() + 2),
+    };
     for (key, value) in &invocation.metadata {
         if ends_with_ignore_case(key, "trigger")
             || key.eq_ignore_ascii_case(trigger_name)

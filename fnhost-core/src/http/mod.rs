@@ -23,10 +23,11 @@
 //!   host's *current* app version (looked up per request, so a swapped-in
 //!   version serves the next request). The function gets a
 //!   [`BindingData::HttpRequest`] (method, full URL, path, decoded query,
-//!   headers, route values, body) and trigger metadata as the Azure host
-//!   gives it: each route value by name, `Query` and `Headers` (objects of
-//!   strings; repeated headers joined with `, `) and `sys`
-//!   (`MethodName`, `UtcNow`, `RandGuid`). The response is the function's
+//!   headers, route values, body). The Azure host's trigger metadata
+//!   (route values, `Query`, `Headers`, `sys`) is not built per request:
+//!   the process and custom handler executors derive it from the request
+//!   when they serialise it, and a native function can call
+//!   `HttpRequest::trigger_metadata`. The response is the function's
 //!   `http` output or `$return` ([`FunctionInfo::http_response`]); 204 when
 //!   it gave none; 500 when the invocation failed (the body says which
 //!   function failed and, for a failure the function reported, its
@@ -95,7 +96,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -105,7 +106,7 @@ use crate::invoke::http::{HttpRequest, HttpResponse};
 use crate::invoke::{BindingData, FunctionInfo, Host, Invocation, InvokeError};
 use crate::keys::{KeyError, KeyStore};
 use crate::route::{Method, RouteMatch};
-use crate::timer::{LogSink, no_log, sys_metadata};
+use crate::timer::{LogSink, no_log};
 
 /// The header that carries a function key.
 pub const KEY_HEADER: &str = "x-functions-key";
@@ -499,7 +500,6 @@ impl Inner {
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let metadata = http_metadata(info.name(), &params, &query, &headers);
         let request = HttpRequest {
             method,
             url,
@@ -509,8 +509,9 @@ impl Inner {
             params,
             body,
         };
-        let mut invocation = Invocation::new(request);
-        invocation.metadata = metadata;
+        // No metadata is built here: executors that speak the protocol
+        // derive it from the request (HttpRequest::trigger_metadata).
+        let invocation = Invocation::new(request);
         let Some(handle) = Host::handle(version.clone(), index) else {
             return not_found();
         };
@@ -701,40 +702,6 @@ fn full_url(parts: &hyper::http::request::Parts, local: SocketAddr) -> String {
     }
 }
 
-/// Trigger metadata of an HTTP invocation, as the host gives it.
-fn http_metadata(
-    function: &str,
-    params: &[(String, String)],
-    query: &[(String, String)],
-    headers: &[(String, String)],
-) -> Map<String, Value> {
-    let mut metadata = Map::new();
-    for (k, v) in params {
-        metadata.insert(k.clone(), Value::String(v.clone()));
-    }
-    let mut q = Map::new();
-    for (k, v) in query {
-        q.entry(k.clone())
-            .or_insert_with(|| Value::String(v.clone()));
-    }
-    metadata.insert("Query".to_owned(), Value::Object(q));
-    let mut h: Map<String, Value> = Map::new();
-    for (k, v) in headers {
-        match h.get_mut(k) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(v);
-            }
-            _ => {
-                h.insert(k.clone(), Value::String(v.clone()));
-            }
-        }
-    }
-    metadata.insert("Headers".to_owned(), Value::Object(h));
-    metadata.insert("sys".to_owned(), sys_metadata(function));
-    metadata
-}
-
 /// Decodes a query string (`a=1&b=x+y&c=%2F`), in order.
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -787,7 +754,6 @@ fn hex(c: u8) -> Option<u8> {
 ///   is `null`, else the input;
 /// - other triggers get the input as the trigger value.
 pub fn manual_invocation(info: &FunctionInfo, input: Value) -> Invocation {
-    let name = info.name();
     let trigger: BindingData = if let Some(route) = &info.function.http {
         let method = if route.methods.contains(Method::Post) {
             Method::Post
@@ -817,15 +783,7 @@ pub fn manual_invocation(info: &FunctionInfo, input: Value) -> Invocation {
     } else {
         BindingData::Json(input)
     };
-    let mut invocation = Invocation::new(trigger);
-    if let BindingData::HttpRequest(r) = &invocation.trigger {
-        invocation.metadata = http_metadata(name, &r.params, &r.query, &r.headers);
-    } else {
-        invocation
-            .metadata
-            .insert("sys".to_owned(), sys_metadata(name));
-    }
-    invocation
+    Invocation::new(trigger)
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {

@@ -100,6 +100,41 @@ impl HttpRequest {
             || std::str::from_utf8(&self.body).is_err()
     }
 
+    /// The trigger metadata the Azure host gives an HTTP invocation: each
+    /// route value by name, `Query` (first value of each name) and
+    /// `Headers` (values of one name joined with `, `).
+    ///
+    /// The pipeline does not build it per request: executors that speak the
+    /// protocol derive it from the request when they serialise; a native
+    /// function that wants it calls this.
+    pub fn trigger_metadata(&self) -> Map<String, Value> {
+        let mut metadata = Map::new();
+        for (k, v) in &self.params {
+            metadata.insert(k.clone(), Value::String(v.clone()));
+        }
+        let mut query = Map::new();
+        for (k, v) in &self.query {
+            query
+                .entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
+        }
+        metadata.insert("Query".to_owned(), Value::Object(query));
+        let mut headers: Map<String, Value> = Map::new();
+        for (k, v) in &self.headers {
+            match headers.get_mut(k) {
+                Some(Value::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(v);
+                }
+                _ => {
+                    headers.insert(k.clone(), Value::String(v.clone()));
+                }
+            }
+        }
+        metadata.insert("Headers".to_owned(), Value::Object(headers));
+        metadata
+    }
+
     /// The request in the custom handler protocol's shape:
     /// `{Url, Method, Query, Headers, Params, Identities, Body}`. The body is
     /// a string; binary bodies are base64.
