@@ -4,52 +4,13 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
-const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
-
-fn write(path: &Path, data: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-fn make_app(dir: &Path, version: &str) {
-    write(&dir.join("host.json"), HOST_JSON);
-    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
-    write(&dir.join("version.txt"), version);
-    write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
-    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn fnhost(home: &Path, args: &[&str]) -> Output {
-    fnhost_stdin(home, args, "")
-}
-
-fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+mod support;
+use support::*;
 
 fn text(out: &Output) -> String {
     format!(

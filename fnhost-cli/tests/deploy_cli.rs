@@ -8,15 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
-const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
-
-fn write(path: &Path, data: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
+mod support;
+use support::*;
 
 fn make_app(dir: &Path, version: &str) {
     write(&dir.join("host.json"), HOST_JSON);
@@ -28,29 +21,6 @@ fn make_app(dir: &Path, version: &str) {
     write(&dir.join("lib/data.txt"), version);
     write(&dir.join("handler"), "#!/bin/sh\n");
     fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn fnhost(home: &Path, args: &[&str]) -> Output {
-    fnhost_stdin(home, args, "")
-}
-
-fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn ok(out: &Output) -> String {

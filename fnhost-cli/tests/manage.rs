@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 use fnhost_deploy::Site;
 use serde_json::Value;
 
+mod support;
+use support::*;
+
 const USER: &str = "$demo";
 const PASS: &str = "s3cret-Passw0rd";
-const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
-const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
-
 /// A zip of a small valid app whose `version.txt` holds `version`.
 fn app_zip(path: &Path, version: &str) {
     use zip::write::SimpleFileOptions;

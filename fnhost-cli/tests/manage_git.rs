@@ -7,32 +7,16 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use fnhost_deploy::Site;
 
+mod support;
+use support::*;
+
 const USER: &str = "deployer";
 const PASS: &str = "s3cret-Passw0rd";
-const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
-const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
-
-fn write(path: &Path, data: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-fn make_app(dir: &Path, version: &str) {
-    write(&dir.join("host.json"), HOST_JSON);
-    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
-    write(&dir.join("version.txt"), version);
-    write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
-    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 fn fnhost(home: &Path, args: &[&str]) -> Output {
     let out = Command::new("timeout")
         .arg("120")

@@ -16,19 +16,12 @@ use std::time::{Duration, Instant};
 use fnhost_deploy::Site;
 use serde_json::{Value, json};
 
+mod support;
+use support::*;
+
 const USER: &str = "deployer";
 const PASS: &str = "s3cret-Passw0rd";
 const SECRET: &str = "It's a Secret to Everybody";
-const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
-const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
-
-fn write(path: &Path, data: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
 fn fnhost(home: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new("timeout")
         .arg("120")
