@@ -4,7 +4,9 @@
 //! An app of 10,000 files of 4 KiB (FNHOST_BENCH_QUICK: 500): the first
 //! deployment from a folder (with full and with process durability) against
 //! `cp -r`; a redeployment of unchanged content; a redeployment with 10
-//! changed files; a rollback (a pointer switch) and a re-activation.
+//! changed files, in the first rounds and in the steady state where
+//! retention drops a deployment each round; a rollback (a pointer switch)
+//! and a re-activation.
 //! Run: `cargo bench -p fnhost-benches --bench deploy`.
 
 #![allow(clippy::unwrap_used)] // a benchmark stops on what it does not expect
@@ -100,7 +102,6 @@ fn main() {
         site.create_app("bench").unwrap();
         let (first, out) = time(|| deploy(&site, &src));
         assert!(!out.unchanged);
-        let first_id = out.deployment.id.clone();
         if std::env::var_os("FNHOST_BENCH_PHASES").is_some()
             && let Some(l) = out
                 .deployment
@@ -114,9 +115,10 @@ fn main() {
             format!("first deployment ({name} durability)"),
             first,
             format!(
-                "{:.2}x cp -r, {:.0} files/s (Kudu: 50-70)",
+                "{:.2}x cp -r, {:.0} files/s (Kudu: 50-70); active after {:.2}x",
                 first.as_secs_f64() / cp.as_secs_f64(),
-                per_sec(first)
+                per_sec(first),
+                out.active_after.as_secs_f64() / cp.as_secs_f64()
             ),
         ));
         let unchanged = median(5, || {
@@ -130,15 +132,19 @@ fn main() {
                 100.0 * unchanged.as_secs_f64() / first.as_secs_f64()
             ),
         ));
+        // Ten files changed a round. The first rounds find no deployment
+        // for retention to drop: each prepares the next round's spare
+        // folder after activating. From the eleventh deployment on (default
+        // retention: 10), the folder retention drops is the next spare.
         let mut round = 0u32;
         let mut phases = String::new();
-        let changed = median(5, || {
+        let mut change = |site: &Site| {
             round += 1;
             for i in 0..10 {
                 let p = src.join(format!("lib/d{:03}/f{:05}.bin", i % 100, i * 7));
                 fs::write(&p, format!("{name} round {round} file {i}").repeat(100)).unwrap();
             }
-            let out = deploy(&site, &src);
+            let out = deploy(site, &src);
             assert_eq!(out.deployment.new_files, 10);
             if let Some(l) = out
                 .deployment
@@ -148,27 +154,43 @@ fn main() {
             {
                 phases = l.message.clone();
             }
-        });
+            (out.elapsed, out.active_after)
+        };
+        let mid = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let early: Vec<(Duration, Duration)> = (0..5).map(|_| change(&site)).collect();
+        // The first deployment and five rounds so far.
+        for _ in 6..=fnhost_deploy::deployment::DEFAULT_RETENTION {
+            change(&site);
+        }
+        let steady: Vec<(Duration, Duration)> = (0..5).map(|_| change(&site)).collect();
         if std::env::var_os("FNHOST_BENCH_PHASES").is_some() {
             eprintln!("10 files changed ({name}), last run: {phases}");
         }
-        rows.push((
-            format!("redeploy, 10 files changed ({name})"),
-            changed,
-            format!(
-                "{:.1}% of first (target < 10%)",
-                100.0 * changed.as_secs_f64() / first.as_secs_f64()
-            ),
-        ));
-        let latest = site
-            .active("bench", "production")
-            .unwrap()
-            .unwrap()
-            .deployment;
+        let pct = |d: Duration| 100.0 * d.as_secs_f64() / first.as_secs_f64();
+        for (label, runs) in [("first rounds", &early), ("steady state", &steady)] {
+            let call = mid(runs.iter().map(|r| r.0).collect());
+            let active = mid(runs.iter().map(|r| r.1).collect());
+            rows.push((
+                format!("redeploy, 10 files changed, {label} ({name})"),
+                call,
+                format!(
+                    "{:.1}% of first (target < 10%); active after {:.1} ms ({:.1}%)",
+                    pct(call),
+                    active.as_secs_f64() * 1e3,
+                    pct(active)
+                ),
+            ));
+        }
+        // Between the two newest deployments (retention dropped the first).
+        let recent = site.deployments("bench", None).unwrap();
+        let (latest, before) = (recent[0].id.clone(), recent[1].id.clone());
         let mut flip = false;
         let rollback = median(11, || {
             flip = !flip;
-            let to = if flip { &first_id } else { &latest };
+            let to = if flip { &before } else { &latest };
             site.rollback("bench", "production", Some(to)).unwrap();
         });
         rows.push((

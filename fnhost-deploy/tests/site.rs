@@ -801,3 +801,161 @@ fn durability_process_mode_and_app_deletion() {
         Err(Error::AppNotFound { .. })
     ));
 }
+
+/// What a user sees of a folder: every entry with its kind, execute bit
+/// and content (a link's target), and whether every folder is read-only.
+fn snapshot(dir: &Path) -> (BTreeMap<String, String>, bool) {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>, ro: &mut bool) {
+        let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        *ro &= mode == 0o555;
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                walk(root, &p, out, ro);
+            } else if m.file_type().is_symlink() {
+                let target = fs::read_link(&p).unwrap();
+                out.insert(rel, format!("link {}", target.display()));
+            } else {
+                let exec = m.permissions().mode() & 0o111 != 0;
+                let content = String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned();
+                out.insert(rel, format!("file exec={exec} {content}"));
+            }
+        }
+    }
+    let (mut out, mut ro) = (BTreeMap::new(), true);
+    walk(dir, dir, &mut out, &mut ro);
+    (out, ro)
+}
+
+/// The snapshot a deployment of `src` must have: local.settings.json is
+/// always left out, and a deployment folder is read-only.
+fn expected(src: &Path) -> (BTreeMap<String, String>, bool) {
+    let (mut files, _) = snapshot(src);
+    files.remove("local.settings.json");
+    (files, true)
+}
+
+fn log_mentions(d: &fnhost_deploy::Deployment, what: &str) -> bool {
+    d.log.iter().any(|l| l.message.contains(what))
+}
+
+#[test]
+fn spare_folders_apply_only_the_difference_and_stay_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = Site::open(&home).unwrap().with_retention(2);
+    site.create_app("app").unwrap();
+    let v = tmp.path().join("v");
+    make_app(&v, 60, "one");
+    write(&v.join("x"), "a file that becomes a folder");
+    write(&v.join("a/b/c.txt"), "a folder that becomes a file");
+    write(&v.join("gone/deep/file"), "a folder that goes");
+    write(&v.join("tool.sh"), "#!/bin/sh\n");
+    std::os::unix::fs::symlink("lib/0/f0.txt", v.join("link")).unwrap();
+    let d1 = deploy_dir(&site, &v, "one").unwrap().deployment;
+    let v1 = expected(&v);
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        v1
+    );
+
+    // Every kind of change at once.
+    for i in [3, 10, 17] {
+        write(&v.join(format!("lib/{}/f{i}.txt", i % 7)), "changed");
+    }
+    fs::remove_file(v.join("x")).unwrap();
+    write(&v.join("x/y"), "now inside a folder");
+    fs::remove_dir_all(v.join("a/b")).unwrap();
+    write(&v.join("a/b"), "now a file");
+    fs::remove_dir_all(v.join("gone")).unwrap();
+    write(&v.join("new/dir/file"), "new");
+    fs::set_permissions(v.join("tool.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::remove_file(v.join("link")).unwrap();
+    std::os::unix::fs::symlink("lib/1/f1.txt", v.join("link")).unwrap();
+    write(&v.join("handler"), "#!/bin/sh\necho two\n");
+    let d2 = deploy_dir(&site, &v, "two").unwrap().deployment;
+    assert!(
+        log_mentions(&d2, "spare folder"),
+        "the second deployment should start from the spare: {:?}",
+        d2.log
+    );
+    let v2 = expected(&v);
+    assert_ne!(v1, v2);
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        v2
+    );
+    // The first deployment's folder is untouched, and rolling back to it is
+    // exact.
+    site.rollback("app", "production", Some(&d1.id)).unwrap();
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        v1
+    );
+    site.rollback("app", "production", Some(&d2.id)).unwrap();
+    assert!(site.fsck(None).unwrap().is_ok());
+
+    // Retention (2) now drops a deployment with each new one; its folder is
+    // the next spare. Every retained folder stays equal to what was deployed.
+    let mut kept = vec![(d1.id.clone(), v1), (d2.id.clone(), v2)];
+    for round in 3..=6 {
+        write(
+            &v.join(format!("lib/2/f{round}.txt")),
+            &format!("round {round}"),
+        );
+        let d = deploy_dir(&site, &v, "next").unwrap().deployment;
+        assert!(
+            log_mentions(&d, "spare folder"),
+            "round {round}: {:?}",
+            d.log
+        );
+        kept.push((d.id.clone(), expected(&v)));
+        for (id, snap) in &kept[kept.len() - 2..] {
+            assert_eq!(&snapshot(&home.join("apps/app/content").join(id)), snap);
+        }
+        let report = site.fsck(None).unwrap();
+        assert!(report.is_ok(), "round {round}: {:?}", report.problems);
+    }
+
+    // A change to most files does not start from the spare.
+    make_app(&v, 60, "three");
+    let d = deploy_dir(&site, &v, "most files").unwrap().deployment;
+    assert!(!log_mentions(&d, "spare folder"), "{:?}", d.log);
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        expected(&v)
+    );
+
+    // A damaged spare is found by fsck, then ignored and replaced.
+    let spare = home.join("apps/app/slots/production/spare");
+    fs::write(spare.join("manifest.json"), "{ not json").unwrap();
+    let report = site.fsck(None).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("spare folder")),
+        "{:?}",
+        report.problems
+    );
+    write(&v.join("lib/0/f0.txt"), "after damage");
+    let d = deploy_dir(&site, &v, "after damage").unwrap().deployment;
+    assert!(!log_mentions(&d, "spare folder"), "{:?}", d.log);
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        expected(&v)
+    );
+    assert!(site.fsck(None).unwrap().is_ok());
+    // A spare folder missing a file is damage too.
+    let tree = spare.join("tree");
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::remove_file(tree.join("host.json")).unwrap();
+    let report = site.fsck(None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("spare folder") && p.contains("host.json")),
+        "{:?}",
+        report.problems
+    );
+}

@@ -233,6 +233,9 @@ pub struct DeployOutcome {
     /// Files whose content was read and hashed (the others were known
     /// unchanged from the previous deployment of the same folder).
     pub hashed: u64,
+    /// How long until the deployment was active (waiting excluded): what
+    /// follows is retention and preparing the slot's spare folder.
+    pub active_after: Duration,
     /// How long it took (waiting excluded).
     pub elapsed: Duration,
 }
@@ -292,6 +295,8 @@ impl Site {
                     if pruned > 0 {
                         self.try_gc()?;
                     }
+                    // The next deployment's folder, unless retention left one.
+                    self.prepare_spare(app, slot);
                 }
                 outcome.elapsed = started.elapsed();
                 Ok(outcome)
@@ -466,6 +471,7 @@ impl Site {
                 unchanged: true,
                 new_bytes: 0,
                 hashed: stored.hashed,
+                active_after: started.elapsed(),
                 elapsed: started.elapsed(),
             });
         }
@@ -486,7 +492,20 @@ impl Site {
         } else {
             None
         };
-        let to_flush = self.materialize(&manifest, &dest, previous.as_ref())?;
+        let to_flush = match self.spare_for(app, slot, &manifest) {
+            Some(spare) => {
+                let changes = spare.changes();
+                let to_flush = self.materialize_from_spare(spare, &dest, previous.as_ref())?;
+                self.log(
+                    req,
+                    r,
+                    Level::Info,
+                    format!("Folder made from the slot's spare folder ({changes} files changed)"),
+                );
+                to_flush
+            }
+            None => self.materialize(&manifest, &dest, previous.as_ref())?,
+        };
         lap("materialise", &mut timings);
         let loaded = fnhost_core::FunctionApp::loader(&dest)
             .with_environment(false)
@@ -551,6 +570,7 @@ impl Site {
 
         // The commit point.
         self.switch(app, &[(slot, Some(r.id.as_str()))])?;
+        let active_after = started.elapsed();
         lap("activate", &mut timings);
         let summary: Vec<String> = timings
             .iter()
@@ -577,6 +597,7 @@ impl Site {
             unchanged: false,
             new_bytes: stored.new_bytes,
             hashed: stored.hashed,
+            active_after,
             elapsed: started.elapsed(),
         })
     }
@@ -596,7 +617,7 @@ impl Site {
     ///
     /// With the previous deployment of the slot (its folder and manifest),
     /// unchanged executables are linked to its copies rather than copied.
-    fn materialize(
+    pub(super) fn materialize(
         &self,
         manifest: &Manifest,
         dest: &Path,
@@ -662,7 +683,7 @@ impl Site {
 
     /// Flushes a materialised folder: one `syncfs` of its file system when
     /// there is much to flush, else each copy and folder.
-    fn flush_folder(&self, dest: &Path, items: &[PathBuf]) -> Result<()> {
+    pub(super) fn flush_folder(&self, dest: &Path, items: &[PathBuf]) -> Result<()> {
         if items.len() >= 64 && fsutil::sync_filesystem(dest).ctx("cannot flush", dest)? {
             return Ok(());
         }
@@ -675,7 +696,7 @@ impl Site {
     }
 
     /// Places files; returns the copies (which need flushing).
-    fn place_files(
+    pub(super) fn place_files(
         &self,
         files: &[store::ManifestEntry],
         dest: &Path,

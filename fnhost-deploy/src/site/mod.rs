@@ -27,6 +27,7 @@ mod credentials;
 mod deploy;
 mod export;
 mod manage_support;
+mod spare;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -1019,6 +1020,10 @@ impl Site {
             // manifest, which the next recovery removes if this stops here.
             let path = self.record_path(app, &r.id);
             fs::remove_file(&path).ctx("cannot remove", &path)?;
+            // Its folder becomes the slot's spare when there is none.
+            if r.status == Status::Success {
+                self.keep_as_spare(app, slot, &r.id)?;
+            }
             self.discard_content(app, &r.id)?;
         }
         Ok(prune.len())
@@ -1080,7 +1085,7 @@ impl Site {
                 });
             }
         }
-        Ok(())
+        self.fsck_spares(app, report)
     }
 
     fn fsck_content(&self, app: &str, id: &str, report: &mut FsckReport) {
@@ -1094,13 +1099,46 @@ impl Site {
             }
         };
         let root = self.content_dir(app, id);
+        fsck_tree(&root, &manifest, &format!("{app}: deployment {id}"), report);
+    }
+
+    /// Checks the spare folders of an app's slots against their manifests.
+    fn fsck_spares(&self, app: &str, report: &mut FsckReport) -> Result<()> {
+        let slots = self.app_dir(app).join("slots");
+        let Ok(entries) = fs::read_dir(&slots) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let slot = entry.file_name().to_string_lossy().into_owned();
+            // A deployment running in the slot may be taking its spare.
+            let Ok(_lock) = self.lock_slot(app, &slot, false, None) else {
+                continue;
+            };
+            match self.spare_of(app, &slot) {
+                None => {}
+                Some((_, Err(e))) => report
+                    .problems
+                    .push(format!("{app}/{slot}: spare folder: {e}")),
+                Some((tree, Ok(manifest))) => fsck_tree(
+                    &tree,
+                    &manifest,
+                    &format!("{app}/{slot}: spare folder"),
+                    report,
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a folder holds exactly a manifest's files (types and sizes).
+fn fsck_tree(root: &Path, manifest: &store::Manifest, what: &str, report: &mut FsckReport) {
+    {
         let mut count = 0usize;
         for f in &manifest.files {
             let path = root.join(&f.path);
             match fs::symlink_metadata(&path) {
-                Err(e) => report
-                    .problems
-                    .push(format!("{app}: deployment {id}: {}: {e}", f.path)),
+                Err(e) => report.problems.push(format!("{what}: {}: {e}", f.path)),
                 Ok(m) => {
                     count += 1;
                     let ok = if f.is_symlink() {
@@ -1109,18 +1147,17 @@ impl Site {
                         m.is_file() && m.len() == f.size
                     };
                     if !ok {
-                        report.problems.push(format!(
-                            "{app}: deployment {id}: {} differs from the manifest",
-                            f.path
-                        ));
+                        report
+                            .problems
+                            .push(format!("{what}: {} differs from the manifest", f.path));
                     }
                 }
             }
         }
-        let on_disk = count_files(&root);
+        let on_disk = count_files(root);
         if on_disk != count {
             report.problems.push(format!(
-                "{app}: deployment {id}: the folder holds {on_disk} files, the manifest {}",
+                "{what}: the folder holds {on_disk} files, the manifest {}",
                 manifest.files.len()
             ));
         }

@@ -1,0 +1,338 @@
+//! Spare deployment folders: a deployment that changes a few files of a
+//! large app renames a spare folder into place and applies the difference,
+//! instead of making a hard link for every file.
+//!
+//! Each slot keeps at most one spare, `slots/SLOT/spare/`, holding `tree/`
+//! (a read-only deployment folder, exactly as materialised) and
+//! `manifest.json` (the files `tree/` holds). A spare comes from retention
+//! (the folder of a deployment it drops, renamed) or, when retention drops
+//! nothing, is made from the newly active deployment after activation, so
+//! that the time until the new version is live never includes it.
+//!
+//! Crash safety: a spare is made under the slot's `tmp/` and renamed into
+//! place whole, after its tree is on disk (with full durability); it is
+//! taken by renaming `tree/` into the new deployment's folder and removing
+//! the rest. A kill leaves either a spare, a partial one in `tmp/` (removed
+//! by the next run), or a partial deployment folder (removed with its
+//! interrupted record); never a spare that differs from its manifest.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::store::{self, Durability, Manifest, ManifestEntry, ManifestKey};
+
+use super::Site;
+
+const SPARE: &str = "spare";
+const TREE: &str = "tree";
+const MANIFEST: &str = "manifest.json";
+
+/// A slot's spare, read and compared with the manifest to deploy.
+pub(super) struct Spare {
+    dir: PathBuf,
+    /// Files of the spare to remove (gone or changed).
+    remove: Vec<ManifestEntry>,
+    /// Files of the new manifest to place (new or changed).
+    add: Vec<ManifestEntry>,
+    old_dirs: BTreeSet<String>,
+    new_dirs: BTreeSet<String>,
+}
+
+impl Spare {
+    /// How many files the difference touches.
+    pub(super) fn changes(&self) -> usize {
+        self.remove.len() + self.add.len()
+    }
+}
+
+/// The folders a manifest's files need, as relative paths ("" excluded).
+fn folders(m: &Manifest) -> BTreeSet<String> {
+    let mut dirs = BTreeSet::new();
+    for f in &m.files {
+        let mut p = Path::new(&f.path).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            if !dirs.insert(d.to_string_lossy().into_owned()) {
+                break;
+            }
+            p = d.parent();
+        }
+    }
+    dirs
+}
+
+/// Files of `old` that `new` does not have as they are, and files of `new`
+/// that `old` does not have as they are (both lists sorted by path).
+fn difference(old: &Manifest, new: &Manifest) -> (Vec<ManifestEntry>, Vec<ManifestEntry>) {
+    let same = |a: &ManifestEntry, b: &ManifestEntry| a.hash == b.hash && a.mode == b.mode;
+    let (mut remove, mut add) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.files.len() || j < new.files.len() {
+        match (old.files.get(i), new.files.get(j)) {
+            (Some(a), Some(b)) if a.path == b.path => {
+                if !same(a, b) {
+                    remove.push(a.clone());
+                    add.push(b.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a.path < b.path => {
+                remove.push(a.clone());
+                i += 1;
+            }
+            (Some(a), None) => {
+                remove.push(a.clone());
+                i += 1;
+            }
+            (_, Some(b)) => {
+                add.push(b.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (remove, add)
+}
+
+impl Site {
+    fn spare_dir(&self, app: &str, slot: &str) -> PathBuf {
+        self.slot_dir(app, slot).join(SPARE)
+    }
+
+    /// The slot's spare, if it has one worth using for `manifest`: one
+    /// whose difference touches at most half as many files as a fresh
+    /// folder would. A spare that cannot be read is removed.
+    pub(super) fn spare_for(&self, app: &str, slot: &str, manifest: &Manifest) -> Option<Spare> {
+        let dir = self.spare_dir(app, slot);
+        let read = fs::read(dir.join(MANIFEST))
+            .ok()
+            .and_then(|d| serde_json::from_slice::<Manifest>(&d).ok());
+        let Some(old) = read.filter(|_| dir.join(TREE).is_dir()) else {
+            if dir.exists() {
+                let _ = fsutil::remove_tree(&dir);
+            }
+            return None;
+        };
+        let (remove, add) = difference(&old, manifest);
+        let spare = Spare {
+            dir,
+            remove,
+            add,
+            old_dirs: folders(&old),
+            new_dirs: folders(manifest),
+        };
+        (spare.changes() <= manifest.files.len() / 2).then_some(spare)
+    }
+
+    /// Makes `dest` from a spare: renames its tree into place and applies
+    /// the difference (removals, folders gone, folders new, files placed),
+    /// then makes the touched folders read-only again. Returns what needs
+    /// flushing, as [`Site::materialize`] does.
+    pub(super) fn materialize_from_spare(
+        &self,
+        spare: Spare,
+        dest: &Path,
+        previous: Option<&(PathBuf, Manifest)>,
+    ) -> Result<Vec<PathBuf>> {
+        if dest.exists() {
+            fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
+        }
+        let tree = spare.dir.join(TREE);
+        fs::rename(&tree, dest).ctx("cannot move the spare folder", &tree)?;
+        fsutil::remove_tree(&spare.dir).ctx("cannot remove", &spare.dir)?;
+
+        // Folders made writable while changing them, made read-only at the end.
+        let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
+        let open = |dir: PathBuf, touched: &mut BTreeSet<PathBuf>| -> Result<()> {
+            if !touched.contains(&dir) {
+                fs::set_permissions(&dir, store::perms(0o755)).ctx("cannot change", &dir)?;
+                touched.insert(dir);
+            }
+            Ok(())
+        };
+        let parent_of = |rel: &str| match Path::new(rel).parent() {
+            Some(p) => dest.join(p),
+            None => dest.to_path_buf(),
+        };
+        for f in &spare.remove {
+            open(parent_of(&f.path), &mut touched)?;
+            let path = dest.join(&f.path);
+            fs::remove_file(&path).ctx("cannot remove", &path)?;
+        }
+        let gone: Vec<&String> = spare.old_dirs.difference(&spare.new_dirs).collect();
+        for d in gone.into_iter().rev() {
+            open(parent_of(d), &mut touched)?;
+            let path = dest.join(d);
+            touched.remove(&path);
+            fs::remove_dir(&path).ctx("cannot remove", &path)?;
+        }
+        for d in spare.new_dirs.difference(&spare.old_dirs) {
+            open(parent_of(d), &mut touched)?;
+            let path = dest.join(d);
+            fs::create_dir(&path).ctx("cannot create", &path)?;
+            touched.insert(path);
+        }
+        for f in &spare.add {
+            open(parent_of(&f.path), &mut touched)?;
+        }
+        let mut to_flush = self.place_files(&spare.add, dest, previous)?;
+        // Deepest first (longer paths sort after their parents).
+        for d in touched.iter().rev() {
+            fs::set_permissions(d, store::perms(0o555)).ctx("cannot protect", d)?;
+        }
+        to_flush.extend(touched);
+        to_flush.push(dest.to_path_buf());
+        if let Some(parent) = dest.parent() {
+            to_flush.push(parent.to_path_buf());
+        }
+        Ok(to_flush)
+    }
+
+    /// Keeps the folder of a deployment retention drops as the slot's spare
+    /// when the slot has none. Returns whether it did; the caller removes
+    /// the folder otherwise.
+    pub(super) fn keep_as_spare(&self, app: &str, slot: &str, id: &str) -> Result<bool> {
+        let spare = self.spare_dir(app, slot);
+        let folder = self.content_dir(app, id);
+        if spare.exists() || !folder.is_dir() {
+            return Ok(false);
+        }
+        let Ok(manifest) = self.store.manifest(&ManifestKey::new(app, id)) else {
+            return Ok(false);
+        };
+        // The folder has been on disk since its deployment was activated.
+        let staging = self.spare_staging(app, slot, &manifest)?;
+        let tree = staging.join(TREE);
+        fs::rename(&folder, &tree).ctx("cannot move", &folder)?;
+        self.install_spare(app, slot, &staging)?;
+        Ok(true)
+    }
+
+    /// After a deployment: makes a spare from the slot's active deployment
+    /// when the slot has none (retention gave none). Failing to make one
+    /// only makes the next deployment slower, so errors are not returned;
+    /// whatever was half-made is removed.
+    pub(super) fn prepare_spare(&self, app: &str, slot: &str) {
+        if self.spare_dir(app, slot).exists() {
+            return;
+        }
+        let Ok(Some(active)) = self.active(app, slot) else {
+            return;
+        };
+        let Ok(manifest) = self.manifest(app, &active.deployment) else {
+            return;
+        };
+        let made = (|| -> Result<()> {
+            let staging = self.spare_staging(app, slot, &manifest)?;
+            let tree = staging.join(TREE);
+            let previous = (active.path.clone(), manifest.clone());
+            let to_flush = self.materialize(&manifest, &tree, Some(&previous))?;
+            if self.durability == Durability::Full {
+                self.flush_folder(&tree, &to_flush)?;
+            }
+            self.install_spare(app, slot, &staging)
+        })();
+        if made.is_err() {
+            let tmp = self.slot_dir(app, slot).join("tmp");
+            if let Ok(entries) = fs::read_dir(&tmp) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("spare-") {
+                        let _ = fsutil::remove_tree(&e.path());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new folder under the slot's `tmp/` holding `manifest.json`.
+    fn spare_staging(&self, app: &str, slot: &str, manifest: &Manifest) -> Result<PathBuf> {
+        let staging =
+            (self.slot_dir(app, slot).join("tmp")).join(format!("spare-{}", fsutil::random_hex(6)));
+        fs::create_dir_all(&staging).ctx("cannot create", &staging)?;
+        let path = staging.join(MANIFEST);
+        let data = serde_json::to_vec(manifest).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        fs::write(&path, data).ctx("cannot write", &path)?;
+        if self.durability == Durability::Full {
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .ctx("cannot flush", &path)?;
+        }
+        Ok(staging)
+    }
+
+    fn install_spare(&self, app: &str, slot: &str, staging: &Path) -> Result<()> {
+        let spare = self.spare_dir(app, slot);
+        fs::rename(staging, &spare).ctx("cannot move", staging)?;
+        if self.durability == Durability::Full {
+            let slot_dir = self.slot_dir(app, slot);
+            fsutil::sync_dir(&slot_dir).ctx("cannot flush", &slot_dir)?;
+        }
+        Ok(())
+    }
+
+    /// The slot's spare folder and the manifest it should match, for fsck.
+    pub(super) fn spare_of(&self, app: &str, slot: &str) -> Option<(PathBuf, Result<Manifest>)> {
+        let dir = self.spare_dir(app, slot);
+        if !dir.exists() {
+            return None;
+        }
+        let path = dir.join(MANIFEST);
+        let manifest = fs::read(&path).ctx("cannot read", &path).and_then(|d| {
+            serde_json::from_slice::<Manifest>(&d).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        });
+        Some((dir.join(TREE), manifest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Digest, MODE_FILE};
+
+    fn entry(path: &str, content: &str, mode: u32) -> ManifestEntry {
+        ManifestEntry {
+            path: path.into(),
+            hash: Digest::of(content.as_bytes()),
+            size: content.len() as u64,
+            mode: MODE_FILE | mode,
+        }
+    }
+
+    fn paths(v: &[ManifestEntry]) -> Vec<&str> {
+        v.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn difference_finds_gone_new_and_changed_files() {
+        let old = Manifest::new(vec![
+            entry("a", "1", 0o644),
+            entry("b/c", "2", 0o644),
+            entry("b/d", "3", 0o644),
+            entry("e", "4", 0o644),
+        ]);
+        let new = Manifest::new(vec![
+            entry("a", "1", 0o755),
+            entry("b/c", "2", 0o644),
+            entry("b/d", "changed", 0o644),
+            entry("f/g", "5", 0o644),
+        ]);
+        let (remove, add) = difference(&old, &new);
+        assert_eq!(paths(&remove), ["a", "b/d", "e"]);
+        assert_eq!(paths(&add), ["a", "b/d", "f/g"]);
+        assert_eq!(
+            folders(&new).into_iter().collect::<Vec<_>>(),
+            ["b".to_string(), "f".to_string()]
+        );
+        let (remove, add) = difference(&new, &new);
+        assert!(remove.is_empty() && add.is_empty());
+    }
+}
