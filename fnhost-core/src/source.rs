@@ -169,6 +169,14 @@ impl SourceError {
 ///   The id it returns is the content it wrote (which may be newer than an
 ///   earlier `head`). Only the app's files are written: no `.git`, `.hg` or
 ///   other metadata of the source. File modes (the executable bit) are kept.
+/// - [`SourceProvider::update`] brings a folder that holds an earlier
+///   snapshot (as `fetch` or `update` wrote it, untouched since) to the
+///   newest one. The result must equal what `fetch` would write into an
+///   empty folder. Providers that can tell what changed between two
+///   snapshots (git) write only the difference: unchanged files keep their
+///   time stamps, so the deployment that follows does not hash them again.
+///   The default empties the folder and calls `fetch`. After an error the
+///   folder's content is undefined: the caller fetches afresh next time.
 /// - Fetching the same id twice writes the same files.
 /// - Errors are [`SourceError`]s that say what to do; a provider never
 ///   panics on bad input, and never puts a secret in a message.
@@ -183,6 +191,42 @@ pub trait SourceProvider: Send + Sync + fmt::Debug {
 
     /// Writes the newest snapshot into `into` and describes it.
     fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError>;
+
+    /// Brings `dir`, which holds snapshot `previous` of `spec`, to the
+    /// newest snapshot and describes it (see the contract above). The
+    /// default empties `dir` and calls [`SourceProvider::fetch`].
+    fn update(
+        &self,
+        spec: &SourceSpec,
+        dir: &Path,
+        previous: &str,
+    ) -> Result<SourceSnapshot, SourceError> {
+        let _ = previous;
+        empty_folder(dir).map_err(|e| {
+            SourceError::other(self.name(), format!("cannot empty {}: {e}", dir.display()))
+        })?;
+        self.fetch(spec, dir)
+    }
+}
+
+/// Removes everything inside `dir` (which stays, or is created).
+pub fn empty_folder(dir: &Path) -> std::io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir),
+        Err(e) => Err(e),
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 impl<P: SourceProvider + ?Sized> SourceProvider for Arc<P> {
@@ -195,6 +239,14 @@ impl<P: SourceProvider + ?Sized> SourceProvider for Arc<P> {
     fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
         (**self).fetch(spec, into)
     }
+    fn update(
+        &self,
+        spec: &SourceSpec,
+        dir: &Path,
+        previous: &str,
+    ) -> Result<SourceSnapshot, SourceError> {
+        (**self).update(spec, dir, previous)
+    }
 }
 
 impl<P: SourceProvider + ?Sized> SourceProvider for Box<P> {
@@ -206,6 +258,14 @@ impl<P: SourceProvider + ?Sized> SourceProvider for Box<P> {
     }
     fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
         (**self).fetch(spec, into)
+    }
+    fn update(
+        &self,
+        spec: &SourceSpec,
+        dir: &Path,
+        previous: &str,
+    ) -> Result<SourceSnapshot, SourceError> {
+        (**self).update(spec, dir, previous)
     }
 }
 

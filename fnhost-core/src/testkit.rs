@@ -144,7 +144,9 @@ fn compare(
 /// It publishes two versions through `fixture` and checks that `head` is
 /// stable, that `fetch` writes exactly the published files (binary, empty
 /// and nested files included; nothing else) with the id `head` gave, that a
-/// new version moves `head` and deleted files disappear, and that a missing
+/// new version moves `head` and deleted files disappear, that `update`
+/// brings a folder holding version one to exactly version two, and that a
+/// missing
 /// source is an error, not a panic.
 pub fn check_source_provider(
     provider: &dyn SourceProvider,
@@ -253,6 +255,28 @@ pub fn check_source_provider(
                     }
                 }
                 Err(e) => failures.push(format!("fetch of version two failed: {e}")),
+            }
+            // The folder of the first fetch still holds version one.
+            let dir = scratch.path().join("fetch-1");
+            match provider.update(&spec, &dir, &head1) {
+                Ok(snapshot) => {
+                    if snapshot.id != head2 {
+                        failures.push(format!(
+                            "update returned id {} but head() said {head2}",
+                            snapshot.id
+                        ));
+                    }
+                    match read_tree(&dir) {
+                        Ok(tree) => compare(
+                            "update from version one to version two",
+                            &tree,
+                            &v2,
+                            &mut failures,
+                        ),
+                        Err(e) => failures.push(format!("cannot read what update wrote: {e}")),
+                    }
+                }
+                Err(e) => failures.push(format!("update from version one failed: {e}")),
             }
         }
         Err(e) => failures.push(format!("head() failed after a new version: {e}")),

@@ -32,7 +32,9 @@
 //! HOME/apps/APP/slots/SLOT/cd/webhook_secret  the secret webhooks are signed with (mode 0600)
 //! HOME/apps/APP/slots/SLOT/cd/lock          one sync of the slot at a time
 //! HOME/apps/APP/slots/SLOT/cd/pending       "the source moved while a sync ran"
-//! HOME/apps/APP/slots/SLOT/cd/work/         the scratch copy being built
+//! HOME/apps/APP/slots/SLOT/cd/checkout/     the source's files, updated in place from sync to sync
+//! HOME/apps/APP/slots/SLOT/cd/checkout.json which snapshot the checkout holds (absent: fetch afresh)
+//! HOME/apps/APP/slots/SLOT/cd/work/         the scratch copy a build runs in
 //! HOME/repos/APP/SLOT.git                   the built-in repository (`--local-git`)
 //! HOME/cd-cache/{git,hg}/                   fetch caches of remote sources
 //! ```
@@ -291,6 +293,19 @@ impl std::fmt::Debug for SourceCredentials {
                 .finish_non_exhaustive(),
         }
     }
+}
+
+/// The slot's checkout folder (the source's files, kept between syncs).
+const CHECKOUT: &str = "checkout";
+/// What the checkout folder holds.
+const CHECKOUT_RECORD: &str = "checkout.json";
+
+#[derive(Serialize, Deserialize)]
+struct CheckoutRecord {
+    /// The snapshot id the folder holds.
+    id: String,
+    /// The provider and spec it came from.
+    origin: String,
 }
 
 /// What continuous deployment knows of a slot's last syncs.
@@ -664,6 +679,54 @@ impl ContinuousDeployer {
             .map_err(io_err("cannot write", &path))
     }
 
+    /// Brings the slot's checkout (the source's files, kept between syncs)
+    /// to the source's newest snapshot: an update from the snapshot it
+    /// holds when that is known, else a fresh fetch. `checkout.json` names
+    /// what the folder holds; it is removed (and the removal flushed)
+    /// before the folder changes and written again once it is complete, so
+    /// a folder left half-changed by an error or a kill is fetched afresh.
+    fn checkout(
+        &self,
+        app: &str,
+        slot: &str,
+        provider: &dyn SourceProvider,
+        spec: &SourceSpec,
+        dir: &Path,
+    ) -> Result<SourceSnapshot, CdError> {
+        let cd = self.cd_dir(app, slot);
+        let record = cd.join(CHECKOUT_RECORD);
+        let origin = format!(
+            "{} {} {:?} {:?}",
+            provider.name(),
+            spec.location,
+            spec.reference,
+            spec.options
+        );
+        let held = fs::read(&record)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<CheckoutRecord>(&d).ok())
+            .filter(|r| r.origin == origin && dir.is_dir());
+        if record.exists() {
+            fs::remove_file(&record).map_err(io_err("cannot remove", &record))?;
+            fsutil::sync_dir(&cd).map_err(io_err("cannot flush", &cd))?;
+        }
+        let snapshot = match held {
+            Some(r) => provider.update(spec, dir, &r.id)?,
+            None => {
+                fnhost_core::source::empty_folder(dir).map_err(io_err("cannot empty", dir))?;
+                provider.fetch(spec, dir)?
+            }
+        };
+        let data = serde_json::to_vec(&CheckoutRecord {
+            id: snapshot.id.clone(),
+            origin,
+        })
+        .map_err(io::Error::other)?;
+        fsutil::atomic_write(&record, &cd.join(".checkout.tmp"), &data, 0o600)
+            .map_err(io_err("cannot write", &record))?;
+        Ok(snapshot)
+    }
+
     /// Turns continuous deployment off for a slot: removes its
     /// configuration and credentials and turns read-only mode off. The
     /// deployments (history) and a built-in repository stay. Returns
@@ -682,10 +745,12 @@ impl ContinuousDeployer {
                 "webhook_secret",
                 "state.json",
                 "pending",
+                CHECKOUT_RECORD,
             ] {
                 let _ = fs::remove_file(dir.join(name));
             }
             let _ = fsutil::remove_tree(&dir.join("work"));
+            let _ = fsutil::remove_tree(&dir.join(CHECKOUT));
             let repo = self.local_repository(app, slot);
             let _ = fs::remove_file(repo.join("hooks").join("post-receive"));
         }
@@ -959,11 +1024,9 @@ impl ContinuousDeployer {
         if work.exists() {
             fsutil::remove_tree(&work).map_err(io_err("cannot remove", &work))?;
         }
-        let (src, temp) = (work.join("src"), work.join("temp"));
-        for d in [&src, &temp] {
-            fs::create_dir_all(d).map_err(io_err("cannot create", d))?;
-        }
-        let result = self.deploy_snapshot(app, slot, config, provider, &spec, &src, &temp);
+        let temp = work.join("temp");
+        fs::create_dir_all(&temp).map_err(io_err("cannot create", &temp))?;
+        let result = self.deploy_snapshot(app, slot, config, provider, &spec, &work);
         let _ = fsutil::remove_tree(&work);
         match result {
             Ok(Some((snapshot, d))) => {
@@ -1002,14 +1065,15 @@ impl ContinuousDeployer {
         config: &SourceConfig,
         provider: &dyn SourceProvider,
         spec: &SourceSpec,
-        src: &Path,
-        temp: &Path,
+        work: &Path,
     ) -> Result<Option<(SourceSnapshot, Deployment)>, (Option<SourceSnapshot>, CdError)> {
-        let snapshot = match provider.fetch(spec, src) {
+        let checkout = self.cd_dir(app, slot).join(CHECKOUT);
+        let snapshot = match self.checkout(app, slot, provider, spec, &checkout) {
             Ok(s) => s,
-            Err(SourceError::NotReady { .. }) => return Ok(None),
-            Err(e) => return Err((None, e.into())),
+            Err(CdError::Source(SourceError::NotReady { .. })) => return Ok(None),
+            Err(e) => return Err((None, e)),
         };
+        let temp = work.join("temp");
         let settings: Vec<(String, String)> = self
             .site()
             .app_settings(app, slot)
@@ -1023,9 +1087,12 @@ impl ContinuousDeployer {
         };
         let step = BuildStep {
             build: builder.as_ref(),
+            // A build that runs commands works on a copy: the checkout stays
+            // as the source wrote it, for the next update.
+            scratch: (config.build != BuildKind::None).then(|| work.join("src")),
             snapshot: &snapshot,
             env: &settings,
-            temp,
+            temp: &temp,
             timeout: config.build_timeout(),
             source: config.describe(),
         };
@@ -1034,7 +1101,7 @@ impl ContinuousDeployer {
             Some(o) => o.as_ref(),
             None => &quiet,
         };
-        let mut req = DeployRequest::new(app, Content::Folder(src.to_path_buf()))
+        let mut req = DeployRequest::new(app, Content::Folder(checkout.clone()))
             .with_slot(slot)
             .from_source_of_truth()
             .with_source_id(snapshot.id.clone())
@@ -1124,6 +1191,8 @@ impl Observer for Quiet {}
 /// The build, run by `Site::deploy` under the slot's lock.
 struct BuildStep<'a> {
     build: &'a dyn BuildProvider,
+    /// Where to copy the source to build it (`None`: build in place).
+    scratch: Option<PathBuf>,
     snapshot: &'a SourceSnapshot,
     env: &'a [(String, String)],
     temp: &'a Path,
@@ -1158,8 +1227,16 @@ impl Prepare for BuildStep<'_> {
                 self.timeout
             ),
         );
+        let folder = match &self.scratch {
+            None => folder.to_path_buf(),
+            Some(scratch) => {
+                copy_tree(folder, scratch)
+                    .map_err(|e| format!("cannot copy the source to {}: {e}", scratch.display()))?;
+                scratch.clone()
+            }
+        };
         let ctx = BuildContext {
-            source_dir: folder,
+            source_dir: &folder,
             temp_dir: self.temp,
             snapshot: s,
             env: self.env,
@@ -1169,6 +1246,24 @@ impl Prepare for BuildStep<'_> {
         let out = self.build.build(&ctx).map_err(|e| e.to_string())?;
         Ok(out.dir)
     }
+}
+
+/// Copies a tree: files with their modes, symbolic links as links.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
 }
 
 fn short(id: &str) -> &str {

@@ -602,3 +602,62 @@ fn empty_local_repository_has_nothing_to_deploy() {
         SyncOutcome::Empty { .. }
     ));
 }
+
+#[test]
+fn the_checkout_is_updated_in_place_and_builds_leave_it_untouched() {
+    use std::os::unix::fs::MetadataExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo(&tmp.path().join("src"));
+    write(&src.join("keep.txt"), "never changes");
+    write(
+        &src.join("fnhost-build.json"),
+        r#"{ "steps": [ { "name": "stamp", "command": "echo built >> version.txt; echo x > built.txt" } ] }"#,
+    );
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "pipeline"]);
+    let cd = setup(tmp.path());
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Git, src.display().to_string())
+            .with_build(BuildKind::Pipeline),
+        None,
+    )
+    .unwrap();
+    deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(served_version(&cd, "production"), "v1built\n");
+    let checkout = tmp
+        .path()
+        .join("home/apps/app/slots/production/cd/checkout");
+    // The build ran in a copy: the checkout is the commit as it is.
+    assert_eq!(
+        fs::read_to_string(checkout.join("version.txt")).unwrap(),
+        "v1"
+    );
+    assert!(!checkout.join("built.txt").exists());
+    let inode = || fs::metadata(checkout.join("keep.txt")).unwrap().ino();
+    let before = inode();
+
+    commit(&src, "v2", "second");
+    deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(served_version(&cd, "production"), "v2built\n");
+    assert_eq!(inode(), before, "an unchanged file was rewritten");
+
+    // Without its record the checkout is not trusted: fetched afresh.
+    fs::remove_file(
+        tmp.path()
+            .join("home/apps/app/slots/production/cd/checkout.json"),
+    )
+    .unwrap();
+    write(&checkout.join("stray.txt"), "left behind");
+    commit(&src, "v3", "third");
+    deployed(cd.sync_once("app", "production").unwrap());
+    assert_eq!(served_version(&cd, "production"), "v3built\n");
+    assert!(!checkout.join("stray.txt").exists());
+    let active = cd.site().active_path("app", "production").unwrap();
+    assert!(!active.join("stray.txt").exists());
+
+    // Clearing the source removes the checkout.
+    cd.clear("app", "production").unwrap();
+    assert!(!checkout.exists());
+}

@@ -701,3 +701,108 @@ fn local_git_conforms_and_follows_one_branch() {
             .is_err()
     );
 }
+
+/// Every entry under `dir`: folders, files with their execute bit and
+/// content, links with their target.
+fn entries(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                out.insert(rel, "folder".into());
+                walk(root, &p, out);
+            } else if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link {}", fs::read_link(&p).unwrap().display()),
+                );
+            } else {
+                let exec = m.permissions().mode() & 0o111 != 0;
+                let text = String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned();
+                out.insert(rel, format!("exec={exec} {text}"));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn update_writes_only_the_difference_and_equals_a_fresh_fetch() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path().join("app"), "main");
+    repo.commit(
+        &[
+            ("host.json", b"{}"),
+            ("keep/same.txt", b"unchanged"),
+            ("change.txt", b"before"),
+            ("x", b"a file that becomes a folder"),
+            ("a/b/c.txt", b"a folder that becomes a file"),
+            ("gone/deep/file.txt", b"a folder that goes"),
+            ("run.sh", b"#!/bin/sh\n"),
+        ],
+        "one",
+    );
+    std::os::unix::fs::symlink("change.txt", repo.dir.join("link")).unwrap();
+    git(&repo.dir, &["add", "-A"]);
+    git(&repo.dir, &["commit", "-q", "-m", "with a link"]);
+    let with_link = git(&repo.dir, &["rev-parse", "HEAD"]);
+
+    for location in [repo.dir.to_string_lossy().into_owned(), file_url(&repo.dir)] {
+        let spec = SourceSpec::new(&location);
+        let source = provider(&tmp.path().join("cache"));
+        let dir = tmp.path().join("checkout");
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let fetched = source.fetch(&spec, &dir).unwrap();
+        assert_eq!(fetched.id, with_link);
+        let inode = |p: &str| fs::symlink_metadata(dir.join(p)).unwrap().ino();
+        let kept = inode("keep/same.txt");
+
+        // Every kind of change in one commit.
+        fs::write(repo.dir.join("change.txt"), "after").unwrap();
+        fs::remove_file(repo.dir.join("x")).unwrap();
+        fs::create_dir_all(repo.dir.join("x")).unwrap();
+        fs::write(repo.dir.join("x/y.txt"), "now inside a folder").unwrap();
+        fs::remove_dir_all(repo.dir.join("a/b")).unwrap();
+        fs::write(repo.dir.join("a/b"), "now a file").unwrap();
+        fs::remove_dir_all(repo.dir.join("gone")).unwrap();
+        fs::set_permissions(repo.dir.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::remove_file(repo.dir.join("link")).unwrap();
+        std::os::unix::fs::symlink("host.json", repo.dir.join("link")).unwrap();
+        fs::create_dir_all(repo.dir.join("new/dir")).unwrap();
+        fs::write(repo.dir.join("new/dir/file.txt"), "new").unwrap();
+        git(&repo.dir, &["add", "-A"]);
+        git(&repo.dir, &["commit", "-q", "-m", "every kind of change"]);
+        let second = git(&repo.dir, &["rev-parse", "HEAD"]);
+
+        let updated = source.update(&spec, &dir, &fetched.id).unwrap();
+        assert_eq!(updated.id, second);
+        assert_eq!(updated.message.as_deref(), Some("every kind of change"));
+        let fresh = tmp.path().join("fresh");
+        let _ = fs::remove_dir_all(&fresh);
+        fs::create_dir_all(&fresh).unwrap();
+        source.fetch(&spec, &fresh).unwrap();
+        let (got, want) = (entries(&dir), entries(&fresh));
+        assert_eq!(got, want, "{location}: update differs from a fresh fetch");
+        assert!(!got.contains_key("gone"), "emptied folders go: {got:?}");
+        assert_eq!(got["run.sh"], "exec=true #!/bin/sh\n");
+        assert_eq!(got["link"], "link host.json");
+        // Unchanged files were not rewritten.
+        assert_eq!(inode("keep/same.txt"), kept);
+
+        // An id the repository does not know: the folder is written afresh.
+        fs::write(dir.join("stray.txt"), "left by someone").unwrap();
+        let again = source.update(&spec, &dir, &"0".repeat(40)).unwrap();
+        assert_eq!(again.id, second);
+        assert_eq!(entries(&dir), want);
+
+        // Back to the first commit's content for the next location.
+        git(&repo.dir, &["reset", "-q", "--hard", &with_link]);
+    }
+}

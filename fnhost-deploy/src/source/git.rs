@@ -320,10 +320,50 @@ impl SourceProvider for GitSource {
     }
 
     fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
-        let provider = self.provider();
         let repo = self.open(spec, &spec.location)?;
         let (oid, notes) = self.resolve(&repo, spec)?;
         self.write_commit(&repo, spec, &spec.location, oid, into, 0)?;
+        self.describe(&repo, oid, notes)
+    }
+
+    /// Writes only the difference between the previous commit's tree and
+    /// the new one; the whole tree when the previous commit is unknown or
+    /// the difference involves submodules.
+    fn update(
+        &self,
+        spec: &SourceSpec,
+        dir: &Path,
+        previous: &str,
+    ) -> Result<SourceSnapshot, SourceError> {
+        let repo = self.open(spec, &spec.location)?;
+        let (oid, notes) = self.resolve(&repo, spec)?;
+        let done = match Oid::from_str(previous) {
+            Ok(from) if dir.is_dir() => self.write_difference(&repo, from, oid, dir)?,
+            _ => false,
+        };
+        if !done {
+            fnhost_core::source::empty_folder(dir).map_err(|e| {
+                other_error(
+                    self.provider(),
+                    format!("cannot empty {}", dir.display()),
+                    e,
+                )
+            })?;
+            self.write_commit(&repo, spec, &spec.location, oid, dir, 0)?;
+        }
+        self.describe(&repo, oid, notes)
+    }
+}
+
+impl GitSource {
+    /// The snapshot of a commit.
+    fn describe(
+        &self,
+        repo: &Repository,
+        oid: Oid,
+        notes: Vec<String>,
+    ) -> Result<SourceSnapshot, SourceError> {
+        let provider = self.provider();
         let commit = repo
             .find_commit(oid)
             .map_err(|e| other_error(provider, format!("cannot read commit {oid}"), e))?;
@@ -343,6 +383,90 @@ impl SourceProvider for GitSource {
         snapshot.time = DateTime::from_timestamp(commit.time().seconds(), 0);
         snapshot.notes = notes;
         Ok(snapshot)
+    }
+
+    /// Applies the changes from commit `from` to commit `to` to `dir`,
+    /// which holds `from`'s tree as [`GitSource::write_commit`] wrote it.
+    /// Returns false, having changed nothing, when it cannot: `from` is not
+    /// in the repository, a submodule or `.gitmodules` changed, or a path
+    /// is not UTF-8.
+    fn write_difference(
+        &self,
+        repo: &Repository,
+        from: Oid,
+        to: Oid,
+        dir: &Path,
+    ) -> Result<bool, SourceError> {
+        let provider = self.provider();
+        if from == to {
+            return Ok(true);
+        }
+        let tree_of = |oid: Oid| repo.find_commit(oid).and_then(|c| c.tree());
+        let (Ok(old), Ok(new)) = (tree_of(from), tree_of(to)) else {
+            return Ok(false);
+        };
+        let diff = repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(|e| other_error(provider, format!("cannot compare {from} and {to}"), e))?;
+        // (path, blob, mode) to write; paths to remove.
+        let mut add: Vec<(String, Oid, i32)> = Vec::new();
+        let mut remove: Vec<String> = Vec::new();
+        for delta in diff.deltas() {
+            let mut sides = Vec::with_capacity(2);
+            if delta.old_file().exists() {
+                sides.push((delta.old_file(), false));
+            }
+            if delta.new_file().exists() {
+                sides.push((delta.new_file(), true));
+            }
+            for (file, is_new) in sides {
+                let mode = i32::from(file.mode());
+                let Some(path) = file.path().and_then(|p| p.to_str()) else {
+                    return Ok(false);
+                };
+                if mode == 0o160000 || path == ".gitmodules" {
+                    return Ok(false);
+                }
+                if path.split('/').any(|c| c.eq_ignore_ascii_case(".git")) {
+                    continue;
+                }
+                if is_new {
+                    add.push((path.to_owned(), file.id(), mode));
+                } else {
+                    remove.push(path.to_owned());
+                }
+            }
+        }
+        let io = |what: &Path, e: std::io::Error| {
+            other_error(provider, format!("cannot write {}", what.display()), e)
+        };
+        for rel in &remove {
+            let path = dir.join(rel);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, e)),
+            }
+            // Folders left empty go, as a fresh checkout would not have them.
+            let mut parent = path.parent();
+            while let Some(p) = parent.filter(|p| *p != dir) {
+                if fs::remove_dir(p).is_err() {
+                    break;
+                }
+                parent = p.parent();
+            }
+        }
+        for (rel, id, mode) in &add {
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            let blob = repo
+                .find_blob(*id)
+                .map_err(|e| other_error(provider, format!("cannot read {rel}"), e))?;
+            write_blob(&path, *mode, blob.content()).map_err(|e| io(&path, e))?;
+        }
+        Ok(true)
     }
 }
 
