@@ -99,6 +99,16 @@ fn deployed(outcome: SyncOutcome) -> Vec<fnhost_deploy::Deployment> {
     }
 }
 
+/// Sets a watch's stop flag when dropped, so that a failed assertion stops
+/// the watch instead of leaving the test waiting for it.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn records(cd: &ContinuousDeployer, slot: &str) -> usize {
     cd.site()
         .deployments("app", Some(slot))
@@ -362,6 +372,7 @@ fn watch_coalesces_three_quick_commits() {
     let stop = AtomicBool::new(false);
     let seen = Mutex::new(Vec::new());
     let last = std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         let watcher = s.spawn(|| {
             cd.watch(&[], Duration::from_millis(100), &stop, &|app,
                                                                slot,
@@ -470,20 +481,26 @@ fn two_branches_production_and_staging() {
     ));
 }
 
-#[test]
-fn folder_source_waits_for_quiet_and_follows_changes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let folder = tmp.path().join("dropbox/app");
+/// Production of "app" following a synced folder holding v1 (just written).
+fn folder_source(tmp: &Path, quiet: Duration) -> (PathBuf, ContinuousDeployer) {
+    let folder = tmp.join("dropbox/app");
     make_app(&folder, "v1");
-    let cd = setup(tmp.path());
+    let cd = setup(tmp);
     cd.configure(
         "app",
         "production",
         SourceConfig::new(SourceKind::Folder, folder.display().to_string())
-            .with_quiet_period(Duration::from_millis(300)),
+            .with_quiet_period(quiet),
         None,
     )
     .unwrap();
+    (folder, cd)
+}
+
+#[test]
+fn folder_source_waits_for_quiet_and_follows_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (folder, cd) = folder_source(tmp.path(), Duration::from_millis(300));
     // Just written: not ready at first; sync_when_ready waits.
     let d = deployed(
         cd.sync_when_ready("app", "production", Duration::from_secs(10))
@@ -660,4 +677,58 @@ fn the_checkout_is_updated_in_place_and_builds_leave_it_untouched() {
     // Clearing the source removes the checkout.
     cd.clear("app", "production").unwrap();
     assert!(!checkout.exists());
+}
+
+#[test]
+fn watch_follows_a_folder_by_file_events_not_by_polling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (folder, cd) = folder_source(tmp.path(), Duration::from_millis(200));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        // Polled once at the start, then not for an hour: only file events
+        // can bring the later versions.
+        let watcher = s.spawn(|| cd.watch(&[], Duration::from_secs(3600), &stop, &|_, _, _| {}));
+        let wait_for = |version: &str| {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let served = cd
+                    .site()
+                    .active_path("app", "production")
+                    .ok()
+                    .and_then(|p| fs::read_to_string(p.join("version.txt")).ok());
+                if served.as_deref() == Some(version) {
+                    return Instant::now();
+                }
+                assert!(Instant::now() < deadline, "{version} was not deployed");
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        };
+        // The first version: just written, deployed once the folder is quiet.
+        wait_for("v1");
+        std::thread::sleep(Duration::from_millis(300));
+        let changed = Instant::now();
+        write(&folder.join("version.txt"), "v2");
+        let served = wait_for("v2");
+        // A new file in a new folder, then a quick series of writes: the
+        // last one wins.
+        write(&folder.join("more/notes.txt"), "x");
+        for v in ["v3", "v4", "v5"] {
+            write(&folder.join("version.txt"), v);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        wait_for("v5");
+        stop.store(true, Ordering::SeqCst);
+        watcher.join().unwrap().unwrap();
+        let took = served - changed;
+        assert!(
+            took < Duration::from_secs(5),
+            "a change took {took:?} to be deployed"
+        );
+    });
+    let active = cd.site().active_path("app", "production").unwrap();
+    assert_eq!(
+        fs::read_to_string(active.join("more/notes.txt")).unwrap(),
+        "x"
+    );
 }

@@ -96,4 +96,13 @@ impl SourceProvider for LocalGitSource {
     fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
         self.git.fetch(spec, into)
     }
+
+    fn update(
+        &self,
+        spec: &SourceSpec,
+        dir: &Path,
+        previous: &str,
+    ) -> Result<SourceSnapshot, SourceError> {
+        self.git.update(spec, dir, previous)
+    }
 }
