@@ -22,6 +22,8 @@ need python3 || apt_install python3
 need curl || apt_install curl
 need hg || apt_install mercurial
 need pkg-config || apt_install pkg-config
+# The ssh:// source test runs an OpenSSH server on 127.0.0.1.
+[ -x /usr/sbin/sshd ] || apt_install openssh-server
 # git2's https support links the system OpenSSL.
 if need dpkg && ! dpkg -s libssl-dev >/dev/null 2>&1; then apt_install libssl-dev; fi
 

@@ -34,7 +34,7 @@ pub(crate) enum Command {
 pub(crate) enum SourceCommand {
     /// Follow a source: store it, deploy its current content, and make the
     /// slot read-only to direct deployments.
-    Set(SetArgs),
+    Set(Box<SetArgs>),
     /// Show the source a slot follows and what was deployed from it.
     Show {
         /// The app.
@@ -118,6 +118,10 @@ pub(crate) struct SetArgs {
     /// An SSH private key for the source (copied owner-only under the home).
     #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
     ssh_key: Option<PathBuf>,
+    /// The SSH server's host key fingerprint, as `ssh-keygen -lf` prints it
+    /// (SHA256:...); without it the host must be in ~/.ssh/known_hosts.
+    #[arg(long, value_name = "SHA256:...")]
+    ssh_host_key: Option<String>,
     /// Configure only: no initial deployment.
     #[arg(long)]
     no_deploy: bool,
@@ -166,7 +170,7 @@ pub(crate) struct WatchArgs {
 pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
     let site = Site::open(home).map_err(failure)?;
     match command {
-        Command::Source(SourceCommand::Set(a)) => set(site, a),
+        Command::Source(SourceCommand::Set(a)) => set(site, *a),
         Command::Source(SourceCommand::Show { app, slot, json }) => {
             show(&ContinuousDeployer::new(site), &app, &slot, json)
         }
@@ -256,6 +260,14 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
     if let Some(q) = a.quiet_period {
         config = config.with_quiet_period(Duration::from_millis(q));
     }
+    if let Some(k) = &a.ssh_host_key {
+        if !k.starts_with("SHA256:") {
+            return Err(Failure::Usage(format!(
+                "--ssh-host-key {k}: give the SHA256 fingerprint as `ssh-keygen -lf KEY.pub` prints it (SHA256:...)"
+            )));
+        }
+        config = config.with_ssh_host_key(k.clone());
+    }
     let credentials = if a.password_stdin {
         Some(SourceCredentials::Password {
             username: a.user.clone().unwrap_or_default(),
@@ -327,6 +339,7 @@ fn config_json(cd: &ContinuousDeployer, app: &str, slot: &str) -> Result<Value, 
             "username": c.username,
             "password": c.has_password,
             "ssh_key": c.has_ssh_key,
+            "ssh_host_key": c.ssh_host_key,
             "configured_time": c.configured_time,
             "deployed_id": state.deployed_id,
             "deployment": state.deployment,
@@ -366,6 +379,9 @@ fn show(cd: &ContinuousDeployer, app: &str, slot: &str, json: bool) -> CmdResult
             ""
         };
         println!("  user:      {u}{secret}");
+    }
+    if let Some(k) = v["ssh_host_key"].as_str() {
+        println!("  host key:  {k}");
     }
     let or_none = |k: &str| v[k].as_str().unwrap_or("none").to_string();
     println!(

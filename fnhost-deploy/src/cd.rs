@@ -164,6 +164,10 @@ pub struct SourceConfig {
     /// Whether an SSH key is stored for the source.
     #[serde(default)]
     pub has_ssh_key: bool,
+    /// The SSH server's host key fingerprint (`SHA256:…`) the source must
+    /// present (`None`: checked against `~/.ssh/known_hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_key: Option<String>,
     /// When it was configured.
     #[serde(default)]
     pub configured_time: String,
@@ -182,6 +186,7 @@ impl SourceConfig {
             username: None,
             has_password: false,
             has_ssh_key: false,
+            ssh_host_key: None,
             configured_time: String::new(),
         }
     }
@@ -208,6 +213,13 @@ impl SourceConfig {
     /// SSH agent's user, or a user in the URL's place).
     pub fn with_username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
+        self
+    }
+
+    /// Pins the SSH server's host key: its fingerprint as `ssh-keygen -lf`
+    /// prints it (`SHA256:…`).
+    pub fn with_ssh_host_key(mut self, fingerprint: impl Into<String>) -> Self {
+        self.ssh_host_key = Some(fingerprint.into());
         self
     }
 
@@ -856,6 +868,9 @@ impl ContinuousDeployer {
         if config.has_ssh_key {
             spec.options
                 .insert("ssh_key".into(), dir.join("ssh_key").display().to_string());
+        }
+        if let Some(k) = &config.ssh_host_key {
+            spec.options.insert("ssh_host_key".into(), k.clone());
         }
         spec
     }

@@ -806,3 +806,197 @@ fn update_writes_only_the_difference_and_equals_a_fresh_fetch() {
         git(&repo.dir, &["reset", "-q", "--hard", &with_link]);
     }
 }
+
+/// An OpenSSH server on 127.0.0.1 that accepts one public key for the user
+/// running the tests; killed on drop. `None` when `sshd` is not installed
+/// (the test command installs it; under `CI=true` its absence fails).
+struct SshServer {
+    child: Child,
+    port: u16,
+    user: String,
+}
+
+impl SshServer {
+    fn start(dir: &Path, authorized: &Path) -> Option<SshServer> {
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd", "/usr/local/sbin/sshd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let Some(sshd) = sshd else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "sshd is missing under CI: scripts/test.sh installs openssh-server"
+            );
+            eprintln!("SKIPPED: the ssh:// test needs sshd (apt-get install openssh-server)");
+            return None;
+        };
+        let host_key = dir.join("host_key");
+        keygen(&host_key);
+        // sshd's privilege separation folder (made by the package's service
+        // scripts, which a container does not run).
+        let _ = fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+                 StrictModes no\nUsePAM no\nPidFile {}\n",
+                host_key.display(),
+                authorized.display(),
+                dir.join("sshd.pid").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        let user = Command::new("id").arg("-un").output().unwrap();
+        let user = String::from_utf8_lossy(&user.stdout).trim().to_owned();
+        Some(SshServer { child, port, user })
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A new ed25519 key pair without a passphrase at `path` (and `path.pub`).
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ssh_with_a_key_conforms_and_refuses_another_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("deploy_key");
+    keygen(&key);
+    let authorized = tmp.path().join("authorized_keys");
+    fs::copy(tmp.path().join("deploy_key.pub"), &authorized).unwrap();
+    let Some(server) = SshServer::start(tmp.path(), &authorized) else {
+        return;
+    };
+    let served = bare(&tmp.path().join("served/app.git"));
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        server.user,
+        server.port,
+        served.display()
+    );
+    // The server's host key, as its owner would tell it.
+    let fingerprint = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(tmp.path().join("host_key.pub"))
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    let git = provider(tmp.path());
+
+    // A host key that is neither known nor pinned is refused, naming it.
+    let unpinned = SourceSpec::new(&url).with_option("ssh_key", key.to_string_lossy());
+    match git.head(&unpinned) {
+        Err(SourceError::Auth { message, .. }) => {
+            assert!(message.contains(&fingerprint), "{message}");
+            assert!(message.contains("ssh_host_key"), "{message}");
+        }
+        other => panic!("want Auth for an unknown host key, got {other:?}"),
+    }
+    // A pinned key that is not the server's is refused too.
+    let wrong_pin = unpinned.clone().with_option(
+        "ssh_host_key",
+        "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    match git.head(&wrong_pin) {
+        Err(SourceError::Auth { message, .. }) => {
+            assert!(message.contains(&fingerprint), "{message}")
+        }
+        other => panic!("want Auth for a wrong host key, got {other:?}"),
+    }
+
+    let with_key = |spec: SourceSpec, key: &Path| {
+        spec.with_option("ssh_key", key.to_string_lossy())
+            .with_option("ssh_host_key", &fingerprint)
+    };
+    let mut fixture = GitFixture {
+        spec: with_key(SourceSpec::new(&url), &key),
+        missing: with_key(
+            SourceSpec::new(format!(
+                "ssh://{}@127.0.0.1:{}{}/nope.git",
+                server.user,
+                server.port,
+                tmp.path().display()
+            )),
+            &key,
+        ),
+        repo: Repo::new(tmp.path().join("work"), "main"),
+        served: Some(served),
+    };
+    assert_source_provider(&git, &mut fixture);
+
+    // Continuous deployment over SSH: the key stored owner-only under the
+    // home, the host key pinned in the slot's configuration.
+    let site = fnhost_deploy::Site::open(tmp.path().join("home")).unwrap();
+    site.create_app("app").unwrap();
+    let cd = fnhost_deploy::cd::ContinuousDeployer::new(site);
+    fixture
+        .publish(
+            &[
+                ("host.json", br#"{ "version": "2.0" }"#.as_slice()),
+                ("version.txt", b"over ssh".as_slice()),
+            ],
+            "over ssh",
+        )
+        .unwrap();
+    cd.configure(
+        "app",
+        "production",
+        fnhost_deploy::cd::SourceConfig::new(fnhost_deploy::cd::SourceKind::Git, &url)
+            .with_ssh_host_key(&fingerprint),
+        Some(fnhost_deploy::cd::SourceCredentials::SshKey {
+            username: None,
+            key: fs::read(&key).unwrap(),
+        }),
+    )
+    .unwrap();
+    cd.sync_once("app", "production").unwrap();
+    let active = cd.site().active_path("app", "production").unwrap();
+    assert_eq!(
+        fs::read_to_string(active.join("version.txt")).unwrap(),
+        "over ssh"
+    );
+
+    // A key the server does not know: an Auth error.
+    let other = tmp.path().join("other_key");
+    keygen(&other);
+    match git.head(&with_key(SourceSpec::new(&url), &other)) {
+        Err(SourceError::Auth { .. }) => {}
+        other => panic!("want Auth with an unknown key, got {other:?}"),
+    }
+}

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use git2::{
-    AutotagOption, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, FetchPrune,
-    ObjectType, Oid, RemoteCallbacks, Repository,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode,
+    FetchOptions, FetchPrune, ObjectType, Oid, RemoteCallbacks, Repository,
 };
 
 use super::{CacheLocks, SourceError, SourceProvider, SourceSnapshot, SourceSpec, other_error};
@@ -37,6 +37,7 @@ const MAX_SUBMODULE_DEPTH: usize = 8;
 /// | `password_env`, `password_file` | the environment variable, or the file (first line), holding the password or token |
 /// | `ssh_key` | a private key file for SSH (without it: the SSH agent) |
 /// | `ssh_passphrase_env`, `ssh_passphrase_file` | the key's passphrase |
+/// | `ssh_host_key` | the server's host key fingerprint, `SHA256:…` as `ssh-keygen -lf` prints it (without it: `~/.ssh/known_hosts`) |
 /// | `submodules` | `false` to leave submodules out (default: fetched recursively) |
 #[derive(Debug)]
 pub struct GitSource {
@@ -147,6 +148,12 @@ impl GitSource {
         let provider = self.provider();
         let creds = Credentials::from_spec(provider, spec)?;
         let refused: RefCell<Option<String>> = RefCell::new(None);
+        // The fingerprint of an SSH host key left to the known_hosts check.
+        let unknown_host: RefCell<Option<String>> = RefCell::new(None);
+        let pinned = spec
+            .options
+            .get("ssh_host_key")
+            .map(|k| k.trim().to_owned());
         let mut attempts = 0u32;
         let mut callbacks = RemoteCallbacks::new();
         callbacks.credentials(|_url, url_user, allowed| {
@@ -181,6 +188,34 @@ impl GitSource {
             );
             Err(git2::Error::from_str("no credentials"))
         });
+        // SSH host keys: the spec's pinned fingerprint, else libgit2's
+        // check against ~/.ssh/known_hosts. HTTPS: the system's roots.
+        callbacks.certificate_check(|cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let presented = hostkey.hash_sha256().map(|h| {
+                use base64::Engine as _;
+                format!(
+                    "SHA256:{}",
+                    base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
+                )
+            });
+            match (&pinned, presented) {
+                (Some(want), Some(got)) if *want == got => Ok(CertificateCheckStatus::CertificateOk),
+                (Some(want), got) => {
+                    *refused.borrow_mut() = Some(format!(
+                        "the host key of {host} is {}, not {want} (option ssh_host_key): if the server's key really changed, set the new one",
+                        got.as_deref().unwrap_or("not a SHA256 key")
+                    ));
+                    Err(git2::Error::from_str("host key mismatch"))
+                }
+                (None, got) => {
+                    *unknown_host.borrow_mut() = got;
+                    Ok(CertificateCheckStatus::CertificatePassthrough)
+                }
+            }
+        });
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks)
@@ -197,6 +232,17 @@ impl GitSource {
         drop(options);
         match outcome {
             Ok(()) => Ok(()),
+            Err(e) if e.message().contains("hostkey") && refused.borrow().is_none() => {
+                let fingerprint = unknown_host.into_inner();
+                Err(SourceError::Auth {
+                    provider: provider.to_owned(),
+                    message: format!(
+                        "{}: the server's host key{} is not in ~/.ssh/known_hosts: check it with the server's owner, then add it (ssh-keyscan) or pin it (option ssh_host_key, `fnhost source set --ssh-host-key`)",
+                        redact(url),
+                        fingerprint.map(|f| format!(" {f}")).unwrap_or_default()
+                    ),
+                })
+            }
             Err(e) => Err(classify(provider, url, e, refused.into_inner())),
         }
     }
