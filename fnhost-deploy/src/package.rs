@@ -332,8 +332,7 @@ fn ctime_ns(meta: &fs::Metadata) -> i128 {
 /// Lists the files of a folder that packaging keeps, sorted by path.
 pub fn list_folder(dir: &Path) -> Result<Vec<String>> {
     let ignore = FuncIgnore::for_folder(dir)?;
-    let mut found = Vec::new();
-    walk(dir, dir, "", &ignore, &mut found)?;
+    let found = walk(dir, &ignore, 2)?;
     let mut out: Vec<String> = found
         .into_iter()
         .map(|f| match f {
@@ -344,7 +343,15 @@ pub fn list_folder(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn walk(root: &Path, dir: &Path, rel: &str, ig: &FuncIgnore, out: &mut Vec<Found>) -> Result<()> {
+/// Lists one folder: its files and links go to `out`, its subfolders (not
+/// excluded) to `subdirs`.
+fn walk_dir(
+    dir: &Path,
+    rel: &str,
+    ig: &FuncIgnore,
+    out: &mut Vec<Found>,
+    subdirs: &mut Vec<(PathBuf, String)>,
+) -> Result<()> {
     let entries = fs::read_dir(dir).ctx("cannot list", dir)?;
     for entry in entries {
         let entry = entry.ctx("cannot list", dir)?;
@@ -364,7 +371,7 @@ fn walk(root: &Path, dir: &Path, rel: &str, ig: &FuncIgnore, out: &mut Vec<Found
         let ft = entry.file_type().ctx("cannot read", &path)?;
         if ft.is_dir() {
             if !ig.is_excluded(&child_rel, true) {
-                walk(root, &path, &child_rel, ig, out)?;
+                subdirs.push((path, child_rel));
             }
         } else if ig.is_excluded(&child_rel, false) {
             continue;
@@ -402,8 +409,84 @@ fn walk(root: &Path, dir: &Path, rel: &str, ig: &FuncIgnore, out: &mut Vec<Found
             });
         }
     }
-    let _ = root;
     Ok(())
+}
+
+/// Lists a tree on `threads` threads (folders are shared out as they are
+/// found): every file and link not excluded, in no particular order.
+fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
+    use std::sync::{Condvar, Mutex};
+    struct Work {
+        /// Folders waiting, and how many threads are listing one.
+        queue: Vec<(PathBuf, String)>,
+        busy: usize,
+        failed: Option<Error>,
+    }
+    let work = Mutex::new(Work {
+        queue: vec![(root.to_path_buf(), String::new())],
+        busy: 0,
+        failed: None,
+    });
+    let wake = Condvar::new();
+    let lost = || Error::Package {
+        path: root.to_path_buf(),
+        message: "a listing thread panicked".into(),
+    };
+    let parts: Vec<Vec<Found>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut found = Vec::new();
+                    let Ok(mut w) = work.lock() else {
+                        return found;
+                    };
+                    loop {
+                        if w.failed.is_some() {
+                            break;
+                        }
+                        let Some((dir, rel)) = w.queue.pop() else {
+                            if w.busy == 0 {
+                                break;
+                            }
+                            match wake.wait(w) {
+                                Ok(g) => w = g,
+                                Err(_) => return found,
+                            }
+                            continue;
+                        };
+                        w.busy += 1;
+                        drop(w);
+                        let mut subdirs = Vec::new();
+                        let result = walk_dir(&dir, &rel, ig, &mut found, &mut subdirs);
+                        w = match work.lock() {
+                            Ok(g) => g,
+                            Err(_) => return found,
+                        };
+                        w.busy -= 1;
+                        match result {
+                            Ok(()) => w.queue.extend(subdirs),
+                            Err(e) => w.failed = Some(e),
+                        }
+                        wake.notify_all();
+                    }
+                    wake.notify_all();
+                    found
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut w = work.into_inner().map_err(|_| lost())?;
+    if let Some(e) = w.failed.take() {
+        return Err(e);
+    }
+    if w.busy != 0 || !w.queue.is_empty() {
+        return Err(lost());
+    }
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// Stores a folder's files (after `.funcignore`) and returns its manifest.
@@ -424,8 +507,11 @@ pub(crate) fn store_folder(
         });
     }
     let ignore = FuncIgnore::for_folder(dir)?;
-    let mut found = Vec::new();
-    walk(dir, dir, "", &ignore, &mut found)?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
+    let found = walk(dir, &ignore, threads)?;
     let total = found.len() as u64;
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -433,10 +519,6 @@ pub(crate) fn store_folder(
         .unwrap_or(0);
     let cache = cache.filter(|c| c.source == dir);
     let done = AtomicU64::new(0);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(2, 8);
     let chunk = found.len().div_ceil(threads).max(1);
 
     type Out = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
@@ -818,8 +900,7 @@ pub fn write_zip<W: Write + Seek>(
 pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
     use zip::write::SimpleFileOptions;
     let ignore = FuncIgnore::for_folder(dir)?;
-    let mut found = Vec::new();
-    walk(dir, dir, "", &ignore, &mut found)?;
+    let mut found = walk(dir, &ignore, 2)?;
     found.sort_by(|a, b| found_rel(a).cmp(found_rel(b)));
     let mut zw = zip::ZipWriter::new(out);
     let base = SimpleFileOptions::default()

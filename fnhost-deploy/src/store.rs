@@ -7,7 +7,7 @@
 //! ```text
 //! store/blobs/ab/cdef…   one read-only file per distinct content, named by its sha256
 //! store/manifests/APP/ID.json
-//! store/tmp/             blobs being written (removed by the next garbage collection)
+//! store/blobs/ab/.tmp-*  blobs being written (removed by the next garbage collection)
 //! ```
 //!
 //! A blob is written to a temporary file, checked against its hash and
@@ -28,6 +28,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::fsutil;
+
+/// How the names of blobs being written start (beside the blob's final
+/// name, in its folder).
+const TEMP_PREFIX: &str = ".tmp-";
 
 /// A sha256 content hash.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -397,8 +401,16 @@ impl FsStore {
             .join(format!("{}.json", key.deployment))
     }
 
-    fn temp_path(&self) -> PathBuf {
-        self.root.join("tmp").join(fsutil::random_hex(12))
+    /// A temporary name beside the blob's final one: writers on several
+    /// threads then create and rename in different folders (one shared
+    /// temporary folder serialises them on its lock), and the rename stays
+    /// within one folder.
+    fn temp_path(&self, blob: &Path) -> PathBuf {
+        let name = format!("{TEMP_PREFIX}{}", fsutil::random_hex(8));
+        match blob.parent() {
+            Some(dir) => dir.join(name),
+            None => self.root.join("tmp").join(name),
+        }
     }
 }
 
@@ -420,8 +432,11 @@ impl Store for FsStore {
         if self.contains(digest)? {
             return Ok(false);
         }
-        let tmp = self.temp_path();
+        let tmp = self.temp_path(&path);
         let result = (|| {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -446,9 +461,6 @@ impl Store for FsStore {
                 ));
             }
             drop(f);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)?;
-            }
             // Blobs are never rewritten: if another writer got there first,
             // its blob has the same content, and the rename replaces it
             // atomically with an identical file.
@@ -550,7 +562,12 @@ impl Store for FsStore {
             fs::create_dir_all(parent)?;
         }
         let data = serde_json::to_vec(manifest).map_err(io::Error::other)?;
-        fsutil::atomic_write(&path, &self.temp_path(), &data, 0o444)
+        fsutil::atomic_write(
+            &path,
+            &self.root.join("tmp").join(fsutil::random_hex(12)),
+            &data,
+            0o444,
+        )
     }
 
     fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest> {
@@ -590,6 +607,19 @@ impl Store for FsStore {
             let entry = entry?;
             fs::remove_file(entry.path())?;
             n += 1;
+        }
+        for top in fs::read_dir(self.root.join("blobs"))? {
+            let top = top?;
+            if !top.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(top.path())? {
+                let entry = entry?;
+                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    fs::remove_file(entry.path())?;
+                    n += 1;
+                }
+            }
         }
         Ok(n)
     }

@@ -845,7 +845,7 @@ fn log_mentions(d: &fnhost_deploy::Deployment, what: &str) -> bool {
 fn spare_folders_apply_only_the_difference_and_stay_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
-    let site = Site::open(&home).unwrap().with_retention(2);
+    let site = Site::open(&home).unwrap().with_retention(3);
     site.create_app("app").unwrap();
     let v = tmp.path().join("v");
     make_app(&v, 60, "one");
@@ -860,6 +860,15 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
         snapshot(&site.active_path("app", "production").unwrap()),
         v1
     );
+    // A slot's first deployment leaves no spare: the second is made afresh
+    // (and leaves one).
+    let file6 = fs::read_to_string(v.join("lib/6/f6.txt")).unwrap();
+    write(&v.join("lib/6/f6.txt"), "second");
+    let d = deploy_dir(&site, &v, "second").unwrap().deployment;
+    assert!(!log_mentions(&d, "spare folder"), "{:?}", d.log);
+    assert!(home.join("apps/app/slots/production/spare/tree").is_dir());
+    let (second, v_second) = (d.id.clone(), expected(&v));
+    write(&v.join("lib/6/f6.txt"), &file6);
 
     // Every kind of change at once.
     for i in [3, 10, 17] {
@@ -878,7 +887,7 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     let d2 = deploy_dir(&site, &v, "two").unwrap().deployment;
     assert!(
         log_mentions(&d2, "spare folder"),
-        "the second deployment should start from the spare: {:?}",
+        "the third deployment should start from the spare: {:?}",
         d2.log
     );
     let v2 = expected(&v);
@@ -897,9 +906,9 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     site.rollback("app", "production", Some(&d2.id)).unwrap();
     assert!(site.fsck(None).unwrap().is_ok());
 
-    // Retention (2) now drops a deployment with each new one; its folder is
+    // Retention (3) now drops a deployment with each new one; its folder is
     // the next spare. Every retained folder stays equal to what was deployed.
-    let mut kept = vec![(d1.id.clone(), v1), (d2.id.clone(), v2)];
+    let mut kept = vec![(d1.id.clone(), v1), (second, v_second), (d2.id.clone(), v2)];
     for round in 3..=6 {
         write(
             &v.join(format!("lib/2/f{round}.txt")),
@@ -912,7 +921,7 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
             d.log
         );
         kept.push((d.id.clone(), expected(&v)));
-        for (id, snap) in &kept[kept.len() - 2..] {
+        for (id, snap) in &kept[kept.len() - 3..] {
             assert_eq!(&snapshot(&home.join("apps/app/content").join(id)), snap);
         }
         let report = site.fsck(None).unwrap();
@@ -958,4 +967,52 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
         "{:?}",
         report.problems
     );
+}
+
+#[test]
+fn garbage_collection_after_retention_is_amortised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = Site::open(&home).unwrap().with_retention(1);
+    site.create_app("app").unwrap();
+    let v = tmp.path().join("v");
+    // Blobs the remaining manifests use.
+    let used = |site: &Site| {
+        let mut used = std::collections::BTreeSet::new();
+        for key in site.store().manifests().unwrap() {
+            used.extend(site.store().manifest(&key).unwrap().blobs());
+        }
+        used.len()
+    };
+    let blobs = |site: &Site| site.store().blobs().unwrap().len();
+    // Deployment 1 drops nothing; each later one drops one. Until
+    // GC_EVERY have been dropped, their blobs stay.
+    for i in 0..=fnhost_deploy::site::GC_EVERY {
+        make_app(&v, 3, &format!("v{i}"));
+        deploy_dir(&site, &v, "x").unwrap();
+        if (1..fnhost_deploy::site::GC_EVERY).contains(&i) {
+            assert!(blobs(&site) > used(&site), "round {i}");
+        }
+    }
+    // The GC_EVERY-th drop collected them all.
+    assert_eq!(blobs(&site), used(&site));
+    assert!(site.fsck(None).unwrap().is_ok());
+    // `gc` collects at once.
+    make_app(&v, 3, "after");
+    deploy_dir(&site, &v, "x").unwrap();
+    assert!(blobs(&site) > used(&site));
+    // A blob a killed deployment was writing, beside its final name.
+    let shard = fs::read_dir(home.join("store/blobs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let partial = shard.join(".tmp-0123abcd");
+    fs::write(&partial, "half a blob").unwrap();
+    let report = site.gc().unwrap();
+    assert!(report.blobs > 0);
+    assert_eq!(report.temporary, 1);
+    assert!(!partial.exists());
+    assert_eq!(blobs(&site), used(&site));
 }

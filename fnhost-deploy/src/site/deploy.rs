@@ -293,7 +293,7 @@ impl Site {
                 if !outcome.unchanged {
                     let pruned = self.retain(app, slot)?;
                     if pruned > 0 {
-                        self.try_gc()?;
+                        self.gc_after_prune(pruned)?;
                     }
                     // The next deployment's folder, unless retention left one.
                     self.prepare_spare(app, slot);

@@ -49,6 +49,10 @@ use crate::store::{self, Durability, FsStore, FsckReport, GcReport, ManifestKey,
 /// The slot every app has.
 pub const PRODUCTION: &str = "production";
 
+/// How many deployments retention drops between two garbage collections
+/// (see `Site::gc` for one at once).
+pub const GC_EVERY: usize = 8;
+
 /// A home folder of apps.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -675,10 +679,12 @@ impl Site {
         let lock = self.store_lock_file()?;
         lock.lock()
             .ctx("cannot lock", &self.home.join("store.lock"))?;
-        self.store_err(
+        let report = self.store_err(
             "collect garbage",
             store::collect_garbage(self.store.as_ref()),
-        )
+        )?;
+        let _ = fs::remove_file(self.home.join("gc-pending"));
+        Ok(report)
     }
 
     // ----- internals -----
@@ -903,6 +909,31 @@ impl Site {
             .write(true)
             .open(&path)
             .ctx("cannot open", &path)
+    }
+
+    /// Garbage collection after retention dropped `pruned` deployments,
+    /// amortised: a collection reads every manifest and lists every blob
+    /// (tens of milliseconds for a large app), so it runs once the
+    /// deployments dropped since the last one reach [`GC_EVERY`]. Until
+    /// then the dropped deployments' own blobs stay in the store (at most
+    /// that many deployments' changes). `HOME/gc-pending` counts them; it
+    /// is not flushed (a lost count only delays a collection). `fnhost gc`
+    /// and app deletion collect at once.
+    fn gc_after_prune(&self, pruned: usize) -> Result<()> {
+        let path = self.home.join("gc-pending");
+        let pending = fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            + pruned;
+        let pending = if pending >= GC_EVERY && self.try_gc()?.is_some() {
+            0
+        } else {
+            pending
+        };
+        let tmp = self.home.join(".gc-pending.tmp");
+        let _ = fs::write(&tmp, pending.to_string()).and_then(|()| fs::rename(&tmp, &path));
+        Ok(())
     }
 
     /// Collects garbage when no deployment is writing to the store.

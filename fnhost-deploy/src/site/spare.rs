@@ -6,8 +6,9 @@
 //! (a read-only deployment folder, exactly as materialised) and
 //! `manifest.json` (the files `tree/` holds). A spare comes from retention
 //! (the folder of a deployment it drops, renamed) or, when retention drops
-//! nothing, is made from the newly active deployment after activation, so
-//! that the time until the new version is live never includes it.
+//! nothing, is made from the newly active deployment after activation
+//! (from a slot's second deployment on), so that the time until the new
+//! version is live never includes it.
 //!
 //! Crash safety: a spare is made under the slot's `tmp/` and renamed into
 //! place whole, after its tree is on disk (with full durability); it is
@@ -20,6 +21,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::deployment::Status;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::store::{self, Durability, Manifest, ManifestEntry, ManifestKey};
@@ -217,6 +219,16 @@ impl Site {
     /// whatever was half-made is removed.
     pub(super) fn prepare_spare(&self, app: &str, slot: &str) {
         if self.spare_dir(app, slot).exists() {
+            return;
+        }
+        // Not after a slot's first deployment: many slots are deployed once
+        // (or rarely), and a first deployment's time should be its own.
+        let earlier = self.records(app).map(|rs| {
+            rs.iter()
+                .filter(|r| r.slot == slot && r.status == Status::Success)
+                .count()
+        });
+        if earlier.map_or(true, |n| n < 2) {
             return;
         }
         let Ok(Some(active)) = self.active(app, slot) else {
