@@ -167,3 +167,67 @@ fn links_inside_are_kept_and_links_outside_are_left_out() {
         vec!["left out outside: a link to outside the folder"]
     );
 }
+
+#[test]
+fn update_copies_only_what_changed() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("synced");
+    write(&root, "host.json", b"{}");
+    write(&root, "keep/same.txt", b"unchanged");
+    write(&root, "change.txt", b"before");
+    write(&root, "gone/deep/file.txt", b"goes");
+    write(&root, "x", b"a file that becomes a folder");
+    let spec = SourceSpec::new(root.to_string_lossy()).with_option("quiet_ms", "0");
+    let source = FolderSource::new();
+    let copy = tmp.path().join("copy");
+    fs::create_dir_all(&copy).unwrap();
+    let first = source.fetch(&spec, &copy).unwrap();
+    // A rewritten file gets a new change time (an inode number can be
+    // reused at once).
+    let inode = |p: &str| {
+        let m = fs::symlink_metadata(copy.join(p)).unwrap();
+        (m.ino(), m.ctime(), m.ctime_nsec())
+    };
+    let kept = inode("keep/same.txt");
+
+    write(&root, "change.txt", b"after, and longer");
+    fs::remove_dir_all(root.join("gone")).unwrap();
+    fs::remove_file(root.join("x")).unwrap();
+    write(&root, "x/y.txt", b"inside");
+    write(&root, "new.txt", b"new");
+    fs::set_permissions(root.join("host.json"), fs::Permissions::from_mode(0o755)).unwrap();
+    let head = source.head(&spec).unwrap();
+    assert_ne!(head, first.id);
+    let updated = source.update(&spec, &copy, &first.id).unwrap();
+    assert_eq!(updated.id, head);
+
+    // The copy equals a fresh fetch.
+    let fresh = tmp.path().join("fresh");
+    fs::create_dir_all(&fresh).unwrap();
+    assert_eq!(FolderSource::new().fetch(&spec, &fresh).unwrap().id, head);
+    let listing = |dir: &Path| {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                    out.push((rel, "folder".to_owned()));
+                } else {
+                    let exec = fs::metadata(&p).unwrap().permissions().mode() & 0o111 != 0;
+                    let text = String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned();
+                    out.push((rel, format!("exec={exec} {text}")));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    assert_eq!(listing(&copy), listing(&fresh));
+    assert!(!copy.join("gone").exists());
+    // The unchanged file was left alone.
+    assert_eq!(inode("keep/same.txt"), kept);
+}

@@ -226,13 +226,144 @@ impl SourceProvider for FolderSource {
             tree.add(&entry.rel, entry.kind, &stamp);
             stamps.insert(entry.rel.clone(), stamp);
         }
+        Ok(self.copied(root, tree, newest, stamps, notes))
+    }
+
+    /// Copies only what changed since `head` (or the last copy) saw the
+    /// folder; see [`SourceProvider::update`].
+    fn update(
+        &self,
+        spec: &SourceSpec,
+        dir: &Path,
+        previous: &str,
+    ) -> Result<SourceSnapshot, SourceError> {
+        let _ = previous;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| {
+                other_error(PROVIDER, format!("cannot create {}", dir.display()), e)
+            })?;
+        }
+        self.update_copy(spec, dir)
+    }
+}
+
+impl FolderSource {
+    /// Brings `dir` (an earlier copy of this folder, by `fetch` or
+    /// `update`) to the folder's current content: files whose stamp
+    /// matches what `head` (or the last copy) saw and whose copy still has
+    /// the same size, modification time and mode are left as they are;
+    /// the others are copied again (as new files); what the folder no
+    /// longer has goes.
+    fn update_copy(&self, spec: &SourceSpec, dir: &Path) -> Result<SourceSnapshot, SourceError> {
+        let (root, entries, notes) = self.scan(spec)?;
+        let old = self.take_stamps(&root);
+        let mut stamps = HashMap::with_capacity(entries.len());
+        let mut tree = TreeHash::default();
+        let mut newest = None;
+        let mut keep = std::collections::HashSet::with_capacity(entries.len());
+        for entry in &entries {
+            let target = dir.join(&entry.rel);
+            let failed =
+                |e: io::Error| other_error(PROVIDER, format!("cannot copy {}", entry.rel), e);
+            keep.insert(entry.rel.as_str());
+            let mut stamp = stamp_of(&entry.meta);
+            let present = fs::symlink_metadata(&target).ok();
+            match entry.kind {
+                Kind::Dir => {
+                    if !present.as_ref().is_some_and(fs::Metadata::is_dir) {
+                        remove_any(&target).map_err(failed)?;
+                        fs::create_dir_all(&target).map_err(failed)?;
+                    }
+                    continue;
+                }
+                Kind::Link => {
+                    let link = fs::read_link(&entry.path).map_err(failed)?;
+                    stamp.digest = Sha256::digest(link.as_os_str().as_encoded_bytes()).into();
+                    if fs::read_link(&target).ok().as_ref() != Some(&link) {
+                        remove_any(&target).map_err(failed)?;
+                        make_link(&link, &target).map_err(failed)?;
+                    }
+                }
+                Kind::File => {
+                    let known = old.get(&entry.rel).filter(|k| k.same_file(&stamp));
+                    let copy_current = present.as_ref().is_some_and(|p| {
+                        p.is_file()
+                            && p.len() == entry.meta.len()
+                            && p.modified().ok() == entry.meta.modified().ok()
+                            && stamp_of(p).mode & 0o111 == stamp.mode & 0o111
+                    });
+                    match known {
+                        Some(k) if copy_current => stamp.digest = k.digest,
+                        _ => {
+                            remove_any(&target).map_err(failed)?;
+                            stamp.digest =
+                                copy_hashing(&entry.path, &target, &entry.meta).map_err(failed)?;
+                        }
+                    }
+                }
+            }
+            newest = newest.max(entry.meta.modified().ok());
+            tree.add(&entry.rel, entry.kind, &stamp);
+            stamps.insert(entry.rel.clone(), stamp);
+        }
+        remove_others(dir, "", &keep)
+            .map_err(|e| other_error(PROVIDER, format!("cannot clean {}", dir.display()), e))?;
+        Ok(self.copied(root, tree, newest, stamps, notes))
+    }
+}
+
+impl FolderSource {
+    /// The snapshot of a copy just made; its stamps are kept for the next
+    /// `head` or `update`.
+    fn copied(
+        &self,
+        root: PathBuf,
+        tree: TreeHash,
+        newest: Option<SystemTime>,
+        stamps: HashMap<String, Stamp>,
+        notes: Vec<String>,
+    ) -> SourceSnapshot {
         let mut snapshot = SourceSnapshot::new(tree.finish());
         snapshot.time = newest.map(chrono::DateTime::<chrono::Utc>::from);
         snapshot.message = Some(format!("{} files from {}", stamps.len(), root.display()));
         snapshot.notes = notes;
         self.keep_stamps(root, stamps);
-        Ok(snapshot)
+        snapshot
     }
+}
+
+/// Removes a file, link or folder; a missing one is fine.
+fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+    }
+}
+
+/// Removes what `dir` holds that is not in `keep` (relative paths).
+fn remove_others(
+    dir: &Path,
+    prefix: &str,
+    keep: &std::collections::HashSet<&str>,
+) -> io::Result<()> {
+    for item in fs::read_dir(dir)? {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let path = item.path();
+        if !keep.contains(rel.as_str()) {
+            remove_any(&path)?;
+        } else if item.file_type()?.is_dir() {
+            remove_others(&path, &rel, keep)?;
+        }
+    }
+    Ok(())
 }
 
 impl Stamp {
@@ -403,6 +534,11 @@ fn copy_hashing(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<[u8; 
         output.write_all(&buf[..n])?;
     }
     output.set_permissions(meta.permissions())?;
+    // The copy keeps the original's modification time: `update` compares
+    // them to know the copy is current.
+    if let Ok(modified) = meta.modified() {
+        output.set_modified(modified)?;
+    }
     Ok(hasher.finalize().into())
 }
 
