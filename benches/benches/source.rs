@@ -44,6 +44,17 @@ fn make_tree(root: &Path, n: usize) {
     fs::write(root.join("host.json"), r#"{"version": "2.0"}"#).expect("host.json");
 }
 
+/// Rewrites 10 of the tree's `n` files, different ones each round.
+fn change_ten(root: &Path, n: usize, round: usize) {
+    for i in 0..10 {
+        let k = (i * 37 + round * 101) % n;
+        let path = root
+            .join(format!("Function{:03}", k / 100))
+            .join(format!("f{k:05}.js"));
+        fs::write(&path, format!("// changed in round {round}\n")).expect("write");
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .args([
@@ -180,13 +191,7 @@ fn main() {
     );
     let mut later = Vec::new();
     for round in 0..3 {
-        for i in 0..10 {
-            let k = (i * 37 + round * 101) % n;
-            let path = repo
-                .join(format!("Function{:03}", k / 100))
-                .join(format!("f{k:05}.js"));
-            fs::write(&path, format!("// changed in round {round}\n")).expect("write");
-        }
+        change_ten(&repo, n, round);
         git(&repo, &["commit", "-q", "-a", "-m", "ten files"]);
         let started = Instant::now();
         let outcome = cd.sync_once("bench", "production").expect("later sync");
@@ -232,13 +237,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(1100));
     let mut later = Vec::new();
     for round in 0..3 {
-        for i in 0..10 {
-            let k = (i * 37 + round * 101) % n;
-            let path = synced
-                .join(format!("Function{:03}", k / 100))
-                .join(format!("f{k:05}.js"));
-            fs::write(&path, format!("// changed in round {round}\n")).expect("write");
-        }
+        change_ten(&synced, n, round);
         let started = Instant::now();
         let outcome = cd
             .sync_once("synced", "production")
