@@ -289,6 +289,13 @@ pub trait Store: fmt::Debug + Send + Sync {
         let _ = digest;
         None
     }
+    /// A manifest's file on the local file system when it has one (its
+    /// bytes are the manifest's JSON), so that it can be linked elsewhere
+    /// instead of read and written again.
+    fn manifest_path(&self, key: &ManifestKey) -> Option<PathBuf> {
+        let _ = key;
+        None
+    }
     /// Makes the given blobs durable (see [`Durability::Full`]).
     fn sync(&self, digests: &[Digest]) -> io::Result<()>;
     /// Every stored blob.
@@ -334,6 +341,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
         (**self).local_path(digest)
     }
+    fn manifest_path(&self, key: &ManifestKey) -> Option<PathBuf> {
+        (**self).manifest_path(key)
+    }
     fn sync(&self, digests: &[Digest]) -> io::Result<()> {
         (**self).sync(digests)
     }
@@ -365,7 +375,7 @@ impl<T: Store + ?Sized> Store for Arc<T> {
 
 /// From this many blobs on, [`FsStore::sync`] flushes the whole file
 /// system once (`syncfs(2)`, on Linux) rather than each blob.
-const SYNCFS_THRESHOLD: usize = 64;
+pub(crate) const SYNCFS_THRESHOLD: usize = 8;
 
 /// The folder implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -478,6 +488,10 @@ impl Store for FsStore {
 
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
         Some(self.blob_path(digest))
+    }
+
+    fn manifest_path(&self, key: &ManifestKey) -> Option<PathBuf> {
+        Some(FsStore::manifest_path(self, key))
     }
 
     fn sync(&self, digests: &[Digest]) -> io::Result<()> {

@@ -684,7 +684,9 @@ impl Site {
     /// Flushes a materialised folder: one `syncfs` of its file system when
     /// there is much to flush, else each copy and folder.
     pub(super) fn flush_folder(&self, dest: &Path, items: &[PathBuf]) -> Result<()> {
-        if items.len() >= 64 && fsutil::sync_filesystem(dest).ctx("cannot flush", dest)? {
+        if items.len() >= crate::store::SYNCFS_THRESHOLD
+            && fsutil::sync_filesystem(dest).ctx("cannot flush", dest)?
+        {
             return Ok(());
         }
         for item in items {

@@ -202,11 +202,33 @@ impl Site {
         if spare.exists() || !folder.is_dir() {
             return Ok(false);
         }
-        let Ok(manifest) = self.store.manifest(&ManifestKey::new(app, id)) else {
-            return Ok(false);
-        };
         // The folder has been on disk since its deployment was activated.
-        let staging = self.spare_staging(app, slot, &manifest)?;
+        // Its manifest is linked as it is when the store has a file for it
+        // (retention removes it from the store next); a damaged one makes
+        // the next deployment drop the spare.
+        let key = ManifestKey::new(app, id);
+        let linked = match self.store.manifest_path(&key) {
+            Some(path) => {
+                let staging = self.new_staging(app, slot)?;
+                match fs::hard_link(&path, staging.join(MANIFEST)) {
+                    Ok(()) => Some(staging),
+                    Err(_) => {
+                        let _ = fsutil::remove_tree(&staging);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let staging = match linked {
+            Some(staging) => staging,
+            None => {
+                let Ok(manifest) = self.store.manifest(&key) else {
+                    return Ok(false);
+                };
+                self.spare_staging(app, slot, &manifest)?
+            }
+        };
         let tree = staging.join(TREE);
         fs::rename(&folder, &tree).ctx("cannot move", &folder)?;
         self.install_spare(app, slot, &staging)?;
@@ -259,11 +281,17 @@ impl Site {
         }
     }
 
-    /// A new folder under the slot's `tmp/` holding `manifest.json`.
-    fn spare_staging(&self, app: &str, slot: &str, manifest: &Manifest) -> Result<PathBuf> {
+    /// A new, empty folder under the slot's `tmp/` for a spare.
+    fn new_staging(&self, app: &str, slot: &str) -> Result<PathBuf> {
         let staging =
             (self.slot_dir(app, slot).join("tmp")).join(format!("spare-{}", fsutil::random_hex(6)));
         fs::create_dir_all(&staging).ctx("cannot create", &staging)?;
+        Ok(staging)
+    }
+
+    /// A new folder under the slot's `tmp/` holding `manifest.json`.
+    fn spare_staging(&self, app: &str, slot: &str, manifest: &Manifest) -> Result<PathBuf> {
+        let staging = self.new_staging(app, slot)?;
         let path = staging.join(MANIFEST);
         let data = serde_json::to_vec(manifest).map_err(|e| Error::Corrupt {
             path: path.clone(),
