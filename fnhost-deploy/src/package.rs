@@ -192,6 +192,13 @@ impl FuncIgnore {
             .matched_path_or_any_parents(rel, is_dir)
             .is_ignore()
     }
+
+    /// Whether a path whose parent folders are known to be kept is left
+    /// out: only the path itself is matched (a walk that does not enter
+    /// excluded folders checks each parent once, not once per file).
+    fn excludes_entry(&self, rel: &str, is_dir: bool) -> bool {
+        self.matcher.matched(rel, is_dir).is_ignore()
+    }
 }
 
 /// The stat cache's file name in a slot's folder.
@@ -370,10 +377,10 @@ fn walk_dir(
         let path = entry.path();
         let ft = entry.file_type().ctx("cannot read", &path)?;
         if ft.is_dir() {
-            if !ig.is_excluded(&child_rel, true) {
+            if !ig.excludes_entry(&child_rel, true) {
                 subdirs.push((path, child_rel));
             }
-        } else if ig.is_excluded(&child_rel, false) {
+        } else if ig.excludes_entry(&child_rel, false) {
             continue;
         } else if ft.is_file() {
             let meta = entry.metadata().ctx("cannot read", &path)?;
