@@ -95,9 +95,37 @@ fn git_source_set_sync_show_clear() {
     let src = tmp.path().join("src");
     repo(&src);
     ok(&fnhost(&home, &["apps", "create", "app"]));
+    // A host key pin that is not a SHA256 fingerprint: a usage error,
+    // nothing stored.
+    let out = fnhost(
+        &home,
+        &[
+            "source",
+            "set",
+            "app",
+            "--git",
+            src.to_str().unwrap(),
+            "--ssh-host-key",
+            "MD5:12:34",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("SHA256"), "{}", text(&out));
+    assert!(
+        ok(&fnhost(&home, &["source", "show", "app"])).contains("no source"),
+        "a refused source must not be stored"
+    );
     let out = ok(&fnhost(
         &home,
-        &["source", "set", "app", "--git", src.to_str().unwrap()],
+        &[
+            "source",
+            "set",
+            "app",
+            "--git",
+            src.to_str().unwrap(),
+            "--ssh-host-key",
+            "SHA256:pinned-for-the-test",
+        ],
     ));
     assert!(out.contains("follows git"), "{out}");
     assert!(out.contains("deployed "), "{out}");
@@ -131,6 +159,10 @@ fn git_source_set_sync_show_clear() {
 
     let out = ok(&fnhost(&home, &["source", "show", "app"]));
     assert!(out.contains(&id), "{out}");
+    assert!(
+        out.contains("host key:  SHA256:pinned-for-the-test"),
+        "{out}"
+    );
 
     // Clear: writable again, history kept.
     ok(&fnhost(&home, &["source", "clear", "app"]));
