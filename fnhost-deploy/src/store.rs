@@ -281,6 +281,12 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// Returns whether it was new. Fails with `InvalidData` when the data
     /// does not match the digest.
     fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool>;
+    /// Stores a blob whose `digest` the caller has just computed from
+    /// these very bytes, so a backend may skip checking it again (`fsck`
+    /// re-hashes every blob). The default calls [`Store::put`].
+    fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
+        self.put(digest, &mut &data[..])
+    }
     /// Opens a blob for reading.
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>>;
     /// The blob's path on the local file system when it has one, so that
@@ -334,6 +340,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     }
     fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool> {
         (**self).put(digest, data)
+    }
+    fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
+        (**self).put_hashed(digest, data)
     }
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
         (**self).open(digest)
@@ -438,20 +447,8 @@ impl Store for FsStore {
     }
 
     fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool> {
-        let path = self.blob_path(digest);
-        if self.contains(digest)? {
-            return Ok(false);
-        }
-        let tmp = self.temp_path(&path);
-        let result = (|| {
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&tmp)?;
+        // Checked against the digest on the way.
+        self.write_blob(digest, &mut |f| {
             let mut hasher = Hasher::new();
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -470,16 +467,12 @@ impl Store for FsStore {
                     format!("content does not match its digest {digest}"),
                 ));
             }
-            drop(f);
-            // Blobs are never rewritten: if another writer got there first,
-            // its blob has the same content, and the rename replaces it
-            // atomically with an identical file.
-            fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map(|()| true)
+            Ok(())
+        })
+    }
+
+    fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
+        self.write_blob(digest, &mut |f| f.write_all(data))
     }
 
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
@@ -639,6 +632,42 @@ impl Store for FsStore {
     }
 }
 
+impl FsStore {
+    /// Writes a blob beside its final name with `fill` and renames it into
+    /// place. Returns whether it was new.
+    fn write_blob(
+        &self,
+        digest: &Digest,
+        fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+    ) -> io::Result<bool> {
+        let path = self.blob_path(digest);
+        if self.contains(digest)? {
+            return Ok(false);
+        }
+        let tmp = self.temp_path(&path);
+        let result = (|| {
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&tmp)?;
+            fill(&mut f)?;
+            drop(f);
+            // Blobs are never rewritten: if another writer got there first,
+            // its blob has the same content, and the rename replaces it
+            // atomically with an identical file.
+            fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|()| true)
+    }
+}
+
 /// Stores the content of a local file, hashing it on the way. Returns the
 /// digest, the size and whether the blob was new.
 pub fn put_file(store: &dyn Store, path: &Path) -> io::Result<(Digest, u64, bool)> {
@@ -648,7 +677,7 @@ pub fn put_file(store: &dyn Store, path: &Path) -> io::Result<(Digest, u64, bool
     if meta.len() <= 4 * 1024 * 1024 {
         let data = fs::read(path)?;
         let digest = Digest::of(&data);
-        let new = store.put(&digest, &mut data.as_slice())?;
+        let new = store.put_hashed(&digest, &data)?;
         Ok((digest, data.len() as u64, new))
     } else {
         let mut hasher = Hasher::new();
@@ -675,7 +704,7 @@ pub fn put_file(store: &dyn Store, path: &Path) -> io::Result<(Digest, u64, bool
 /// Stores bytes. Returns the digest and whether the blob was new.
 pub fn put_bytes(store: &dyn Store, data: &[u8]) -> io::Result<(Digest, bool)> {
     let digest = Digest::of(data);
-    let new = store.put(&digest, &mut &data[..])?;
+    let new = store.put_hashed(&digest, data)?;
     Ok((digest, new))
 }
 
@@ -884,4 +913,36 @@ pub(crate) fn readonly_mode(mode: u32) -> u32 {
 /// A permission set for `fs::set_permissions`.
 pub(crate) fn perms(mode: u32) -> fs::Permissions {
     fs::Permissions::from_mode(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_checks_the_digest_and_put_hashed_trusts_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path().join("store")).unwrap();
+        let right = Digest::of(b"content");
+        let wrong = Digest::of(b"something else");
+        let err = store.put(&wrong, &mut &b"content"[..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(!store.contains(&wrong).unwrap());
+        // Nothing left beside the blob's name either.
+        assert_eq!(store.clean_temporary().unwrap(), 0);
+        assert!(store.put(&right, &mut &b"content"[..]).unwrap());
+        assert!(
+            !store.put_hashed(&right, b"content").unwrap(),
+            "already stored"
+        );
+        let other = Digest::of(b"other");
+        assert!(store.put_hashed(&other, b"other").unwrap());
+        let mut back = String::new();
+        store
+            .open(&other)
+            .unwrap()
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, "other");
+    }
 }
