@@ -626,17 +626,9 @@ impl Site {
         if dest.exists() {
             fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
         }
-        let mut dirs = BTreeSet::new();
-        dirs.insert(dest.to_path_buf());
-        for f in &manifest.files {
-            let mut p = Path::new(&f.path).parent();
-            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
-                if !dirs.insert(dest.join(d)) {
-                    break;
-                }
-                p = d.parent();
-            }
-        }
+        let dirs: BTreeSet<PathBuf> = std::iter::once(dest.to_path_buf())
+            .chain(super::spare::folders(manifest).iter().map(|d| dest.join(d)))
+            .collect();
         for d in &dirs {
             fs::create_dir_all(d).ctx("cannot create", d)?;
         }

@@ -51,7 +51,7 @@ impl Spare {
 }
 
 /// The folders a manifest's files need, as relative paths ("" excluded).
-fn folders(m: &Manifest) -> BTreeSet<String> {
+pub(super) fn folders(m: &Manifest) -> BTreeSet<String> {
     let mut dirs = BTreeSet::new();
     for f in &m.files {
         let mut p = Path::new(&f.path).parent();

@@ -271,7 +271,7 @@ impl FolderSource {
             match entry.kind {
                 Kind::Dir => {
                     if !present.as_ref().is_some_and(fs::Metadata::is_dir) {
-                        remove_any(&target).map_err(failed)?;
+                        crate::fsutil::remove_tree(&target).map_err(failed)?;
                         fs::create_dir_all(&target).map_err(failed)?;
                     }
                     continue;
@@ -280,7 +280,7 @@ impl FolderSource {
                     let link = fs::read_link(&entry.path).map_err(failed)?;
                     stamp.digest = Sha256::digest(link.as_os_str().as_encoded_bytes()).into();
                     if fs::read_link(&target).ok().as_ref() != Some(&link) {
-                        remove_any(&target).map_err(failed)?;
+                        crate::fsutil::remove_tree(&target).map_err(failed)?;
                         make_link(&link, &target).map_err(failed)?;
                     }
                 }
@@ -295,7 +295,7 @@ impl FolderSource {
                     match known {
                         Some(k) if copy_current => stamp.digest = k.digest,
                         _ => {
-                            remove_any(&target).map_err(failed)?;
+                            crate::fsutil::remove_tree(&target).map_err(failed)?;
                             stamp.digest =
                                 copy_hashing(&entry.path, &target, &entry.meta).map_err(failed)?;
                         }
@@ -332,16 +332,6 @@ impl FolderSource {
     }
 }
 
-/// Removes a file, link or folder; a missing one is fine.
-fn remove_any(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-    }
-}
-
 /// Removes what `dir` holds that is not in `keep` (relative paths).
 fn remove_others(
     dir: &Path,
@@ -358,7 +348,7 @@ fn remove_others(
         };
         let path = item.path();
         if !keep.contains(rel.as_str()) {
-            remove_any(&path)?;
+            crate::fsutil::remove_tree(&path)?;
         } else if item.file_type()?.is_dir() {
             remove_others(&path, &rel, keep)?;
         }
