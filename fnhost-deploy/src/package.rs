@@ -949,6 +949,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn funcignore_patterns_at_every_depth_in_a_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let write = |rel: &str| {
+            let p = root.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, rel).unwrap();
+        };
+        fs::write(
+            root.join(FUNCIGNORE),
+            "*.log\n!keep.log\n**/*.map\nbuild/\nnested/deep/x.txt\n/top-only.txt\n",
+        )
+        .unwrap();
+        for rel in [
+            "host.json",
+            "a.log",
+            "keep.log",
+            "lib/b.log",
+            "lib/app.js",
+            "lib/app.js.map",
+            "lib/x/y/z.map",
+            "build/out.js",
+            "lib/build/out.js",
+            "nested/deep/x.txt",
+            "nested/deep/y.txt",
+            "top-only.txt",
+            "lib/top-only.txt",
+            "local.settings.json",
+            ".git/HEAD",
+            "lib/.vscode/settings.json",
+        ] {
+            write(rel);
+        }
+        assert_eq!(
+            list_folder(root).unwrap(),
+            [
+                "host.json",
+                "keep.log",
+                "lib/app.js",
+                "lib/top-only.txt",
+                "nested/deep/y.txt",
+            ]
+        );
+    }
+
+    #[test]
     fn entry_paths_are_normalised_or_refused() {
         assert_eq!(safe_entry_path("a/b.txt"), Ok("a/b.txt".to_owned()));
         assert_eq!(safe_entry_path("./a//b"), Ok("a/b".to_owned()));
