@@ -81,6 +81,33 @@ fn commit(dir: &Path, version: &str, message: &str) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
+/// Production of "app" following a repository (a valid app, v1) whose
+/// commit also holds `extra` files and this `fnhost-build.json`, built with
+/// the pipeline.
+fn pipeline_source(
+    tmp: &Path,
+    pipeline: &str,
+    extra: &[(&str, &str)],
+) -> (PathBuf, ContinuousDeployer) {
+    let src = repo(&tmp.join("src"));
+    for (rel, content) in extra {
+        write(&src.join(rel), content);
+    }
+    write(&src.join("fnhost-build.json"), pipeline);
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "pipeline"]);
+    let cd = setup(tmp);
+    cd.configure(
+        "app",
+        "production",
+        SourceConfig::new(SourceKind::Git, src.display().to_string())
+            .with_build(BuildKind::Pipeline),
+        None,
+    )
+    .unwrap();
+    (src, cd)
+}
+
 fn setup(tmp: &Path) -> ContinuousDeployer {
     let site = Site::open(tmp.join("home")).unwrap();
     site.create_app("app").unwrap();
@@ -238,22 +265,11 @@ fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
 #[test]
 fn failed_build_leaves_the_previous_deployment_active() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = repo(&tmp.path().join("src"));
-    write(
-        &src.join("fnhost-build.json"),
+    let (src, cd) = pipeline_source(
+        tmp.path(),
         r#"{ "steps": [ { "name": "stamp", "command": "echo built >> version.txt" } ] }"#,
+        &[],
     );
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "pipeline"]);
-    let cd = setup(tmp.path());
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string())
-            .with_build(BuildKind::Pipeline),
-        None,
-    )
-    .unwrap();
     let good = deployed(cd.sync_once("app", "production").unwrap());
     assert_eq!(served_version(&cd, "production"), "v1built\n");
     assert!(good[0].log.iter().any(|l| l.message.contains("stamp")));
@@ -308,22 +324,11 @@ fn failed_build_leaves_the_previous_deployment_active() {
 #[test]
 fn concurrent_syncs_coalesce() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = repo(&tmp.path().join("src"));
-    write(
-        &src.join("fnhost-build.json"),
+    let (src, cd) = pipeline_source(
+        tmp.path(),
         r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
+        &[],
     );
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "slow build"]);
-    let cd = setup(tmp.path());
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string())
-            .with_build(BuildKind::Pipeline),
-        None,
-    )
-    .unwrap();
     let running = cd.notify("app", "production");
     std::thread::sleep(Duration::from_millis(300));
     commit(&src, "v2", "two");
@@ -349,23 +354,12 @@ fn concurrent_syncs_coalesce() {
 #[test]
 fn watch_coalesces_three_quick_commits() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = repo(&tmp.path().join("src"));
     // A build slower than three commits: they arrive during a deployment.
-    write(
-        &src.join("fnhost-build.json"),
+    let (src, cd) = pipeline_source(
+        tmp.path(),
         r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
+        &[],
     );
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "slow build"]);
-    let cd = setup(tmp.path());
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string())
-            .with_build(BuildKind::Pipeline),
-        None,
-    )
-    .unwrap();
     deployed(cd.sync_once("app", "production").unwrap());
     let before = records(&cd, "production");
 
@@ -624,23 +618,11 @@ fn empty_local_repository_has_nothing_to_deploy() {
 fn the_checkout_is_updated_in_place_and_builds_leave_it_untouched() {
     use std::os::unix::fs::MetadataExt as _;
     let tmp = tempfile::tempdir().unwrap();
-    let src = repo(&tmp.path().join("src"));
-    write(&src.join("keep.txt"), "never changes");
-    write(
-        &src.join("fnhost-build.json"),
+    let (src, cd) = pipeline_source(
+        tmp.path(),
         r#"{ "steps": [ { "name": "stamp", "command": "echo built >> version.txt; echo x > built.txt" } ] }"#,
+        &[("keep.txt", "never changes")],
     );
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "pipeline"]);
-    let cd = setup(tmp.path());
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string())
-            .with_build(BuildKind::Pipeline),
-        None,
-    )
-    .unwrap();
     deployed(cd.sync_once("app", "production").unwrap());
     assert_eq!(served_version(&cd, "production"), "v1built\n");
     let checkout = tmp
