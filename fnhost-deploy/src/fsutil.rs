@@ -117,38 +117,49 @@ pub(crate) fn sync_filesystem(path: &Path) -> io::Result<bool> {
 
 /// Flushes a file system over and over on a thread of its own while a
 /// deployment writes, so that writing to disk overlaps hashing, storing and
-/// materialising, and the final flush has little left to do. Flush errors
+/// materialising, and the final flush has little left to do. The first
+/// flush comes after a pause, so that a short deployment (unchanged
+/// content) starts none; stopping wakes the thread at once. Flush errors
 /// here are ignored: the final flush reports them. Stops when finished or
 /// dropped.
 #[derive(Debug)]
 pub(crate) struct BackgroundFlush {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl BackgroundFlush {
+    /// The pause between short flushes.
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+    /// The pause before the first flush: a deployment with little to write
+    /// is over by then, and leaves its few files to the final flush (a
+    /// `syncfs` walks every cached inode of the file system, which costs
+    /// milliseconds of processor time even with nothing to write).
+    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
     pub(crate) fn start(path: std::path::PathBuf) -> BackgroundFlush {
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("fnhost-flush".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                let mut pause = Self::FIRST_PAUSE;
+                // A message or a dropped sender both mean stop.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(pause)
+                {
                     let t = std::time::Instant::now();
                     if !matches!(sync_filesystem(&path), Ok(true)) {
                         return;
                     }
                     // Give the writers a moment between short flushes.
-                    if let Some(rest) =
-                        std::time::Duration::from_millis(20).checked_sub(t.elapsed())
-                    {
-                        std::thread::sleep(rest);
-                    }
+                    pause = Self::PAUSE.saturating_sub(t.elapsed());
                 }
             })
             .ok();
-        BackgroundFlush { stop, thread }
+        BackgroundFlush {
+            stop: Some(stop),
+            thread,
+        }
     }
 
     pub(crate) fn finish(mut self) {
@@ -156,7 +167,7 @@ impl BackgroundFlush {
     }
 
     fn halt(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -72,6 +72,10 @@ pub struct Stored {
     /// Files whose content was read and hashed (the rest came from the
     /// stat cache).
     pub hashed: u64,
+    /// When new files were written straight into a deployment's folder
+    /// while storing (see [`store_folder`]'s `tree`): their paths in the
+    /// manifest. The rest of the folder is still to be made.
+    pub tree: Option<HashSet<String>>,
 }
 
 /// Progress while storing: files done, files in all.
@@ -499,11 +503,21 @@ fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
 /// Stores a folder's files (after `.funcignore`) and returns its manifest.
 /// With a stat cache of the same folder, files whose size, times and inode
 /// are unchanged are not read again.
+///
+/// With `tree` (a deployment's folder to be made from nothing), a file
+/// whose content is new to the store is written into that folder, as
+/// `cp -r` would, and handed to the store with [`Store::adopt`] (a hard
+/// link into a local store), instead of being written to the store and
+/// linked back out later: one file created instead of a temporary file, a
+/// rename and a link. [`Stored::tree`] lists those files; the rest of the
+/// folder (files the store had, links) is made afterwards, and nothing is
+/// written there when the content turns out to be known.
 pub(crate) fn store_folder(
     store: &dyn Store,
     dir: &Path,
     cache: Option<&StatCache>,
     trusted: bool,
+    tree: Option<&Path>,
     progress: ProgressFn<'_>,
 ) -> Result<(Stored, StatCache)> {
     let meta = fs::metadata(dir).ctx("cannot read", dir)?;
@@ -525,10 +539,15 @@ pub(crate) fn store_folder(
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
     let cache = cache.filter(|c| c.source == dir);
+    if let Some(dest) = tree
+        && dest.exists()
+    {
+        crate::fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
+    }
     let done = AtomicU64::new(0);
     let chunk = found.len().div_ceil(threads).max(1);
 
-    type Out = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
+    type Out = (StoredFound, bool);
     let results: Vec<Result<Vec<Out>>> = std::thread::scope(|s| {
         let handles: Vec<_> = found
             .chunks(chunk)
@@ -537,7 +556,7 @@ pub(crate) fn store_folder(
                 s.spawn(move || -> Result<Vec<Out>> {
                     let mut out = Vec::with_capacity(part.len());
                     for f in part {
-                        out.push(store_found(store, f, cache, trusted, now_ns)?);
+                        out.push(store_found(store, f, cache, trusted, tree, now_ns)?);
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_multiple_of(64) || n == total {
                             progress(n, total);
@@ -567,8 +586,12 @@ pub(crate) fn store_folder(
         deployment: String::new(),
         files: HashMap::with_capacity(found.len()),
     };
+    let mut written = HashSet::new();
     for part in results {
-        for (entry, cached, new, bytes, hashed) in part? {
+        for ((entry, cached, new, bytes, hashed), in_tree) in part? {
+            if in_tree {
+                written.insert(entry.path.clone());
+            }
             if new {
                 stored.new_blobs.push(entry.hash);
                 stored.new_bytes += bytes;
@@ -582,33 +605,62 @@ pub(crate) fn store_folder(
             entries.push(entry);
         }
     }
+    stored.tree = tree.map(|_| written);
     stored.manifest = Manifest::new(entries);
     Ok((stored, new_cache))
 }
 
+/// The stat cache's entry for a file, when the file is unchanged since
+/// (same size, times, inode and mode; old enough that a change within the
+/// same clock tick cannot hide).
+fn cached<'c>(cache: Option<&'c StatCache>, f: &Found) -> Option<&'c CachedFile> {
+    let (Some(c), Found::File { rel, meta, .. }) = (cache, f) else {
+        return None;
+    };
+    let mode = MODE_FILE | (meta.permissions().mode() & 0o777);
+    c.files.get(rel).filter(|e| {
+        e.size == meta.len()
+            && e.mtime_ns == mtime_ns(meta)
+            && e.ctime_ns == ctime_ns(meta)
+            && e.ino == meta.ino()
+            && e.mode == mode
+            && e.mtime_ns < c.taken_ns - 1_000_000_000
+    })
+}
+
+/// A stored file: its manifest entry, its stat cache entry, whether its
+/// blob was new, the bytes written, whether it was read and hashed.
 type StoredFound = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
 
+/// Stores one file or link; with `tree`, a file new to the store is
+/// written into the deployment's folder (and adopted by the store), and
+/// the second value says so.
 fn store_found(
     store: &dyn Store,
     f: &Found,
     cache: Option<&StatCache>,
     trusted: bool,
+    tree: Option<&Path>,
     now_ns: i128,
-) -> Result<StoredFound> {
+) -> Result<(StoredFound, bool)> {
+    let store_err = |what: String| {
+        move |e| Error::Store {
+            store: store.describe(),
+            what,
+            source: e,
+        }
+    };
     match f {
         Found::Link { rel, target } => {
-            let (hash, new) = put_bytes(store, target.as_bytes()).map_err(|e| Error::Store {
-                store: store.describe(),
-                what: format!("cannot store link {rel}"),
-                source: e,
-            })?;
+            let (hash, new) = put_bytes(store, target.as_bytes())
+                .map_err(store_err(format!("cannot store link {rel}")))?;
             let entry = ManifestEntry {
                 path: rel.clone(),
                 hash,
                 size: target.len() as u64,
                 mode: MODE_SYMLINK | 0o777,
             };
-            Ok((entry, None, new, target.len() as u64, true))
+            Ok(((entry, None, new, target.len() as u64, true), false))
         }
         Found::File { rel, abs, meta } => {
             let mode = MODE_FILE | (meta.permissions().mode() & 0o777);
@@ -620,11 +672,8 @@ fn store_found(
                 mode,
                 hash,
             };
-            if let Some(c) = cache.and_then(|c| {
-                c.files.get(rel).filter(|e| {
-                    **e == cached_file(e.hash) && e.mtime_ns < c.taken_ns - 1_000_000_000
-                })
-            }) && (trusted || store.contains(&c.hash).unwrap_or(false))
+            if let Some(c) = cached(cache, f)
+                && (trusted || store.contains(&c.hash).unwrap_or(false))
             {
                 let entry = ManifestEntry {
                     path: rel.clone(),
@@ -632,13 +681,16 @@ fn store_found(
                     size: c.size,
                     mode,
                 };
-                return Ok((entry, Some(c.clone()), false, 0, false));
+                return Ok(((entry, Some(c.clone()), false, 0, false), false));
             }
-            let (hash, size, new) = put_file(store, abs).map_err(|e| Error::Store {
-                store: store.describe(),
-                what: format!("cannot store {}", abs.display()),
-                source: e,
-            })?;
+            let (hash, size, new, in_tree) = match tree {
+                Some(dest) => copy_into_tree(store, abs, &dest.join(rel), mode, meta.len())?,
+                None => {
+                    let (hash, size, new) = put_file(store, abs)
+                        .map_err(store_err(format!("cannot store {}", abs.display())))?;
+                    (hash, size, new, false)
+                }
+            };
             let entry = ManifestEntry {
                 path: rel.clone(),
                 hash,
@@ -648,9 +700,145 @@ fn store_found(
             // A file changed within the last moments may change again within
             // the same clock tick: it is hashed again next time.
             let cached = (mtime_ns(meta) < now_ns - 1_000_000_000).then(|| cached_file(hash));
-            Ok((entry, cached, new, if new { size } else { 0 }, true))
+            Ok((
+                (entry, cached, new, if new { size } else { 0 }, true),
+                in_tree,
+            ))
         }
     }
+}
+
+/// Stores `src`. When the store has its content already, nothing more;
+/// else it is written to `at` in a deployment's folder (a new read-only
+/// file, its folders made as needed), and the store adopts it (an
+/// executable, whose mode differs from a blob's, is stored as a blob of
+/// its own). Returns the digest, the size, whether the blob was new and
+/// whether `at` was written.
+fn copy_into_tree(
+    store: &dyn Store,
+    src: &Path,
+    at: &Path,
+    mode: u32,
+    len: u64,
+) -> Result<(Digest, u64, bool, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let store_err = |e| Error::Store {
+        store: store.describe(),
+        what: format!("cannot store {}", src.display()),
+        source: e,
+    };
+    let executable = mode & 0o111 != 0;
+    // Small files are read once into memory; large ones are hashed in a
+    // first pass, then copied (and hashed again on the way) only when new.
+    let data = match len <= 4 * 1024 * 1024 {
+        true => Some(fs::read(src).ctx("cannot read", src)?),
+        false => None,
+    };
+    let (digest, size) = match &data {
+        Some(d) => (Digest::of(d), d.len() as u64),
+        None => crate::store::hash_file(src).ctx("cannot read", src)?,
+    };
+    if store.contains(&digest).map_err(store_err)? {
+        return Ok((digest, size, false, false));
+    }
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(crate::store::readonly_mode(mode))
+            .open(at)
+    };
+    let mut out = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = at.parent() {
+                fs::create_dir_all(parent).ctx("cannot create", parent)?;
+            }
+            create()
+        }
+        other => other,
+    }
+    .ctx("cannot create", at)?;
+    match &data {
+        Some(d) => out.write_all(d).ctx("cannot write", at)?,
+        None => {
+            let mut input = File::open(src).ctx("cannot read", src)?;
+            let mut hasher = Hasher::new();
+            crate::store::for_each_chunk(&mut input, |chunk| {
+                hasher.update(chunk);
+                out.write_all(chunk)
+            })
+            .ctx("cannot copy", src)?;
+            if hasher.finish() != digest {
+                return Err(Error::Package {
+                    path: src.to_path_buf(),
+                    message: "the file changed while it was being deployed; deploy again".into(),
+                });
+            }
+        }
+    }
+    drop(out);
+    let new = match (executable, &data) {
+        (true, Some(d)) => store.put_hashed(&digest, d),
+        (true, None) => File::open(at).and_then(|mut f| store.put(&digest, &mut f)),
+        (false, _) => store.adopt(&digest, at),
+    }
+    .map_err(store_err)?;
+    Ok((digest, size, new, true))
+}
+
+/// Places one manifest entry in a deployment's folder `dest` (whose
+/// folders exist): a hard link to its blob when the store is local, else a
+/// read-only copy (always for executables, whose mode differs from the
+/// blob's). With the previous deployment of the slot (its folder and
+/// manifest), an unchanged executable is linked to that folder's copy
+/// rather than copied again. Returns the path when it made a copy (which
+/// needs flushing with full durability).
+pub(crate) fn place_file(
+    store: &dyn Store,
+    f: &ManifestEntry,
+    dest: &Path,
+    previous: Option<&(PathBuf, Manifest)>,
+) -> Result<Option<PathBuf>> {
+    let target = &dest.join(&f.path);
+    let store_err = |what: &str, e| Error::Store {
+        store: store.describe(),
+        what: format!("cannot {what}"),
+        source: e,
+    };
+    if f.is_symlink() {
+        let mut link = String::new();
+        store
+            .open(&f.hash)
+            .and_then(|mut r| r.read_to_string(&mut link))
+            .map_err(|e| store_err("read a blob", e))?;
+        std::os::unix::fs::symlink(&link, target).ctx("cannot create link", target)?;
+        return Ok(None);
+    }
+    if f.is_executable() {
+        if let Some((dir, m)) = previous
+            && m.get(&f.path)
+                .is_some_and(|p| p.hash == f.hash && p.mode == f.mode)
+            && fs::hard_link(dir.join(&f.path), target).is_ok()
+        {
+            return Ok(None);
+        }
+    } else if let Some(blob) = store.local_path(&f.hash)
+        && fs::hard_link(&blob, target).is_ok()
+    {
+        return Ok(None);
+    }
+    let mut src = store
+        .open(&f.hash)
+        .map_err(|e| store_err("read a blob", e))?;
+    let mut out = File::create(target).ctx("cannot create", target)?;
+    io::copy(&mut src, &mut out).ctx("cannot write", target)?;
+    drop(out);
+    fs::set_permissions(
+        target,
+        crate::store::perms(crate::store::readonly_mode(f.mode)),
+    )
+    .ctx("cannot protect", target)?;
+    Ok(Some(target.clone()))
 }
 
 /// Stores a zip's entries, checking each as it goes. `scratch` is a private

@@ -287,6 +287,14 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
         self.put(digest, &mut &data[..])
     }
+    /// Stores the file at `path` as the blob `digest`: the caller has just
+    /// written it and hashed its bytes on the way, and will not change it
+    /// again. A local store may take the file itself (a hard link: no
+    /// second copy is written); the default reads it into
+    /// [`Store::put`]. Returns whether the blob was new.
+    fn adopt(&self, digest: &Digest, path: &Path) -> io::Result<bool> {
+        self.put(digest, &mut File::open(path)?)
+    }
     /// Opens a blob for reading.
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>>;
     /// The blob's path on the local file system when it has one, so that
@@ -343,6 +351,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     }
     fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
         (**self).put_hashed(digest, data)
+    }
+    fn adopt(&self, digest: &Digest, path: &Path) -> io::Result<bool> {
+        (**self).adopt(digest, path)
     }
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
         (**self).open(digest)
@@ -450,17 +461,10 @@ impl Store for FsStore {
         // Checked against the digest on the way.
         self.write_blob(digest, &mut |f| {
             let mut hasher = Hasher::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match data.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                hasher.update(&buf[..n]);
-                f.write_all(&buf[..n])?;
-            }
+            for_each_chunk(data, |chunk| {
+                hasher.update(chunk);
+                f.write_all(chunk)
+            })?;
             if hasher.finish() != *digest {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -473,6 +477,29 @@ impl Store for FsStore {
 
     fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
         self.write_blob(digest, &mut |f| f.write_all(data))
+    }
+
+    fn adopt(&self, digest: &Digest, path: &Path) -> io::Result<bool> {
+        // The file is complete before its blob name exists: an interrupted
+        // deployment never leaves a partial blob. A blob already there has
+        // the same content, and the file stays a copy of its own.
+        let blob = self.blob_path(digest);
+        let mut created_folder = false;
+        loop {
+            match fs::hard_link(path, &blob) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !created_folder => {
+                    if let Some(parent) = blob.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    created_folder = true;
+                }
+                // Another file system, too many links, links not allowed:
+                // a copy of its own.
+                Err(_) => return self.put(digest, &mut File::open(path)?),
+            }
+        }
     }
 
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
@@ -668,6 +695,36 @@ impl FsStore {
     }
 }
 
+/// Reads `r` to its end in chunks of 256 KiB, handing each to `f`.
+/// Returns the bytes read.
+pub(crate) fn for_each_chunk(
+    r: &mut dyn Read,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(size),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        size += n as u64;
+        f(&buf[..n])?;
+    }
+}
+
+/// The sha256 and size of a file, read in one pass.
+pub(crate) fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
+    let mut hasher = Hasher::new();
+    let size = for_each_chunk(&mut File::open(path)?, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    Ok((hasher.finish(), size))
+}
+
 /// Stores the content of a local file, hashing it on the way. Returns the
 /// digest, the size and whether the blob was new.
 pub fn put_file(store: &dyn Store, path: &Path) -> io::Result<(Digest, u64, bool)> {
@@ -680,19 +737,7 @@ pub fn put_file(store: &dyn Store, path: &Path) -> io::Result<(Digest, u64, bool
         let new = store.put_hashed(&digest, &data)?;
         Ok((digest, data.len() as u64, new))
     } else {
-        let mut hasher = Hasher::new();
-        let mut f = File::open(path)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            size += n as u64;
-            hasher.update(&buf[..n]);
-        }
-        let digest = hasher.finish();
+        let (digest, size) = hash_file(path)?;
         if store.contains(&digest)? {
             return Ok((digest, size, false));
         }

@@ -1016,3 +1016,99 @@ fn garbage_collection_after_retention_is_amortised() {
     assert!(!partial.exists());
     assert_eq!(blobs(&site), used(&site));
 }
+
+#[test]
+fn a_folder_made_from_nothing_is_written_while_storing_and_shares_its_files_with_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = site(&home);
+    let v = tmp.path().join("v");
+    make_app(&v, 20, "one");
+    write(&v.join("same/a.txt"), "twins");
+    write(&v.join("same/b.txt"), "twins");
+    std::os::unix::fs::symlink("lib/0/f0.txt", v.join("link")).unwrap();
+    // Larger than what is read into memory at once.
+    let big: Vec<u8> = (0..5 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    fs::create_dir_all(v.join("data/deep")).unwrap();
+    fs::write(v.join("data/deep/big.bin"), &big).unwrap();
+
+    let out = deploy_dir(&site, &v, "one").unwrap();
+    let d = out.deployment;
+    assert!(
+        log_mentions(&d, "new files written into the folder while storing"),
+        "{:?}",
+        d.log
+    );
+    let active = site.active_path("app", "production").unwrap();
+    assert_eq!(snapshot(&active), expected(&v));
+    assert_eq!(fs::read(active.join("data/deep/big.bin")).unwrap(), big);
+    // A new plain file is its blob: one copy on disk, not two.
+    let store = FsStore::open(home.join("store")).unwrap();
+    for rel in ["lib/3/f3.txt", "data/deep/big.bin", "host.json"] {
+        let data = fs::read(active.join(rel)).unwrap();
+        let blob = store.blob_path(&Digest::of(&data));
+        assert_eq!(
+            fs::metadata(active.join(rel)).unwrap().ino(),
+            fs::metadata(&blob).unwrap().ino(),
+            "{rel} should be its blob"
+        );
+        assert_eq!(
+            fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+    }
+    // An executable keeps its mode in the folder and has a blob of its own.
+    let handler = fs::metadata(active.join("handler")).unwrap();
+    assert_eq!(handler.permissions().mode() & 0o777, 0o555);
+    let blob = store.blob_path(&Digest::of(&fs::read(active.join("handler")).unwrap()));
+    assert_ne!(fs::metadata(&blob).unwrap().ino(), handler.ino());
+    assert_eq!(
+        fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    // Nothing is damaged, and every file of the manifest is stored.
+    let report = site.fsck(Some("app")).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let manifest = site
+        .store()
+        .manifest(&ManifestKey::new("app", &d.id))
+        .unwrap();
+    for f in &manifest.files {
+        assert!(site.store().contains(&f.hash).unwrap(), "{}", f.path);
+    }
+
+    // The same content again (the slot has no spare yet): no folder is
+    // left behind, nothing is new.
+    let again = deploy_dir(&site, &v, "again").unwrap();
+    assert!(again.unchanged);
+    let content: Vec<_> = fs::read_dir(home.join("apps/app/content"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(content, vec![d.id.clone()]);
+
+    // Every file touched but only two changed: the two new ones are
+    // written into the new folder, the rest linked from the store.
+    for (rel, data) in tree(&v) {
+        if rel != "local.settings.json" && !rel.starts_with("link") {
+            let p = v.join(&rel);
+            let mode = fs::metadata(&p).unwrap().permissions();
+            fs::write(&p, &data).unwrap();
+            fs::set_permissions(&p, mode).unwrap();
+        }
+    }
+    write(&v.join("lib/1/f1.txt"), "changed");
+    write(&v.join("same/b.txt"), "no longer a twin");
+    let two = deploy_dir(&site, &v, "two").unwrap();
+    assert!(!two.unchanged);
+    assert!(
+        log_mentions(&two.deployment, "2 new files written"),
+        "{:?}",
+        two.deployment.log
+    );
+    let active = site.active_path("app", "production").unwrap();
+    assert_eq!(snapshot(&active), expected(&v));
+    let report = site.fsck(Some("app")).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}

@@ -1,9 +1,8 @@
 //! One deployment: receive, store, materialise, validate, activate.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -393,6 +392,7 @@ impl Site {
             && self.store.local_path(&store::Digest::of(b"")).is_some())
         .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
         let cache_path = self.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
+        let dest = self.content_dir(app, &r.id);
         let (stored, cache): (Stored, Option<StatCache>) = match content {
             Content::Folder(dir) => {
                 let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
@@ -416,6 +416,9 @@ impl Site {
                     &dir,
                     old.as_ref(),
                     trusted,
+                    // Without a spare the folder is made from nothing:
+                    // then it is written while storing.
+                    (!self.has_spare(app, slot)).then_some(dest.as_path()),
                     &progress,
                 )?;
                 (s, Some(c))
@@ -458,6 +461,9 @@ impl Site {
             && current.source_id == r.source_id
             && active.path.is_dir()
         {
+            if stored.tree.is_some() {
+                self.discard_content(app, &r.id)?;
+            }
             let path = self.record_path(app, &r.id);
             fs::remove_file(&path).ctx("cannot remove", &path)?;
             if let Some(mut c) = cache
@@ -485,15 +491,30 @@ impl Site {
             phase = Instant::now();
         };
         lap("store", &mut timings);
-        let dest = self.content_dir(app, &r.id);
         let previous = if manifest.files.iter().any(|f| f.is_executable()) {
             self.active(app, slot)?
                 .and_then(|a| self.manifest(app, &a.deployment).ok().map(|m| (a.path, m)))
         } else {
             None
         };
-        let to_flush = match self.spare_for(app, slot, &manifest) {
-            Some(spare) => {
+        let spare = match stored.tree {
+            Some(_) => None,
+            None => self.spare_for(app, slot, &manifest),
+        };
+        let to_flush = match (&stored.tree, spare) {
+            (Some(written), _) => {
+                self.log(
+                    req,
+                    r,
+                    Level::Info,
+                    format!(
+                        "{} new files written into the folder while storing",
+                        written.len()
+                    ),
+                );
+                self.materialize(&manifest, &dest, previous.as_ref(), written)?
+            }
+            (None, Some(spare)) => {
                 let changes = spare.changes();
                 let to_flush = self.materialize_from_spare(spare, &dest, previous.as_ref())?;
                 self.log(
@@ -504,7 +525,9 @@ impl Site {
                 );
                 to_flush
             }
-            None => self.materialize(&manifest, &dest, previous.as_ref())?,
+            (None, None) => {
+                self.materialize(&manifest, &dest, previous.as_ref(), &HashSet::new())?
+            }
         };
         lap("materialise", &mut timings);
         let loaded = fnhost_core::FunctionApp::loader(&dest)
@@ -617,13 +640,18 @@ impl Site {
     ///
     /// With the previous deployment of the slot (its folder and manifest),
     /// unchanged executables are linked to its copies rather than copied.
+    ///
+    /// `written` are files already written into `dest` while storing
+    /// ([`package::Stored::tree`]); they are left as they are (and flushed).
+    /// Without any, `dest` is made from nothing.
     pub(super) fn materialize(
         &self,
         manifest: &Manifest,
         dest: &Path,
         previous: Option<&(PathBuf, Manifest)>,
+        written: &HashSet<String>,
     ) -> Result<Vec<PathBuf>> {
-        if dest.exists() {
+        if written.is_empty() && dest.exists() {
             fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
         }
         let dirs: BTreeSet<PathBuf> = std::iter::once(dest.to_path_buf())
@@ -632,17 +660,18 @@ impl Site {
         for d in &dirs {
             fs::create_dir_all(d).ctx("cannot create", d)?;
         }
+        let (done, rest): (Vec<&store::ManifestEntry>, Vec<_>) =
+            (manifest.files.iter()).partition(|f| written.contains(&f.path));
         let threads = std::thread::available_parallelism()
             .map(|n| n.get() * 2)
             .unwrap_or(4)
             .clamp(2, 8)
-            .min(manifest.files.len().max(1));
-        let chunk = manifest.files.len().div_ceil(threads).max(1);
+            .min(rest.len().max(1));
+        let chunk = rest.len().div_ceil(threads).max(1);
         let copied: Vec<Result<Vec<PathBuf>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = manifest
-                .files
+            let handles: Vec<_> = rest
                 .chunks(chunk)
-                .map(|part| s.spawn(move || self.place_files(part, dest, previous)))
+                .map(|part| s.spawn(move || self.place_files(part.iter().copied(), dest, previous)))
                 .collect();
             handles
                 .into_iter()
@@ -657,7 +686,9 @@ impl Site {
                 })
                 .collect()
         });
-        let mut to_flush = Vec::new();
+        // Files written while storing are flushed with the folder (an
+        // adopted one is its blob, or on another file system a copy).
+        let mut to_flush: Vec<PathBuf> = done.iter().map(|f| dest.join(&f.path)).collect();
         for c in copied {
             to_flush.extend(c?);
         }
@@ -690,48 +721,15 @@ impl Site {
     }
 
     /// Places files; returns the copies (which need flushing).
-    pub(super) fn place_files(
+    pub(super) fn place_files<'m>(
         &self,
-        files: &[store::ManifestEntry],
+        files: impl IntoIterator<Item = &'m store::ManifestEntry>,
         dest: &Path,
         previous: Option<&(PathBuf, Manifest)>,
     ) -> Result<Vec<PathBuf>> {
         let mut copies = Vec::new();
         for f in files {
-            let target = dest.join(&f.path);
-            if f.is_symlink() {
-                let mut link = String::new();
-                let read = self
-                    .store
-                    .open(&f.hash)
-                    .and_then(|mut r| io::Read::read_to_string(&mut r, &mut link));
-                self.store_err("read a blob", read)?;
-                symlink(&link, &target).ctx("cannot create link", &target)?;
-                continue;
-            }
-            if f.is_executable() {
-                // An executable is a read-only copy (its mode differs from
-                // the blob's); the previous folder's copy of the same path
-                // and content is shared instead of copied again.
-                if let Some((dir, m)) = previous
-                    && m.get(&f.path)
-                        .is_some_and(|p| p.hash == f.hash && p.mode == f.mode)
-                    && fs::hard_link(dir.join(&f.path), &target).is_ok()
-                {
-                    continue;
-                }
-            } else if let Some(blob) = self.store.local_path(&f.hash)
-                && fs::hard_link(&blob, &target).is_ok()
-            {
-                continue;
-            }
-            let mut src = self.store_err("read a blob", self.store.open(&f.hash))?;
-            let mut out = fs::File::create(&target).ctx("cannot create", &target)?;
-            io::copy(&mut src, &mut out).ctx("cannot write", &target)?;
-            drop(out);
-            fs::set_permissions(&target, store::perms(store::readonly_mode(f.mode)))
-                .ctx("cannot protect", &target)?;
-            copies.push(target);
+            copies.extend(package::place_file(self.store.as_ref(), f, dest, previous)?);
         }
         Ok(copies)
     }

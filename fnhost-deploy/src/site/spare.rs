@@ -17,7 +17,7 @@
 //! by the next run), or a partial deployment folder (removed with its
 //! interrupted record); never a spare that differs from its manifest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -102,6 +102,11 @@ fn difference(old: &Manifest, new: &Manifest) -> (Vec<ManifestEntry>, Vec<Manife
 impl Site {
     fn spare_dir(&self, app: &str, slot: &str) -> PathBuf {
         self.slot_dir(app, slot).join(SPARE)
+    }
+
+    /// Whether the slot has a spare folder.
+    pub(super) fn has_spare(&self, app: &str, slot: &str) -> bool {
+        self.spare_dir(app, slot).join(TREE).is_dir()
     }
 
     /// The slot's spare, if it has one worth using for `manifest`: one
@@ -263,7 +268,7 @@ impl Site {
             let staging = self.spare_staging(app, slot, &manifest)?;
             let tree = staging.join(TREE);
             let previous = (active.path.clone(), manifest.clone());
-            let to_flush = self.materialize(&manifest, &tree, Some(&previous))?;
+            let to_flush = self.materialize(&manifest, &tree, Some(&previous), &HashSet::new())?;
             if self.durability == Durability::Full {
                 self.flush_folder(&tree, &to_flush)?;
             }
