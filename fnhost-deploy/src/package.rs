@@ -545,6 +545,7 @@ pub(crate) fn store_folder(
         crate::fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
     }
     let done = AtomicU64::new(0);
+    let probe = &Probe::default();
     let chunk = found.len().div_ceil(threads).max(1);
 
     type Out = (StoredFound, bool);
@@ -556,7 +557,7 @@ pub(crate) fn store_folder(
                 s.spawn(move || -> Result<Vec<Out>> {
                     let mut out = Vec::with_capacity(part.len());
                     for f in part {
-                        out.push(store_found(store, f, cache, trusted, tree, now_ns)?);
+                        out.push(store_found(store, f, cache, trusted, tree, probe, now_ns)?);
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_multiple_of(64) || n == total {
                             progress(n, total);
@@ -641,6 +642,7 @@ fn store_found(
     cache: Option<&StatCache>,
     trusted: bool,
     tree: Option<&Path>,
+    probe: &Probe,
     now_ns: i128,
 ) -> Result<(StoredFound, bool)> {
     let store_err = |what: String| {
@@ -684,7 +686,7 @@ fn store_found(
                 return Ok(((entry, Some(c.clone()), false, 0, false), false));
             }
             let (hash, size, new, in_tree) = match tree {
-                Some(dest) => copy_into_tree(store, abs, &dest.join(rel), mode, meta.len())?,
+                Some(dest) => copy_into_tree(store, abs, &dest.join(rel), mode, meta.len(), probe)?,
                 None => {
                     let (hash, size, new) = put_file(store, abs)
                         .map_err(store_err(format!("cannot store {}", abs.display())))?;
@@ -708,8 +710,35 @@ fn store_found(
     }
 }
 
-/// Stores `src`. When the store has its content already, nothing more;
-/// else it is written to `at` in a deployment's folder (a new read-only
+/// Whether to ask the store about each file read before writing it into a
+/// deployment's folder. Asking costs a lookup per file; not asking costs a
+/// file written for content the store had (the store keeps its own blob).
+/// Asked about the first files, then only while the answers are often
+/// "known" (a folder rewritten with mostly the same content); a first
+/// deployment stops asking after a few dozen files.
+#[derive(Debug, Default)]
+struct Probe {
+    asked: AtomicU64,
+    known: AtomicU64,
+}
+
+impl Probe {
+    fn worth_asking(&self) -> bool {
+        let asked = self.asked.load(Ordering::Relaxed);
+        asked < 64 || self.known.load(Ordering::Relaxed) * 8 > asked
+    }
+
+    fn record(&self, known: bool) {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        if known {
+            self.known.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Stores `src`. When the store says it has the content already (see
+/// [`Probe`]), nothing more; else it is written to `at` in a deployment's
+/// folder (a new read-only
 /// file, its folders made as needed), and the store adopts it (an
 /// executable, whose mode differs from a blob's, is stored as a blob of
 /// its own). Returns the digest, the size, whether the blob was new and
@@ -720,6 +749,7 @@ fn copy_into_tree(
     at: &Path,
     mode: u32,
     len: u64,
+    probe: &Probe,
 ) -> Result<(Digest, u64, bool, bool)> {
     use std::os::unix::fs::OpenOptionsExt;
     let store_err = |e| Error::Store {
@@ -738,8 +768,12 @@ fn copy_into_tree(
         Some(d) => (Digest::of(d), d.len() as u64),
         None => crate::store::hash_file(src).ctx("cannot read", src)?,
     };
-    if store.contains(&digest).map_err(store_err)? {
-        return Ok((digest, size, false, false));
+    if probe.worth_asking() {
+        let known = store.contains(&digest).map_err(store_err)?;
+        probe.record(known);
+        if known {
+            return Ok((digest, size, false, false));
+        }
     }
     let create = || {
         fs::OpenOptions::new()
@@ -1180,6 +1214,24 @@ mod tests {
                 "nested/deep/y.txt",
             ]
         );
+    }
+
+    #[test]
+    fn the_store_is_asked_while_it_often_knows_the_content() {
+        let new_content = Probe::default();
+        for _ in 0..64 {
+            assert!(new_content.worth_asking());
+            new_content.record(false);
+        }
+        assert!(
+            !new_content.worth_asking(),
+            "a first deployment stops asking"
+        );
+        let rewritten = Probe::default();
+        for i in 0..1000 {
+            assert!(rewritten.worth_asking(), "asked {i}");
+            rewritten.record(i % 4 == 0);
+        }
     }
 
     #[test]

@@ -866,6 +866,8 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     write(&v.join("lib/6/f6.txt"), "second");
     let d = deploy_dir(&site, &v, "second").unwrap().deployment;
     assert!(!log_mentions(&d, "spare folder"), "{:?}", d.log);
+    // Made on a thread of its own once the deployment is active.
+    site.settle();
     assert!(home.join("apps/app/slots/production/spare/tree").is_dir());
     let (second, v_second) = (d.id.clone(), expected(&v));
     write(&v.join("lib/6/f6.txt"), &file6);
@@ -1109,6 +1111,41 @@ fn a_folder_made_from_nothing_is_written_while_storing_and_shares_its_files_with
     );
     let active = site.active_path("app", "production").unwrap();
     assert_eq!(snapshot(&active), expected(&v));
+    let report = site.fsck(Some("app")).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[test]
+fn the_next_spare_is_made_after_the_call_and_a_deployment_right_after_uses_it_even_without_waiting()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = site(&home);
+    let v = tmp.path().join("v");
+    // Enough files that making a spare takes a while.
+    make_app(&v, 3000, "one");
+    deploy_dir(&site, &v, "one").unwrap();
+    write(&v.join("lib/1/f1.txt"), "two");
+    // The second deployment leaves its spare to a thread.
+    deploy_dir(&site, &v, "two").unwrap();
+    write(&v.join("lib/2/f2.txt"), "three");
+    let three = site
+        .deploy(
+            DeployRequest::new("app", Content::Folder(v.clone()))
+                .with_message("three")
+                .with_wait(false),
+        )
+        .expect("a spare being made is no deployment in progress");
+    assert!(
+        log_mentions(&three.deployment, "spare folder"),
+        "{:?}",
+        three.deployment.log
+    );
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        expected(&v)
+    );
+    site.settle();
     let report = site.fsck(Some("app")).unwrap();
     assert!(report.is_ok(), "{report:?}");
 }

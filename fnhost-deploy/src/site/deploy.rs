@@ -295,7 +295,7 @@ impl Site {
                         self.gc_after_prune(pruned)?;
                     }
                     // The next deployment's folder, unless retention left one.
-                    self.prepare_spare(app, slot);
+                    self.prepare_spare_later(app, slot, lock);
                 }
                 outcome.elapsed = started.elapsed();
                 Ok(outcome)

@@ -61,7 +61,46 @@ pub struct Site {
     durability: Durability,
     retention: usize,
     zip_limits: ZipLimits,
+    background: Arc<Background>,
 }
+
+/// Work a deployment leaves to a thread of its own once it is active (the
+/// slot's next spare folder), shared by a site's clones; the last clone
+/// dropped waits for it (see [`Site::settle`]).
+#[derive(Debug, Default)]
+struct Background {
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Background {
+    fn push(&self, handle: std::thread::JoinHandle<()>) {
+        if let Ok(mut threads) = self.threads.lock() {
+            threads.retain(|t| !t.is_finished());
+            threads.push(handle);
+        }
+    }
+
+    fn settle(&self) {
+        let threads = match self.threads.lock() {
+            Ok(mut threads) => std::mem::take(&mut *threads),
+            Err(_) => return,
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// What a slot's lock file says while a thread makes the slot's next spare
+/// folder: a deployment arriving then waits for it (briefly) even with
+/// `--no-wait`.
+const SPARE_HOLDER: &str = "making the next spare folder";
 
 /// An app as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -191,7 +230,16 @@ impl Site {
             durability: Durability::default(),
             retention: DEFAULT_RETENTION,
             zip_limits: ZipLimits::default(),
+            background: Arc::default(),
         })
+    }
+
+    /// Waits for the work deployments left to threads of their own (each
+    /// slot's next spare folder, made after the deployment is active and
+    /// its call has returned). Dropping the last clone of a site waits as
+    /// well; a deployment to the same slot waits for it by the slot's lock.
+    pub fn settle(&self) {
+        self.background.settle();
     }
 
     /// Uses another store (another backend, or a wrapper that injects
@@ -884,6 +932,15 @@ impl Site {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = Some(holder.trim().to_string()).filter(|h| !h.is_empty());
+                // The previous deployment's spare folder: no deployment is
+                // in progress, and it is soon done.
+                if holder
+                    .as_deref()
+                    .is_some_and(|h| h.starts_with(SPARE_HOLDER))
+                {
+                    file.lock().ctx("cannot lock", &path)?;
+                    return Ok(SlotLock { file });
+                }
                 if !wait {
                     return Err(Error::Busy {
                         app: app.into(),
