@@ -72,6 +72,10 @@ pub struct Stored {
     /// Files whose content was read and hashed (the rest came from the
     /// stat cache).
     pub hashed: u64,
+    /// The folder is as the stat cache describes the deployment given as
+    /// active (see [`store_folder`]): nothing was stored, and the manifest
+    /// is left empty.
+    pub unchanged: bool,
     /// When new files were written straight into a deployment's folder
     /// while storing (see [`store_folder`]'s `tree`): their paths in the
     /// manifest. The rest of the folder is still to be made.
@@ -321,15 +325,8 @@ impl StatCache {
 
 #[derive(Debug)]
 enum Found {
-    File {
-        rel: String,
-        abs: PathBuf,
-        meta: fs::Metadata,
-    },
-    Link {
-        rel: String,
-        target: String,
-    },
+    File { rel: String, meta: fs::Metadata },
+    Link { rel: String, target: String },
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> i128 {
@@ -378,22 +375,21 @@ fn walk_dir(
         } else {
             format!("{rel}/{name}")
         };
-        let path = entry.path();
-        let ft = entry.file_type().ctx("cannot read", &path)?;
+        let ft = entry.file_type().ctx("cannot read", &entry.path())?;
         if ft.is_dir() {
             if !ig.excludes_entry(&child_rel, true) {
-                subdirs.push((path, child_rel));
+                subdirs.push((entry.path(), child_rel));
             }
         } else if ig.excludes_entry(&child_rel, false) {
             continue;
         } else if ft.is_file() {
-            let meta = entry.metadata().ctx("cannot read", &path)?;
+            let meta = entry.metadata().ctx("cannot read", &entry.path())?;
             out.push(Found::File {
                 rel: child_rel,
-                abs: path,
                 meta,
             });
         } else if ft.is_symlink() {
+            let path = entry.path();
             let target = fs::read_link(&path).ctx("cannot read link", &path)?;
             let Some(target) = target.to_str().map(str::to_string) else {
                 return Err(Error::Package {
@@ -415,7 +411,7 @@ fn walk_dir(
             });
         } else {
             return Err(Error::Package {
-                path,
+                path: entry.path(),
                 message: "not a regular file, folder or link (a device, fifo or socket); list it in .funcignore".into(),
             });
         }
@@ -512,14 +508,21 @@ fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
 /// rename and a link. [`Stored::tree`] lists those files; the rest of the
 /// folder (files the store had, links) is made afterwards, and nothing is
 /// written there when the content turns out to be known.
+///
+/// With `active` (the slot's active deployment): when the stat cache was
+/// saved for that deployment and every file is as it describes, no more
+/// (no file added or gone, no link), the folder's content is that
+/// deployment's: nothing is stored, [`Stored::unchanged`] is set, and no
+/// new cache is returned (the old one stands).
 pub(crate) fn store_folder(
     store: &dyn Store,
     dir: &Path,
     cache: Option<&StatCache>,
     trusted: bool,
     tree: Option<&Path>,
+    active: Option<&str>,
     progress: ProgressFn<'_>,
-) -> Result<(Stored, StatCache)> {
+) -> Result<(Stored, Option<StatCache>)> {
     let meta = fs::metadata(dir).ctx("cannot read", dir)?;
     if !meta.is_dir() {
         return Err(Error::Package {
@@ -539,13 +542,33 @@ pub(crate) fn store_folder(
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
     let cache = cache.filter(|c| c.source == dir);
+    if let Some(c) = cache
+        && active.is_some_and(|a| a == c.deployment)
+        && found.len() == c.files.len()
+        && found.iter().all(|f| cached(cache, f).is_some())
+    {
+        progress(total, total);
+        let stored = Stored {
+            unchanged: true,
+            ..Stored::default()
+        };
+        return Ok((stored, None));
+    }
     if let Some(dest) = tree
         && dest.exists()
     {
         crate::fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
     }
     let done = AtomicU64::new(0);
-    let probe = &Probe::default();
+    let how = &Storing {
+        store,
+        root: dir,
+        cache,
+        trusted,
+        tree,
+        probe: &Probe::default(),
+        now_ns,
+    };
     let chunk = found.len().div_ceil(threads).max(1);
 
     type Out = (StoredFound, bool);
@@ -557,7 +580,7 @@ pub(crate) fn store_folder(
                 s.spawn(move || -> Result<Vec<Out>> {
                     let mut out = Vec::with_capacity(part.len());
                     for f in part {
-                        out.push(store_found(store, f, cache, trusted, tree, probe, now_ns)?);
+                        out.push(store_found(how, f)?);
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_multiple_of(64) || n == total {
                             progress(n, total);
@@ -608,7 +631,7 @@ pub(crate) fn store_folder(
     }
     stored.tree = tree.map(|_| written);
     stored.manifest = Manifest::new(entries);
-    Ok((stored, new_cache))
+    Ok((stored, Some(new_cache)))
 }
 
 /// The stat cache's entry for a file, when the file is unchanged since
@@ -629,6 +652,22 @@ fn cached<'c>(cache: Option<&'c StatCache>, f: &Found) -> Option<&'c CachedFile>
     })
 }
 
+/// What storing each file of a folder shares.
+#[derive(Clone, Copy)]
+struct Storing<'a> {
+    store: &'a dyn Store,
+    /// The folder.
+    root: &'a Path,
+    cache: Option<&'a StatCache>,
+    /// Whether the cache's blobs are known to be in the store.
+    trusted: bool,
+    /// The deployment's folder to write new files into.
+    tree: Option<&'a Path>,
+    probe: &'a Probe,
+    /// When the walk started.
+    now_ns: i128,
+}
+
 /// A stored file: its manifest entry, its stat cache entry, whether its
 /// blob was new, the bytes written, whether it was read and hashed.
 type StoredFound = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
@@ -636,15 +675,16 @@ type StoredFound = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
 /// Stores one file or link; with `tree`, a file new to the store is
 /// written into the deployment's folder (and adopted by the store), and
 /// the second value says so.
-fn store_found(
-    store: &dyn Store,
-    f: &Found,
-    cache: Option<&StatCache>,
-    trusted: bool,
-    tree: Option<&Path>,
-    probe: &Probe,
-    now_ns: i128,
-) -> Result<(StoredFound, bool)> {
+fn store_found(how: &Storing<'_>, f: &Found) -> Result<(StoredFound, bool)> {
+    let Storing {
+        store,
+        root,
+        cache,
+        trusted,
+        tree,
+        probe,
+        now_ns,
+    } = *how;
     let store_err = |what: String| {
         move |e| Error::Store {
             store: store.describe(),
@@ -664,7 +704,8 @@ fn store_found(
             };
             Ok(((entry, None, new, target.len() as u64, true), false))
         }
-        Found::File { rel, abs, meta } => {
+        Found::File { rel, meta } => {
+            let abs = &root.join(rel);
             let mode = MODE_FILE | (meta.permissions().mode() & 0o777);
             let cached_file = |hash| CachedFile {
                 size: meta.len(),
@@ -1145,7 +1186,8 @@ pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
                 zw.add_symlink(rel.as_str(), target.as_str(), base.unix_permissions(0o777))
                     .map_err(zerr)?;
             }
-            Found::File { rel, abs, meta } => {
+            Found::File { rel, meta } => {
+                let abs = &dir.join(rel);
                 zw.start_file(
                     rel.as_str(),
                     base.unix_permissions(meta.permissions().mode() & 0o777)

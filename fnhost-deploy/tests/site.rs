@@ -1149,3 +1149,82 @@ fn the_next_spare_is_made_after_the_call_and_a_deployment_right_after_uses_it_ev
     let report = site.fsck(Some("app")).unwrap();
     assert!(report.is_ok(), "{report:?}");
 }
+
+#[test]
+fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_nothing_else_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = site(&home);
+    let v = tmp.path().join("v");
+    make_app(&v, 30, "one");
+    write(&v.join(".funcignore"), "*.log\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d1 = deploy_dir(&site, &v, "one").unwrap().deployment;
+    let again = deploy_dir(&site, &v, "again").unwrap();
+    assert!(again.unchanged);
+    assert_eq!(
+        (again.deployment.id.as_str(), again.hashed),
+        (d1.id.as_str(), 0)
+    );
+    // A file the walk leaves out changes nothing.
+    write(&v.join("debug.log"), "x");
+    let want = || {
+        let (mut files, ro) = expected(&v);
+        files.remove(".funcignore");
+        files.remove("debug.log");
+        (files, ro)
+    };
+    assert!(deploy_dir(&site, &v, "log").unwrap().unchanged);
+
+    // A file gone is a change, even though every file left is as cached.
+    let gone = v.join("lib/2/f2.txt");
+    let kept = fs::read(&gone).unwrap();
+    fs::remove_file(&gone).unwrap();
+    let d2 = deploy_dir(&site, &v, "gone").unwrap();
+    assert!(!d2.unchanged);
+    assert!(!tree(&site.active_path("app", "production").unwrap()).contains_key("lib/2/f2.txt"));
+
+    // Back as it was: the same content as the first deployment, but the
+    // active one is the second: a new deployment with the file.
+    fs::write(&gone, &kept).unwrap();
+    let d3 = deploy_dir(&site, &v, "back").unwrap();
+    assert!(!d3.unchanged);
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        want()
+    );
+
+    // After a rollback to the second, the folder (cached as the third) is
+    // compared in full, and deployed again.
+    site.rollback("app", "production", Some(&d2.deployment.id))
+        .unwrap();
+    let d4 = deploy_dir(&site, &v, "after rollback").unwrap();
+    assert!(!d4.unchanged, "the active deployment lacks a file");
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        want()
+    );
+
+    // A link is not in the stat cache: a folder with one is compared in
+    // full (and found unchanged).
+    std::os::unix::fs::symlink("host.json", v.join("alias")).unwrap();
+    assert!(!deploy_dir(&site, &v, "link").unwrap().unchanged);
+    let same = deploy_dir(&site, &v, "link again").unwrap();
+    assert!(same.unchanged);
+
+    // The same content under a new source id is a new deployment.
+    let by_id = site
+        .deploy(
+            DeployRequest::new("app", Content::Folder(v.clone()))
+                .with_source_id("0123456789abcdef0123456789abcdef01234567"),
+        )
+        .unwrap();
+    assert!(!by_id.unchanged);
+    let same_id = site
+        .deploy(
+            DeployRequest::new("app", Content::Folder(v.clone()))
+                .with_source_id("0123456789abcdef0123456789abcdef01234567"),
+        )
+        .unwrap();
+    assert!(same_id.unchanged);
+}

@@ -10,7 +10,7 @@ use crate::deployment::{self, Deployment, Level, LogEntry, Status};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::package::{self, StatCache, Stored};
-use crate::store::{self, Durability, Manifest, ManifestKey};
+use crate::store::{self, Digest, Durability, Manifest, ManifestKey};
 
 use super::{Site, check_name};
 
@@ -393,6 +393,21 @@ impl Site {
         .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
         let cache_path = self.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
         let dest = self.content_dir(app, &r.id);
+        // The active deployment, and whether a folder found as the stat
+        // cache describes it may be taken as unchanged without listing its
+        // content: the same source id asked for, or none asked for and the
+        // active one's is its content's.
+        let current = match self.active(app, slot)? {
+            Some(a) if a.path.is_dir() => self.deployment(app, &a.deployment).ok(),
+            _ => None,
+        };
+        let unchanged_if = current
+            .as_ref()
+            .filter(|c| match &req.from_source.source_id {
+                Some(id) => c.source_id == *id,
+                None => c.source_id.parse::<Digest>().is_ok(),
+            })
+            .map(|c| c.id.as_str());
         let (stored, cache): (Stored, Option<StatCache>) = match content {
             Content::Folder(dir) => {
                 let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
@@ -419,9 +434,10 @@ impl Site {
                     // Without a spare the folder is made from nothing:
                     // then it is written while storing.
                     (!self.has_spare(app, slot)).then_some(dest.as_path()),
+                    unchanged_if,
                     &progress,
                 )?;
-                (s, Some(c))
+                (s, c)
             }
             Content::Zip(zip) => {
                 let scratch = self.slot_dir(app, slot).join("tmp");
@@ -435,6 +451,26 @@ impl Site {
                 (s, None)
             }
         };
+        if stored.unchanged
+            && let Some(current) = current
+        {
+            self.log(
+                req,
+                r,
+                Level::Info,
+                format!("Every file as when {} was deployed", current.id),
+            );
+            let path = self.record_path(app, &r.id);
+            fs::remove_file(&path).ctx("cannot remove", &path)?;
+            return Ok(DeployOutcome {
+                deployment: current,
+                unchanged: true,
+                new_bytes: 0,
+                hashed: 0,
+                active_after: started.elapsed(),
+                elapsed: started.elapsed(),
+            });
+        }
         let manifest = stored.manifest;
         let content_id = manifest.content_id().to_hex();
         r.source_id = (req.from_source.source_id.clone()).unwrap_or_else(|| content_id.clone());
@@ -456,10 +492,8 @@ impl Site {
         );
 
         // The same content as the active deployment: nothing to do.
-        if let Some(active) = self.active(app, slot)?
-            && let Ok(current) = self.deployment(app, &active.deployment)
+        if let Some(current) = current
             && current.source_id == r.source_id
-            && active.path.is_dir()
         {
             if stored.tree.is_some() {
                 self.discard_content(app, &r.id)?;
