@@ -72,12 +72,12 @@ pub struct Stored {
     /// Files whose content was read and hashed (the rest came from the
     /// stat cache).
     pub hashed: u64,
-    /// The folder is as the stat cache describes the deployment given as
-    /// active (see [`store_folder`]): nothing was stored, and the manifest
-    /// is left empty.
+    /// The folder is as the stat cache describes the slot's active
+    /// deployment (same files, sizes, times and inodes): nothing was
+    /// stored, and the manifest is left empty.
     pub unchanged: bool,
-    /// When new files were written straight into a deployment's folder
-    /// while storing (see [`store_folder`]'s `tree`): their paths in the
+    /// When new files were written straight into a new deployment's folder
+    /// while storing (the slot had no spare folder): their paths in the
     /// manifest. The rest of the folder is still to be made.
     pub tree: Option<HashSet<String>>,
 }
