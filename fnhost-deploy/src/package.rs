@@ -851,6 +851,12 @@ fn copy_into_tree(
             }
         }
     }
+    if executable {
+        // As a copy made from the store would be, whatever the umask (a
+        // plain file's mode is its blob's).
+        out.set_permissions(crate::store::perms(crate::store::readonly_mode(mode)))
+            .ctx("cannot protect", at)?;
+    }
     drop(out);
     let new = match (executable, &data) {
         (true, Some(d)) => store.put_hashed(&digest, d),
