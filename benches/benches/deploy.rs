@@ -149,7 +149,11 @@ fn main() {
         let cp = mid(cps);
         let first = mid(deps.iter().map(|d| d.0).collect());
         let active = mid(deps.iter().map(|d| d.1).collect());
-        rows.push((format!("cp -r (baseline for {name}, median of 3)"), cp, String::new()));
+        rows.push((
+            format!("cp -r (baseline for {name}, median of 3)"),
+            cp,
+            String::new(),
+        ));
         rows.push((
             format!("first deployment ({name} durability, median of 3)"),
             first,

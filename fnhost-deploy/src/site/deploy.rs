@@ -288,14 +288,9 @@ impl Site {
         let result = self.run(&req, &mut r, started);
         drop(store_lock);
         match result {
-            Ok(mut outcome) => {
+            Ok((mut outcome, cache)) => {
                 if !outcome.unchanged {
-                    let pruned = self.retain(app, slot)?;
-                    if pruned > 0 {
-                        self.gc_after_prune(pruned)?;
-                    }
-                    // The next deployment's folder, unless retention left one.
-                    self.prepare_spare_later(app, slot, lock);
+                    self.tidy_up_later(app, slot, lock, cache);
                 }
                 outcome.elapsed = started.elapsed();
                 Ok(outcome)
@@ -352,7 +347,7 @@ impl Site {
         req: &DeployRequest<'_>,
         r: &mut Deployment,
         started: Instant,
-    ) -> Result<DeployOutcome> {
+    ) -> Result<(DeployOutcome, Option<StatCache>)> {
         let (app, slot) = (req.app.as_str(), req.slot.as_str());
         r.status = Status::Building;
         r.start_time = Some(deployment::now());
@@ -462,14 +457,15 @@ impl Site {
             );
             let path = self.record_path(app, &r.id);
             fs::remove_file(&path).ctx("cannot remove", &path)?;
-            return Ok(DeployOutcome {
+            let outcome = DeployOutcome {
                 deployment: current,
                 unchanged: true,
                 new_bytes: 0,
                 hashed: 0,
                 active_after: started.elapsed(),
                 elapsed: started.elapsed(),
-            });
+            };
+            return Ok((outcome, None));
         }
         let manifest = stored.manifest;
         let content_id = manifest.content_id().to_hex();
@@ -506,14 +502,15 @@ impl Site {
                 c.deployment = current.id.clone();
                 self.save_cache(app, slot, &cache_path, &c);
             }
-            return Ok(DeployOutcome {
+            let outcome = DeployOutcome {
                 deployment: current,
                 unchanged: true,
                 new_bytes: 0,
                 hashed: stored.hashed,
                 active_after: started.elapsed(),
                 elapsed: started.elapsed(),
-            });
+            };
+            return Ok((outcome, None));
         }
 
         r.status = Status::Deploying;
@@ -645,18 +642,64 @@ impl Site {
         self.write_record(app, slot, r)?;
         r.active = true;
         req.observer.status(r);
-        if let Some(mut c) = cache {
+        let cache = cache.map(|mut c| {
             c.deployment = r.id.clone();
-            self.save_cache(app, slot, &cache_path, &c);
-        }
-        Ok(DeployOutcome {
+            c
+        });
+        let outcome = DeployOutcome {
             deployment: r.clone(),
             unchanged: false,
             new_bytes: stored.new_bytes,
             hashed: stored.hashed,
             active_after,
             elapsed: started.elapsed(),
-        })
+        };
+        Ok((outcome, cache))
+    }
+
+    /// After a deployment is active and recorded: saves the stat cache,
+    /// applies retention (collecting garbage now and then) and makes the
+    /// slot's next spare folder unless retention left one, on a thread of
+    /// its own that keeps the slot's lock, so that the call returns at
+    /// once. None of it is needed for the deployment; what a failure or a
+    /// kill leaves undone, the next deployment does (retention and
+    /// recovery run each time; a missing cache or spare only costs time).
+    fn tidy_up_later(
+        &self,
+        app: &str,
+        slot: &str,
+        mut lock: super::SlotLock,
+        cache: Option<StatCache>,
+    ) {
+        lock.set_holder(&format!("{} in {app}/{slot}", super::TIDYING));
+        let work = move |site: &Site, app: &str, slot: &str| {
+            if let Some(c) = cache {
+                let path = site.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
+                site.save_cache(app, slot, &path, &c);
+            }
+            if let Ok(pruned) = site.retain(app, slot)
+                && pruned > 0
+            {
+                let _ = site.gc_after_prune(pruned);
+            }
+            // The next deployment's folder, unless retention left one.
+            site.prepare_spare(app, slot);
+            drop(lock);
+        };
+        // The thread's site shares no background list: the last clone of
+        // the caller's site waits for this thread, never the thread itself.
+        let site = Site {
+            background: Default::default(),
+            ..self.clone()
+        };
+        let (app, slot) = (app.to_string(), slot.to_string());
+        let spawned = std::thread::Builder::new()
+            .name("fnhost-tidy".into())
+            .spawn(move || work(&site, &app, &slot));
+        // Without a thread (none to be had), the next deployment does it.
+        if let Ok(handle) = spawned {
+            self.background.push(handle);
+        }
     }
 
     fn save_cache(&self, app: &str, slot: &str, path: &Path, cache: &StatCache) {

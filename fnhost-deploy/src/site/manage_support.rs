@@ -30,6 +30,7 @@ impl Site {
     /// Refused with [`Error::DeploymentInUse`] for an active or a running
     /// deployment.
     pub fn delete_deployment(&self, app: &str, id: &str) -> Result<Deployment> {
+        self.settle();
         let r = self.deployment(app, id)?;
         {
             // Activations take the app's lock: none can happen between the

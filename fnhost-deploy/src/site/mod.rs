@@ -64,7 +64,8 @@ pub struct Site {
     background: Arc<Background>,
 }
 
-/// Work a deployment leaves to a thread of its own once it is active (the
+/// Work a deployment leaves to a thread of its own once it is active and
+/// recorded (saving the stat cache, retention, garbage collection, the
 /// slot's next spare folder), shared by a site's clones; the last clone
 /// dropped waits for it (see [`Site::settle`]).
 #[derive(Debug, Default)]
@@ -97,10 +98,10 @@ impl Drop for Background {
     }
 }
 
-/// What a slot's lock file says while a thread makes the slot's next spare
-/// folder: a deployment arriving then waits for it (briefly) even with
+/// What a slot's lock file says while a thread tidies up after a
+/// deployment: a deployment arriving then waits for it (briefly) even with
 /// `--no-wait`.
-const SPARE_HOLDER: &str = "making the next spare folder";
+const TIDYING: &str = "tidying up after deployment";
 
 /// An app as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -234,10 +235,12 @@ impl Site {
         })
     }
 
-    /// Waits for the work deployments left to threads of their own (each
-    /// slot's next spare folder, made after the deployment is active and
-    /// its call has returned). Dropping the last clone of a site waits as
-    /// well; a deployment to the same slot waits for it by the slot's lock.
+    /// Waits for the work deployments left to threads of their own once
+    /// active and recorded (saving the stat cache, retention, garbage
+    /// collection, the slot's next spare folder). Dropping the last clone
+    /// of a site waits as well; a deployment to the same slot waits for it
+    /// by the slot's lock; this site's listings, rollbacks, swaps, `fsck`,
+    /// `gc` and deletions wait for it first.
     pub fn settle(&self) {
         self.background.settle();
     }
@@ -364,6 +367,7 @@ impl Site {
     /// garbage collection (run here when possible). Fails when a deployment
     /// to it is running.
     pub fn delete_app(&self, app: &str) -> Result<()> {
+        self.settle();
         self.require_app(app)?;
         let mut locks = Vec::new();
         for slot in self.slots(app)? {
@@ -409,6 +413,7 @@ impl Site {
     /// The deployments of an app, newest first: with a slot, those deployed
     /// to it and the one active in it.
     pub fn deployments(&self, app: &str, slot: Option<&str>) -> Result<Vec<Deployment>> {
+        self.settle();
         self.require_app(app)?;
         let pointers = self.pointers(app)?;
         let active: HashSet<&str> = pointers
@@ -496,6 +501,7 @@ impl Site {
     /// the newest one of the slot older than the active one. A pointer
     /// switch: nothing is copied or rebuilt.
     pub fn rollback(&self, app: &str, slot: &str, to: Option<&str>) -> Result<Deployment> {
+        self.settle();
         self.require_app(app)?;
         check_name("slot", slot)?;
         let mut lock = self.lock_slot(app, slot, true, None)?;
@@ -550,6 +556,7 @@ impl Site {
 
     /// Exchanges two slots' active deployments in one atomic switch.
     pub fn swap(&self, app: &str, slot_a: &str, slot_b: &str) -> Result<()> {
+        self.settle();
         self.require_app(app)?;
         check_name("slot", slot_a)?;
         check_name("slot", slot_b)?;
@@ -701,6 +708,7 @@ impl Site {
     /// Checks the store (every manifest and blob, re-hashed), the records,
     /// the active pointers and the materialised folders, for one app or all.
     pub fn fsck(&self, app: Option<&str>) -> Result<FsckReport> {
+        self.settle();
         let apps: Vec<String> = match app {
             Some(a) => {
                 self.require_app(a)?;
@@ -724,6 +732,7 @@ impl Site {
     /// Removes blobs no manifest uses and temporary files; waits for running
     /// deployments to finish writing.
     pub fn gc(&self) -> Result<GcReport> {
+        self.settle();
         let lock = self.store_lock_file()?;
         lock.lock()
             .ctx("cannot lock", &self.home.join("store.lock"))?;
@@ -934,10 +943,7 @@ impl Site {
                 let holder = Some(holder.trim().to_string()).filter(|h| !h.is_empty());
                 // The previous deployment's spare folder: no deployment is
                 // in progress, and it is soon done.
-                if holder
-                    .as_deref()
-                    .is_some_and(|h| h.starts_with(SPARE_HOLDER))
-                {
+                if holder.as_deref().is_some_and(|h| h.starts_with(TIDYING)) {
                     file.lock().ctx("cannot lock", &path)?;
                     return Ok(SlotLock { file });
                 }

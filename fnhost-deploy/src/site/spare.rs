@@ -240,40 +240,11 @@ impl Site {
         Ok(true)
     }
 
-    /// After a deployment: makes the slot's next spare folder (see
-    /// `prepare_spare`) on a thread of its own that keeps the
-    /// slot's lock, so that the deployment's call returns once it is
-    /// active. A slot with a spare starts no thread.
-    pub(super) fn prepare_spare_later(&self, app: &str, slot: &str, mut lock: super::SlotLock) {
-        if self.spare_dir(app, slot).exists() {
-            return;
-        }
-        lock.set_holder(&format!("{} for {app}/{slot}", super::SPARE_HOLDER));
-        // The thread's site shares no background list: the last clone of
-        // the caller's site waits for this thread, never the thread itself.
-        let site = Site {
-            background: Default::default(),
-            ..self.clone()
-        };
-        let (app, slot) = (app.to_string(), slot.to_string());
-        let spawned = std::thread::Builder::new()
-            .name("fnhost-spare".into())
-            .spawn(move || {
-                site.prepare_spare(&app, &slot);
-                drop(lock);
-            });
-        // Without a thread there is no spare: the next deployment makes
-        // its folder from nothing.
-        if let Ok(handle) = spawned {
-            self.background.push(handle);
-        }
-    }
-
     /// After a deployment: makes a spare from the slot's active deployment
     /// when the slot has none (retention gave none). Failing to make one
     /// only makes the next deployment slower, so errors are not returned;
     /// whatever was half-made is removed.
-    fn prepare_spare(&self, app: &str, slot: &str) {
+    pub(super) fn prepare_spare(&self, app: &str, slot: &str) {
         if self.spare_dir(app, slot).exists() {
             return;
         }
