@@ -37,6 +37,7 @@
 
 pub mod build;
 pub mod cd;
+mod codec;
 pub mod deployment;
 mod error;
 mod fsutil;

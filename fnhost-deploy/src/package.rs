@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
+use crate::codec::{Reader, Writer};
 use crate::error::{Error, IoContext, Result};
 use crate::store::{
     Digest, Hasher, MODE_FILE, MODE_SYMLINK, Manifest, ManifestEntry, Store, put_bytes, put_file,
@@ -244,77 +245,44 @@ impl StatCache {
     /// sha256 of what precedes it, so that a torn or damaged file is
     /// recognised and ignored.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        fn put_str(out: &mut Vec<u8>, s: &[u8]) {
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s);
-        }
-        let mut out = Vec::with_capacity(64 + self.files.len() * 110);
-        out.extend_from_slice(STAT_CACHE_MAGIC);
-        put_str(&mut out, self.source.as_os_str().as_encoded_bytes());
-        out.extend_from_slice(&self.taken_ns.to_le_bytes());
-        put_str(&mut out, self.deployment.as_bytes());
-        out.extend_from_slice(&(self.files.len() as u64).to_le_bytes());
+        let mut w = Writer::new(STAT_CACHE_MAGIC, 64 + self.files.len() * 110);
+        w.str(self.source.as_os_str().as_encoded_bytes());
+        w.bytes(&self.taken_ns.to_le_bytes());
+        w.str(self.deployment.as_bytes());
+        w.bytes(&(self.files.len() as u64).to_le_bytes());
         for (path, f) in &self.files {
-            put_str(&mut out, path.as_bytes());
-            out.extend_from_slice(&f.size.to_le_bytes());
-            out.extend_from_slice(&f.mtime_ns.to_le_bytes());
-            out.extend_from_slice(&f.ctime_ns.to_le_bytes());
-            out.extend_from_slice(&f.ino.to_le_bytes());
-            out.extend_from_slice(&f.mode.to_le_bytes());
-            out.extend_from_slice(f.hash.as_bytes());
+            w.str(path.as_bytes());
+            w.bytes(&f.size.to_le_bytes());
+            w.bytes(&f.mtime_ns.to_le_bytes());
+            w.bytes(&f.ctime_ns.to_le_bytes());
+            w.bytes(&f.ino.to_le_bytes());
+            w.bytes(&f.mode.to_le_bytes());
+            w.bytes(f.hash.as_bytes());
         }
-        let sum = Digest::of(&out);
-        out.extend_from_slice(sum.as_bytes());
-        out
+        w.finish()
     }
 
     /// Reads [`StatCache::encode`]'s form; `None` when damaged.
     pub(crate) fn decode(data: &[u8]) -> Option<StatCache> {
-        struct R<'a>(&'a [u8]);
-        impl<'a> R<'a> {
-            fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-                if self.0.len() < n {
-                    return None;
-                }
-                let (a, b) = self.0.split_at(n);
-                self.0 = b;
-                Some(a)
-            }
-            fn arr<const N: usize>(&mut self) -> Option<[u8; N]> {
-                self.take(N)?.try_into().ok()
-            }
-            fn str(&mut self) -> Option<&'a [u8]> {
-                let n = u32::from_le_bytes(self.arr()?) as usize;
-                self.take(n)
-            }
-        }
-        let body_len = data.len().checked_sub(32)?;
-        let (body, sum) = data.split_at(body_len);
-        if Digest::of(body).as_bytes()[..] != sum[..] {
-            return None;
-        }
-        let mut r = R(body);
-        if r.take(8)? != STAT_CACHE_MAGIC {
-            return None;
-        }
-        let source = PathBuf::from(String::from_utf8(r.str()?.to_vec()).ok()?);
-        let taken_ns = i128::from_le_bytes(r.arr()?);
-        let deployment = String::from_utf8(r.str()?.to_vec()).ok()?;
-        let count = u64::from_le_bytes(r.arr()?) as usize;
+        let mut r = Reader::open(data, STAT_CACHE_MAGIC)?;
+        let source = PathBuf::from(r.string()?);
+        let taken_ns = r.i128()?;
+        let deployment = r.string()?;
+        let count = r.u64()? as usize;
         let mut files = HashMap::with_capacity(count.min(1 << 20));
         for _ in 0..count {
-            let path = String::from_utf8(r.str()?.to_vec()).ok()?;
+            let path = r.string()?;
             let f = CachedFile {
-                size: u64::from_le_bytes(r.arr()?),
-                mtime_ns: i128::from_le_bytes(r.arr()?),
-                ctime_ns: i128::from_le_bytes(r.arr()?),
-                ino: u64::from_le_bytes(r.arr()?),
-                mode: u32::from_le_bytes(r.arr()?),
+                size: r.u64()?,
+                mtime_ns: r.i128()?,
+                ctime_ns: r.i128()?,
+                ino: r.u64()?,
+                mode: r.u32()?,
                 hash: Digest::from_bytes(r.arr()?),
             };
             files.insert(path, f);
         }
-        r.0.is_empty().then_some(StatCache {
+        r.is_done().then_some(StatCache {
             source,
             taken_ns,
             deployment,
@@ -497,8 +465,10 @@ fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
 }
 
 /// Stores a folder's files (after `.funcignore`) and returns its manifest.
-/// With a stat cache of the same folder, files whose size, times and inode
-/// are unchanged are not read again.
+/// With a stat cache of the same folder (`cache` reads it, with whether its
+/// blobs are known to be stored, on a thread of its own while the folder is
+/// listed), files whose size, times and inode are unchanged are not read
+/// again.
 ///
 /// With `tree` (a deployment's folder to be made from nothing), a file
 /// whose content is new to the store is written into that folder, as
@@ -517,8 +487,7 @@ fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
 pub(crate) fn store_folder(
     store: &dyn Store,
     dir: &Path,
-    cache: Option<&StatCache>,
-    trusted: bool,
+    cache: impl FnOnce() -> (Option<StatCache>, bool) + Send,
     tree: Option<&Path>,
     active: Option<&str>,
     progress: ProgressFn<'_>,
@@ -535,13 +504,19 @@ pub(crate) fn store_folder(
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8);
-    let found = walk(dir, &ignore, threads)?;
-    let total = found.len() as u64;
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
-    let cache = cache.filter(|c| c.source == dir);
+    // The cache is read while the folder is listed.
+    let (found, (old, trusted)) = std::thread::scope(|s| {
+        let reading = s.spawn(cache);
+        let found = walk(dir, &ignore, threads);
+        (found, reading.join().unwrap_or((None, false)))
+    });
+    let found = found?;
+    let total = found.len() as u64;
+    let cache = old.as_ref().filter(|c| c.source == dir);
     if let Some(c) = cache
         && active.is_some_and(|a| a == c.deployment)
         && found.len() == c.files.len()

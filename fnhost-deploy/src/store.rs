@@ -303,13 +303,6 @@ pub trait Store: fmt::Debug + Send + Sync {
         let _ = digest;
         None
     }
-    /// A manifest's file on the local file system when it has one (its
-    /// bytes are the manifest's JSON), so that it can be linked elsewhere
-    /// instead of read and written again.
-    fn manifest_path(&self, key: &ManifestKey) -> Option<PathBuf> {
-        let _ = key;
-        None
-    }
     /// Makes the given blobs durable (see [`Durability::Full`]).
     fn sync(&self, digests: &[Digest]) -> io::Result<()>;
     /// Every stored blob.
@@ -360,9 +353,6 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     }
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
         (**self).local_path(digest)
-    }
-    fn manifest_path(&self, key: &ManifestKey) -> Option<PathBuf> {
-        (**self).manifest_path(key)
     }
     fn sync(&self, digests: &[Digest]) -> io::Result<()> {
         (**self).sync(digests)
@@ -508,10 +498,6 @@ impl Store for FsStore {
 
     fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
         Some(self.blob_path(digest))
-    }
-
-    fn manifest_path(&self, key: &ManifestKey) -> Option<PathBuf> {
-        Some(FsStore::manifest_path(self, key))
     }
 
     fn sync(&self, digests: &[Digest]) -> io::Result<()> {

@@ -941,7 +941,7 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
 
     // A damaged spare is found by fsck, then ignored and replaced.
     let spare = home.join("apps/app/slots/production/spare");
-    fs::write(spare.join("manifest.json"), "{ not json").unwrap();
+    fs::write(spare.join("manifest.bin"), "{ not json").unwrap();
     let report = site.fsck(None).unwrap();
     assert!(
         report.problems.iter().any(|p| p.contains("spare folder")),

@@ -406,26 +406,29 @@ impl Site {
         let (stored, cache): (Stored, Option<StatCache>) = match content {
             Content::Folder(dir) => {
                 let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
-                let old = fs::read(&cache_path)
-                    .ok()
-                    .and_then(|d| StatCache::decode(&d))
-                    .filter(|c| c.source == dir);
-                // The cache's hashes are those of a deployment's files: while
-                // its manifest is kept, so are its blobs (garbage collection
-                // waits for this deployment to finish), and the cache is
-                // trusted without asking the store about each blob.
-                let trusted = old.as_ref().is_some_and(|c| {
-                    !c.deployment.is_empty()
-                        && self
-                            .store
-                            .contains_manifest(&ManifestKey::new(app, &c.deployment))
-                            .unwrap_or(false)
-                });
+                let read_cache = || {
+                    let old = fs::read(&cache_path)
+                        .ok()
+                        .and_then(|d| StatCache::decode(&d))
+                        .filter(|c| c.source == dir);
+                    // The cache's hashes are those of a deployment's files:
+                    // while its manifest is kept, so are its blobs (garbage
+                    // collection waits for this deployment to finish), and
+                    // the cache is trusted without asking the store about
+                    // each blob.
+                    let trusted = old.as_ref().is_some_and(|c| {
+                        !c.deployment.is_empty()
+                            && self
+                                .store
+                                .contains_manifest(&ManifestKey::new(app, &c.deployment))
+                                .unwrap_or(false)
+                    });
+                    (old, trusted)
+                };
                 let (s, c) = package::store_folder(
                     self.store.as_ref(),
                     &dir,
-                    old.as_ref(),
-                    trusted,
+                    read_cache,
                     // Without a spare the folder is made from nothing:
                     // then it is written while storing.
                     (!self.has_spare(app, slot)).then_some(dest.as_path()),
