@@ -579,12 +579,13 @@ pub(crate) fn store_folder(
     });
     let mut stored = Stored::default();
     let mut entries = Vec::with_capacity(found.len());
-    let mut new_cache = StatCache {
-        source: dir.to_path_buf(),
-        taken_ns: now_ns,
-        deployment: String::new(),
-        files: HashMap::with_capacity(found.len()),
+    // The new cache is the old one with what was read put in: most files
+    // were hits, already there as they are.
+    let mut files = match old.filter(|c| c.source == dir) {
+        Some(c) => c.files,
+        None => HashMap::with_capacity(found.len()),
     };
+    let mut to_cache = 0;
     let mut written = HashSet::new();
     for part in results {
         for ((entry, cached, new, bytes, hashed), in_tree) in part? {
@@ -595,15 +596,28 @@ pub(crate) fn store_folder(
                 stored.new_blobs.push(entry.hash);
                 stored.new_bytes += bytes;
             }
+            to_cache += usize::from(cached.is_some());
             if hashed {
                 stored.hashed += 1;
-            }
-            if let Some(c) = cached {
-                new_cache.files.insert(entry.path.clone(), c);
+                match cached {
+                    Some(c) => files.insert(entry.path.clone(), c),
+                    None => files.remove(&entry.path),
+                };
             }
             entries.push(entry);
         }
     }
+    // Files gone since: their entries go too.
+    if files.len() != to_cache {
+        let here: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+        files.retain(|path, _| here.contains(path.as_str()));
+    }
+    let new_cache = StatCache {
+        source: dir.to_path_buf(),
+        taken_ns: now_ns,
+        deployment: String::new(),
+        files,
+    };
     stored.tree = tree.map(|_| written);
     stored.manifest = Manifest::new(entries);
     Ok((stored, Some(new_cache)))

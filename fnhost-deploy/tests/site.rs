@@ -1153,6 +1153,16 @@ fn the_next_spare_is_made_after_the_call_and_a_deployment_right_after_uses_it_ev
     assert!(report.is_ok(), "{report:?}");
 }
 
+/// Log lines a deployment reports.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl fnhost_deploy::Observer for Heard {
+    fn log(&self, entry: &fnhost_deploy::LogEntry) {
+        self.0.lock().unwrap().push(entry.message.clone());
+    }
+}
+
 #[test]
 fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_nothing_else_is() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1186,6 +1196,24 @@ fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_n
     let d2 = deploy_dir(&site, &v, "gone").unwrap();
     assert!(!d2.unchanged);
     assert!(!tree(&site.active_path("app", "production").unwrap()).contains_key("lib/2/f2.txt"));
+    // The cache forgot the file gone: the next unchanged deployment is
+    // known from it alone (what the log says of that shortcut).
+    site.settle();
+    let heard = Heard::default();
+    let same = site
+        .deploy(DeployRequest::new("app", Content::Folder(v.clone())).with_observer(&heard))
+        .unwrap();
+    assert!(same.unchanged);
+    assert!(
+        heard
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("Every file as when")),
+        "{:?}",
+        heard.0.lock().unwrap()
+    );
 
     // Back as it was: the same content as the first deployment, but the
     // active one is the second: a new deployment with the file.

@@ -75,8 +75,10 @@ pub(super) struct Spare {
     remove: Vec<ManifestEntry>,
     /// Files of the new manifest to place (new or changed).
     add: Vec<ManifestEntry>,
-    old_dirs: BTreeSet<String>,
-    new_dirs: BTreeSet<String>,
+    /// Folders of the spare that the new manifest no longer has, sorted.
+    gone_dirs: Vec<String>,
+    /// Folders the new manifest needs that the spare lacks, sorted.
+    new_dirs: Vec<String>,
 }
 
 impl Spare {
@@ -99,6 +101,33 @@ pub(super) fn folders(m: &Manifest) -> BTreeSet<String> {
         }
     }
     dirs
+}
+
+/// Whether a manifest has a file under folder `dir`: the files are sorted,
+/// so those under `dir/` are together, from where `dir/` would sort.
+fn has_files_under(m: &Manifest, dir: &str) -> bool {
+    let prefix = format!("{dir}/");
+    let i = m.files.partition_point(|f| f.path < prefix);
+    m.files.get(i).is_some_and(|f| f.path.starts_with(&prefix))
+}
+
+/// The folders of `files` that `other` has no file under, sorted: for the
+/// files one manifest has and `other` lacks (a side of [`difference`]), as
+/// that manifest's `folders` minus `other`'s, looking only at the folders
+/// of the files that differ.
+fn folders_only_in(files: &[ManifestEntry], other: &Manifest) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for f in files {
+        let mut rel = f.path.as_str();
+        while let Some((parent, _)) = rel.rsplit_once('/') {
+            if out.contains(parent) || has_files_under(other, parent) {
+                break;
+            }
+            out.insert(parent.to_string());
+            rel = parent;
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Files of `old` that `new` does not have as they are, and files of `new`
@@ -162,10 +191,10 @@ impl Site {
         let (remove, add) = difference(&old, manifest);
         let spare = Spare {
             dir,
+            gone_dirs: folders_only_in(&remove, manifest),
+            new_dirs: folders_only_in(&add, &old),
             remove,
             add,
-            old_dirs: folders(&old),
-            new_dirs: folders(manifest),
         };
         (spare.changes() <= manifest.files.len() / 2).then_some(spare)
     }
@@ -205,14 +234,13 @@ impl Site {
             let path = dest.join(&f.path);
             fs::remove_file(&path).ctx("cannot remove", &path)?;
         }
-        let gone: Vec<&String> = spare.old_dirs.difference(&spare.new_dirs).collect();
-        for d in gone.into_iter().rev() {
+        for d in spare.gone_dirs.iter().rev() {
             open(parent_of(d), &mut touched)?;
             let path = dest.join(d);
             touched.remove(&path);
             fs::remove_dir(&path).ctx("cannot remove", &path)?;
         }
-        for d in spare.new_dirs.difference(&spare.old_dirs) {
+        for d in &spare.new_dirs {
             open(parent_of(d), &mut touched)?;
             let path = dest.join(d);
             fs::create_dir(&path).ctx("cannot create", &path)?;
@@ -409,7 +437,38 @@ mod tests {
             folders(&new).into_iter().collect::<Vec<_>>(),
             ["b".to_string(), "f".to_string()]
         );
+        assert!(folders_only_in(&remove, &new).is_empty());
+        assert_eq!(folders_only_in(&add, &old), ["f"]);
         let (remove, add) = difference(&new, &new);
         assert!(remove.is_empty() && add.is_empty());
+    }
+
+    #[test]
+    fn folders_gone_and_new_are_found_from_the_difference_alone() {
+        let old = Manifest::new(vec![
+            entry("a/b/c/d.txt", "1", 0o644),
+            entry("a/keep.txt", "2", 0o644),
+            entry("a-b/x", "3", 0o644),
+            entry("gone/deep/er/f", "4", 0o644),
+        ]);
+        let new = Manifest::new(vec![
+            entry("a/keep.txt", "2", 0o644),
+            entry("a-b/x", "3", 0o644),
+            entry("a/b", "now a file", 0o644),
+            entry("n/e/w", "5", 0o644),
+            entry("a/b2/z", "6", 0o644),
+        ]);
+        let (remove, add) = difference(&old, &new);
+        // As the difference of the full folder sets.
+        let full = |x: &Manifest, y: &Manifest| -> Vec<String> {
+            folders(x).difference(&folders(y)).cloned().collect()
+        };
+        assert_eq!(folders_only_in(&remove, &new), full(&old, &new));
+        assert_eq!(folders_only_in(&add, &old), full(&new, &old));
+        assert_eq!(
+            folders_only_in(&remove, &new),
+            ["a/b", "a/b/c", "gone", "gone/deep", "gone/deep/er"]
+        );
+        assert_eq!(folders_only_in(&add, &old), ["a/b2", "n", "n/e"]);
     }
 }
