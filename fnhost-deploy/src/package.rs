@@ -768,11 +768,10 @@ impl Probe {
 
 /// Stores `src`. When the store says it has the content already (see
 /// [`Probe`]), nothing more; else it is written to `at` in a deployment's
-/// folder (a new read-only
-/// file, its folders made as needed), and the store adopts it (an
-/// executable, whose mode differs from a blob's, is stored as a blob of
-/// its own). Returns the digest, the size, whether the blob was new and
-/// whether `at` was written.
+/// folder (a new read-only file, its folders made as needed), and the
+/// store adopts it (an executable, whose mode differs from a blob's, is
+/// stored as a blob of its own). Returns the digest, the size, whether
+/// the blob was new and whether `at` was written.
 fn copy_into_tree(
     store: &dyn Store,
     src: &Path,
