@@ -133,7 +133,8 @@ fn records_json(
     slot: &str,
     base_url: &str,
 ) -> crate::Result<Vec<(String, Value)>> {
-    let mut records = site.deployments(app, Some(slot))?;
+    // Not waiting for tidying up: this runs on the server's threads.
+    let mut records = site.deployments_now(app, Some(slot))?;
     records.reverse();
     let mut last_success: Option<String> = None;
     let mut out = Vec::with_capacity(records.len());

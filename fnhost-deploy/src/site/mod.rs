@@ -414,6 +414,14 @@ impl Site {
     /// to it and the one active in it.
     pub fn deployments(&self, app: &str, slot: Option<&str>) -> Result<Vec<Deployment>> {
         self.settle();
+        self.deployments_now(app, slot)
+    }
+
+    /// [`Site::deployments`] without waiting for this site's tidying up:
+    /// for a server answering while deployments finish (a record retention
+    /// is about to drop may still be listed, as it may be for another
+    /// process).
+    pub(crate) fn deployments_now(&self, app: &str, slot: Option<&str>) -> Result<Vec<Deployment>> {
         self.require_app(app)?;
         let pointers = self.pointers(app)?;
         let active: HashSet<&str> = pointers
