@@ -520,7 +520,7 @@ pub(crate) fn store_folder(
     if let Some(c) = cache
         && active.is_some_and(|a| a == c.deployment)
         && found.len() == c.files.len()
-        && found.iter().all(|f| cached(cache, f).is_some())
+        && all_cached(c, &found, threads)
     {
         progress(total, total);
         let stored = Stored {
@@ -621,6 +621,23 @@ pub(crate) fn store_folder(
     stored.tree = tree.map(|_| written);
     stored.manifest = Manifest::new(entries);
     Ok((stored, Some(new_cache)))
+}
+
+/// Whether every file found is as the stat cache says, checked on
+/// `threads` threads.
+fn all_cached(cache: &StatCache, found: &[Found], threads: usize) -> bool {
+    let check = |part: &[Found]| part.iter().all(|f| cached(Some(cache), f).is_some());
+    if found.len() < 4096 {
+        return check(found);
+    }
+    let chunk = found.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = found
+            .chunks(chunk)
+            .map(|p| s.spawn(move || check(p)))
+            .collect();
+        parts.into_iter().all(|p| p.join().unwrap_or(false))
+    })
 }
 
 /// The stat cache's entry for a file, when the file is unchanged since
@@ -1286,6 +1303,47 @@ mod tests {
         assert!(link_stays_inside("a/b", "../c"));
         assert!(!link_stays_inside("a/b", "../../c"));
         assert!(!link_stays_inside("b", "/etc/passwd"));
+    }
+
+    #[test]
+    fn every_file_as_cached_is_checked_on_threads_for_a_large_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..4200 {
+            let dir = tmp.path().join(format!("d{}", i % 20));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
+        }
+        let ig = FuncIgnore::for_folder(tmp.path()).unwrap();
+        let found = walk(tmp.path(), &ig, 2).unwrap();
+        assert_eq!(found.len(), 4200);
+        let mut cache = StatCache {
+            source: tmp.path().to_path_buf(),
+            // Taken well after the files were written.
+            taken_ns: mtime_ns(&fs::metadata(tmp.path()).unwrap()) + 10_000_000_000,
+            deployment: "d".into(),
+            files: HashMap::new(),
+        };
+        for f in &found {
+            let Found::File { rel, meta } = f else {
+                panic!("only files here")
+            };
+            let entry = CachedFile {
+                size: meta.len(),
+                mtime_ns: mtime_ns(meta),
+                ctime_ns: ctime_ns(meta),
+                ino: meta.ino(),
+                mode: MODE_FILE | (meta.permissions().mode() & 0o777),
+                hash: Digest::of(b""),
+            };
+            cache.files.insert(rel.clone(), entry);
+        }
+        assert!(all_cached(&cache, &found, 2));
+        // One file that differs, wherever it is, is seen.
+        for rel in [found_rel(&found[0]), found_rel(&found[4199])] {
+            let mut c = cache.clone();
+            c.files.get_mut(rel).unwrap().size += 1;
+            assert!(!all_cached(&c, &found, 2), "{rel}");
+        }
     }
 
     #[test]

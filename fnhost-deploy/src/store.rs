@@ -188,10 +188,22 @@ impl Manifest {
     /// deployments of the same tree have the same id.
     pub fn content_id(&self) -> Digest {
         let mut h = Hasher::new();
+        // The mode in octal digits, as `format!("{:o}")` writes it, without
+        // an allocation per file.
+        let mut octal = [0u8; 11];
         for f in &self.files {
             h.update(f.path.as_bytes());
             h.update(&[0]);
-            h.update(format!("{:o}", f.mode).as_bytes());
+            let (mut at, mut mode) = (octal.len(), f.mode);
+            loop {
+                at -= 1;
+                octal[at] = b'0' + (mode & 7) as u8;
+                mode >>= 3;
+                if mode == 0 {
+                    break;
+                }
+            }
+            h.update(&octal[at..]);
             h.update(&[0]);
             h.update(f.hash.as_bytes());
         }
@@ -949,6 +961,33 @@ pub(crate) fn perms(mode: u32) -> fs::Permissions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_content_id_is_the_hash_of_paths_octal_modes_and_hashes() {
+        let modes = [0, 0o7, 0o644, 0o100_755, 0o120_777, u32::MAX];
+        let m = Manifest::new(
+            modes
+                .iter()
+                .enumerate()
+                .map(|(i, &mode)| ManifestEntry {
+                    path: format!("f{i}"),
+                    hash: Digest::of(format!("{i}").as_bytes()),
+                    size: 1,
+                    mode,
+                })
+                .collect(),
+        );
+        // What ids stored in records were made from.
+        let mut h = Hasher::new();
+        for f in &m.files {
+            h.update(f.path.as_bytes());
+            h.update(&[0]);
+            h.update(format!("{:o}", f.mode).as_bytes());
+            h.update(&[0]);
+            h.update(f.hash.as_bytes());
+        }
+        assert_eq!(m.content_id(), h.finish());
+    }
 
     #[test]
     fn put_checks_the_digest_and_put_hashed_trusts_it() {

@@ -615,8 +615,21 @@ impl Site {
             b.finish();
         }
         if self.durability == Durability::Full {
-            self.flush_folder(&dest, &to_flush)?;
-            self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
+            let whole = self.flush_folder(&dest, &to_flush)?;
+            // The blobs are on disk already when that flush was of their
+            // file system too.
+            let same_fs = |blob: &Path| {
+                use std::os::unix::fs::MetadataExt;
+                let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+                dev(blob).is_some_and(|d| Some(d) == dev(&dest))
+            };
+            let flushed = whole
+                && (stored.new_blobs.first())
+                    .and_then(|d| self.store.local_path(d))
+                    .is_some_and(|p| same_fs(&p));
+            if !flushed {
+                self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
+            }
             lap("flush", &mut timings);
         }
         let key = ManifestKey::new(app, &r.id);
@@ -786,18 +799,19 @@ impl Site {
 
     /// Flushes a materialised folder: one `syncfs` of its file system when
     /// there is much to flush, else each copy and folder.
-    pub(super) fn flush_folder(&self, dest: &Path, items: &[PathBuf]) -> Result<()> {
+    /// Returns whether it flushed the whole file system.
+    pub(super) fn flush_folder(&self, dest: &Path, items: &[PathBuf]) -> Result<bool> {
         if items.len() >= crate::store::SYNCFS_THRESHOLD
             && fsutil::sync_filesystem(dest).ctx("cannot flush", dest)?
         {
-            return Ok(());
+            return Ok(true);
         }
         for item in items {
             fs::File::open(item)
                 .and_then(|f| f.sync_all())
                 .ctx("cannot flush", item)?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Places files; returns the copies (which need flushing).
