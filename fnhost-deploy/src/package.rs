@@ -167,6 +167,8 @@ pub(crate) fn link_stays_inside(link: &str, target: &str) -> bool {
 #[derive(Debug)]
 pub struct FuncIgnore {
     matcher: Gitignore,
+    /// No `.funcignore`: only the always-excluded names, matched by name.
+    names_only: bool,
 }
 
 impl FuncIgnore {
@@ -180,9 +182,8 @@ impl FuncIgnore {
             })?;
         }
         let file = dir.join(FUNCIGNORE);
-        if file.is_file()
-            && let Some(e) = b.add(&file)
-        {
+        let names_only = !file.is_file();
+        if !names_only && let Some(e) = b.add(&file) {
             return Err(Error::Package {
                 path: file,
                 message: format!("bad pattern: {e}"),
@@ -192,7 +193,10 @@ impl FuncIgnore {
             path: dir.join(FUNCIGNORE),
             message: e.to_string(),
         })?;
-        Ok(FuncIgnore { matcher })
+        Ok(FuncIgnore {
+            matcher,
+            names_only,
+        })
     }
 
     /// Whether a path (relative to the folder) is left out.
@@ -206,6 +210,11 @@ impl FuncIgnore {
     /// out: only the path itself is matched (a walk that does not enter
     /// excluded folders checks each parent once, not once per file).
     fn excludes_entry(&self, rel: &str, is_dir: bool) -> bool {
+        if self.names_only {
+            // A pattern without a slash matches the name at any depth.
+            let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
+            return ALWAYS_EXCLUDED.contains(&name);
+        }
         self.matcher.matched(rel, is_dir).is_ignore()
     }
 }
@@ -1267,6 +1276,39 @@ mod tests {
                 "nested/deep/y.txt",
             ]
         );
+    }
+
+    #[test]
+    fn without_a_funcignore_the_always_excluded_names_match_as_the_rules_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ig = FuncIgnore::for_folder(tmp.path()).unwrap();
+        assert!(ig.names_only);
+        for rel in [
+            ".git",
+            "lib/.git",
+            ".vscode",
+            "a/b/.vscode",
+            ".funcignore",
+            "x/.gitignore",
+            "local.settings.json",
+            "deep/er/local.settings.json",
+            ".gitkeep",
+            "x.git",
+            ".git.bak",
+            "local.settings.json.example",
+            "lib/app.js",
+            "host.json",
+        ] {
+            for is_dir in [false, true] {
+                assert_eq!(
+                    ig.excludes_entry(rel, is_dir),
+                    ig.matcher.matched(rel, is_dir).is_ignore(),
+                    "{rel} (folder: {is_dir})"
+                );
+            }
+        }
+        assert!(ig.excludes_entry("lib/.git", true));
+        assert!(!ig.excludes_entry(".gitkeep", false));
     }
 
     #[test]
