@@ -143,23 +143,10 @@ impl Server {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// curl (at most 60 s): (status, body).
+    /// curl as the app's deployment user: (status, body).
     fn curl(&self, args: &[&str]) -> (u16, Vec<u8>) {
-        let body = self.tmp.path().join("curl-body");
-        let out = Command::new("curl")
-            .args(["-s", "-S", "--max-time", "60", "-o"])
-            .arg(&body)
-            .args(["-w", "%{http_code}", "-u", &format!("{USER}:{PASS}")])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-        (status, fs::read(&body).unwrap_or_default())
+        let user = format!("{USER}:{PASS}");
+        curl_status(self.tmp.path(), &[&["-u", user.as_str()], args].concat())
     }
 }
 

@@ -165,22 +165,10 @@ impl Server {
 
     /// curl (at most 60 s).
     fn curl(&self, args: &[&str]) -> Resp {
-        let body = self.tmp.path().join("curl-body");
-        let out = Command::new("curl")
-            .args(["-s", "-S", "--max-time", "60", "-o"])
-            .arg(&body)
-            .args(["-w", "%{http_code}"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (status, body) = curl_status(self.tmp.path(), args);
         Resp {
-            status: String::from_utf8_lossy(&out.stdout).trim().parse().unwrap(),
-            body: fs::read_to_string(&body).unwrap_or_default(),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
 

@@ -50,3 +50,23 @@ pub fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// curl with `args` (at most 60 s): the last response's status and body.
+/// The body passes through a file in `scratch`.
+pub fn curl_status(scratch: &Path, args: &[&str]) -> (u16, Vec<u8>) {
+    let body = scratch.join("curl-body");
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "60", "-o"])
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (status, fs::read(&body).unwrap_or_default())
+}
