@@ -32,7 +32,11 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 
 /// The median of `runs` runs of `f`.
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    let mut v: Vec<Duration> = (0..runs).map(|_| time(&mut f).0).collect();
+    mid((0..runs).map(|_| time(&mut f).0).collect())
+}
+
+/// The median of durations.
+fn mid(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -142,10 +146,6 @@ fn main() {
         {
             eprintln!("first deployment ({name}), last round: {}", l.message);
         }
-        let mid = |mut v: Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2]
-        };
         let cp = mid(cps);
         let first = mid(deps.iter().map(|d| d.0).collect());
         let active = mid(deps.iter().map(|d| d.1).collect());
@@ -242,10 +242,6 @@ fn main() {
                 phases = l.message.clone();
             }
             (call, out.active_after)
-        };
-        let mid = |mut v: Vec<Duration>| {
-            v.sort();
-            v[v.len() / 2]
         };
         let early: Vec<(Duration, Duration)> = (0..5).map(|_| change(&site, true)).collect();
         // The first deployment and five rounds so far; five more back to

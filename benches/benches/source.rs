@@ -74,6 +74,34 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
+/// Times one sync of `app`'s production slot, which must deploy.
+fn deploying_sync(cd: &ContinuousDeployer, app: &str) -> Duration {
+    let started = Instant::now();
+    let outcome = cd.sync_once(app, "production").expect("sync");
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, SyncOutcome::Deployed { .. }),
+        "{outcome:?}"
+    );
+    took
+}
+
+/// The median of three deploying syncs, each after `change(round)`.
+fn median_of_deploying_syncs(
+    cd: &ContinuousDeployer,
+    app: &str,
+    mut change: impl FnMut(usize),
+) -> Duration {
+    let mut times: Vec<Duration> = (0..3)
+        .map(|round| {
+            change(round);
+            deploying_sync(cd, app)
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn main() {
     let n = files();
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -170,10 +198,7 @@ fn main() {
         None,
     )
     .expect("configure");
-    let started = Instant::now();
-    let first = cd.sync_once("bench", "production").expect("first sync");
-    let first_deploy = started.elapsed();
-    assert!(matches!(first, SyncOutcome::Deployed { .. }), "{first:?}");
+    let first_deploy = deploying_sync(&cd, "bench");
     println!(
         "cd first deployment ({n} files: fetch, build none, store, activate): {:.1} ms",
         first_deploy.as_secs_f64() * 1e3
@@ -189,20 +214,10 @@ fn main() {
         rev_parse,
         Duration::from_millis(50),
     );
-    let mut later = Vec::new();
-    for round in 0..3 {
+    let later = median_of_deploying_syncs(&cd, "bench", |round| {
         change_ten(&repo, n, round);
         git(&repo, &["commit", "-q", "-a", "-m", "ten files"]);
-        let started = Instant::now();
-        let outcome = cd.sync_once("bench", "production").expect("later sync");
-        later.push(started.elapsed());
-        assert!(
-            matches!(outcome, SyncOutcome::Deployed { .. }),
-            "{outcome:?}"
-        );
-    }
-    later.sort();
-    let later = later[later.len() / 2];
+    });
     all_met &= report(
         "cd deployment of a later commit changing 10 files",
         later,
@@ -223,33 +238,14 @@ fn main() {
         None,
     )
     .expect("configure folder");
-    let started = Instant::now();
-    let first = cd
-        .sync_once("synced", "production")
-        .expect("first folder sync");
-    let first_folder_deploy = started.elapsed();
-    assert!(matches!(first, SyncOutcome::Deployed { .. }), "{first:?}");
+    let first_folder_deploy = deploying_sync(&cd, "synced");
     println!(
         "cd first deployment from a folder ({n} files: copy, store, activate): {:.1} ms",
         first_folder_deploy.as_secs_f64() * 1e3
     );
     // Files a second old, as a synced folder's unchanged files are.
     std::thread::sleep(Duration::from_millis(1100));
-    let mut later = Vec::new();
-    for round in 0..3 {
-        change_ten(&synced, n, round);
-        let started = Instant::now();
-        let outcome = cd
-            .sync_once("synced", "production")
-            .expect("later folder sync");
-        later.push(started.elapsed());
-        assert!(
-            matches!(outcome, SyncOutcome::Deployed { .. }),
-            "{outcome:?}"
-        );
-    }
-    later.sort();
-    let later = later[later.len() / 2];
+    let later = median_of_deploying_syncs(&cd, "synced", |round| change_ten(&synced, n, round));
     // No target in the issue for folders: reported, not judged. Three
     // walks of the tree make most of it (head, update, store).
     println!(
