@@ -293,3 +293,35 @@ fn a_second_deployment_waits_or_fails_at_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("waiting"), "{err}");
 }
+
+#[test]
+fn an_executable_keeps_its_mode_under_a_strict_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, src) = (tmp.path().join("home"), tmp.path().join("src"));
+    make_app(&src, "v1");
+    ok(&fnhost(&home, &["apps", "create", "app"]));
+    // The first deployment writes its folder while storing; under umask
+    // 077 a file created 0555 would be 0500.
+    let out = Command::new("sh")
+        .args(["-c", "umask 077 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_fnhost"))
+        .arg("--home")
+        .arg(&home)
+        .args(["deploy", "app", "--dir"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    ok(&out);
+    let content = home.join("apps/app/content");
+    let folder = fs::read_dir(&content)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mode = fs::metadata(folder.join("handler"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o555);
+}
