@@ -162,11 +162,8 @@ impl BackgroundFlush {
         }
     }
 
+    /// Stops the thread and waits for it (before the final flush).
     pub(crate) fn finish(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -175,7 +172,9 @@ impl BackgroundFlush {
 }
 
 impl Drop for BackgroundFlush {
+    /// Tells the thread to stop, without waiting for it (a deployment
+    /// that wrote nothing, or failed, has no flush to wait for).
     fn drop(&mut self) {
-        self.halt();
+        drop(self.stop.take());
     }
 }

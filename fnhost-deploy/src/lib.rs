@@ -48,7 +48,9 @@ pub mod manage;
 pub mod package;
 pub mod site;
 pub mod source;
+mod statcache;
 pub mod store;
+mod walk;
 
 pub use deployment::{Deployment, Level, LogEntry, Status};
 pub use error::{Error, Result};

@@ -8,17 +8,19 @@
 //! names. Executable bits are kept. Symbolic links are kept as links when
 //! they point inside the tree and refused when they escape it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::codec::{Reader, Writer};
+pub(crate) use crate::walk::{Found, walk, walk_then};
+
 use crate::error::{Error, IoContext, Result};
+use crate::statcache::{CachedFile, StatCache};
 use crate::store::{
     Digest, Hasher, MODE_FILE, MODE_SYMLINK, Manifest, ManifestEntry, Store, put_bytes, put_file,
 };
@@ -209,7 +211,7 @@ impl FuncIgnore {
     /// Whether a path whose parent folders are known to be kept is left
     /// out: only the path itself is matched (a walk that does not enter
     /// excluded folders checks each parent once, not once per file).
-    fn excludes_entry(&self, rel: &str, is_dir: bool) -> bool {
+    pub(crate) fn excludes_entry(&self, rel: &str, is_dir: bool) -> bool {
         if self.names_only {
             // A pattern without a slash matches the name at any depth.
             let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
@@ -217,101 +219,6 @@ impl FuncIgnore {
         }
         self.matcher.matched(rel, is_dir).is_ignore()
     }
-}
-
-/// The stat cache's file name in a slot's folder.
-pub(crate) const STAT_CACHE_FILE: &str = "statcache.bin";
-
-/// What the stat cache remembers of a file, to skip re-hashing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CachedFile {
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: i128,
-    pub(crate) ctime_ns: i128,
-    pub(crate) ino: u64,
-    pub(crate) mode: u32,
-    pub(crate) hash: Digest,
-}
-
-/// A stat cache: the source folder's files as last stored, by path.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StatCache {
-    /// The source folder it describes.
-    pub(crate) source: PathBuf,
-    /// When it was taken (ns since the epoch); entries changed within the
-    /// clock's granularity of this instant are not trusted.
-    pub(crate) taken_ns: i128,
-    /// The deployment whose manifest lists every hash of the cache (while
-    /// that manifest exists, the blobs exist).
-    pub(crate) deployment: String,
-    pub(crate) files: HashMap<String, CachedFile>,
-}
-
-const STAT_CACHE_MAGIC: &[u8; 8] = b"fnhsc01\n";
-
-impl StatCache {
-    /// A compact binary form (about 100 bytes a file) ending with the
-    /// sha256 of what precedes it, so that a torn or damaged file is
-    /// recognised and ignored.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new(STAT_CACHE_MAGIC, 64 + self.files.len() * 110);
-        w.str(self.source.as_os_str().as_encoded_bytes());
-        w.bytes(&self.taken_ns.to_le_bytes());
-        w.str(self.deployment.as_bytes());
-        w.bytes(&(self.files.len() as u64).to_le_bytes());
-        for (path, f) in &self.files {
-            w.str(path.as_bytes());
-            w.bytes(&f.size.to_le_bytes());
-            w.bytes(&f.mtime_ns.to_le_bytes());
-            w.bytes(&f.ctime_ns.to_le_bytes());
-            w.bytes(&f.ino.to_le_bytes());
-            w.bytes(&f.mode.to_le_bytes());
-            w.bytes(f.hash.as_bytes());
-        }
-        w.finish()
-    }
-
-    /// Reads [`StatCache::encode`]'s form; `None` when damaged.
-    pub(crate) fn decode(data: &[u8]) -> Option<StatCache> {
-        let mut r = Reader::open(data, STAT_CACHE_MAGIC)?;
-        let source = PathBuf::from(r.string()?);
-        let taken_ns = r.i128()?;
-        let deployment = r.string()?;
-        let count = r.u64()? as usize;
-        let mut files = HashMap::with_capacity(count.min(1 << 20));
-        for _ in 0..count {
-            let path = r.string()?;
-            let f = CachedFile {
-                size: r.u64()?,
-                mtime_ns: r.i128()?,
-                ctime_ns: r.i128()?,
-                ino: r.u64()?,
-                mode: r.u32()?,
-                hash: Digest::from_bytes(r.arr()?),
-            };
-            files.insert(path, f);
-        }
-        r.is_done().then_some(StatCache {
-            source,
-            taken_ns,
-            deployment,
-            files,
-        })
-    }
-}
-
-#[derive(Debug)]
-enum Found {
-    File { rel: String, meta: fs::Metadata },
-    Link { rel: String, target: String },
-}
-
-fn mtime_ns(meta: &fs::Metadata) -> i128 {
-    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
-}
-
-fn ctime_ns(meta: &fs::Metadata) -> i128 {
-    i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
 }
 
 /// Lists the files of a folder that packaging keeps, sorted by path.
@@ -326,151 +233,6 @@ pub fn list_folder(dir: &Path) -> Result<Vec<String>> {
         .collect();
     out.sort();
     Ok(out)
-}
-
-/// Lists one folder: its files and links go to `out`, its subfolders (not
-/// excluded) to `subdirs`.
-fn walk_dir(
-    dir: &Path,
-    rel: &str,
-    ig: &FuncIgnore,
-    out: &mut Vec<Found>,
-    subdirs: &mut Vec<(PathBuf, String)>,
-) -> Result<()> {
-    let entries = fs::read_dir(dir).ctx("cannot list", dir)?;
-    for entry in entries {
-        let entry = entry.ctx("cannot list", dir)?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            return Err(Error::Package {
-                path: entry.path(),
-                message: "file name is not UTF-8".into(),
-            });
-        };
-        let child_rel = if rel.is_empty() {
-            name.to_string()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let ft = entry.file_type().ctx("cannot read", &entry.path())?;
-        if ft.is_dir() {
-            if !ig.excludes_entry(&child_rel, true) {
-                subdirs.push((entry.path(), child_rel));
-            }
-        } else if ig.excludes_entry(&child_rel, false) {
-            continue;
-        } else if ft.is_file() {
-            let meta = entry.metadata().ctx("cannot read", &entry.path())?;
-            out.push(Found::File {
-                rel: child_rel,
-                meta,
-            });
-        } else if ft.is_symlink() {
-            let path = entry.path();
-            let target = fs::read_link(&path).ctx("cannot read link", &path)?;
-            let Some(target) = target.to_str().map(str::to_string) else {
-                return Err(Error::Package {
-                    path,
-                    message: "link target is not UTF-8".into(),
-                });
-            };
-            if !link_stays_inside(&child_rel, &target) {
-                return Err(Error::Package {
-                    path,
-                    message: format!(
-                        "symbolic link to {target:?} leaves the app folder; replace it with the file, or list it in .funcignore"
-                    ),
-                });
-            }
-            out.push(Found::Link {
-                rel: child_rel,
-                target,
-            });
-        } else {
-            return Err(Error::Package {
-                path: entry.path(),
-                message: "not a regular file, folder or link (a device, fifo or socket); list it in .funcignore".into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Lists a tree on `threads` threads (folders are shared out as they are
-/// found): every file and link not excluded, in no particular order.
-fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
-    use std::sync::{Condvar, Mutex};
-    struct Work {
-        /// Folders waiting, and how many threads are listing one.
-        queue: Vec<(PathBuf, String)>,
-        busy: usize,
-        failed: Option<Error>,
-    }
-    let work = Mutex::new(Work {
-        queue: vec![(root.to_path_buf(), String::new())],
-        busy: 0,
-        failed: None,
-    });
-    let wake = Condvar::new();
-    let lost = || Error::Package {
-        path: root.to_path_buf(),
-        message: "a listing thread panicked".into(),
-    };
-    let parts: Vec<Vec<Found>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                s.spawn(|| {
-                    let mut found = Vec::new();
-                    let Ok(mut w) = work.lock() else {
-                        return found;
-                    };
-                    loop {
-                        if w.failed.is_some() {
-                            break;
-                        }
-                        let Some((dir, rel)) = w.queue.pop() else {
-                            if w.busy == 0 {
-                                break;
-                            }
-                            match wake.wait(w) {
-                                Ok(g) => w = g,
-                                Err(_) => return found,
-                            }
-                            continue;
-                        };
-                        w.busy += 1;
-                        drop(w);
-                        let mut subdirs = Vec::new();
-                        let result = walk_dir(&dir, &rel, ig, &mut found, &mut subdirs);
-                        w = match work.lock() {
-                            Ok(g) => g,
-                            Err(_) => return found,
-                        };
-                        w.busy -= 1;
-                        match result {
-                            Ok(()) => w.queue.extend(subdirs),
-                            Err(e) => w.failed = Some(e),
-                        }
-                        wake.notify_all();
-                    }
-                    wake.notify_all();
-                    found
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let mut w = work.into_inner().map_err(|_| lost())?;
-    if let Some(e) = w.failed.take() {
-        return Err(e);
-    }
-    if w.busy != 0 || !w.queue.is_empty() {
-        return Err(lost());
-    }
-    Ok(parts.into_iter().flatten().collect())
 }
 
 /// Stores a folder's files (after `.funcignore`) and returns its manifest.
@@ -517,25 +279,54 @@ pub(crate) fn store_folder(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
-    // The cache is read while the folder is listed.
-    let (found, (old, trusted)) = std::thread::scope(|s| {
-        let reading = s.spawn(cache);
-        let found = walk(dir, &ignore, threads);
-        (found, reading.join().unwrap_or((None, false)))
+    // The cache is read (and indexed) while the folder is listed; each
+    // listing thread then counts its files that are as the cache says.
+    let read: OnceLock<(Option<StatCache>, bool)> = OnceLock::new();
+    let count_unchanged = |part: &[Found]| {
+        let Some(c) = read
+            .wait()
+            .0
+            .as_ref()
+            .filter(|c| Some(c.deployment.as_str()) == active)
+        else {
+            return 0;
+        };
+        let mut next = 0;
+        part.iter()
+            .filter(|f| match f {
+                Found::File { rel, stat } => c.unchanged_from(rel, stat, &mut next).is_some(),
+                Found::Link { .. } => false,
+            })
+            .count()
+    };
+    let walked = std::thread::scope(|s| {
+        s.spawn(|| {
+            // Set whatever happens: the listing threads wait for it.
+            let _unblock = SetOnDrop(&read, Some((None, false)));
+            let (old, trusted) = cache();
+            let old = old.filter(|c| c.source == dir);
+            if let Some(c) = &old {
+                c.build_index();
+            }
+            let _ = read.set((old, trusted));
+        });
+        walk_then(dir, &ignore, threads, &count_unchanged)
     });
-    let found = found?;
+    let (found, counts) = walked?;
+    let (old, trusted) = read.into_inner().unwrap_or((None, false));
     let total = found.len() as u64;
-    let cache = old.as_ref().filter(|c| c.source == dir);
+    let cache = old.as_ref();
     if let Some(c) = cache
-        && active.is_some_and(|a| a == c.deployment)
-        && found.len() == c.files.len()
-        && all_cached(c, &found, threads)
+        && counts.iter().sum::<usize>() == found.len()
+        && found.len() == c.len()
     {
         progress(total, total);
         let stored = Stored {
             unchanged: true,
             ..Stored::default()
         };
+        // Freeing ten thousand paths takes a while; not in the call.
+        drop_later((found, old));
         return Ok((stored, None));
     }
     if let Some(dest) = tree
@@ -588,13 +379,8 @@ pub(crate) fn store_folder(
     });
     let mut stored = Stored::default();
     let mut entries = Vec::with_capacity(found.len());
-    // The new cache is the old one with what was read put in: most files
-    // were hits, already there as they are.
-    let mut files = match old.filter(|c| c.source == dir) {
-        Some(c) => c.files,
-        None => HashMap::with_capacity(found.len()),
-    };
-    let mut to_cache = 0;
+    // The new cache: every file as just found (files gone are left out).
+    let mut new_cache = StatCache::new(dir.to_path_buf(), now_ns, found.len());
     let mut written = HashSet::new();
     for part in results {
         for ((entry, cached, new, bytes, hashed), in_tree) in part? {
@@ -605,66 +391,36 @@ pub(crate) fn store_folder(
                 stored.new_blobs.push(entry.hash);
                 stored.new_bytes += bytes;
             }
-            to_cache += usize::from(cached.is_some());
-            if hashed {
-                stored.hashed += 1;
-                match cached {
-                    Some(c) => files.insert(entry.path.clone(), c),
-                    None => files.remove(&entry.path),
-                };
+            stored.hashed += u64::from(hashed);
+            if let Some(c) = cached {
+                new_cache.push(&entry.path, c);
             }
             entries.push(entry);
         }
     }
-    // Files gone since: their entries go too.
-    if files.len() != to_cache {
-        let here: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-        files.retain(|path, _| here.contains(path.as_str()));
-    }
-    let new_cache = StatCache {
-        source: dir.to_path_buf(),
-        taken_ns: now_ns,
-        deployment: String::new(),
-        files,
-    };
     stored.tree = tree.map(|_| written);
     stored.manifest = Manifest::new(entries);
     Ok((stored, Some(new_cache)))
 }
 
-/// Whether every file found is as the stat cache says, checked on
-/// `threads` threads.
-fn all_cached(cache: &StatCache, found: &[Found], threads: usize) -> bool {
-    let check = |part: &[Found]| part.iter().all(|f| cached(Some(cache), f).is_some());
-    if found.len() < 4096 {
-        return check(found);
+/// Sets a [`OnceLock`] when dropped, unless set before (so that a panic
+/// does not leave its readers waiting).
+struct SetOnDrop<'a, T>(&'a OnceLock<T>, Option<T>);
+
+impl<T> Drop for SetOnDrop<'_, T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.1.take() {
+            let _ = self.0.set(value);
+        }
     }
-    let chunk = found.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = found
-            .chunks(chunk)
-            .map(|p| s.spawn(move || check(p)))
-            .collect();
-        parts.into_iter().all(|p| p.join().unwrap_or(false))
-    })
 }
 
-/// The stat cache's entry for a file, when the file is unchanged since
-/// (same size, times, inode and mode; old enough that a change within the
-/// same clock tick cannot hide).
-fn cached<'c>(cache: Option<&'c StatCache>, f: &Found) -> Option<&'c CachedFile> {
-    let (Some(c), Found::File { rel, meta, .. }) = (cache, f) else {
-        return None;
-    };
-    let mode = MODE_FILE | (meta.permissions().mode() & 0o777);
-    c.files.get(rel).filter(|e| {
-        e.size == meta.len()
-            && e.mtime_ns == mtime_ns(meta)
-            && e.ctime_ns == ctime_ns(meta)
-            && e.ino == meta.ino()
-            && e.mode == mode
-            && e.mtime_ns < c.taken_ns - 1_000_000_000
-    })
+/// Drops `value` on a thread of its own (large collections of small
+/// allocations take a while to free), or here when no thread is to be had.
+fn drop_later<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("fnhost-free".into())
+        .spawn(move || drop(value));
 }
 
 /// What storing each file of a folder shares.
@@ -719,30 +475,22 @@ fn store_found(how: &Storing<'_>, f: &Found) -> Result<(StoredFound, bool)> {
             };
             Ok(((entry, None, new, target.len() as u64, true), false))
         }
-        Found::File { rel, meta } => {
+        Found::File { rel, stat } => {
             let abs = &root.join(rel);
-            let mode = MODE_FILE | (meta.permissions().mode() & 0o777);
-            let cached_file = |hash| CachedFile {
-                size: meta.len(),
-                mtime_ns: mtime_ns(meta),
-                ctime_ns: ctime_ns(meta),
-                ino: meta.ino(),
-                mode,
-                hash,
-            };
-            if let Some(c) = cached(cache, f)
+            let mode = stat.mode;
+            if let Some(c) = cache.and_then(|c| c.unchanged(rel, stat))
                 && (trusted || store.contains(&c.hash).unwrap_or(false))
             {
                 let entry = ManifestEntry {
                     path: rel.clone(),
                     hash: c.hash,
-                    size: c.size,
+                    size: c.stat.size,
                     mode,
                 };
-                return Ok(((entry, Some(c.clone()), false, 0, false), false));
+                return Ok(((entry, Some(*c), false, 0, false), false));
             }
             let (hash, size, new, in_tree) = match tree {
-                Some(dest) => copy_into_tree(store, abs, &dest.join(rel), mode, meta.len(), probe)?,
+                Some(dest) => copy_into_tree(store, abs, &dest.join(rel), mode, stat.size, probe)?,
                 None => {
                     let (hash, size, new) = put_file(store, abs)
                         .map_err(store_err(format!("cannot store {}", abs.display())))?;
@@ -757,7 +505,8 @@ fn store_found(how: &Storing<'_>, f: &Found) -> Result<(StoredFound, bool)> {
             };
             // A file changed within the last moments may change again within
             // the same clock tick: it is hashed again next time.
-            let cached = (mtime_ns(meta) < now_ns - 1_000_000_000).then(|| cached_file(hash));
+            let cached = (stat.mtime_ns < now_ns - 1_000_000_000)
+                .then_some(CachedFile { stat: *stat, hash });
             Ok((
                 (entry, cached, new, if new { size } else { 0 }, true),
                 in_tree,
@@ -1191,7 +940,7 @@ pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
     use zip::write::SimpleFileOptions;
     let ignore = FuncIgnore::for_folder(dir)?;
     let mut found = walk(dir, &ignore, 2)?;
-    found.sort_by(|a, b| found_rel(a).cmp(found_rel(b)));
+    found.sort_by(|a, b| a.rel().cmp(b.rel()));
     let mut zw = zip::ZipWriter::new(out);
     let base = SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
@@ -1206,12 +955,12 @@ pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
                 zw.add_symlink(rel.as_str(), target.as_str(), base.unix_permissions(0o777))
                     .map_err(zerr)?;
             }
-            Found::File { rel, meta } => {
+            Found::File { rel, stat } => {
                 let abs = &dir.join(rel);
                 zw.start_file(
                     rel.as_str(),
-                    base.unix_permissions(meta.permissions().mode() & 0o777)
-                        .large_file(meta.len() >= 0xFFFF_FFFF),
+                    base.unix_permissions(stat.mode & 0o777)
+                        .large_file(stat.size >= 0xFFFF_FFFF),
                 )
                 .map_err(zerr)?;
                 let mut src = File::open(abs).ctx("cannot read", abs)?;
@@ -1220,12 +969,6 @@ pub fn zip_folder<W: Write + Seek>(dir: &Path, out: W) -> Result<W> {
         }
     }
     zw.finish().map_err(zerr)
-}
-
-fn found_rel(f: &Found) -> &str {
-    match f {
-        Found::File { rel, .. } | Found::Link { rel, .. } => rel,
-    }
 }
 
 #[cfg(test)]
@@ -1345,81 +1088,5 @@ mod tests {
         assert!(link_stays_inside("a/b", "../c"));
         assert!(!link_stays_inside("a/b", "../../c"));
         assert!(!link_stays_inside("b", "/etc/passwd"));
-    }
-
-    #[test]
-    fn every_file_as_cached_is_checked_on_threads_for_a_large_folder() {
-        let tmp = tempfile::tempdir().unwrap();
-        for i in 0..4200 {
-            let dir = tmp.path().join(format!("d{}", i % 20));
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
-        }
-        let ig = FuncIgnore::for_folder(tmp.path()).unwrap();
-        let found = walk(tmp.path(), &ig, 2).unwrap();
-        assert_eq!(found.len(), 4200);
-        let mut cache = StatCache {
-            source: tmp.path().to_path_buf(),
-            // Taken well after the files were written.
-            taken_ns: mtime_ns(&fs::metadata(tmp.path()).unwrap()) + 10_000_000_000,
-            deployment: "d".into(),
-            files: HashMap::new(),
-        };
-        for f in &found {
-            let Found::File { rel, meta } = f else {
-                panic!("only files here")
-            };
-            let entry = CachedFile {
-                size: meta.len(),
-                mtime_ns: mtime_ns(meta),
-                ctime_ns: ctime_ns(meta),
-                ino: meta.ino(),
-                mode: MODE_FILE | (meta.permissions().mode() & 0o777),
-                hash: Digest::of(b""),
-            };
-            cache.files.insert(rel.clone(), entry);
-        }
-        assert!(all_cached(&cache, &found, 2));
-        // One file that differs, wherever it is, is seen.
-        for rel in [found_rel(&found[0]), found_rel(&found[4199])] {
-            let mut c = cache.clone();
-            c.files.get_mut(rel).unwrap().size += 1;
-            assert!(!all_cached(&c, &found, 2), "{rel}");
-        }
-    }
-
-    #[test]
-    fn stat_cache_round_trips_and_refuses_damage() {
-        let mut c = StatCache {
-            source: PathBuf::from("/src/app"),
-            taken_ns: 1_700_000_000_123_456_789,
-            deployment: "20260101T000000Z-abcdef".into(),
-            files: HashMap::new(),
-        };
-        for i in 0..50u64 {
-            c.files.insert(
-                format!("lib/f{i}.js"),
-                CachedFile {
-                    size: i * 10,
-                    mtime_ns: -5 + i128::from(i),
-                    ctime_ns: 7,
-                    ino: 1000 + i,
-                    mode: MODE_FILE | 0o644,
-                    hash: Digest::of(&i.to_le_bytes()),
-                },
-            );
-        }
-        let data = c.encode();
-        let back = StatCache::decode(&data).expect("decodes");
-        assert_eq!(back.source, c.source);
-        assert_eq!(back.taken_ns, c.taken_ns);
-        assert_eq!(back.deployment, c.deployment);
-        assert_eq!(back.files, c.files);
-        for cut in [0, 1, 8, data.len() / 2, data.len() - 1] {
-            assert!(StatCache::decode(&data[..cut]).is_none(), "cut at {cut}");
-        }
-        let mut flipped = data.clone();
-        flipped[20] ^= 1;
-        assert!(StatCache::decode(&flipped).is_none());
     }
 }

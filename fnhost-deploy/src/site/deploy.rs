@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::deployment::{self, Deployment, Level, LogEntry, Status};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::package::{self, StatCache, Stored};
+use crate::package::{self, Stored};
+use crate::statcache::{STAT_CACHE_FILE, StatCache};
 use crate::store::{self, Digest, Durability, Manifest, ManifestKey};
 
 use super::{Site, check_name};
@@ -386,7 +387,7 @@ impl Site {
         let background = (self.durability == Durability::Full
             && self.store.local_path(&store::Digest::of(b"")).is_some())
         .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
-        let cache_path = self.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
+        let cache_path = self.slot_dir(app, slot).join(STAT_CACHE_FILE);
         let dest = self.content_dir(app, &r.id);
         // The active deployment, and whether a folder found as the stat
         // cache describes it may be taken as unchanged without listing its
@@ -690,7 +691,7 @@ impl Site {
         lock.set_holder(&format!("{} in {app}/{slot}", super::TIDYING));
         let work = move |site: &Site, app: &str, slot: &str| {
             if let Some(c) = cache {
-                let path = site.slot_dir(app, slot).join(package::STAT_CACHE_FILE);
+                let path = site.slot_dir(app, slot).join(STAT_CACHE_FILE);
                 site.save_cache(app, slot, &path, &c);
             }
             if let Ok(pruned) = site.retain(app, slot)
