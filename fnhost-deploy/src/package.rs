@@ -280,24 +280,20 @@ pub(crate) fn store_folder(
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0);
     // The cache is read (and indexed) while the folder is listed; each
-    // listing thread then counts its files that are as the cache says.
+    // listing thread then looks its files up, in the order it listed them,
+    // which is the cache's order when the folders are as they were.
     let read: OnceLock<(Option<StatCache>, bool)> = OnceLock::new();
-    let count_unchanged = |part: &[Found]| {
-        let Some(c) = read
-            .wait()
-            .0
-            .as_ref()
-            .filter(|c| Some(c.deployment.as_str()) == active)
-        else {
-            return 0;
+    let look_up = |part: &mut Vec<Found>| -> Vec<Option<Digest>> {
+        let Some(c) = read.wait().0.as_ref() else {
+            return vec![None; part.len()];
         };
         let mut next = 0;
         part.iter()
-            .filter(|f| match f {
-                Found::File { rel, stat } => c.unchanged_from(rel, stat, &mut next).is_some(),
-                Found::Link { .. } => false,
+            .map(|f| match f {
+                Found::File { rel, stat } => c.unchanged_from(rel, stat, &mut next).map(|e| e.hash),
+                Found::Link { .. } => None,
             })
-            .count()
+            .collect()
     };
     let walked = std::thread::scope(|s| {
         s.spawn(|| {
@@ -310,15 +306,19 @@ pub(crate) fn store_folder(
             }
             let _ = read.set((old, trusted));
         });
-        walk_then(dir, &ignore, threads, &count_unchanged)
+        walk_then(dir, &ignore, threads, &look_up)
     });
-    let (found, counts) = walked?;
+    let parts = walked?;
     let (old, trusted) = read.into_inner().unwrap_or((None, false));
+    let found: Vec<(Found, Option<Digest>)> = parts
+        .into_iter()
+        .flat_map(|(found, known)| found.into_iter().zip(known))
+        .collect();
     let total = found.len() as u64;
-    let cache = old.as_ref();
-    if let Some(c) = cache
-        && counts.iter().sum::<usize>() == found.len()
+    if let Some(c) = &old
+        && active.is_some_and(|a| a == c.deployment)
         && found.len() == c.len()
+        && found.iter().all(|(_, known)| known.is_some())
     {
         progress(total, total);
         let stored = Stored {
@@ -334,28 +334,54 @@ pub(crate) fn store_folder(
     {
         crate::fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
     }
-    let done = AtomicU64::new(0);
+
+    // Files the cache knows (and whose blobs are known to be stored) make
+    // their entry here; the rest are read, on threads.
+    let mut entries = Vec::with_capacity(found.len());
+    let mut stats = Vec::with_capacity(found.len());
+    let mut to_read = Vec::new();
+    for (i, (f, known)) in found.into_iter().enumerate() {
+        match (f, known) {
+            (Found::File { rel, stat }, Some(hash)) if trusted => {
+                entries.push(Some(ManifestEntry {
+                    path: rel,
+                    hash,
+                    size: stat.size,
+                    mode: stat.mode,
+                }));
+                stats.push(Some(stat));
+            }
+            (f, _) => {
+                entries.push(None);
+                stats.push(None);
+                to_read.push((i, f));
+            }
+        }
+    }
+    let known = (entries.len() - to_read.len()) as u64;
+    progress(known, total);
     let how = &Storing {
         store,
         root: dir,
-        cache,
+        cache: old.as_ref(),
         trusted,
         tree,
         probe: &Probe::default(),
         now_ns,
     };
-    let chunk = found.len().div_ceil(threads).max(1);
-
-    type Out = (StoredFound, bool);
+    let done = AtomicU64::new(known);
+    let chunk = to_read.len().div_ceil(threads).max(1);
+    type Out = (usize, StoredFound, bool);
     let results: Vec<Result<Vec<Out>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = found
+        let handles: Vec<_> = to_read
             .chunks(chunk)
             .map(|part| {
                 let done = &done;
                 s.spawn(move || -> Result<Vec<Out>> {
                     let mut out = Vec::with_capacity(part.len());
-                    for f in part {
-                        out.push(store_found(how, f)?);
+                    for (i, f) in part {
+                        let (stored, in_tree) = store_found(how, f)?;
+                        out.push((*i, stored, in_tree));
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_multiple_of(64) || n == total {
                             progress(n, total);
@@ -378,12 +404,9 @@ pub(crate) fn store_folder(
             .collect()
     });
     let mut stored = Stored::default();
-    let mut entries = Vec::with_capacity(found.len());
-    // The new cache: every file as just found (files gone are left out).
-    let mut new_cache = StatCache::new(dir.to_path_buf(), now_ns, found.len());
     let mut written = HashSet::new();
     for part in results {
-        for ((entry, cached, new, bytes, hashed), in_tree) in part? {
+        for (i, (entry, cached, new, bytes, hashed), in_tree) in part? {
             if in_tree {
                 written.insert(entry.path.clone());
             }
@@ -392,15 +415,59 @@ pub(crate) fn store_folder(
                 stored.new_bytes += bytes;
             }
             stored.hashed += u64::from(hashed);
-            if let Some(c) = cached {
-                new_cache.push(&entry.path, c);
-            }
-            entries.push(entry);
+            stats[i] = cached.map(|c| c.stat);
+            entries[i] = Some(entry);
         }
     }
+    // The new cache: every file as just found (files gone are left out),
+    // in the order listed.
+    let mut new_cache = StatCache::new(dir.to_path_buf(), now_ns, entries.len());
+    for (e, stat) in entries.iter().zip(stats) {
+        if let (Some(e), Some(stat)) = (e, stat) {
+            new_cache.push(&e.path, CachedFile { stat, hash: e.hash });
+        }
+    }
+    drop_later(to_read);
+    let entries: Vec<ManifestEntry> = entries.into_iter().flatten().collect();
+    if entries.len() as u64 != total {
+        return Err(Error::Package {
+            path: dir.to_path_buf(),
+            message: "a file was lost while storing".into(),
+        });
+    }
     stored.tree = tree.map(|_| written);
-    stored.manifest = Manifest::new(entries);
+    // Sorted already: the sort only checks.
+    stored.manifest = Manifest::new(sort_by_path(entries));
     Ok((stored, Some(new_cache)))
+}
+
+/// Sorts manifest entries by path, the halves of a long list on two
+/// threads.
+fn sort_by_path(mut entries: Vec<ManifestEntry>) -> Vec<ManifestEntry> {
+    let by_path = |a: &ManifestEntry, b: &ManifestEntry| a.path.cmp(&b.path);
+    if entries.len() < 4096 {
+        entries.sort_unstable_by(by_path);
+        return entries;
+    }
+    let mut second = entries.split_off(entries.len() / 2);
+    std::thread::scope(|s| {
+        s.spawn(|| second.sort_unstable_by(by_path));
+        entries.sort_unstable_by(by_path);
+    });
+    let mut out = Vec::with_capacity(entries.len() + second.len());
+    let (mut a, mut b) = (
+        entries.into_iter().peekable(),
+        second.into_iter().peekable(),
+    );
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.path < y.path,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.extend(if take_a { a.next() } else { b.next() });
+    }
 }
 
 /// Sets a [`OnceLock`] when dropped, unless set before (so that a panic
@@ -1088,5 +1155,27 @@ mod tests {
         assert!(link_stays_inside("a/b", "../c"));
         assert!(!link_stays_inside("a/b", "../../c"));
         assert!(!link_stays_inside("b", "/etc/passwd"));
+    }
+
+    #[test]
+    fn long_lists_are_sorted_by_path_on_two_threads_as_on_one() {
+        for n in [0, 1, 4095, 4096, 9001] {
+            let entries: Vec<ManifestEntry> = (0..n)
+                .map(|i: u64| ManifestEntry {
+                    // Scrambled, with shared prefixes and nested folders.
+                    path: format!(
+                        "d{}/{}",
+                        i.wrapping_mul(7919) % 97,
+                        i.wrapping_mul(104_729) % 10_007
+                    ),
+                    hash: Digest::of(&i.to_le_bytes()),
+                    size: i,
+                    mode: MODE_FILE | 0o644,
+                })
+                .collect();
+            let mut want = entries.clone();
+            want.sort_by(|a, b| a.path.cmp(&b.path));
+            assert_eq!(sort_by_path(entries), want, "{n} entries");
+        }
     }
 }

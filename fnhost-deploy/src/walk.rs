@@ -149,18 +149,19 @@ fn walk_dir(
 /// Lists a tree on `threads` threads (folders are shared out as they are
 /// found): every file and link not excluded, in no particular order.
 pub(crate) fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
-    walk_then(root, ig, threads, &|_| ()).map(|(found, _)| found)
+    let parts = walk_then(root, ig, threads, &|_| ())?;
+    Ok(parts.into_iter().flat_map(|(found, ())| found).collect())
 }
 
 /// [`walk`], and then, on each listing thread, `then` applied to what that
 /// thread found (its part of the list, while the processor's caches still
-/// hold it); returns the list and each thread's answer.
+/// hold it; it may reorder it); returns each thread's part and answer.
 pub(crate) fn walk_then<R: Send>(
     root: &Path,
     ig: &FuncIgnore,
     threads: usize,
-    then: &(dyn Fn(&[Found]) -> R + Sync),
-) -> Result<(Vec<Found>, Vec<R>)> {
+    then: &(dyn Fn(&mut Vec<Found>) -> R + Sync),
+) -> Result<Vec<(Vec<Found>, R)>> {
     use std::sync::{Condvar, Mutex};
     struct Work {
         /// Folders waiting, and how many threads are listing one.
@@ -221,7 +222,7 @@ pub(crate) fn walk_then<R: Send>(
                     if failed {
                         return None;
                     }
-                    let answer = then(&found);
+                    let answer = then(&mut found);
                     Some((found, answer))
                 })
             })
@@ -238,14 +239,7 @@ pub(crate) fn walk_then<R: Send>(
     if w.busy != 0 || !w.queue.is_empty() {
         return Err(lost());
     }
-    let mut found = Vec::new();
-    let mut answers = Vec::with_capacity(parts.len());
-    for part in parts {
-        let (f, answer) = part.ok_or_else(lost)?;
-        found.extend(f);
-        answers.push(answer);
-    }
-    Ok((found, answers))
+    parts.into_iter().map(|p| p.ok_or_else(lost)).collect()
 }
 
 #[cfg(test)]

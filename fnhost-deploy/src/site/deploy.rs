@@ -291,7 +291,8 @@ impl Site {
         match result {
             Ok((mut outcome, cache)) => {
                 if !outcome.unchanged {
-                    self.tidy_up_later(app, slot, lock, cache);
+                    let record = self.record_path(app, &outcome.deployment.id);
+                    self.tidy_up_later(app, slot, lock, cache, record);
                 }
                 outcome.elapsed = started.elapsed();
                 Ok(outcome)
@@ -471,7 +472,7 @@ impl Site {
             };
             return Ok((outcome, None));
         }
-        let manifest = stored.manifest;
+        let manifest = std::sync::Arc::new(stored.manifest);
         let content_id = manifest.content_id().to_hex();
         r.source_id = (req.from_source.source_id.clone()).unwrap_or_else(|| content_id.clone());
         r.files = manifest.files.len() as u64;
@@ -517,6 +518,13 @@ impl Site {
             return Ok((outcome, None));
         }
 
+        // The manifest is written (and flushed) while the folder is made,
+        // validated and flushed: it is needed by the switch, not before.
+        let writing = ManifestWrite::start(
+            self.store.clone(),
+            ManifestKey::new(app, &r.id),
+            manifest.clone(),
+        );
         r.status = Status::Deploying;
         req.observer.status(r);
         let mut timings = Vec::new();
@@ -633,11 +641,7 @@ impl Site {
             }
             lap("flush", &mut timings);
         }
-        let key = ManifestKey::new(app, &r.id);
-        self.store_err(
-            "write the manifest",
-            self.store.put_manifest(&key, &manifest),
-        )?;
+        self.store_err("write the manifest", writing.finish())?;
 
         // The commit point.
         self.switch(app, &[(slot, Some(r.id.as_str()))])?;
@@ -656,7 +660,10 @@ impl Site {
         r.status = Status::Success;
         r.end_time = Some(deployment::now());
         self.log(req, r, Level::Info, format!("Activated in {slot}"));
-        self.write_record(app, slot, r)?;
+        // Flushed after the call, by the tidying thread: a kill before then
+        // loses nothing (the page cache keeps it), and a record lost to a
+        // power cut is remade from the active pointer by the next run.
+        self.write_record_unflushed(app, slot, r)?;
         r.active = true;
         req.observer.status(r);
         let cache = cache.map(|mut c| {
@@ -687,9 +694,14 @@ impl Site {
         slot: &str,
         mut lock: super::SlotLock,
         cache: Option<StatCache>,
+        record: PathBuf,
     ) {
         lock.set_holder(&format!("{} in {app}/{slot}", super::TIDYING));
         let work = move |site: &Site, app: &str, slot: &str| {
+            let _ = fs::File::open(&record).and_then(|f| f.sync_all());
+            if let Some(dir) = record.parent() {
+                let _ = fsutil::sync_dir(dir);
+            }
             if let Some(c) = cache {
                 let path = site.slot_dir(app, slot).join(STAT_CACHE_FILE);
                 site.save_cache(app, slot, &path, &c);
@@ -827,5 +839,57 @@ impl Site {
             copies.extend(package::place_file(self.store.as_ref(), f, dest, previous)?);
         }
         Ok(copies)
+    }
+}
+
+/// A manifest stored on a thread of its own; [`ManifestWrite::finish`]
+/// waits for it, and so does dropping it (so that a failed deployment's
+/// clean-up never races its manifest).
+struct ManifestWrite {
+    running: Option<std::thread::JoinHandle<io::Result<()>>>,
+    done: Option<io::Result<()>>,
+}
+
+impl ManifestWrite {
+    fn start(
+        store: std::sync::Arc<dyn store::Store>,
+        key: ManifestKey,
+        manifest: std::sync::Arc<Manifest>,
+    ) -> ManifestWrite {
+        let job = {
+            let (store, key, manifest) = (store.clone(), key.clone(), manifest.clone());
+            move || store.put_manifest(&key, &manifest)
+        };
+        match std::thread::Builder::new()
+            .name("fnhost-manifest".into())
+            .spawn(job)
+        {
+            Ok(handle) => ManifestWrite {
+                running: Some(handle),
+                done: None,
+            },
+            // No thread to be had: written here.
+            Err(_) => ManifestWrite {
+                running: None,
+                done: Some(store.put_manifest(&key, &manifest)),
+            },
+        }
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        match self.running.take() {
+            Some(handle) => handle.join().unwrap_or_else(|_| {
+                Err(io::Error::other("the thread writing the manifest panicked"))
+            }),
+            None => self.done.take().unwrap_or(Ok(())),
+        }
+    }
+}
+
+impl Drop for ManifestWrite {
+    fn drop(&mut self) {
+        if let Some(handle) = self.running.take() {
+            let _ = handle.join();
+        }
     }
 }
