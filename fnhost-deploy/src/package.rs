@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-pub(crate) use crate::walk::{Found, walk, walk_then};
+pub(crate) use crate::walk::{Entry, Found, Listing, walk, walk_then};
 
 use crate::error::{Error, IoContext, Result};
 use crate::statcache::{CachedFile, StatCache};
@@ -208,13 +208,13 @@ impl FuncIgnore {
             .is_ignore()
     }
 
-    /// Whether a path whose parent folders are known to be kept is left
-    /// out: only the path itself is matched (a walk that does not enter
-    /// excluded folders checks each parent once, not once per file).
-    pub(crate) fn excludes_entry(&self, rel: &str, is_dir: bool) -> bool {
+    /// Whether a path (whose last part is `name`) whose parent folders are
+    /// known to be kept is left out: only the path itself is matched (a
+    /// walk that does not enter excluded folders checks each parent once,
+    /// not once per file).
+    pub(crate) fn excludes_entry(&self, rel: &str, name: &str, is_dir: bool) -> bool {
         if self.names_only {
             // A pattern without a slash matches the name at any depth.
-            let name = rel.rsplit_once('/').map_or(rel, |(_, n)| n);
             return ALWAYS_EXCLUDED.contains(&name);
         }
         self.matcher.matched(rel, is_dir).is_ignore()
@@ -283,15 +283,15 @@ pub(crate) fn store_folder(
     // listing thread then looks its files up, in the order it listed them,
     // which is the cache's order when the folders are as they were.
     let read: OnceLock<(Option<StatCache>, bool)> = OnceLock::new();
-    let look_up = |part: &mut Vec<Found>| -> Vec<Option<Digest>> {
+    let look_up = |part: &Listing| -> Vec<Option<Digest>> {
         let Some(c) = read.wait().0.as_ref() else {
             return vec![None; part.len()];
         };
         let mut next = 0;
         part.iter()
-            .map(|f| match f {
-                Found::File { rel, stat } => c.unchanged_from(rel, stat, &mut next).map(|e| e.hash),
-                Found::Link { .. } => None,
+            .map(|(rel, entry)| match entry {
+                Entry::File(stat) => c.unchanged_from(rel, stat, &mut next).map(|e| e.hash),
+                Entry::Link(_) => None,
             })
             .collect()
     };
@@ -310,23 +310,19 @@ pub(crate) fn store_folder(
     });
     let parts = walked?;
     let (old, trusted) = read.into_inner().unwrap_or((None, false));
-    let found: Vec<(Found, Option<Digest>)> = parts
-        .into_iter()
-        .flat_map(|(found, known)| found.into_iter().zip(known))
-        .collect();
-    let total = found.len() as u64;
+    let total = parts.iter().map(|(l, _)| l.len()).sum::<usize>() as u64;
     if let Some(c) = &old
         && active.is_some_and(|a| a == c.deployment)
-        && found.len() == c.len()
-        && found.iter().all(|(_, known)| known.is_some())
+        && total == c.len() as u64
+        && parts
+            .iter()
+            .all(|(_, known)| known.iter().all(Option::is_some))
     {
         progress(total, total);
         let stored = Stored {
             unchanged: true,
             ..Stored::default()
         };
-        // Freeing ten thousand paths takes a while; not in the call.
-        drop_later((found, old));
         return Ok((stored, None));
     }
     if let Some(dest) = tree
@@ -337,10 +333,13 @@ pub(crate) fn store_folder(
 
     // Files the cache knows (and whose blobs are known to be stored) make
     // their entry here; the rest are read, on threads.
-    let mut entries = Vec::with_capacity(found.len());
-    let mut stats = Vec::with_capacity(found.len());
+    let mut entries = Vec::with_capacity(total as usize);
+    let mut stats = Vec::with_capacity(total as usize);
     let mut to_read = Vec::new();
-    for (i, (f, known)) in found.into_iter().enumerate() {
+    let found = parts
+        .into_iter()
+        .flat_map(|(listing, known)| listing.into_found().zip(known));
+    for (i, (f, known)) in found.enumerate() {
         match (f, known) {
             (Found::File { rel, stat }, Some(hash)) if trusted => {
                 entries.push(Some(ManifestEntry {
@@ -1109,16 +1108,17 @@ mod tests {
             "lib/app.js",
             "host.json",
         ] {
+            let name = rel.rsplit('/').next().unwrap();
             for is_dir in [false, true] {
                 assert_eq!(
-                    ig.excludes_entry(rel, is_dir),
+                    ig.excludes_entry(rel, name, is_dir),
                     ig.matcher.matched(rel, is_dir).is_ignore(),
                     "{rel} (folder: {is_dir})"
                 );
             }
         }
-        assert!(ig.excludes_entry("lib/.git", true));
-        assert!(!ig.excludes_entry(".gitkeep", false));
+        assert!(ig.excludes_entry("lib/.git", ".git", true));
+        assert!(!ig.excludes_entry(".gitkeep", ".gitkeep", false));
     }
 
     #[test]

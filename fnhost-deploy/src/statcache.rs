@@ -19,7 +19,7 @@ use crate::store::{Digest, MODE_FILE};
 /// The stat cache's file name in a slot's folder.
 pub(crate) const STAT_CACHE_FILE: &str = "statcache.bin";
 
-const STAT_CACHE_MAGIC: &[u8; 8] = b"fnhsc02\n";
+const STAT_CACHE_MAGIC: &[u8; 8] = b"fnhsc03\n";
 
 /// What a file's `stat` says, as far as telling a changed file goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,32 +84,11 @@ impl std::hash::Hasher for KeyHasher {
 
 type Index = HashMap<u64, usize, BuildHasherDefault<KeyHasher>>;
 
-/// A 64-bit hash of a path: eight bytes at a time, then mixed so that
-/// every bit of the result depends on every byte. Two paths with the same
-/// key cost only a re-read: the index keeps one of them, and the other is
-/// not found (treated as changed).
+/// A 64-bit hash of a path (XXH3). Two paths with the same key cost only
+/// a re-read: the index keeps one of them, and the other is not found
+/// (treated as changed).
 fn path_key(path: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let bytes = path.as_bytes();
-    let mut h = bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut b = [0u8; 8];
-        b[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
-    }
-    // murmur3's finaliser.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    xxhash_rust::xxh3::xxh3_64(path.as_bytes())
 }
 
 /// A stat cache: a source folder's files as last stored, by path.
@@ -225,8 +204,8 @@ impl StatCache {
             .filter(|e| e.stat == *stat && e.stat.mtime_ns < self.taken_ns - 1_000_000_000)
     }
 
-    /// A compact binary form (about 100 bytes a file) ending with the
-    /// sha256 of what precedes it, so that a torn or damaged file is
+    /// A compact binary form (about 100 bytes a file) sealed with a
+    /// checksum ([`crate::codec`]), so that a torn or damaged file is
     /// recognised and ignored.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(

@@ -4,8 +4,9 @@
 //! This is most of what a redeployment of an unchanged folder costs, so it
 //! does little besides the system calls: each folder is read with one
 //! descriptor, each file's `stat` is asked relative to it (`fstatat`, no
-//! path resolved from the root), and a file costs one allocation, its
-//! relative path.
+//! path resolved from the root), and each listing thread writes the paths
+//! it finds one after the other into one string ([`Listing`]): nothing is
+//! allocated per file.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,71 @@ fn io_err(what: &'static str, path: &Path, e: nix::Error) -> Error {
     Error::io(what, path, std::io::Error::from(e))
 }
 
+/// What a listing thread found: its files and links, their paths one after
+/// the other in one string.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    paths: String,
+    items: Vec<Item>,
+}
+
+/// A file (with what its `stat` said) or a link (with its target).
+#[derive(Debug)]
+pub(crate) enum Entry {
+    File(FileStat),
+    Link(String),
+}
+
+/// An entry of a [`Listing`].
+#[derive(Debug)]
+struct Item {
+    /// Where its path ends in [`Listing::paths`] (it starts where the
+    /// previous one ends).
+    end: usize,
+    entry: Entry,
+}
+
+impl Listing {
+    /// How many files and links.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Each file or link, with its path.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        let mut start = 0;
+        self.items.iter().map(move |item| {
+            let rel = self.paths.get(start..item.end).unwrap_or_default();
+            start = item.end;
+            (rel, &item.entry)
+        })
+    }
+
+    /// Each file or link in its owned form.
+    pub(crate) fn into_found(self) -> impl Iterator<Item = Found> {
+        let mut start = 0;
+        self.items.into_iter().map(move |item| {
+            let rel = self
+                .paths
+                .get(start..item.end)
+                .unwrap_or_default()
+                .to_string();
+            start = item.end;
+            match item.entry {
+                Entry::File(stat) => Found::File { rel, stat },
+                Entry::Link(target) => Found::Link { rel, target },
+            }
+        })
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.items.push(Item {
+            end: self.paths.len(),
+            entry,
+        });
+    }
+}
+
 /// The kinds of entry a folder may hold, as far as packaging goes.
 enum Kind {
     File(FileStat),
@@ -61,7 +127,7 @@ fn walk_dir(
     dir: &Path,
     rel: &str,
     ig: &FuncIgnore,
-    out: &mut Vec<Found>,
+    out: &mut Listing,
     subdirs: &mut Vec<(PathBuf, String)>,
 ) -> Result<()> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
@@ -86,12 +152,15 @@ fn walk_dir(
                 message: "file name is not UTF-8".into(),
             });
         };
-        let mut child_rel = String::with_capacity(rel.len() + 1 + name.len());
+        // The path goes where the listing keeps it, and is taken back when
+        // it is not kept.
+        let start = out.paths.len();
         if !rel.is_empty() {
-            child_rel.push_str(rel);
-            child_rel.push('/');
+            out.paths.push_str(rel);
+            out.paths.push('/');
         }
-        child_rel.push_str(name);
+        out.paths.push_str(name);
+        let child_rel = out.paths.get(start..).unwrap_or_default();
         let stat = || {
             fstatat(fd.as_fd(), cname, AtFlags::AT_SYMLINK_NOFOLLOW)
                 .map_err(|e| io_err("cannot read", &dir.join(name), e))
@@ -103,15 +172,13 @@ fn walk_dir(
         };
         match kind {
             Kind::Dir => {
-                if !ig.excludes_entry(&child_rel, true) {
-                    subdirs.push((dir.join(name), child_rel));
+                if !ig.excludes_entry(child_rel, name, true) {
+                    subdirs.push((dir.join(name), child_rel.to_string()));
                 }
+                out.paths.truncate(start);
             }
-            _ if ig.excludes_entry(&child_rel, false) => {}
-            Kind::File(stat) => out.push(Found::File {
-                rel: child_rel,
-                stat,
-            }),
+            _ if ig.excludes_entry(child_rel, name, false) => out.paths.truncate(start),
+            Kind::File(stat) => out.push(Entry::File(stat)),
             Kind::Link => {
                 let path = dir.join(name);
                 let target = nix::fcntl::readlinkat(fd.as_fd(), cname)
@@ -122,7 +189,7 @@ fn walk_dir(
                         message: "link target is not UTF-8".into(),
                     });
                 };
-                if !link_stays_inside(&child_rel, &target) {
+                if !link_stays_inside(child_rel, &target) {
                     return Err(Error::Package {
                         path,
                         message: format!(
@@ -130,10 +197,7 @@ fn walk_dir(
                         ),
                     });
                 }
-                out.push(Found::Link {
-                    rel: child_rel,
-                    target,
-                });
+                out.push(Entry::Link(target));
             }
             Kind::Other => {
                 return Err(Error::Package {
@@ -150,7 +214,10 @@ fn walk_dir(
 /// found): every file and link not excluded, in no particular order.
 pub(crate) fn walk(root: &Path, ig: &FuncIgnore, threads: usize) -> Result<Vec<Found>> {
     let parts = walk_then(root, ig, threads, &|_| ())?;
-    Ok(parts.into_iter().flat_map(|(found, ())| found).collect())
+    Ok(parts
+        .into_iter()
+        .flat_map(|(listing, ())| listing.into_found())
+        .collect())
 }
 
 /// [`walk`], and then, on each listing thread, `then` applied to what that
@@ -160,8 +227,8 @@ pub(crate) fn walk_then<R: Send>(
     root: &Path,
     ig: &FuncIgnore,
     threads: usize,
-    then: &(dyn Fn(&mut Vec<Found>) -> R + Sync),
-) -> Result<Vec<(Vec<Found>, R)>> {
+    then: &(dyn Fn(&Listing) -> R + Sync),
+) -> Result<Vec<(Listing, R)>> {
     use std::sync::{Condvar, Mutex};
     struct Work {
         /// Folders waiting, and how many threads are listing one.
@@ -179,11 +246,11 @@ pub(crate) fn walk_then<R: Send>(
         path: root.to_path_buf(),
         message: "a listing thread panicked".into(),
     };
-    let parts: Vec<Option<(Vec<Found>, R)>> = std::thread::scope(|s| {
+    let parts: Vec<Option<(Listing, R)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 s.spawn(|| {
-                    let mut found = Vec::new();
+                    let mut found = Listing::default();
                     let Ok(mut w) = work.lock() else {
                         return None;
                     };
@@ -222,7 +289,7 @@ pub(crate) fn walk_then<R: Send>(
                     if failed {
                         return None;
                     }
-                    let answer = then(&mut found);
+                    let answer = then(&found);
                     Some((found, answer))
                 })
             })

@@ -35,7 +35,7 @@ const TREE: &str = "tree";
 /// (read on the deployment's critical path: about a sixth of the time
 /// JSON takes).
 const MANIFEST: &str = "manifest.bin";
-const MANIFEST_MAGIC: &[u8; 8] = b"fnhsm01\n";
+const MANIFEST_MAGIC: &[u8; 8] = b"fnhsm02\n";
 
 /// A manifest in a sealed binary form (see [`crate::codec`]).
 fn encode_manifest(m: &Manifest) -> Vec<u8> {
