@@ -76,8 +76,8 @@ impl<'a> Reader<'a> {
         Some(u64::from_le_bytes(self.arr()?))
     }
 
-    pub(crate) fn i128(&mut self) -> Option<i128> {
-        Some(i128::from_le_bytes(self.arr()?))
+    pub(crate) fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.arr()?))
     }
 
     /// A length-prefixed UTF-8 string.

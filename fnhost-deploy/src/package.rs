@@ -277,21 +277,26 @@ pub(crate) fn store_folder(
         .clamp(2, 8);
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
     // The cache is read (and indexed) while the folder is listed; each
     // listing thread then looks its files up, in the order it listed them,
     // which is the cache's order when the folders are as they were.
     let read: OnceLock<(Option<StatCache>, bool)> = OnceLock::new();
-    let look_up = |part: &Listing| -> Vec<Option<Digest>> {
+    // Each file's row in the cache, or `NOT_CACHED`.
+    const NOT_CACHED: u32 = u32::MAX;
+    let look_up = |part: &Listing| -> Vec<u32> {
         let Some(c) = read.wait().0.as_ref() else {
-            return vec![None; part.len()];
+            return vec![NOT_CACHED; part.len()];
         };
         let mut next = 0;
         part.iter()
             .map(|(rel, entry)| match entry {
-                Entry::File(stat) => c.unchanged_from(rel, stat, &mut next).map(|e| e.hash),
-                Entry::Link(_) => None,
+                Entry::File(stat) => c
+                    .unchanged_row(rel, stat, &mut next)
+                    .and_then(|row| u32::try_from(row).ok())
+                    .unwrap_or(NOT_CACHED),
+                Entry::Link(_) => NOT_CACHED,
             })
             .collect()
     };
@@ -316,7 +321,7 @@ pub(crate) fn store_folder(
         && total == c.len() as u64
         && parts
             .iter()
-            .all(|(_, known)| known.iter().all(Option::is_some))
+            .all(|(_, rows)| rows.iter().all(|&row| row != NOT_CACHED))
     {
         progress(total, total);
         let stored = Stored {
@@ -338,9 +343,10 @@ pub(crate) fn store_folder(
     let mut to_read = Vec::new();
     let found = parts
         .into_iter()
-        .flat_map(|(listing, known)| listing.into_found().zip(known));
-    for (i, (f, known)) in found.enumerate() {
-        match (f, known) {
+        .flat_map(|(listing, rows)| listing.into_found().zip(rows));
+    let cached_hash = |row: u32| old.as_ref()?.at(row as usize).map(|c| c.hash);
+    for (i, (f, row)) in found.enumerate() {
+        match (f, cached_hash(row)) {
             (Found::File { rel, stat }, Some(hash)) if trusted => {
                 entries.push(Some(ManifestEntry {
                     path: rel,
@@ -502,7 +508,7 @@ struct Storing<'a> {
     tree: Option<&'a Path>,
     probe: &'a Probe,
     /// When the walk started.
-    now_ns: i128,
+    now_ns: i64,
 }
 
 /// A stored file: its manifest entry, its stat cache entry, whether its
@@ -571,7 +577,7 @@ fn store_found(how: &Storing<'_>, f: &Found) -> Result<(StoredFound, bool)> {
             };
             // A file changed within the last moments may change again within
             // the same clock tick: it is hashed again next time.
-            let cached = (stat.mtime_ns < now_ns - 1_000_000_000)
+            let cached = (stat.mtime_ns < now_ns.saturating_sub(1_000_000_000))
                 .then_some(CachedFile { stat: *stat, hash });
             Ok((
                 (entry, cached, new, if new { size } else { 0 }, true),

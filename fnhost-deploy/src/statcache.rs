@@ -19,14 +19,19 @@ use crate::store::{Digest, MODE_FILE};
 /// The stat cache's file name in a slot's folder.
 pub(crate) const STAT_CACHE_FILE: &str = "statcache.bin";
 
-const STAT_CACHE_MAGIC: &[u8; 8] = b"fnhsc03\n";
+const STAT_CACHE_MAGIC: &[u8; 8] = b"fnhsc04\n";
 
 /// What a file's `stat` says, as far as telling a changed file goes.
+///
+/// Times are nanoseconds since the epoch in 64 bits (until the year 2262;
+/// beyond, they saturate). Whatever a file's modification time says, its
+/// change time is the clock's when it was last written, which no program
+/// can set: a write is always seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileStat {
     pub(crate) size: u64,
-    pub(crate) mtime_ns: i128,
-    pub(crate) ctime_ns: i128,
+    pub(crate) mtime_ns: i64,
+    pub(crate) ctime_ns: i64,
     pub(crate) ino: u64,
     /// [`MODE_FILE`] and the permission bits, as a manifest has them.
     pub(crate) mode: u32,
@@ -35,7 +40,7 @@ pub(crate) struct FileStat {
 impl FileStat {
     /// From `fstatat(2)`'s answer for a regular file.
     pub(crate) fn from_stat(st: &nix::sys::stat::FileStat) -> FileStat {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         FileStat {
             size: u64::try_from(st.st_size).unwrap_or(0),
             mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
@@ -56,8 +61,8 @@ pub(crate) struct CachedFile {
 #[derive(Debug, Clone)]
 struct Row {
     /// The path's place in [`StatCache::paths`].
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
     file: CachedFile,
 }
 
@@ -98,7 +103,7 @@ pub(crate) struct StatCache {
     pub(crate) source: PathBuf,
     /// When it was taken (ns since the epoch); entries changed within the
     /// clock's granularity of this instant are not trusted.
-    pub(crate) taken_ns: i128,
+    pub(crate) taken_ns: i64,
     /// The deployment whose manifest lists every hash of the cache (while
     /// that manifest exists, the blobs exist).
     pub(crate) deployment: String,
@@ -112,7 +117,7 @@ pub(crate) struct StatCache {
 impl StatCache {
     /// An empty cache of `source`, taken at `taken_ns`, with room for
     /// `files` files.
-    pub(crate) fn new(source: PathBuf, taken_ns: i128, files: usize) -> StatCache {
+    pub(crate) fn new(source: PathBuf, taken_ns: i64, files: usize) -> StatCache {
         StatCache {
             source,
             taken_ns,
@@ -124,14 +129,16 @@ impl StatCache {
     }
 
     /// Adds a file (a path added twice: the later entry is the one found).
+    /// Past 4 GiB of paths, files are left out (and read again next time).
     pub(crate) fn push(&mut self, path: &str, file: CachedFile) {
-        let start = self.paths.len();
+        let (Ok(start), Ok(end)) = (
+            u32::try_from(self.paths.len()),
+            u32::try_from(self.paths.len() + path.len()),
+        ) else {
+            return;
+        };
         self.paths.push_str(path);
-        self.rows.push(Row {
-            start,
-            end: self.paths.len(),
-            file,
-        });
+        self.rows.push(Row { start, end, file });
         self.index = OnceLock::new();
     }
 
@@ -141,7 +148,9 @@ impl StatCache {
     }
 
     fn path(&self, row: &Row) -> &str {
-        self.paths.get(row.start..row.end).unwrap_or_default()
+        self.paths
+            .get(row.start as usize..row.end as usize)
+            .unwrap_or_default()
     }
 
     /// Every file, in the order they were added.
@@ -165,11 +174,16 @@ impl StatCache {
         self.index();
     }
 
-    /// The entry for `path`, trying the row at `next` first, and setting
+    /// The entry at `row` (as [`StatCache::unchanged_row`] found it).
+    pub(crate) fn at(&self, row: usize) -> Option<&CachedFile> {
+        self.rows.get(row).map(|r| &r.file)
+    }
+
+    /// The row of `path`, trying the row at `next` first, and setting
     /// `next` to the row after the one found: files looked up in the order
     /// the cache was written (a folder listed as it was last time) are
     /// found one after the other, without the index.
-    pub(crate) fn find(&self, path: &str, next: &mut usize) -> Option<&CachedFile> {
+    fn find_row(&self, path: &str, next: &mut usize) -> Option<usize> {
         let i = match self.rows.get(*next) {
             Some(r) if self.path(r) == path => *next,
             _ => {
@@ -181,7 +195,7 @@ impl StatCache {
             }
         };
         *next = i + 1;
-        Some(&self.rows[i].file)
+        Some(i)
     }
 
     /// The entry for a file that is as the cache remembers it: same size,
@@ -189,22 +203,26 @@ impl StatCache {
     /// clock tick as the cache was taken cannot hide.
     pub(crate) fn unchanged(&self, path: &str, stat: &FileStat) -> Option<&CachedFile> {
         let mut anywhere = usize::MAX;
-        self.unchanged_from(path, stat, &mut anywhere)
+        let row = self.unchanged_row(path, stat, &mut anywhere)?;
+        self.at(row)
     }
 
-    /// [`StatCache::unchanged`], looking at row `next` first (see
-    /// [`StatCache::find`]).
-    pub(crate) fn unchanged_from(
+    /// The row of [`StatCache::unchanged`]'s entry, looking at row `next`
+    /// first (see [`StatCache::find`]).
+    pub(crate) fn unchanged_row(
         &self,
         path: &str,
         stat: &FileStat,
         next: &mut usize,
-    ) -> Option<&CachedFile> {
-        self.find(path, next)
-            .filter(|e| e.stat == *stat && e.stat.mtime_ns < self.taken_ns - 1_000_000_000)
+    ) -> Option<usize> {
+        self.find_row(path, next).filter(|&i| {
+            self.at(i).is_some_and(|e| {
+                e.stat == *stat && e.stat.mtime_ns < self.taken_ns.saturating_sub(1_000_000_000)
+            })
+        })
     }
 
-    /// A compact binary form (about 100 bytes a file) sealed with a
+    /// A compact binary form (about 90 bytes a file) sealed with a
     /// checksum ([`crate::codec`]), so that a torn or damaged file is
     /// recognised and ignored.
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -232,20 +250,20 @@ impl StatCache {
     pub(crate) fn decode(data: &[u8]) -> Option<StatCache> {
         let mut r = Reader::open(data, STAT_CACHE_MAGIC)?;
         let source = PathBuf::from(r.string()?);
-        let taken_ns = r.i128()?;
+        let taken_ns = r.i64()?;
         let deployment = r.string()?;
         let count = r.u64()? as usize;
-        // At least 92 bytes a row: a bad count fails below, without a
+        // At least 68 bytes a row: a bad count fails below, without a
         // huge allocation first.
-        let mut cache = StatCache::new(source, taken_ns, count.min(data.len() / 92));
+        let mut cache = StatCache::new(source, taken_ns, count.min(data.len() / 68));
         cache.deployment = deployment;
         for _ in 0..count {
             let len = r.u32()? as usize;
             let path = std::str::from_utf8(r.take(len)?).ok()?;
             let stat = FileStat {
                 size: r.u64()?,
-                mtime_ns: r.i128()?,
-                ctime_ns: r.i128()?,
+                mtime_ns: r.i64()?,
+                ctime_ns: r.i64()?,
                 ino: r.u64()?,
                 mode: r.u32()?,
             };
@@ -264,7 +282,7 @@ mod tests {
         CachedFile {
             stat: FileStat {
                 size: i * 10,
-                mtime_ns: -5 + i128::from(i),
+                mtime_ns: -5 + i as i64,
                 ctime_ns: 7,
                 ino: 1000 + i,
                 mode: MODE_FILE | 0o644,
@@ -295,8 +313,12 @@ mod tests {
         assert!(StatCache::decode(&flipped).is_none());
     }
 
+    fn find<'c>(c: &'c StatCache, path: &str, next: &mut usize) -> Option<&'c CachedFile> {
+        c.find_row(path, next).and_then(|i| c.at(i))
+    }
+
     fn get<'c>(c: &'c StatCache, path: &str) -> Option<&'c CachedFile> {
-        c.find(path, &mut { usize::MAX })
+        find(c, path, &mut { usize::MAX })
     }
 
     #[test]
@@ -327,13 +349,13 @@ mod tests {
         // of order, or at a wrong guess, from the index.
         let mut next = 0;
         for (i, p) in paths.iter().enumerate() {
-            assert_eq!(c.find(p, &mut next), Some(&file(i as u64)), "{p}");
+            assert_eq!(find(&c, p, &mut next), Some(&file(i as u64)), "{p}");
             assert_eq!(next, i + 1);
         }
         let mut next = 17;
-        assert_eq!(c.find(&paths[3], &mut next), Some(&file(3)));
+        assert_eq!(find(&c, &paths[3], &mut next), Some(&file(3)));
         assert_eq!(next, 4);
-        assert_eq!(c.find("d0/nothing", &mut next), None);
+        assert_eq!(find(&c, "d0/nothing", &mut next), None);
         assert_eq!(next, 4, "unchanged when nothing is found");
         // A path added again: the later entry wins.
         c.push("d0/f0.bin", file(9));

@@ -338,11 +338,9 @@ mod tests {
                     assert_eq!(stat.size, meta.len(), "{rel}");
                     assert_eq!(stat.ino, meta.ino(), "{rel}");
                     assert_eq!(stat.mode & 0o777, meta.mode() & 0o777, "{rel}");
-                    let mtime =
-                        i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+                    let mtime = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
                     assert_eq!(stat.mtime_ns, mtime, "{rel}");
-                    let ctime =
-                        i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+                    let ctime = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
                     assert_eq!(stat.ctime_ns, ctime, "{rel}");
                 }
                 Found::Link { rel, target } => {
