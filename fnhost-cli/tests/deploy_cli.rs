@@ -325,3 +325,101 @@ fn an_executable_keeps_its_mode_under_a_strict_umask() {
         .mode();
     assert_eq!(mode & 0o777, 0o555);
 }
+
+#[test]
+fn app_settings_are_set_listed_deleted_and_downloaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let v1 = tmp.path().join("v1");
+    make_app(&v1, "one");
+    ok(&fnhost(&home, &["apps", "create", "demo"]));
+    ok(&fnhost(
+        &home,
+        &["deploy", "demo", "--dir", v1.to_str().unwrap()],
+    ));
+
+    let out = fnhost(&home, &["settings", "list", "demo"]);
+    assert_eq!(ok(&out), "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no app settings"));
+    ok(&fnhost(
+        &home,
+        &[
+            "settings",
+            "set",
+            "demo",
+            "GREETING=hello",
+            "DB=Server=x;Key=a=b",
+            "EMPTY=",
+        ],
+    ));
+    ok(&fnhost(
+        &home,
+        &["settings", "set", "demo", "GREETING=bonjour"],
+    ));
+    assert_eq!(
+        ok(&fnhost(&home, &["settings", "list", "demo"])),
+        "DB=Server=x;Key=a=b\nEMPTY=\nGREETING=bonjour\n",
+        "sorted, merged, values kept whole"
+    );
+    ok(&fnhost(
+        &home,
+        &["settings", "delete", "demo", "EMPTY", "NEVER_SET"],
+    ));
+    assert_eq!(
+        json(&fnhost(&home, &["settings", "list", "demo", "--json"])),
+        serde_json::json!({ "DB": "Server=x;Key=a=b", "GREETING": "bonjour" })
+    );
+    // Another slot has its own.
+    assert_eq!(
+        ok(&fnhost(
+            &home,
+            &["settings", "list", "demo", "--slot", "staging"]
+        )),
+        ""
+    );
+
+    // Settings hold secrets: the slot's configuration is owner-only.
+    let config = home.join("apps/demo/slots/production/config.json");
+    assert_eq!(
+        fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A download with settings carries them as local.settings.json.
+    let zip = tmp.path().join("out.zip");
+    ok(&fnhost(
+        &home,
+        &[
+            "download",
+            "demo",
+            "-o",
+            zip.to_str().unwrap(),
+            "--include-settings",
+        ],
+    ));
+    let mut archive = zip::ZipArchive::new(fs::File::open(&zip).unwrap()).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut archive.by_name("local.settings.json").unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["Values"]["GREETING"], "bonjour");
+    assert_eq!(doc["Values"]["DB"], "Server=x;Key=a=b");
+
+    // Bad input: no `=`, a bad name, an unknown app; nothing changes.
+    let out = fnhost(&home, &["settings", "set", "demo", "NOVALUE"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=VALUE"));
+    let out = fnhost(&home, &["settings", "set", "demo", "BAD NAME=1", "OK=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid app setting name"));
+    let out = fnhost(&home, &["settings", "list", "nosuch"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fnhost apps create nosuch"));
+    assert_eq!(
+        ok(&fnhost(&home, &["settings", "list", "demo"])),
+        "DB=Server=x;Key=a=b\nGREETING=bonjour\n"
+    );
+}

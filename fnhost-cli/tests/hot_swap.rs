@@ -8,7 +8,8 @@
 //! handler answers `STARTUP|NOW`, where STARTUP is the version it read when
 //! its process started and NOW the version file it reads for the request
 //! (from its deployment folder); a request may ask it to wait (`?sleep=MS`)
-//! so that invocations are in flight at each switch.
+//! so that invocations are in flight at each switch, or for the app
+//! setting GREETING from its environment (`?env=1`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,7 +34,8 @@ http.createServer((req, res) => {
     let now;
     try { now = fs.readFileSync('data/marker.txt', 'utf8').trim(); } catch (e) { now = 'missing'; }
     res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end(version + '|' + now);
+    const env = url.searchParams.get('env') ? '|' + process.env.GREETING : '';
+    res.end(version + '|' + now + env);
   }, ms);
 }).listen(Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT), '127.0.0.1');
 "#;
@@ -388,4 +390,44 @@ fn serve_app_without_an_active_deployment_says_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no app named"));
+}
+
+#[test]
+fn serve_app_reloads_when_the_app_settings_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let src = tmp.path().join("src");
+    fnhost(&home, &["apps", "create", "hs"]);
+    fnhost(&home, &["settings", "set", "hs", "GREETING=hello"]);
+    deploy(&home, &src, "production", "v1");
+    let served = serve(&home);
+    let addr = served.addr.clone();
+    assert_eq!(
+        get(&addr, "/api/ver?env=1").unwrap(),
+        (200, "v1|v1|hello".to_string())
+    );
+    fnhost(&home, &["settings", "set", "hs", "GREETING=bonjour"]);
+    let changed = Instant::now();
+    // Served by the old process until the new one is up; never a failure.
+    loop {
+        let (status, body) = get(&addr, "/api/ver?env=1").unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body == "v1|v1|bonjour" {
+            break;
+        }
+        assert_eq!(body, "v1|v1|hello");
+        assert!(
+            changed.elapsed() < Duration::from_secs(10),
+            "the new setting was not served within 10 s; stderr: {:?}",
+            served.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A deletion too.
+    fnhost(&home, &["settings", "delete", "hs", "GREETING"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&addr, "/api/ver?env=1").unwrap().1 != "v1|v1|undefined" {
+        assert!(Instant::now() < deadline, "the deletion was not served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

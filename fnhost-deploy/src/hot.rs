@@ -2,8 +2,9 @@
 //! deployment and follows it as it changes (a new deployment, a rollback, a
 //! swap of slots), without dropping a request.
 //!
-//! The slot's pointer is polled (one small file read, every 250 ms by
-//! default). When its generation changes, the new deployment folder is
+//! The slot's pointer and app settings are polled (two small file reads,
+//! every 250 ms by default). When the pointer's generation changes, or the
+//! settings do (`fnhost settings set`), the active deployment folder is
 //! loaded and validated with fnhost-core and handed to
 //! [`Host::swap`](fnhost_core::Host::swap), which starts its executors (a
 //! custom handler's new process) before making it current. Requests that
@@ -29,8 +30,9 @@
 //!
 //! Needs the `hot-swap` feature (Tokio).
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_core::invoke::AppVersion;
@@ -54,7 +56,8 @@ pub type Loader = Arc<dyn Fn(&Active) -> std::result::Result<FunctionApp, String
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HotSwapEvent<'a> {
-    /// A new deployment is being served.
+    /// A deployment is being served: a new one, or the same with changed
+    /// app settings.
     Swapped {
         /// The deployment now served.
         active: &'a Active,
@@ -104,6 +107,8 @@ pub struct HotSwap {
     drain: Duration,
     loader: Option<Loader>,
     events: EventSink,
+    /// The app settings of the last load.
+    loaded_with: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl fmt::Debug for HotSwap {
@@ -129,6 +134,7 @@ impl HotSwap {
             drain: DEFAULT_DRAIN_DEADLINE,
             loader: None,
             events: Arc::new(|_: &HotSwapEvent<'_>| {}),
+            loaded_with: Default::default(),
         }
     }
 
@@ -177,13 +183,16 @@ impl HotSwap {
     }
 
     fn load(&self, active: &Active) -> std::result::Result<FunctionApp, String> {
-        if let Some(loader) = &self.loader {
-            return loader(active);
-        }
         let settings = self
             .site
             .app_settings(&self.app, &self.slot)
             .map_err(|e| e.to_string())?;
+        if let Ok(mut loaded_with) = self.loaded_with.lock() {
+            loaded_with.clone_from(&settings);
+        }
+        if let Some(loader) = &self.loader {
+            return loader(active);
+        }
         let mut loader = FunctionApp::loader(&active.path);
         for (k, v) in settings {
             loader = loader.with_setting(k, v);
@@ -208,7 +217,12 @@ impl HotSwap {
     /// the deployment `host` runs now.
     pub fn start(self, host: Arc<Host>, serving: &Active) -> HotSwapHandle {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let seen = (serving.deployment.clone(), serving.generation);
+        let settings = self
+            .loaded_with
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let seen = (serving.deployment.clone(), serving.generation, settings);
         let task = tokio::spawn(self.run(host, seen, stop_rx));
         HotSwapHandle {
             stop: stop_tx,
@@ -216,7 +230,12 @@ impl HotSwap {
         }
     }
 
-    async fn run(self, host: Arc<Host>, mut seen: (String, u64), mut stop: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        host: Arc<Host>,
+        mut seen: (String, u64, BTreeMap<String, String>),
+        mut stop: watch::Receiver<bool>,
+    ) {
         let this = Arc::new(self);
         let mut retiring: JoinSet<()> = JoinSet::new();
         loop {
@@ -227,9 +246,14 @@ impl HotSwap {
             while retiring.try_join_next().is_some() {}
             let polled = {
                 let this = this.clone();
-                tokio::task::spawn_blocking(move || this.site.active(&this.app, &this.slot)).await
+                tokio::task::spawn_blocking(move || {
+                    let active = this.site.active(&this.app, &this.slot)?;
+                    let settings = this.site.app_settings(&this.app, &this.slot)?;
+                    Ok::<_, Error>(active.map(|a| (a, settings)))
+                })
+                .await
             };
-            let active = match polled {
+            let (active, settings) = match polled {
                 Ok(Ok(Some(a))) => a,
                 // No active deployment any more (the app was deleted):
                 // keep serving what is loaded.
@@ -247,11 +271,14 @@ impl HotSwap {
                     continue;
                 }
             };
-            if (active.deployment.as_str(), active.generation) == (seen.0.as_str(), seen.1) {
+            if (active.deployment.as_str(), active.generation, &settings)
+                == (seen.0.as_str(), seen.1, &seen.2)
+            {
                 continue;
             }
-            seen = (active.deployment.clone(), active.generation);
-            if host.current().app().root() == active.path {
+            let same_settings = settings == seen.2;
+            seen = (active.deployment.clone(), active.generation, settings);
+            if same_settings && host.current().app().root() == active.path {
                 // The same deployment again (a swap back and forth between
                 // two polls): nothing to load.
                 continue;

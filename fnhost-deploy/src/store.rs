@@ -258,14 +258,16 @@ impl fmt::Display for ManifestKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Every new blob, the manifest, the materialised folder, the record
-    /// and the active pointer are flushed to disk before activation: a
-    /// power cut never activates content that is not on disk.
+    /// Every new blob, the manifest, the materialised folder and the
+    /// active pointer are flushed to disk before activation (the final
+    /// record just after): a power cut never activates content that is not
+    /// on disk.
     #[default]
     Full,
-    /// Records, manifests and pointers are flushed; blobs and the
-    /// materialised folder are left to the kernel. Survives any process
-    /// crash (kill -9), not a power cut. Faster for many small files.
+    /// Manifests and pointers are flushed before activation, the final
+    /// record just after; blobs and the materialised folder are left to
+    /// the kernel. Survives any process crash (kill -9), not a power cut.
+    /// Faster for many small files.
     Process,
 }
 

@@ -198,6 +198,26 @@ pub fn check_name(kind: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks an app setting's name: it becomes an environment variable of the
+/// functions and a `%NAME%` of their bindings.
+fn check_setting_name(name: &str) -> Result<()> {
+    let bad = |reason| Error::InvalidName {
+        kind: "app setting",
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("give a name"));
+    }
+    if name.contains('=') {
+        return Err(bad("a name cannot contain `=`"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("a name cannot contain spaces or control characters"));
+    }
+    Ok(())
+}
+
 /// A held per-slot deployment lock; released when dropped.
 #[derive(Debug)]
 struct SlotLock {
@@ -636,7 +656,36 @@ impl Site {
         slot: &str,
         settings: BTreeMap<String, String>,
     ) -> Result<()> {
+        for name in settings.keys() {
+            check_setting_name(name)?;
+        }
         self.update_slot_config(app, slot, |c| c.app_settings = settings)
+    }
+
+    /// Adds or changes the settings in `set` and removes those named in
+    /// `remove`, keeping the others, in one step (under the app's lock, so
+    /// that two changes at once both land); returns the settings after.
+    /// A name must be non-empty, without `=`, whitespace or control
+    /// characters (it becomes an environment variable of the functions).
+    pub fn update_app_settings(
+        &self,
+        app: &str,
+        slot: &str,
+        set: BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<BTreeMap<String, String>> {
+        for name in set.keys().chain(remove) {
+            check_setting_name(name)?;
+        }
+        let mut after = BTreeMap::new();
+        self.update_slot_config(app, slot, |c| {
+            for name in remove {
+                c.app_settings.remove(name);
+            }
+            c.app_settings.extend(set);
+            after = c.app_settings.clone();
+        })?;
+        Ok(after)
     }
 
     /// The slot's app settings.
@@ -923,7 +972,8 @@ impl Site {
         let path = self.slot_dir(app, slot).join("config.json");
         let data = serde_json::to_vec_pretty(&c).map_err(io::Error::other);
         let data = data.ctx("cannot write", &path)?;
-        fsutil::atomic_write(&path, &self.app_dir(app).join(".config.tmp"), &data, 0o644)
+        // Owner-only: app settings hold connection strings and keys.
+        fsutil::atomic_write(&path, &self.app_dir(app).join(".config.tmp"), &data, 0o600)
             .ctx("cannot write", &path)
     }
 
