@@ -184,7 +184,9 @@ impl Site {
             .and_then(|d| decode_manifest(&d));
         let Some(old) = read.filter(|_| dir.join(TREE).is_dir()) else {
             if dir.exists() {
-                let _ = fsutil::remove_tree(&dir);
+                let _ = self
+                    .take_spare(app, slot)
+                    .map(|gone| fsutil::remove_tree(&gone));
             }
             return None;
         };
@@ -212,9 +214,12 @@ impl Site {
         if dest.exists() {
             fsutil::remove_tree(dest).ctx("cannot remove", dest)?;
         }
-        let tree = spare.dir.join(TREE);
+        // Taken out of its place at once: a kill from here on leaves no
+        // half spare behind, only a folder in tmp/ (removed by the next run).
+        let taken = self.take_spare_dir(&spare.dir)?;
+        let tree = taken.join(TREE);
         fs::rename(&tree, dest).ctx("cannot move the spare folder", &tree)?;
-        fsutil::remove_tree(&spare.dir).ctx("cannot remove", &spare.dir)?;
+        fsutil::remove_tree(&taken).ctx("cannot remove", &taken)?;
 
         // Folders made writable while changing them, made read-only at the end.
         let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
@@ -328,6 +333,23 @@ impl Site {
                 }
             }
         }
+    }
+
+    /// Moves the slot's spare folder into the slot's `tmp/` (one rename, so
+    /// that the spare is whole or gone), and returns where it is now.
+    fn take_spare(&self, app: &str, slot: &str) -> Result<PathBuf> {
+        self.take_spare_dir(&self.spare_dir(app, slot))
+    }
+
+    /// [`Site::take_spare`] for a spare folder at `dir` (the slot's
+    /// `spare/`, beside its `tmp/`).
+    fn take_spare_dir(&self, dir: &Path) -> Result<PathBuf> {
+        let slot_dir = dir.parent().unwrap_or(dir);
+        let taken = slot_dir
+            .join("tmp")
+            .join(format!("spare-taken-{}", fsutil::random_hex(6)));
+        fs::rename(dir, &taken).ctx("cannot move the spare folder", dir)?;
+        Ok(taken)
     }
 
     /// A new, empty folder under the slot's `tmp/` for a spare.
