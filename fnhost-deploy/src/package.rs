@@ -337,31 +337,53 @@ pub(crate) fn store_folder(
     }
 
     // Files the cache knows (and whose blobs are known to be stored) make
-    // their entry here; the rest are read, on threads.
+    // their entry here, each listing thread's part on a thread of its own;
+    // the rest are read, on threads.
+    let cached_hash = |row: u32| old.as_ref()?.at(row as usize).map(|c| c.hash);
+    let sort_out = |listing: Listing, rows: Vec<u32>| {
+        let mut entries = Vec::with_capacity(listing.len());
+        let mut stats = Vec::with_capacity(listing.len());
+        let mut to_read = Vec::new();
+        for (i, (f, row)) in listing.into_found().zip(rows).enumerate() {
+            match (f, cached_hash(row)) {
+                (Found::File { rel, stat }, Some(hash)) if trusted => {
+                    entries.push(Some(ManifestEntry {
+                        path: rel,
+                        hash,
+                        size: stat.size,
+                        mode: stat.mode,
+                    }));
+                    stats.push(Some(stat));
+                }
+                (f, _) => {
+                    entries.push(None);
+                    stats.push(None);
+                    to_read.push((i, f));
+                }
+            }
+        }
+        (entries, stats, to_read)
+    };
+    let sorted_out: Vec<_> = std::thread::scope(|s| {
+        let mut parts = parts.into_iter();
+        let first = parts.next();
+        let others: Vec<_> = parts
+            .map(|(listing, rows)| s.spawn(move || sort_out(listing, rows)))
+            .collect();
+        let first = first.map(|(listing, rows)| sort_out(listing, rows));
+        first
+            .into_iter()
+            .chain(others.into_iter().filter_map(|h| h.join().ok()))
+            .collect()
+    });
     let mut entries = Vec::with_capacity(total as usize);
     let mut stats = Vec::with_capacity(total as usize);
     let mut to_read = Vec::new();
-    let found = parts
-        .into_iter()
-        .flat_map(|(listing, rows)| listing.into_found().zip(rows));
-    let cached_hash = |row: u32| old.as_ref()?.at(row as usize).map(|c| c.hash);
-    for (i, (f, row)) in found.enumerate() {
-        match (f, cached_hash(row)) {
-            (Found::File { rel, stat }, Some(hash)) if trusted => {
-                entries.push(Some(ManifestEntry {
-                    path: rel,
-                    hash,
-                    size: stat.size,
-                    mode: stat.mode,
-                }));
-                stats.push(Some(stat));
-            }
-            (f, _) => {
-                entries.push(None);
-                stats.push(None);
-                to_read.push((i, f));
-            }
-        }
+    for (e, st, r) in sorted_out {
+        let offset = entries.len();
+        to_read.extend(r.into_iter().map(|(i, f)| (offset + i, f)));
+        entries.extend(e);
+        stats.extend(st);
     }
     let known = (entries.len() - to_read.len()) as u64;
     progress(known, total);
