@@ -80,10 +80,15 @@ impl<'a> Reader<'a> {
         Some(i64::from_le_bytes(self.arr()?))
     }
 
+    /// A length-prefixed UTF-8 string, where it lies in the document.
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
     /// A length-prefixed UTF-8 string.
     pub(crate) fn string(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        self.str().map(str::to_string)
     }
 
     /// Whether everything was read.

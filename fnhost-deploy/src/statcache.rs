@@ -258,8 +258,7 @@ impl StatCache {
         let mut cache = StatCache::new(source, taken_ns, count.min(data.len() / 68));
         cache.deployment = deployment;
         for _ in 0..count {
-            let len = r.u32()? as usize;
-            let path = std::str::from_utf8(r.take(len)?).ok()?;
+            let path = r.str()?;
             let stat = FileStat {
                 size: r.u64()?,
                 mtime_ns: r.i64()?,

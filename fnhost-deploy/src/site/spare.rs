@@ -52,20 +52,76 @@ fn encode_manifest(m: &Manifest) -> Vec<u8> {
 
 /// Reads [`encode_manifest`]'s form; `None` when damaged.
 fn decode_manifest(data: &[u8]) -> Option<Manifest> {
+    let files = decode_entries(data)?;
+    Some(Manifest {
+        files: files.iter().map(Row::entry).collect(),
+    })
+}
+
+/// Reads [`encode_manifest`]'s form in place (no string copied), checking
+/// that it is sorted, as the difference relies on it; `None` when damaged.
+fn decode_entries(data: &[u8]) -> Option<Vec<EntryRef<'_>>> {
     let mut r = Reader::open(data, MANIFEST_MAGIC)?;
     let count = r.u64()? as usize;
-    let mut files = Vec::with_capacity(count.min(1 << 20));
+    // At least 48 bytes an entry: a bad count fails below, without a huge
+    // allocation first.
+    let mut files = Vec::with_capacity(count.min(data.len() / 48));
     for _ in 0..count {
-        files.push(ManifestEntry {
-            path: r.string()?,
+        files.push(EntryRef {
+            path: r.str()?,
             hash: store::Digest::from_bytes(r.arr()?),
             size: r.u64()?,
             mode: r.u32()?,
         });
     }
-    // Written sorted; checked, as the difference relies on it.
     let sorted = files.windows(2).all(|w| w[0].path < w[1].path);
-    (r.is_done() && sorted).then_some(Manifest { files })
+    (r.is_done() && sorted).then_some(files)
+}
+
+/// A manifest entry as read in place from the binary form.
+#[derive(Debug, Clone, Copy)]
+struct EntryRef<'a> {
+    path: &'a str,
+    hash: store::Digest,
+    size: u64,
+    mode: u32,
+}
+
+/// What [`difference`] and [`folders_only_in`] read of a manifest's entry,
+/// owned or read in place.
+trait Row {
+    fn path(&self) -> &str;
+    fn content(&self) -> (&store::Digest, u32);
+    fn entry(&self) -> ManifestEntry;
+}
+
+impl Row for ManifestEntry {
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn content(&self) -> (&store::Digest, u32) {
+        (&self.hash, self.mode)
+    }
+    fn entry(&self) -> ManifestEntry {
+        self.clone()
+    }
+}
+
+impl Row for EntryRef<'_> {
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn content(&self) -> (&store::Digest, u32) {
+        (&self.hash, self.mode)
+    }
+    fn entry(&self) -> ManifestEntry {
+        ManifestEntry {
+            path: self.path.to_string(),
+            hash: self.hash,
+            size: self.size,
+            mode: self.mode,
+        }
+    }
 }
 
 /// A slot's spare, read and compared with the manifest to deploy.
@@ -103,19 +159,19 @@ pub(super) fn folders(m: &Manifest) -> BTreeSet<String> {
     dirs
 }
 
-/// Whether a manifest has a file under folder `dir`: the files are sorted,
-/// so those under `dir/` are together, from where `dir/` would sort.
-fn has_files_under(m: &Manifest, dir: &str) -> bool {
+/// Whether a manifest's files (sorted) have one under folder `dir`: those
+/// under `dir/` are together, from where `dir/` would sort.
+fn has_files_under(files: &[impl Row], dir: &str) -> bool {
     let prefix = format!("{dir}/");
-    let i = m.files.partition_point(|f| f.path < prefix);
-    m.files.get(i).is_some_and(|f| f.path.starts_with(&prefix))
+    let i = files.partition_point(|f| f.path() < prefix.as_str());
+    files.get(i).is_some_and(|f| f.path().starts_with(&prefix))
 }
 
 /// The folders of `files` that `other` has no file under, sorted: for the
 /// files one manifest has and `other` lacks (a side of [`difference`]), as
 /// that manifest's `folders` minus `other`'s, looking only at the folders
 /// of the files that differ.
-fn folders_only_in(files: &[ManifestEntry], other: &Manifest) -> Vec<String> {
+fn folders_only_in(files: &[ManifestEntry], other: &[impl Row]) -> Vec<String> {
     let mut out = BTreeSet::new();
     for f in files {
         let mut rel = f.path.as_str();
@@ -132,26 +188,25 @@ fn folders_only_in(files: &[ManifestEntry], other: &Manifest) -> Vec<String> {
 
 /// Files of `old` that `new` does not have as they are, and files of `new`
 /// that `old` does not have as they are (both lists sorted by path).
-fn difference(old: &Manifest, new: &Manifest) -> (Vec<ManifestEntry>, Vec<ManifestEntry>) {
-    let same = |a: &ManifestEntry, b: &ManifestEntry| a.hash == b.hash && a.mode == b.mode;
+fn difference(old: &[impl Row], new: &[ManifestEntry]) -> (Vec<ManifestEntry>, Vec<ManifestEntry>) {
     let (mut remove, mut add) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
-    while i < old.files.len() || j < new.files.len() {
-        match (old.files.get(i), new.files.get(j)) {
-            (Some(a), Some(b)) if a.path == b.path => {
-                if !same(a, b) {
-                    remove.push(a.clone());
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a.path() == b.path => {
+                if a.content() != b.content() {
+                    remove.push(a.entry());
                     add.push(b.clone());
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(a), Some(b)) if a.path < b.path => {
-                remove.push(a.clone());
+            (Some(a), Some(b)) if a.path() < b.path.as_str() => {
+                remove.push(a.entry());
                 i += 1;
             }
             (Some(a), None) => {
-                remove.push(a.clone());
+                remove.push(a.entry());
                 i += 1;
             }
             (_, Some(b)) => {
@@ -179,9 +234,8 @@ impl Site {
     /// folder would. A spare that cannot be read is removed.
     pub(super) fn spare_for(&self, app: &str, slot: &str, manifest: &Manifest) -> Option<Spare> {
         let dir = self.spare_dir(app, slot);
-        let read = fs::read(dir.join(MANIFEST))
-            .ok()
-            .and_then(|d| decode_manifest(&d));
+        let data = fs::read(dir.join(MANIFEST)).unwrap_or_default();
+        let read = decode_entries(&data);
         let Some(old) = read.filter(|_| dir.join(TREE).is_dir()) else {
             if dir.exists() {
                 let _ = self
@@ -190,10 +244,10 @@ impl Site {
             }
             return None;
         };
-        let (remove, add) = difference(&old, manifest);
+        let (remove, add) = difference(&old, &manifest.files);
         let spare = Spare {
             dir,
-            gone_dirs: folders_only_in(&remove, manifest),
+            gone_dirs: folders_only_in(&remove, &manifest.files),
             new_dirs: folders_only_in(&add, &old),
             remove,
             add,
@@ -452,16 +506,16 @@ mod tests {
             entry("b/d", "changed", 0o644),
             entry("f/g", "5", 0o644),
         ]);
-        let (remove, add) = difference(&old, &new);
+        let (remove, add) = difference(&old.files, &new.files);
         assert_eq!(paths(&remove), ["a", "b/d", "e"]);
         assert_eq!(paths(&add), ["a", "b/d", "f/g"]);
         assert_eq!(
             folders(&new).into_iter().collect::<Vec<_>>(),
             ["b".to_string(), "f".to_string()]
         );
-        assert!(folders_only_in(&remove, &new).is_empty());
-        assert_eq!(folders_only_in(&add, &old), ["f"]);
-        let (remove, add) = difference(&new, &new);
+        assert!(folders_only_in(&remove, &new.files).is_empty());
+        assert_eq!(folders_only_in(&add, &old.files), ["f"]);
+        let (remove, add) = difference(&new.files, &new.files);
         assert!(remove.is_empty() && add.is_empty());
     }
 
@@ -480,17 +534,17 @@ mod tests {
             entry("n/e/w", "5", 0o644),
             entry("a/b2/z", "6", 0o644),
         ]);
-        let (remove, add) = difference(&old, &new);
+        let (remove, add) = difference(&old.files, &new.files);
         // As the difference of the full folder sets.
         let full = |x: &Manifest, y: &Manifest| -> Vec<String> {
             folders(x).difference(&folders(y)).cloned().collect()
         };
-        assert_eq!(folders_only_in(&remove, &new), full(&old, &new));
-        assert_eq!(folders_only_in(&add, &old), full(&new, &old));
+        assert_eq!(folders_only_in(&remove, &new.files), full(&old, &new));
+        assert_eq!(folders_only_in(&add, &old.files), full(&new, &old));
         assert_eq!(
-            folders_only_in(&remove, &new),
+            folders_only_in(&remove, &new.files),
             ["a/b", "a/b/c", "gone", "gone/deep", "gone/deep/er"]
         );
-        assert_eq!(folders_only_in(&add, &old), ["a/b2", "n", "n/e"]);
+        assert_eq!(folders_only_in(&add, &old.files), ["a/b2", "n", "n/e"]);
     }
 }
