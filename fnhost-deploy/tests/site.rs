@@ -1151,6 +1151,14 @@ fn the_next_spare_is_made_after_the_call_and_a_deployment_right_after_uses_it_ev
     site.settle();
     let report = site.fsck(Some("app")).unwrap();
     assert!(report.is_ok(), "{report:?}");
+    // What was left of the spare the deployment took (its manifest) is
+    // removed after the call, not left to pile up.
+    let tmp_dir = home.join("apps/app/slots/production/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Log lines a deployment reports.

@@ -698,6 +698,7 @@ impl Site {
     ) {
         lock.set_holder(&format!("{} in {app}/{slot}", super::TIDYING));
         let work = move |site: &Site, app: &str, slot: &str| {
+            site.remove_taken_spares(app, slot);
             let _ = fs::File::open(&record).and_then(|f| f.sync_all());
             if let Some(dir) = record.parent() {
                 let _ = fsutil::sync_dir(dir);
