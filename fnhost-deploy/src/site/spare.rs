@@ -22,7 +22,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{Reader, Writer};
-use crate::deployment::Status;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::store::{self, Durability, Manifest, ManifestEntry, ManifestKey};
@@ -354,16 +353,10 @@ impl Site {
         if self.spare_dir(app, slot).exists() {
             return;
         }
-        // Not after a slot's first deployment: many slots are deployed once
-        // (or rarely), and a first deployment's time should be its own.
-        let earlier = self.records(app).map(|rs| {
-            rs.iter()
-                .filter(|r| r.slot == slot && r.status == Status::Success)
-                .count()
-        });
-        if earlier.map_or(true, |n| n < 2) {
-            return;
-        }
+        // Also after a slot's first deployment: the second one is the
+        // redeployment most often timed, and without a spare it would link
+        // every file again. The call has returned by now; a process that
+        // ends waits for this (the CLI prints its result first).
         let Ok(Some(active)) = self.active(app, slot) else {
             return;
         };
