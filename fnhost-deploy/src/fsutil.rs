@@ -3,8 +3,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `data` to `path` atomically: a temporary file `tmp` in the same
 /// file system is written, flushed to disk, renamed over `path`, and the
@@ -176,5 +177,48 @@ impl Drop for BackgroundFlush {
     /// that wrote nothing, or failed, has no flush to wait for).
     fn drop(&mut self) {
         drop(self.stop.take());
+    }
+}
+
+/// Makes hard links between two folders it keeps open: `linkat(2)`
+/// relative to the source's grandparent (a store's `blobs/`) and to the
+/// destination's folder, instead of resolving both whole paths for each
+/// link. Links made in path order reuse the open folders.
+#[derive(Debug, Default)]
+pub(crate) struct Linker {
+    from: Option<(PathBuf, OwnedFd)>,
+    to: Option<(PathBuf, OwnedFd)>,
+}
+
+impl Linker {
+    /// Links `dst` to `src`, as [`fs::hard_link`] does.
+    pub(crate) fn link(&mut self, src: &Path, dst: &Path) -> io::Result<()> {
+        let base = src.parent().and_then(Path::parent);
+        let (Some(base), Some(dir), Some(name)) = (base, dst.parent(), dst.file_name()) else {
+            return fs::hard_link(src, dst);
+        };
+        let rel = src.strip_prefix(base).map_err(io::Error::other)?;
+        let from = open_dir(&mut self.from, base)?;
+        let to = open_dir(&mut self.to, dir)?;
+        nix::unistd::linkat(from, rel, to, name, nix::fcntl::AtFlags::empty())
+            .map_err(io::Error::from)
+    }
+}
+
+/// The folder kept open in `slot`, opened anew when it is not `dir`.
+fn open_dir<'a>(
+    slot: &'a mut Option<(PathBuf, OwnedFd)>,
+    dir: &Path,
+) -> io::Result<BorrowedFd<'a>> {
+    if slot.as_ref().is_none_or(|(open, _)| open != dir) {
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?;
+        *slot = Some((dir.to_path_buf(), fd));
+    }
+    match slot.as_ref() {
+        Some((_, fd)) => Ok(fd.as_fd()),
+        None => Err(io::Error::other("no folder open")),
     }
 }

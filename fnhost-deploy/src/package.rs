@@ -730,12 +730,14 @@ fn copy_into_tree(
 /// blob's). With the previous deployment of the slot (its folder and
 /// manifest), an unchanged executable is linked to that folder's copy
 /// rather than copied again. Returns the path when it made a copy (which
-/// needs flushing with full durability).
+/// needs flushing with full durability). `linker` keeps the folders of
+/// the last link open for the next.
 pub(crate) fn place_file(
     store: &dyn Store,
     f: &ManifestEntry,
     dest: &Path,
     previous: Option<&(PathBuf, Manifest)>,
+    linker: &mut crate::fsutil::Linker,
 ) -> Result<Option<PathBuf>> {
     let target = &dest.join(&f.path);
     let store_err = |what: &str, e| Error::Store {
@@ -761,7 +763,7 @@ pub(crate) fn place_file(
             return Ok(None);
         }
     } else if let Some(blob) = store.local_path(&f.hash)
-        && fs::hard_link(&blob, target).is_ok()
+        && linker.link(&blob, target).is_ok()
     {
         return Ok(None);
     }

@@ -289,10 +289,10 @@ impl Site {
         let result = self.run(&req, &mut r, started);
         drop(store_lock);
         match result {
-            Ok((mut outcome, cache)) => {
+            Ok((mut outcome, tidy)) => {
                 if !outcome.unchanged {
                     let record = self.record_path(app, &outcome.deployment.id);
-                    self.tidy_up_later(app, slot, lock, cache, record);
+                    self.tidy_up_later(app, slot, lock, tidy, record);
                 }
                 outcome.elapsed = started.elapsed();
                 Ok(outcome)
@@ -349,7 +349,7 @@ impl Site {
         req: &DeployRequest<'_>,
         r: &mut Deployment,
         started: Instant,
-    ) -> Result<(DeployOutcome, Option<StatCache>)> {
+    ) -> Result<(DeployOutcome, Tidy)> {
         let (app, slot) = (req.app.as_str(), req.slot.as_str());
         r.status = Status::Building;
         r.start_time = Some(deployment::now());
@@ -470,7 +470,7 @@ impl Site {
                 active_after: started.elapsed(),
                 elapsed: started.elapsed(),
             };
-            return Ok((outcome, None));
+            return Ok((outcome, Tidy::default()));
         }
         let manifest = std::sync::Arc::new(stored.manifest);
         let content_id = manifest.content_id().to_hex();
@@ -515,7 +515,7 @@ impl Site {
                 active_after: started.elapsed(),
                 elapsed: started.elapsed(),
             };
-            return Ok((outcome, None));
+            return Ok((outcome, Tidy::default()));
         }
 
         // The manifest is written (and flushed) while the folder is made,
@@ -678,7 +678,11 @@ impl Site {
             active_after,
             elapsed: started.elapsed(),
         };
-        Ok((outcome, cache))
+        let tidy = Tidy {
+            cache,
+            activated: Some((r.id.clone(), manifest)),
+        };
+        Ok((outcome, tidy))
     }
 
     /// After a deployment is active and recorded: saves the stat cache,
@@ -693,7 +697,7 @@ impl Site {
         app: &str,
         slot: &str,
         mut lock: super::SlotLock,
-        cache: Option<StatCache>,
+        tidy: Tidy,
         record: PathBuf,
     ) {
         lock.set_holder(&format!("{} in {app}/{slot}", super::TIDYING));
@@ -703,7 +707,7 @@ impl Site {
             if let Some(dir) = record.parent() {
                 let _ = fsutil::sync_dir(dir);
             }
-            if let Some(c) = cache {
+            if let Some(c) = tidy.cache {
                 let path = site.slot_dir(app, slot).join(STAT_CACHE_FILE);
                 site.save_cache(app, slot, &path, &c);
             }
@@ -713,7 +717,8 @@ impl Site {
                 let _ = site.gc_after_prune(pruned);
             }
             // The next deployment's folder, unless retention left one.
-            site.prepare_spare(app, slot);
+            let activated = tidy.activated.as_ref().map(|(id, m)| (id.as_str(), &**m));
+            site.prepare_spare(app, slot, activated);
             drop(lock);
         };
         // The thread's site shares no background list: the last clone of
@@ -836,11 +841,27 @@ impl Site {
         previous: Option<&(PathBuf, Manifest)>,
     ) -> Result<Vec<PathBuf>> {
         let mut copies = Vec::new();
+        let mut linker = fsutil::Linker::default();
         for f in files {
-            copies.extend(package::place_file(self.store.as_ref(), f, dest, previous)?);
+            copies.extend(package::place_file(
+                self.store.as_ref(),
+                f,
+                dest,
+                previous,
+                &mut linker,
+            )?);
         }
         Ok(copies)
     }
+}
+
+/// What a deployment hands to the thread tidying up after it: the new stat
+/// cache, and the manifest just activated (the next spare is made from it
+/// without reading it back).
+#[derive(Default)]
+struct Tidy {
+    cache: Option<StatCache>,
+    activated: Option<(String, std::sync::Arc<Manifest>)>,
 }
 
 /// A manifest stored on a thread of its own; [`ManifestWrite::finish`]

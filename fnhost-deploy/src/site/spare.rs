@@ -349,7 +349,14 @@ impl Site {
     /// when the slot has none (retention gave none). Failing to make one
     /// only makes the next deployment slower, so errors are not returned;
     /// whatever was half-made is removed.
-    pub(super) fn prepare_spare(&self, app: &str, slot: &str) {
+    /// `activated`: the deployment just activated and its manifest, when
+    /// the caller has it (else it is read from the store).
+    pub(super) fn prepare_spare(
+        &self,
+        app: &str,
+        slot: &str,
+        activated: Option<(&str, &Manifest)>,
+    ) {
         if self.spare_dir(app, slot).exists() {
             return;
         }
@@ -360,14 +367,21 @@ impl Site {
         let Ok(Some(active)) = self.active(app, slot) else {
             return;
         };
-        let Ok(manifest) = self.manifest(app, &active.deployment) else {
-            return;
+        let manifest = match activated {
+            Some((id, m)) if id == active.deployment => std::borrow::Cow::Borrowed(m),
+            _ => match self.manifest(app, &active.deployment) {
+                Ok(m) => std::borrow::Cow::Owned(m),
+                Err(_) => return,
+            },
         };
         let made = (|| -> Result<()> {
             let staging = self.spare_staging(app, slot, &manifest)?;
             let tree = staging.join(TREE);
-            let previous = (active.path.clone(), manifest.clone());
-            let to_flush = self.materialize(&manifest, &tree, Some(&previous), &HashSet::new())?;
+            // Executables are linked to the active folder's copies.
+            let previous = (manifest.files.iter().any(|f| f.is_executable()))
+                .then(|| (active.path.clone(), manifest.clone().into_owned()));
+            let to_flush =
+                self.materialize(&manifest, &tree, previous.as_ref(), &HashSet::new())?;
             if self.durability == Durability::Full {
                 self.flush_folder(&tree, &to_flush)?;
             }
