@@ -906,16 +906,7 @@ fn ssh_with_a_key_conforms_and_refuses_another_key() {
         served.display()
     );
     // The server's host key, as its owner would tell it.
-    let fingerprint = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(tmp.path().join("host_key.pub"))
-        .output()
-        .unwrap();
-    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let fingerprint = fingerprint_of(&tmp.path().join("host_key.pub"));
     assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
     let git = provider(tmp.path());
 
@@ -998,5 +989,120 @@ fn ssh_with_a_key_conforms_and_refuses_another_key() {
     match git.head(&with_key(SourceSpec::new(&url), &other)) {
         Err(SourceError::Auth { .. }) => {}
         other => panic!("want Auth with an unknown key, got {other:?}"),
+    }
+}
+
+/// The fingerprint of a public key file, as `ssh-keygen -l` prints it.
+fn fingerprint_of(public_key: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public_key)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+/// A source without a key authenticates with the keys of the SSH agent at
+/// `SSH_AUTH_SOCK`. libssh2 reads that variable from the process's
+/// environment, which a test may not change while others run; so the
+/// provider is driven from a child process of this test binary
+/// (`ssh_agent_child`), started with the variable set, or unset.
+#[test]
+fn ssh_without_a_key_uses_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("agent_key");
+    keygen(&key);
+    let authorized = tmp.path().join("authorized_keys");
+    fs::copy(tmp.path().join("agent_key.pub"), &authorized).unwrap();
+    let Some(server) = SshServer::start(tmp.path(), &authorized) else {
+        return;
+    };
+    // An agent holding the key, on a socket of the test's own.
+    let sock = tmp.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh-agent (openssh-client) runs");
+    let start = Instant::now();
+    while !sock.exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no agent socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let added = Command::new("ssh-add")
+        .arg("-q")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let served = bare(&tmp.path().join("served/app.git"));
+    let repo = Repo::new(tmp.path().join("work"), "main");
+    let commit = repo.commit(
+        &[("host.json", br#"{ "version": "2.0" }"#.as_slice())],
+        "one",
+    );
+    git(&repo.dir, &["push", "-q", served.to_str().unwrap(), "main"]);
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        server.user,
+        server.port,
+        served.display()
+    );
+    let child = |agent_socket: Option<&Path>| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "ssh_agent_child", "--ignored", "--nocapture"])
+            .env("FNHOST_AGENT_TEST_URL", &url)
+            .env(
+                "FNHOST_AGENT_TEST_PIN",
+                fingerprint_of(&tmp.path().join("host_key.pub")),
+            )
+            .env("FNHOST_AGENT_TEST_CACHE", tmp.path().join("cache"))
+            .env_remove("SSH_AUTH_SOCK");
+        if let Some(s) = agent_socket {
+            cmd.env("SSH_AUTH_SOCK", s);
+        }
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let with_agent = child(Some(&sock));
+    assert!(
+        with_agent.contains(&format!("head through the agent: {commit}")),
+        "{with_agent}"
+    );
+    // Without an agent: refused, with a message saying what to configure.
+    let without = child(None);
+    assert!(without.contains("refused as expected: "), "{without}");
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+/// Run by `ssh_without_a_key_uses_the_agent` in a child process, with
+/// `SSH_AUTH_SOCK` set or not.
+#[test]
+#[ignore = "run by ssh_without_a_key_uses_the_agent in a child process"]
+fn ssh_agent_child() {
+    let var = |name: &str| std::env::var(name).expect("set by the parent test");
+    let git = provider(Path::new(&var("FNHOST_AGENT_TEST_CACHE")));
+    let spec = SourceSpec::new(var("FNHOST_AGENT_TEST_URL"))
+        .with_option("ssh_host_key", var("FNHOST_AGENT_TEST_PIN"));
+    match (std::env::var_os("SSH_AUTH_SOCK"), git.head(&spec)) {
+        (Some(_), Ok(head)) => println!("head through the agent: {head}"),
+        (None, Err(SourceError::Auth { message, .. })) => {
+            println!("refused as expected: {message}")
+        }
+        (_, other) => panic!("unexpected: {other:?}"),
     }
 }
