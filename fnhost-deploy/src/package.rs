@@ -301,7 +301,7 @@ pub(crate) fn store_folder(
             .collect()
     };
     let walked = std::thread::scope(|s| {
-        s.spawn(|| {
+        let reader = s.spawn(|| {
             // Set whatever happens: the listing threads wait for it.
             let _unblock = SetOnDrop(&read, Some((None, false)));
             let (old, trusted) = cache();
@@ -311,7 +311,10 @@ pub(crate) fn store_folder(
             }
             let _ = read.set((old, trusted));
         });
-        walk_then(dir, &ignore, threads, &look_up)
+        let walked = walk_then(dir, &ignore, threads, &look_up);
+        // A reader that panicked left no cache: every file is read.
+        let _ = reader.join();
+        walked
     });
     let parts = walked?;
     let (old, trusted) = read.into_inner().unwrap_or((None, false));
@@ -454,7 +457,9 @@ pub(crate) fn store_folder(
             new_cache.push(&e.path, CachedFile { stat, hash: e.hash });
         }
     }
-    drop_later(to_read);
+    if to_read.len() > 1024 {
+        drop_later(to_read);
+    }
     let entries: Vec<ManifestEntry> = entries.into_iter().flatten().collect();
     if entries.len() as u64 != total {
         return Err(Error::Package {

@@ -271,7 +271,12 @@ pub(crate) fn walk_then<R: Send>(
                         w.busy += 1;
                         drop(w);
                         let mut subdirs = Vec::new();
-                        let result = walk_dir(&dir, &rel, ig, &mut found, &mut subdirs);
+                        // A panic here would leave the others waiting for
+                        // this folder: it becomes an error instead.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            walk_dir(&dir, &rel, ig, &mut found, &mut subdirs)
+                        }))
+                        .unwrap_or_else(|_| Err(lost()));
                         w = match work.lock() {
                             Ok(g) => g,
                             Err(_) => return None,
