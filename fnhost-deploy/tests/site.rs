@@ -223,6 +223,16 @@ fn broken_app_is_never_activated() {
             .deployment,
         d1.id
     );
+    // Nothing of it is kept: not its folder, nor its manifest (written on a
+    // thread while the app was validated, and waited for before the
+    // failed deployment is cleaned up).
+    assert!(
+        !site
+            .store()
+            .contains_manifest(&ManifestKey::new("app", id))
+            .unwrap()
+    );
+    assert!(!tmp.path().join("home/apps/app/content").join(id).exists());
     assert!(site.fsck(Some("app")).unwrap().is_ok());
 }
 
