@@ -450,7 +450,7 @@ impl ContinuousDeployer {
                 git: GitSource::new(cache.join("git")),
                 hg: HgSource::new(cache.join("hg")),
                 local_git: LocalGitSource::new(),
-                folder: FolderSource::new(),
+                folder: FolderSource::new().with_stamp_dir(cache.join("folder")),
                 zip: ZipSource::new(),
                 site,
                 observer: None,

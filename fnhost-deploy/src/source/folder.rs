@@ -37,6 +37,8 @@ const DEFAULT_QUIET: Duration = Duration::from_millis(2000);
 pub struct FolderSource {
     quiet: Duration,
     stamps: Mutex<HashMap<PathBuf, HashMap<String, Stamp>>>,
+    /// Where the stamps are kept between processes, when set.
+    stamp_dir: Option<PathBuf>,
 }
 
 /// What `head` remembers of a file to avoid reading it again.
@@ -71,7 +73,18 @@ impl FolderSource {
         FolderSource {
             quiet: DEFAULT_QUIET,
             stamps: Mutex::new(HashMap::new()),
+            stamp_dir: None,
         }
+    }
+
+    /// Keeps what `head` learns of each folder's files (size, times,
+    /// inode, mode, hash) in `dir`, one sealed file per folder, so that a
+    /// new process (`fnhost sync` run now and then) reads only the files
+    /// that changed instead of every file. Without it they are kept in
+    /// memory only.
+    pub fn with_stamp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.stamp_dir = Some(dir.into());
+        self
     }
 
     /// Sets the default quiet period (a spec's `quiet_ms` overrides it).
@@ -151,18 +164,56 @@ impl FolderSource {
     }
 
     fn take_stamps(&self, root: &Path) -> HashMap<String, Stamp> {
-        self.stamps
+        let kept = self
+            .stamps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(root)
-            .unwrap_or_default()
+            .remove(root);
+        match (kept, self.stamp_file(root)) {
+            (Some(kept), _) => kept,
+            (None, Some(file)) => fs::read(file)
+                .ok()
+                .and_then(|data| decode_stamps(&data, root))
+                .unwrap_or_default(),
+            (None, None) => HashMap::new(),
+        }
     }
 
-    fn keep_stamps(&self, root: PathBuf, stamps: HashMap<String, Stamp>) {
+    /// Keeps `stamps` for the next call (and, with a stamp folder, the next
+    /// process; not written again when they are `before`'s).
+    fn keep_stamps(
+        &self,
+        root: PathBuf,
+        stamps: HashMap<String, Stamp>,
+        before: Option<&HashMap<String, Stamp>>,
+    ) {
+        if before != Some(&stamps)
+            && let Some(file) = self.stamp_file(&root)
+        {
+            // Only time is lost when this fails: not an error. Not flushed
+            // either: sealed, so a torn file is ignored.
+            let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
+            let written = file
+                .parent()
+                .map_or(Ok(()), fs::create_dir_all)
+                .and_then(|()| {
+                    fs::write(&tmp, encode_stamps(&root, &stamps))?;
+                    fs::rename(&tmp, &file)
+                });
+            if written.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
         self.stamps
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(root, stamps);
+    }
+
+    /// The file keeping the stamps of the folder at `root`, when kept.
+    fn stamp_file(&self, root: &Path) -> Option<PathBuf> {
+        let key = xxhash_rust::xxh3::xxh3_64(root.as_os_str().as_encoded_bytes());
+        Some(self.stamp_dir.as_ref()?.join(format!("{key:016x}.bin")))
     }
 }
 
@@ -193,7 +244,7 @@ impl SourceProvider for FolderSource {
             tree.add(&entry.rel, entry.kind, &stamp);
             new.insert(entry.rel.clone(), stamp);
         }
-        self.keep_stamps(root, new);
+        self.keep_stamps(root, new, Some(&old));
         Ok(tree.finish())
     }
 
@@ -226,7 +277,7 @@ impl SourceProvider for FolderSource {
             tree.add(&entry.rel, entry.kind, &stamp);
             stamps.insert(entry.rel.clone(), stamp);
         }
-        Ok(self.copied(root, tree, newest, stamps, notes))
+        Ok(self.copied(root, tree, newest, stamps, None, notes))
     }
 
     /// Copies only what changed since `head` (or the last copy) saw the
@@ -308,7 +359,7 @@ impl FolderSource {
         }
         remove_others(dir, "", &keep)
             .map_err(|e| other_error(PROVIDER, format!("cannot clean {}", dir.display()), e))?;
-        Ok(self.copied(root, tree, newest, stamps, notes))
+        Ok(self.copied(root, tree, newest, stamps, Some(&old), notes))
     }
 }
 
@@ -321,13 +372,14 @@ impl FolderSource {
         tree: TreeHash,
         newest: Option<SystemTime>,
         stamps: HashMap<String, Stamp>,
+        before: Option<&HashMap<String, Stamp>>,
         notes: Vec<String>,
     ) -> SourceSnapshot {
         let mut snapshot = SourceSnapshot::new(tree.finish());
         snapshot.time = newest.map(chrono::DateTime::<chrono::Utc>::from);
         snapshot.message = Some(format!("{} files from {}", stamps.len(), root.display()));
         snapshot.notes = notes;
-        self.keep_stamps(root, stamps);
+        self.keep_stamps(root, stamps, before);
         snapshot
     }
 }
@@ -354,6 +406,52 @@ fn remove_others(
         }
     }
     Ok(())
+}
+
+const STAMPS_MAGIC: &[u8; 8] = b"fnhfs01\n";
+
+/// The stamps of the folder at `root` in the sealed binary form of
+/// [`crate::codec`].
+fn encode_stamps(root: &Path, stamps: &HashMap<String, Stamp>) -> Vec<u8> {
+    let mut w = crate::codec::Writer::new(STAMPS_MAGIC, 64 + stamps.len() * 120);
+    w.str(root.as_os_str().as_encoded_bytes());
+    w.bytes(&(stamps.len() as u64).to_le_bytes());
+    for (rel, s) in stamps {
+        w.str(rel.as_bytes());
+        w.bytes(&s.len.to_le_bytes());
+        for t in [s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1] {
+            w.bytes(&t.to_le_bytes());
+        }
+        w.bytes(&s.inode.to_le_bytes());
+        w.bytes(&s.mode.to_le_bytes());
+        w.bytes(&s.digest);
+    }
+    w.finish()
+}
+
+/// Reads [`encode_stamps`]'s form; `None` when damaged or of another
+/// folder.
+fn decode_stamps(data: &[u8], root: &Path) -> Option<HashMap<String, Stamp>> {
+    let mut r = crate::codec::Reader::open(data, STAMPS_MAGIC)?;
+    let len = r.u32()? as usize;
+    if r.take(len)? != root.as_os_str().as_encoded_bytes() {
+        return None;
+    }
+    let count = r.u64()? as usize;
+    let mut stamps = HashMap::with_capacity(count.min(data.len() / 80));
+    for _ in 0..count {
+        let rel = r.string()?;
+        let stamp = Stamp {
+            len: r.u64()?,
+            mtime: (r.i64()?, r.i64()?),
+            ctime: (r.i64()?, r.i64()?),
+            inode: r.u64()?,
+            mode: r.u32()?,
+            digest: r.arr()?,
+        };
+        stamps.insert(rel, stamp);
+    }
+    r.is_done().then_some(stamps)
 }
 
 impl Stamp {
@@ -572,7 +670,7 @@ impl TreeHash {
 
 #[cfg(test)]
 mod tests {
-    use super::skipped;
+    use super::*;
 
     #[test]
     fn sync_clients_temporary_files_are_skipped() {
@@ -591,5 +689,53 @@ mod tests {
         for name in ["host.json", "tmp", "a.tmpl", "lock"] {
             assert!(!skipped(name), "{name}");
         }
+    }
+
+    #[test]
+    fn stamps_kept_in_a_folder_spare_another_process_reading_every_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("src");
+        fs::create_dir_all(root.join("b")).unwrap();
+        fs::write(root.join("a.txt"), "one").unwrap();
+        fs::write(root.join("b/c.txt"), "two").unwrap();
+        let dir = tmp.path().join("stamps");
+        let spec = SourceSpec::new(root.to_string_lossy());
+        let source = || {
+            FolderSource::new()
+                .with_quiet_period(Duration::ZERO)
+                .with_stamp_dir(&dir)
+        };
+        let first = source().head(&spec).unwrap();
+        // Another instance, as another process would, finds the stamps on
+        // disk: the same head.
+        assert_eq!(source().head(&spec).unwrap(), first);
+        // Taken from the stamps, not from the files: a stamp that lies
+        // about a file whose size, times and inode are as stamped is
+        // believed.
+        let file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+        let mut stamps = decode_stamps(&fs::read(&file).unwrap(), &root).unwrap();
+        assert_eq!(stamps.len(), 2);
+        stamps.get_mut("a.txt").unwrap().digest = [7; 32];
+        fs::write(&file, encode_stamps(&root, &stamps)).unwrap();
+        assert_ne!(source().head(&spec).unwrap(), first);
+        // A damaged file, or one of another folder, is not believed.
+        let mut data = encode_stamps(&root, &stamps);
+        data[20] ^= 1;
+        fs::write(&file, &data).unwrap();
+        assert_eq!(source().head(&spec).unwrap(), first);
+        fs::write(&file, encode_stamps(Path::new("/elsewhere"), &stamps)).unwrap();
+        assert_eq!(source().head(&spec).unwrap(), first);
+        // A changed file is read again, whatever the stamps said.
+        fs::write(&file, encode_stamps(&root, &stamps)).unwrap();
+        fs::write(root.join("a.txt"), "three").unwrap();
+        let changed = source().head(&spec).unwrap();
+        assert_ne!(changed, first);
+        assert_eq!(
+            FolderSource::new()
+                .with_quiet_period(Duration::ZERO)
+                .head(&spec)
+                .unwrap(),
+            changed
+        );
     }
 }
