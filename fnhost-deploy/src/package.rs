@@ -341,7 +341,8 @@ pub(crate) fn store_folder(
 
     // Files the cache knows (and whose blobs are known to be stored) make
     // their entry here, each listing thread's part on a thread of its own;
-    // the rest are read, on threads.
+    // the rest are read, on threads (with the hash the cache gave, if any:
+    // the store is then asked whether it has the blob).
     let cached_hash = |row: u32| old.as_ref()?.at(row as usize).map(|c| c.hash);
     let sort_out = |listing: Listing, rows: Vec<u32>| {
         let mut entries = Vec::with_capacity(listing.len());
@@ -358,10 +359,10 @@ pub(crate) fn store_folder(
                     }));
                     stats.push(Some(stat));
                 }
-                (f, _) => {
+                (f, hash) => {
                     entries.push(None);
                     stats.push(None);
-                    to_read.push((i, f));
+                    to_read.push((i, f, hash));
                 }
             }
         }
@@ -384,7 +385,7 @@ pub(crate) fn store_folder(
     let mut to_read = Vec::new();
     for (e, st, r) in sorted_out {
         let offset = entries.len();
-        to_read.extend(r.into_iter().map(|(i, f)| (offset + i, f)));
+        to_read.extend(r.into_iter().map(|(i, f, hash)| (offset + i, f, hash)));
         entries.extend(e);
         stats.extend(st);
     }
@@ -393,8 +394,6 @@ pub(crate) fn store_folder(
     let how = &Storing {
         store,
         root: dir,
-        cache: old.as_ref(),
-        trusted,
         tree,
         probe: &Probe::default(),
         now_ns,
@@ -409,8 +408,8 @@ pub(crate) fn store_folder(
                 let done = &done;
                 s.spawn(move || -> Result<Vec<Out>> {
                     let mut out = Vec::with_capacity(part.len());
-                    for (i, f) in part {
-                        let (stored, in_tree) = store_found(how, f)?;
+                    for (i, f, known) in part {
+                        let (stored, in_tree) = store_found(how, f, *known)?;
                         out.push((*i, stored, in_tree));
                         let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if n.is_multiple_of(64) || n == total {
@@ -528,9 +527,6 @@ struct Storing<'a> {
     store: &'a dyn Store,
     /// The folder.
     root: &'a Path,
-    cache: Option<&'a StatCache>,
-    /// Whether the cache's blobs are known to be in the store.
-    trusted: bool,
     /// The deployment's folder to write new files into.
     tree: Option<&'a Path>,
     probe: &'a Probe,
@@ -542,15 +538,14 @@ struct Storing<'a> {
 /// blob was new, the bytes written, whether it was read and hashed.
 type StoredFound = (ManifestEntry, Option<CachedFile>, bool, u64, bool);
 
-/// Stores one file or link; with `tree`, a file new to the store is
-/// written into the deployment's folder (and adopted by the store), and
-/// the second value says so.
-fn store_found(how: &Storing<'_>, f: &Found) -> Result<(StoredFound, bool)> {
+/// Stores one file or link; `known` is the hash the stat cache gives for
+/// it (the file is as cached), taken when the store has that blob. With
+/// `tree`, a file new to the store is written into the deployment's folder
+/// (and adopted by the store), and the second value says so.
+fn store_found(how: &Storing<'_>, f: &Found, known: Option<Digest>) -> Result<(StoredFound, bool)> {
     let Storing {
         store,
         root,
-        cache,
-        trusted,
         tree,
         probe,
         now_ns,
@@ -577,16 +572,17 @@ fn store_found(how: &Storing<'_>, f: &Found) -> Result<(StoredFound, bool)> {
         Found::File { rel, stat } => {
             let abs = &root.join(rel);
             let mode = stat.mode;
-            if let Some(c) = cache.and_then(|c| c.unchanged(rel, stat))
-                && (trusted || store.contains(&c.hash).unwrap_or(false))
+            if let Some(hash) = known
+                && store.contains(&hash).unwrap_or(false)
             {
                 let entry = ManifestEntry {
                     path: rel.clone(),
-                    hash: c.hash,
-                    size: c.stat.size,
+                    hash,
+                    size: stat.size,
                     mode,
                 };
-                return Ok(((entry, Some(*c), false, 0, false), false));
+                let cached = CachedFile { stat: *stat, hash };
+                return Ok(((entry, Some(cached), false, 0, false), false));
             }
             let (hash, size, new, in_tree) = match tree {
                 Some(dest) => copy_into_tree(store, abs, &dest.join(rel), mode, stat.size, probe)?,

@@ -1297,3 +1297,38 @@ fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_n
         .unwrap();
     assert!(same_id.unchanged);
 }
+
+#[test]
+fn a_stat_cache_whose_deployment_is_gone_is_checked_against_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = site(&home);
+    let v = tmp.path().join("v");
+    make_app(&v, 20, "one");
+    let d1 = deploy_dir(&site, &v, "one").unwrap().deployment;
+    make_app(&v, 20, "two");
+    // Old enough for the stat cache to vouch for them.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let d2 = deploy_dir(&site, &v, "two").unwrap().deployment;
+    // The cache now names d2; d2 goes, and the blobs only it used.
+    site.rollback("app", "production", Some(&d1.id)).unwrap();
+    // (Deleting a deployment collects garbage at once.)
+    site.delete_deployment("app", &d2.id).unwrap();
+    let blob = site.store().local_path(&Digest::of(b"two file 3")).unwrap();
+    assert!(!blob.exists(), "d2's blobs are collected");
+    // The folder is as the cache says, but the store lacks its blobs:
+    // those files are read again, not taken on the cache's word.
+    let d3 = deploy_dir(&site, &v, "three").unwrap();
+    assert!(!d3.unchanged);
+    assert!(
+        d3.hashed >= 21,
+        "the 20 files and the handler: {}",
+        d3.hashed
+    );
+    assert_eq!(
+        snapshot(&site.active_path("app", "production").unwrap()),
+        expected(&v)
+    );
+    let report = site.fsck(Some("app")).unwrap();
+    assert!(report.is_ok(), "{report:?}");
+}
