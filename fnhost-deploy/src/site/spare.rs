@@ -30,6 +30,8 @@ use super::Site;
 
 const SPARE: &str = "spare";
 const TREE: &str = "tree";
+/// The name of a spare being made, in the slot's `tmp/`.
+const STAGING: &str = "spare-";
 /// The name of a spare taken from its place, in the slot's `tmp/`.
 const TAKEN: &str = "spare-taken-";
 /// The files `tree/` holds, in the compact form of `encode_manifest`
@@ -388,14 +390,7 @@ impl Site {
             self.install_spare(app, slot, &staging)
         })();
         if made.is_err() {
-            let tmp = self.slot_dir(app, slot).join("tmp");
-            if let Ok(entries) = fs::read_dir(&tmp) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with("spare-") {
-                        let _ = fsutil::remove_tree(&e.path());
-                    }
-                }
-            }
+            self.remove_from_tmp(app, slot, STAGING);
         }
     }
 
@@ -418,12 +413,18 @@ impl Site {
 
     /// Removes what is left of spares taken from the slot (in its `tmp/`).
     pub(super) fn remove_taken_spares(&self, app: &str, slot: &str) {
+        self.remove_from_tmp(app, slot, TAKEN);
+    }
+
+    /// Removes the entries of the slot's `tmp/` whose name starts with
+    /// `prefix`.
+    fn remove_from_tmp(&self, app: &str, slot: &str, prefix: &str) {
         let tmp = self.slot_dir(app, slot).join("tmp");
         let Ok(entries) = fs::read_dir(&tmp) else {
             return;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TAKEN) {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
                 let _ = fsutil::remove_tree(&e.path());
             }
         }
@@ -431,8 +432,8 @@ impl Site {
 
     /// A new, empty folder under the slot's `tmp/` for a spare.
     fn new_staging(&self, app: &str, slot: &str) -> Result<PathBuf> {
-        let staging =
-            (self.slot_dir(app, slot).join("tmp")).join(format!("spare-{}", fsutil::random_hex(6)));
+        let staging = (self.slot_dir(app, slot).join("tmp"))
+            .join(format!("{STAGING}{}", fsutil::random_hex(6)));
         fs::create_dir_all(&staging).ctx("cannot create", &staging)?;
         Ok(staging)
     }
