@@ -198,24 +198,27 @@ impl Linker {
             return fs::hard_link(src, dst);
         };
         let rel = src.strip_prefix(base).map_err(io::Error::other)?;
-        let from = open_dir(&mut self.from, base)?;
-        let to = open_dir(&mut self.to, dir)?;
+        let from = open_kept(&mut self.from, base)?;
+        let to = open_kept(&mut self.to, dir)?;
         nix::unistd::linkat(from, rel, to, name, nix::fcntl::AtFlags::empty())
             .map_err(io::Error::from)
     }
 }
 
+/// A folder opened for `*at` calls relative to it (and for listing).
+pub(crate) fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?)
+}
+
 /// The folder kept open in `slot`, opened anew when it is not `dir`.
-fn open_dir<'a>(
+fn open_kept<'a>(
     slot: &'a mut Option<(PathBuf, OwnedFd)>,
     dir: &Path,
 ) -> io::Result<BorrowedFd<'a>> {
     if slot.as_ref().is_none_or(|(open, _)| open != dir) {
-        let flags = nix::fcntl::OFlag::O_RDONLY
-            | nix::fcntl::OFlag::O_DIRECTORY
-            | nix::fcntl::OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?;
-        *slot = Some((dir.to_path_buf(), fd));
+        *slot = Some((dir.to_path_buf(), open_dir(dir)?));
     }
     match slot.as_ref() {
         Some((_, fd)) => Ok(fd.as_fd()),

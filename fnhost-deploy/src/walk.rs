@@ -8,12 +8,12 @@
 //! it finds one after the other into one string ([`Listing`]): nothing is
 //! allocated per file.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use nix::dir::{Dir, Type};
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{SFlag, fstatat};
 
 use crate::error::{Error, Result};
 use crate::package::{FuncIgnore, link_stays_inside};
@@ -130,9 +130,7 @@ fn walk_dir(
     out: &mut Listing,
     subdirs: &mut Vec<(PathBuf, String)>,
 ) -> Result<()> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let fd: OwnedFd =
-        nix::fcntl::open(dir, flags, Mode::empty()).map_err(|e| io_err("cannot list", dir, e))?;
+    let fd = crate::fsutil::open_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
     // The listing holds its own descriptor; `fd` is free for `fstatat`.
     let listing = fd
         .try_clone()
@@ -362,7 +360,7 @@ mod tests {
         type Make = fn(&Path);
         let cases: [(&str, Make); 3] = [
             ("fifo", |d| {
-                nix::unistd::mkfifo(&d.join("fifo"), Mode::S_IRUSR | Mode::S_IWUSR).unwrap()
+                nix::unistd::mkfifo(&d.join("fifo"), nix::sys::stat::Mode::S_IRUSR).unwrap()
             }),
             ("is not UTF-8", |d| {
                 use std::os::unix::ffi::OsStrExt;
