@@ -707,12 +707,16 @@ mod tests {
         };
         let first = source().head(&spec).unwrap();
         // Another instance, as another process would, finds the stamps on
-        // disk: the same head.
+        // disk: the same head; and, nothing having changed, does not write
+        // them again (a write replaces the file: a new inode).
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+        let written = inode(&file);
         assert_eq!(source().head(&spec).unwrap(), first);
+        assert_eq!(inode(&file), written);
         // Taken from the stamps, not from the files: a stamp that lies
         // about a file whose size, times and inode are as stamped is
         // believed.
-        let file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
         let mut stamps = decode_stamps(&fs::read(&file).unwrap(), &root).unwrap();
         assert_eq!(stamps.len(), 2);
         stamps.get_mut("a.txt").unwrap().digest = [7; 32];
