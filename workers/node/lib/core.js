@@ -40,7 +40,7 @@ class Disposable {
     }
 }
 
-const HOOK_NAMES = ['preInvocation', 'postInvocation', 'appStart', 'appTerminate'];
+const HOOK_NAMES = ['preInvocation', 'postInvocation', 'appStart', 'appTerminate', 'log'];
 
 /**
  * The worker's state that the core API reads and writes. One per process.
@@ -101,8 +101,40 @@ function toRpcLogCategory(category) {
     }
 }
 
-/** Sends one RpcLog, or writes it to stderr while there is no stream. */
-function emitLog(level, category, message, invocationId, logCategory) {
+let inLogHook = false;
+
+/**
+ * Runs the 'log' hooks (synchronous) on one log. They may change the level
+ * and message of user logs. Returns {level, message}.
+ */
+function runLogHooks(level, category, message, invocationContext) {
+    const hooks = state.hooks.get('log');
+    if (hooks.length === 0 || inLogHook) {
+        return { level, message };
+    }
+    const context = { level, message, category, invocationContext, hookData: {}, appHookData: state.appHookData };
+    inLogHook = true;
+    try {
+        for (const hook of [...hooks]) {
+            try {
+                hook(context);
+            } catch (err) {
+                process.stderr.write(`[fnhost node worker] a log hook failed: ${err && err.stack ? err.stack : err}\n`);
+            }
+        }
+    } finally {
+        inLogHook = false;
+    }
+    return category === 'user' ? { level: context.level, message: context.message } : { level, message };
+}
+
+/**
+ * Sends one RpcLog (or writes it to stderr while there is no stream), after
+ * the log hooks. `invocationContext` is the context object of the invocation
+ * the log belongs to, if any.
+ */
+function emitLog(level, category, message, invocationId, logCategory, invocationContext) {
+    ({ level, message } = runLogHooks(level, category, String(message), invocationContext));
     const rpcLog = {
         invocationId: invocationId || '',
         category: logCategory || '',

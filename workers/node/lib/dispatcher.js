@@ -218,12 +218,14 @@ class Dispatcher {
         }
         const functionName = fn.metadata.name;
         const logCategory = `${functionName}.Invocation`;
+        let invocationContext;
         const coreCtx = {
             invocationId,
             request: convert.toCoreInvocationRequest(req),
             metadata: fn.metadata,
             state: undefined,
-            log: (level, category, message) => core.emitLog(level, category, message, invocationId, logCategory),
+            log: (level, category, message) =>
+                core.emitLog(level, category, message, invocationId, logCategory, invocationContext),
         };
         try {
             const model = state.programmingModel;
@@ -232,6 +234,7 @@ class Dispatcher {
             }
             const invocationModel = await model.getInvocationModel(coreCtx);
             const { context, inputs } = await invocationModel.getArguments();
+            invocationContext = context;
             const hookData = {};
 
             const pre = readonly(
