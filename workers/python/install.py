@@ -97,11 +97,13 @@ def remove_tree(path):
             os.remove(path)
 
 
-def install():
+def check_inputs():
     for path in (REQUIREMENTS, PROTO):
         if not os.path.isfile(path):
             raise InstallError("missing %s (the worker folder is incomplete)" % path)
 
+
+def install():
     check = subprocess.call(
         [sys.executable, "-m", "pip", "--version"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,6 +169,7 @@ def main():
         return 1
 
     try:
+        check_inputs()
         if not args.force and up_to_date(stamp_text()):
             say("deps/ is up to date (use --force to reinstall)")
             return 0
