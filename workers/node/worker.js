@@ -60,6 +60,7 @@ async function main() {
     const exit = (code, reason) => {
         if (exiting) return;
         exiting = true;
+        process.exitCode = code;
         process.stderr.write(`${PREFIX} exiting: ${reason}\n`);
         core.state.sendLog = undefined;
         try {
