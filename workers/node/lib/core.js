@@ -289,17 +289,17 @@ function installModuleHooks() {
     installed = true;
 
     const originalLoad = Module._load;
-    Module._load = function (request, parent, isMain) {
+    Module._load = function (request, ...rest) {
         if (request === CORE_MODULE) {
             return coreApi;
         }
-        return originalLoad.apply(this, arguments);
+        return originalLoad.call(this, request, ...rest);
     };
 
     const originalResolve = Module._resolveFilename;
-    Module._resolveFilename = function (request, parent, isMain, options) {
+    Module._resolveFilename = function (request, parent, isMain, ...rest) {
         try {
-            return originalResolve.apply(this, arguments);
+            return originalResolve.call(this, request, parent, isMain, ...rest);
         } catch (err) {
             if (
                 err &&
