@@ -44,24 +44,31 @@ pub(crate) fn run(args: Args) -> CmdResult {
         }
     };
     let app = load_app(&dir)?;
-    let Some(index) = app.function_index(&function) else {
-        let names: Vec<&str> = app.functions().iter().map(|f| f.name.as_str()).collect();
-        return Err(Failure::Usage(format!(
-            "the app has no function named '{function}' (its functions: {})",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        )));
-    };
     let runtime = crate::serve::runtime()?;
     runtime.block_on(async move {
         let host = Arc::new(build_host(app));
         host.start()
             .await
             .map_err(|e| Failure::Message(format!("the executor could not start: {e}")))?;
+        // After the start: a language worker may have indexed functions.
         let version = host.current();
+        let Some(index) = version.app().function_index(&function) else {
+            let names: Vec<&str> = version
+                .app()
+                .functions()
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            host.shutdown().await;
+            return Err(Failure::Usage(format!(
+                "the app has no function named '{function}' (its functions: {})",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        };
         let handle = fnhost_core::Host::handle(version, index)
             .ok_or_else(|| Failure::Message("the function vanished".into()))?;
         let invocation = manual_invocation(handle.info(), input);

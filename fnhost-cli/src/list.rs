@@ -16,11 +16,18 @@ pub(crate) struct Args {
     /// Print a JSON array instead of text.
     #[arg(long)]
     json: bool,
+    /// Start the app's language worker and list the functions it indexes
+    /// too (Python v2 and Node.js v4 apps declare functions in code).
+    #[arg(long)]
+    index: bool,
 }
 
 pub(crate) fn run(args: Args) -> CmdResult {
     let dir = app_dir(args.app_dir);
-    let app = load_app(&dir)?;
+    let mut app = load_app(&dir)?;
+    if args.index {
+        app = index(app)?;
+    }
     let now = Utc::now();
     if args.json {
         let items: Vec<Value> = app
@@ -107,4 +114,18 @@ fn print_text(f: &Function, now: chrono::DateTime<Utc>) {
     } else if let Some(b) = f.config.trigger().and_then(|b| b.timer_trigger()) {
         println!("    schedule: {} (unresolved)", b.schedule);
     }
+}
+
+/// The app with the functions its language worker indexes (the worker is
+/// started, asked, and stopped).
+fn index(app: fnhost_core::FunctionApp) -> Result<fnhost_core::FunctionApp, crate::Failure> {
+    let runtime = crate::serve::runtime()?;
+    runtime.block_on(async move {
+        let host = crate::serve::build_host(app);
+        let started = host.start().await;
+        let version = host.current();
+        host.shutdown().await;
+        started.map_err(|e| crate::Failure::Message(format!("cannot index the app: {e}")))?;
+        Ok(version.app().with_indexed_functions(&[]))
+    })
 }

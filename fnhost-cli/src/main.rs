@@ -13,6 +13,7 @@ mod manage;
 mod scaffold;
 mod serve;
 mod validate;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,10 @@ enum Command {
     Manage(manage::Args),
     #[command(flatten)]
     Cd(cd::Command),
+    /// Install or list the language workers that run Azure's Node.js and
+    /// Python programming models.
+    #[command(subcommand)]
+    Workers(workers::Command),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         Command::Deploy(command) => deploy::run(command, &cli.home),
         Command::Manage(args) => manage::run(args, &cli.home),
         Command::Cd(command) => cd::run(command, &cli.home),
+        Command::Workers(command) => workers::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

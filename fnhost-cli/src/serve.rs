@@ -114,6 +114,14 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             .await
             .map_err(|e| Failure::Message(format!("the executors could not start: {e}")))?;
         let local = server.local_addr();
+        // Functions a language worker indexed at start get their keys too.
+        let names = host.current();
+        if let Err(e) =
+            keys.ensure_function_keys(names.app().functions().iter().map(|f| f.name.as_str()))
+        {
+            eprintln!("fnhost: warning: cannot create the functions' keys: {e}");
+        }
+        drop(names);
         print_functions(&host, local, zone);
         if let Some(path) = keys.path() {
             eprintln!(

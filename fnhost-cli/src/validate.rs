@@ -21,10 +21,12 @@ pub(crate) fn run(args: Args) -> CmdResult {
     let dir = app_dir(args.app_dir);
     let app = load_app(&dir)?;
     let diags = app.diagnostics();
+    let indexed = indexed_at_start(&app);
     if args.json {
         print_json(&json!({
             "app": dir.display().to_string(),
             "functions": app.functions().len(),
+            "indexedAtStart": indexed.as_ref().map(|(source, runtime)| json!({"source": source, "worker": runtime})),
             "errors": diags.error_count(),
             "warnings": diags.warning_count(),
             "diagnostics": diags.iter().map(diagnostic_json).collect::<Vec<_>>(),
@@ -43,6 +45,12 @@ pub(crate) fn run(args: Args) -> CmdResult {
             diags.warning_count(),
             plural(diags.warning_count()),
         );
+        if let Some((source, runtime)) = &indexed {
+            eprintln!(
+                "note: the functions declared in {source} are indexed by the {runtime} worker when the app starts; `fnhost list --index {}` starts it and lists them",
+                dir.display()
+            );
+        }
     }
     if diags.has_errors() {
         Err(Failure::Failed)
@@ -66,4 +74,16 @@ pub(crate) fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// Where the app declares functions in code and which worker indexes them
+/// at start, when it does.
+pub(crate) fn indexed_at_start(app: &fnhost_core::FunctionApp) -> Option<(&'static str, String)> {
+    let source = fnhost_core::app::functions_declared_in_code(app.root())?;
+    let runtime = app
+        .settings()
+        .get("FUNCTIONS_WORKER_RUNTIME")?
+        .trim()
+        .to_ascii_lowercase();
+    (!matches!(runtime.as_str(), "" | "custom" | "dotnet")).then_some((source, runtime))
 }

@@ -137,6 +137,8 @@ codes! {
     WorkerRuntime = "FH0602",
     /// local.settings.json is encrypted and cannot be read.
     SettingsEncrypted = "FH0603",
+    /// `FUNCTIONS_WORKER_RUNTIME` is not set, and the app declares its functions in code.
+    WorkerRuntimeMissing = "FH0604",
 }
 
 impl fmt::Display for Code {

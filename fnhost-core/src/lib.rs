@@ -20,8 +20,10 @@ pub mod testkit;
 #[cfg(feature = "tokio")]
 pub mod timer;
 pub mod timespan;
+#[cfg(feature = "workers")]
+pub mod worker;
 
-pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, LoadError};
+pub use app::{Function, FunctionApp, FunctionConfig, HostConfig, IndexedFunction, LoadError};
 pub use binding::{Binding, BindingKind, Direction};
 pub use diag::{Code, Diagnostic, Diagnostics, Severity};
 pub use exec::NativeExecutor;

@@ -145,6 +145,21 @@ pub struct FunctionApp {
     diagnostics: Diagnostics,
 }
 
+/// A function a language worker found by indexing the app (Azure's Python
+/// v2 and Node.js v4 models declare functions in code, not in
+/// function.json); see [`FunctionApp::with_indexed_functions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedFunction {
+    /// The function name.
+    pub name: String,
+    /// The file that declares it, relative to the app root where it can be
+    /// (shown in diagnostics), such as `function_app.py`.
+    pub source: String,
+    /// Its bindings, each a function.json binding object as JSON text, in
+    /// whatever letter case the worker sends (`"IN"`, `"ANONYMOUS"`).
+    pub raw_bindings: Vec<String>,
+}
+
 /// Options for loading an app; see [`FunctionApp::loader`].
 #[derive(Debug, Clone)]
 pub struct AppLoader {
@@ -225,6 +240,79 @@ impl FunctionApp {
         &self.router
     }
 
+    /// The app with `found` added to its functions, checked by the rules
+    /// function.json files are (names, duplicates, routes, schedules,
+    /// settings); problems become diagnostics of the returned app, naming
+    /// the declaring file and the function.
+    pub fn with_indexed_functions(&self, found: &[IndexedFunction]) -> FunctionApp {
+        let mut loader = Loader {
+            root: self.root.clone(),
+            host: self.host.clone(),
+            settings: self.settings.clone(),
+            diagnostics: self.diagnostics.clone(),
+            disabled_by_setting: self.settings.disabled_functions(),
+        };
+        let mut functions = self.functions.clone();
+        let mut router = RouterBuilder::new();
+        for (i, f) in functions.iter().enumerate() {
+            if let Some(http) = &f.http {
+                // These routes were checked when the app was loaded.
+                let _ = router.add(http.template.clone(), http.methods, i);
+            }
+        }
+        for f in found {
+            let file = PathBuf::from(&f.source);
+            if functions
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&f.name))
+            {
+                loader.diagnostics.push(
+                    Diagnostic::error(
+                        Code::DuplicateFunction,
+                        format!("the worker indexed a function '{}', and the app already has a function of that name (names are case-insensitive): rename one", f.name),
+                    )
+                    .with_file(&file)
+                    .with_function(&f.name),
+                );
+                continue;
+            }
+            let mut bindings = Vec::with_capacity(f.raw_bindings.len());
+            let mut bad = false;
+            for raw in &f.raw_bindings {
+                match serde_json::from_str::<serde_json::Value>(raw) {
+                    Ok(v) => bindings.push(v),
+                    Err(e) => {
+                        loader.diagnostics.push(
+                            Diagnostic::error(
+                                Code::JsonSyntax,
+                                format!("the worker sent a binding that is not JSON ({e}): {raw}"),
+                            )
+                            .with_file(&file)
+                            .with_function(&f.name),
+                        );
+                        bad = true;
+                    }
+                }
+            }
+            if bad {
+                continue;
+            }
+            let text = serde_json::to_string_pretty(&serde_json::json!({ "bindings": bindings }))
+                .unwrap_or_default();
+            let prefetched = Prefetched {
+                name: f.name.clone(),
+                text: Ok(text),
+                parsed: None,
+                files: None,
+            };
+            let Some(function) = loader.load_function(&file, prefetched, true) else {
+                continue;
+            };
+            loader.add_function(function, &file, &mut functions, &mut router);
+        }
+        loader.finish(functions, router)
+    }
+
     /// Every problem found, sorted by file and position.
     pub fn diagnostics(&self) -> &Diagnostics {
         &self.diagnostics
@@ -249,17 +337,39 @@ pub fn is_valid_function_name(name: &str) -> bool {
         && !name.eq_ignore_ascii_case("host")
 }
 
+/// The file by which an app declares its functions in code, for a
+/// language worker to index when it starts: `function_app.py` (Python v2,
+/// or `PYTHON_SCRIPT_FILE_NAME`'s default) or a `package.json` with a
+/// `main` (Node.js v4). `None` for apps that declare them in function.json
+/// only.
+pub fn functions_declared_in_code(root: &Path) -> Option<&'static str> {
+    if root.join("function_app.py").is_file() {
+        return Some("function_app.py");
+    }
+    let package = fs::read_to_string(root.join("package.json")).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(json::strip_bom(&package)).ok()?;
+    doc.get("main")?.as_str()?;
+    Some("package.json")
+}
+
 /// The state of one load.
 struct Loader {
     root: PathBuf,
     host: HostConfig,
     settings: AppSettings,
     diagnostics: Diagnostics,
+    /// Lower-case names disabled by `AzureWebJobs.<name>.Disabled`.
+    disabled_by_setting: std::collections::HashSet<String>,
 }
 
 impl Loader {
     fn new(options: AppLoader) -> Result<Loader, LoadError> {
-        let root = options.root;
+        // An absolute root: executors run function scripts from other
+        // working folders, so a relative `myapp` must not be joined twice.
+        let root = match std::path::absolute(&options.root) {
+            Ok(p) if options.root.is_relative() => normalize(&p),
+            _ => options.root,
+        };
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(LoadError::NotADirectory { path: root }),
@@ -306,11 +416,13 @@ impl Loader {
         }
         settings.overlay(options.settings);
 
+        let disabled_by_setting = settings.disabled_functions();
         Ok(Loader {
             root,
             host,
             settings,
             diagnostics,
+            disabled_by_setting,
         })
     }
 
@@ -344,10 +456,8 @@ impl Loader {
         }
 
         let mut functions: Vec<Function> = Vec::with_capacity(folders.len());
-        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(folders.len());
         let mut router = RouterBuilder::new();
         let mut seen: HashMap<String, String> = HashMap::with_capacity(folders.len());
-        let disabled_by_setting = self.settings.disabled_functions();
 
         for prefetched in folders {
             let folder = prefetched.name.clone();
@@ -371,36 +481,36 @@ impl Loader {
             }
             seen.insert(lower.clone(), folder.clone());
 
-            let Some(mut function) = self.load_function(&file, prefetched) else {
+            let Some(function) = self.load_function(&file, prefetched, false) else {
                 continue;
             };
-            if let Some(http) = &function.http {
-                let index = functions.len();
-                if let Err(conflict) = router.add(http.template.clone(), http.methods, index) {
-                    let other = &functions[conflict.existing];
-                    self.diagnostics.push(
-                        Diagnostic::error(
-                            Code::RouteConflict,
-                            format!(
-                                "the route '{}' ({}) conflicts with the route of function '{}' ({}): change one route or split their methods",
-                                http.route, http.methods, other.name,
-                                other.http.as_ref().map(|h| h.methods.to_string()).unwrap_or_default()
-                            ),
-                        )
-                        .with_file(&file)
-                        .with_function(&folder),
-                    );
-                    self.locate_last(&file, &function.config, "route");
-                    continue;
-                }
-            }
-            function.disabled = function.disabled || disabled_by_setting.contains(&lower);
-            by_name.insert(lower, functions.len());
-            functions.push(function);
+            self.add_function(function, &file, &mut functions, &mut router);
         }
 
+        if functions.is_empty()
+            && !self.uses_custom_handler()
+            && self.settings.get("FUNCTIONS_WORKER_RUNTIME").is_none()
+            && let Some(source) = functions_declared_in_code(&self.root)
+        {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::WorkerRuntimeMissing,
+                    format!("FUNCTIONS_WORKER_RUNTIME is not set, and the app declares its functions in code ({source}): set it to \"node\" or \"python\" in \"Values\" (or in the app settings), so that a language worker indexes them"),
+                )
+                .with_file(LOCAL_SETTINGS_JSON),
+            );
+        }
+        Ok(self.finish(functions, router))
+    }
+
+    fn finish(mut self, functions: Vec<Function>, router: RouterBuilder<usize>) -> FunctionApp {
         self.diagnostics.sort();
-        Ok(FunctionApp {
+        let by_name = functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
+            .collect();
+        FunctionApp {
             root: self.root,
             host: self.host,
             settings: self.settings,
@@ -408,7 +518,42 @@ impl Loader {
             by_name,
             router: router.build(),
             diagnostics: self.diagnostics,
-        })
+        }
+    }
+
+    /// Adds a loaded function: its route must not conflict with another's;
+    /// a setting may disable it.
+    fn add_function(
+        &mut self,
+        mut function: Function,
+        file: &Path,
+        functions: &mut Vec<Function>,
+        router: &mut RouterBuilder<usize>,
+    ) {
+        let folder = function.name.clone();
+        if let Some(http) = &function.http {
+            let index = functions.len();
+            if let Err(conflict) = router.add(http.template.clone(), http.methods, index) {
+                let other = &functions[conflict.existing];
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::RouteConflict,
+                        format!(
+                            "the route '{}' ({}) conflicts with the route of function '{}' ({}): change one route or split their methods",
+                            http.route, http.methods, other.name,
+                            other.http.as_ref().map(|h| h.methods.to_string()).unwrap_or_default()
+                        ),
+                    )
+                    .with_file(file)
+                    .with_function(&folder),
+                );
+                self.locate_last(file, &function.config, "route");
+                return;
+            }
+        }
+        let lower = folder.to_ascii_lowercase();
+        function.disabled = function.disabled || self.disabled_by_setting.contains(&lower);
+        functions.push(function);
     }
 
     /// The immediate subfolders that hold a function.json, each with its
@@ -498,7 +643,15 @@ impl Loader {
     }
 
     /// Loads one function folder; `None` when it has any error.
-    fn load_function(&mut self, file: &Path, prefetched: Prefetched) -> Option<Function> {
+    /// Loads one function folder (or, `indexed`, one function a language
+    /// worker found: no folder, no primary script); `None` when it has any
+    /// error.
+    fn load_function(
+        &mut self,
+        file: &Path,
+        prefetched: Prefetched,
+        indexed: bool,
+    ) -> Option<Function> {
         let Prefetched {
             name,
             text,
@@ -506,7 +659,11 @@ impl Loader {
             files,
         } = prefetched;
         let name = name.as_str();
-        let dir = self.root.join(name);
+        let dir = if indexed {
+            self.root.clone()
+        } else {
+            self.root.join(name)
+        };
         let errors_before = self.diagnostics.error_count();
         let text = match text {
             Ok(t) => t,
@@ -658,7 +815,7 @@ impl Loader {
             }
         }
 
-        let script = if uses_handler {
+        let script = if uses_handler || indexed {
             None
         } else {
             primary_script(&self.root, &dir, &config, files, &mut rep)

@@ -23,11 +23,18 @@ pub use process::{
 impl crate::invoke::HostBuilder {
     /// Adds the default executor factories, asked after any added before:
     /// the custom handler when host.json configures one
-    /// ([`CustomHandlerFactory`]), then the one-shot process executor for
-    /// functions with a primary script ([`ProcessExecutorFactory`]).
+    /// ([`CustomHandlerFactory`]), then (feature `workers`) the language
+    /// worker of the app's `FUNCTIONS_WORKER_RUNTIME`
+    /// (`crate::worker::LanguageWorkerFactory`), then the one-shot process
+    /// executor for functions with a primary script
+    /// ([`ProcessExecutorFactory`]).
     #[cfg(feature = "tokio")]
     pub fn with_default_executors(self) -> Self {
-        self.factory(std::sync::Arc::new(CustomHandlerFactory::new()))
-            .factory(std::sync::Arc::new(ProcessExecutorFactory::new()))
+        let builder = self.factory(std::sync::Arc::new(CustomHandlerFactory::new()));
+        #[cfg(feature = "workers")]
+        let builder = builder.factory(std::sync::Arc::new(
+            crate::worker::LanguageWorkerFactory::new(),
+        ));
+        builder.factory(std::sync::Arc::new(ProcessExecutorFactory::new()))
     }
 }

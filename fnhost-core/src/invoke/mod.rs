@@ -82,6 +82,14 @@ pub trait Executor: Send + Sync + fmt::Debug {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+
+    /// The functions this executor found in the app when it started, that
+    /// the app's folder does not declare (Azure's worker indexing); none by
+    /// default. Asked of an [`ExecutorFactory::indexing_executor`] after its
+    /// start.
+    fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction> {
+        Vec::new()
+    }
 }
 
 impl<E: Executor + ?Sized> Executor for Arc<E> {
@@ -97,6 +105,9 @@ impl<E: Executor + ?Sized> Executor for Arc<E> {
     }
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         (**self).shutdown()
+    }
+    fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction> {
+        (**self).indexed_functions()
     }
 }
 
@@ -114,6 +125,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         (**self).shutdown()
     }
+    fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction> {
+        (**self).indexed_functions()
+    }
 }
 
 /// Chooses executors for the functions of an app version.
@@ -125,6 +139,17 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 pub trait ExecutorFactory: Send + Sync + fmt::Debug {
     /// The executors for `app`'s functions, in order.
     fn executors(&self, app: &FunctionApp) -> Vec<Option<Arc<dyn Executor>>>;
+
+    /// An executor for the whole app that may also find functions the
+    /// app's folder does not declare (Azure's worker indexing: Python v2
+    /// and Node.js v4 apps declare functions in code). The first factory to
+    /// offer one wins; the host starts it before the app version is bound,
+    /// adds its [`Executor::indexed_functions`] to the app, and runs every
+    /// function no override or native function claims with it. `None` by
+    /// default.
+    fn indexing_executor(&self, _app: &FunctionApp) -> Option<Arc<dyn Executor>> {
+        None
+    }
 }
 
 /// Code that runs around every invocation: logging, metrics, auth...
@@ -252,6 +277,10 @@ pub struct AppVersion {
     executors: Vec<Option<Arc<dyn Executor>>>,
     middleware: Arc<[Arc<dyn Middleware>]>,
     generation: u64,
+    /// The app-wide executor that indexes functions, if a factory gave one.
+    indexer: Option<Arc<dyn Executor>>,
+    /// Whether the indexer was started (and its functions added) already.
+    indexed: bool,
 }
 
 impl fmt::Debug for AppVersion {
@@ -288,7 +317,7 @@ impl AppVersion {
     /// Each distinct executor once.
     fn distinct_executors(&self) -> Vec<Arc<dyn Executor>> {
         let mut out: Vec<Arc<dyn Executor>> = Vec::new();
-        for e in self.executors.iter().flatten() {
+        for e in self.executors.iter().flatten().chain(self.indexer.as_ref()) {
             if !out.iter().any(|o| Arc::ptr_eq(o, e)) {
                 out.push(e.clone());
             }
@@ -296,12 +325,21 @@ impl AppVersion {
         out
     }
 
-    /// Starts every executor of this version.
+    /// Starts every executor of this version (the indexer once: it may
+    /// have been started to index the app).
     pub async fn start(&self) -> Result<(), ExecutorError> {
         for e in self.distinct_executors() {
+            if self.indexed && self.indexer.as_ref().is_some_and(|i| Arc::ptr_eq(i, &e)) {
+                continue;
+            }
             e.start().await?;
         }
         Ok(())
+    }
+
+    /// The executor that indexes this version's app, if any.
+    pub fn indexer(&self) -> Option<&Arc<dyn Executor>> {
+        self.indexer.as_ref()
     }
 
     /// Stops every executor of this version.
@@ -502,6 +540,20 @@ struct Binder {
 
 impl Binder {
     fn bind(&self, app: FunctionApp, generation: u64) -> AppVersion {
+        let indexer = self
+            .factories
+            .iter()
+            .find_map(|f| f.indexing_executor(&app));
+        self.bind_with(app, generation, indexer, false)
+    }
+
+    fn bind_with(
+        &self,
+        app: FunctionApp,
+        generation: u64,
+        indexer: Option<Arc<dyn Executor>>,
+        indexed: bool,
+    ) -> AppVersion {
         let functions: Vec<FunctionInfo> = app
             .functions()
             .iter()
@@ -518,6 +570,11 @@ impl Binder {
                     .or_else(|| self.native.as_ref().and_then(|n| n.bound(&f.name)))
             })
             .collect();
+        if let Some(indexer) = &indexer {
+            for slot in executors.iter_mut().filter(|s| s.is_none()) {
+                *slot = Some(indexer.clone());
+            }
+        }
         for factory in &self.factories {
             if executors.iter().all(Option::is_some) {
                 break;
@@ -535,7 +592,37 @@ impl Binder {
             executors,
             middleware: self.middleware.clone().into(),
             generation,
+            indexer,
+            indexed,
         }
+    }
+
+    /// Starts the version's indexer, if any, and binds the app again with
+    /// the functions it found; then starts every other executor. On error
+    /// everything started is stopped.
+    async fn start(&self, version: AppVersion) -> Result<AppVersion, ExecutorError> {
+        let version = match version.indexer.clone() {
+            Some(indexer) if !version.indexed => {
+                if let Err(e) = indexer.start().await {
+                    indexer.shutdown().await;
+                    return Err(e);
+                }
+                let found = indexer.indexed_functions();
+                let generation = version.generation;
+                let app = if found.is_empty() {
+                    version.app
+                } else {
+                    version.app.with_indexed_functions(&found)
+                };
+                self.bind_with(app, generation, Some(indexer), true)
+            }
+            _ => version,
+        };
+        if let Err(e) = version.start().await {
+            version.shutdown().await;
+            return Err(e);
+        }
+        Ok(version)
     }
 }
 
@@ -648,9 +735,23 @@ impl Host {
         handle.invoke(invocation).await
     }
 
-    /// Starts the executors of the current version.
+    /// Starts the executors of the current version. An executor that
+    /// indexes the app (see [`ExecutorFactory::indexing_executor`]) starts
+    /// first, and the functions it finds join the current version.
     pub async fn start(&self) -> Result<(), ExecutorError> {
-        self.current().start().await
+        let current = self.current();
+        if current.indexer.is_none() || current.indexed {
+            return current.start().await;
+        }
+        let unstarted = self.binder.bind_with(
+            current.app.with_indexed_functions(&[]),
+            current.generation,
+            current.indexer.clone(),
+            false,
+        );
+        let version = self.binder.start(unstarted).await?;
+        self.current.store(Arc::new(version));
+        Ok(())
     }
 
     /// Binds executors to a new version of the app (same rules as the
@@ -660,12 +761,8 @@ impl Host {
     /// version stays.
     pub async fn swap(&self, app: FunctionApp) -> Result<Arc<AppVersion>, ExecutorError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        let version = Arc::new(self.binder.bind(app, generation));
-        if let Err(e) = version.start().await {
-            version.shutdown().await;
-            return Err(e);
-        }
-        Ok(self.current.swap(version))
+        let version = self.binder.start(self.binder.bind(app, generation)).await?;
+        Ok(self.current.swap(Arc::new(version)))
     }
 
     /// Stops the executors of the current version.
