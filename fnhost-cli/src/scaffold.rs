@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use fnhost_core::scaffold::{self, ScaffoldError, Template, WorkerRuntime};
+use fnhost_core::scaffold::{self, Model, ScaffoldError, Template, WorkerRuntime};
 
 use crate::{CmdResult, Failure, app_dir};
 
@@ -14,6 +14,10 @@ pub(crate) struct InitArgs {
     /// The worker runtime: custom (a custom handler), node or python.
     #[arg(long, default_value = "custom")]
     worker_runtime: WorkerRuntime,
+    /// Azure's programming model: node v4 (default) or v3, python v2
+    /// (default) or v1. Custom handler apps take none.
+    #[arg(long, value_name = "v4|v3|v2|v1")]
+    model: Option<Model>,
 }
 
 /// Arguments of `fnhost new`.
@@ -22,36 +26,40 @@ pub(crate) struct NewArgs {
     /// The template: http, timer, queue, blob, manual, eventgrid, servicebus, eventhub.
     #[arg(long, short)]
     template: Template,
-    /// The function name (also its folder name).
+    /// The function name.
     #[arg(long, short)]
     name: String,
-    /// The app folder (default: the current folder).
+    /// The app folder (default: the current folder). The function is
+    /// written in the app's runtime and programming model.
     app_dir: Option<PathBuf>,
 }
 
 pub(crate) fn init(args: InitArgs) -> CmdResult {
     let dir = app_dir(args.dir);
-    let files = scaffold::init_app(&dir, args.worker_runtime).map_err(failure)?;
-    report(&files);
+    let files = scaffold::init_app(&dir, args.worker_runtime, args.model).map_err(failure)?;
+    report("created", &files);
     Ok(())
 }
 
 pub(crate) fn new(args: NewArgs) -> CmdResult {
     let dir = app_dir(args.app_dir);
-    let files = scaffold::new_function(&dir, args.template, &args.name).map_err(failure)?;
-    report(&files);
+    let done = scaffold::new_function(&dir, args.template, &args.name).map_err(failure)?;
+    report("created", &done.created);
+    report("added the function to", &done.updated);
     Ok(())
 }
 
-fn report(files: &[PathBuf]) {
+fn report(what: &str, files: &[PathBuf]) {
     for f in files {
-        println!("created {}", f.display());
+        println!("{what} {}", f.display());
     }
 }
 
 fn failure(e: ScaffoldError) -> Failure {
     match e {
-        ScaffoldError::NotAnApp { .. } | ScaffoldError::Io { .. } => Failure::Usage(e.to_string()),
+        ScaffoldError::NotAnApp { .. }
+        | ScaffoldError::Io { .. }
+        | ScaffoldError::ModelMismatch { .. } => Failure::Usage(e.to_string()),
         other => Failure::Message(other.to_string()),
     }
 }
