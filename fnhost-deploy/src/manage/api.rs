@@ -2,79 +2,33 @@
 
 use std::sync::Arc;
 
-use hyper::header::HeaderValue;
-use hyper::{HeaderMap, Method, StatusCode};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::RawPathParams;
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::body::{self, TempFile, empty};
-use super::paths;
-use super::{AppRequest, HttpResponse, Manage, Shared, SlotQueue, json, text};
+use super::body::{self, TempFile};
+use super::{ApiError, Scope, Shared, SlotQueue, json, param, paths, with_slash};
 use crate::deployment::{self, Deployment, Level, Status};
 use crate::error::Error;
 use crate::site::{Content, DeployOutcome, DeployRequest, Observer};
 use crate::store::{Digest, Manifest};
 
-pub(super) fn register(m: &mut Manage) {
-    m.add(&[Method::POST], "/api/zipdeploy", zipdeploy);
-    m.add(&[Method::GET], "/api/deployments/latest", latest);
-    m.add(&[Method::GET], "/api/deployments", list);
-    m.add(
-        &[Method::GET, Method::PUT, Method::DELETE],
-        "/api/deployments/{id}",
-        one,
-    );
-    m.add(&[Method::GET], "/api/deployments/{id}/log", log);
-    m.add(&[Method::GET], "/api/isdeploying", is_deploying);
-    m.add(
-        &[Method::GET],
-        "/api/functions/admin/download",
-        admin_download,
-    );
-}
-
-// ----- errors -----
-
-/// The HTTP answer to a library error. Internal errors (file system,
-/// store) are logged; the client gets no server paths.
-pub(super) fn error_response(shared: &Shared, e: &Error) -> HttpResponse {
-    let status = match e {
-        Error::AppNotFound { .. }
-        | Error::DeploymentNotFound { .. }
-        | Error::NoActiveDeployment { .. } => StatusCode::NOT_FOUND,
-        Error::InvalidName { .. } | Error::Package { .. } | Error::DeploymentFailed { .. } => {
-            StatusCode::BAD_REQUEST
-        }
-        Error::Busy { .. }
-        | Error::ReadOnly { .. }
-        | Error::DeploymentInUse { .. }
-        | Error::NoRollbackTarget { .. } => StatusCode::CONFLICT,
-        _ => {
-            (shared.log)(&format!("manage: {e}"));
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error (see the server log)",
-            );
-        }
-    };
-    let mut message = e.to_string();
-    if let Error::Busy { holder, .. } = e {
-        message = format!(
-            "There is a deployment currently in progress ({}). Try again when it completes, or leave out wait=false to queue behind it.",
-            holder
-                .as_deref()
-                .filter(|h| !h.is_empty())
-                .unwrap_or("id unknown")
-        );
-    }
-    // Uploads are named after the endpoint's temporary folder: say "the
-    // upload" instead.
-    let tmp = format!("{}/", shared.tmp().display());
-    let message = message.replace(&tmp, "upload ");
-    text(status, &message)
-}
-
-fn bad_request(message: &str) -> HttpResponse {
-    text(StatusCode::BAD_REQUEST, message)
+pub(super) fn routes() -> Router {
+    let one = get(one).put(redeploy).delete(delete);
+    with_slash("/api/deployments/latest", get(latest))
+        .merge(with_slash("/api/deployments", get(list)))
+        .merge(with_slash("/api/deployments/{id}", one))
+        .merge(with_slash("/api/deployments/{id}/log", get(log)))
+        .merge(with_slash("/api/isdeploying", get(is_deploying)))
+        .merge(with_slash(
+            "/api/functions/admin/download",
+            get(admin_download),
+        ))
 }
 
 // ----- records as Kudu writes them -----
@@ -160,28 +114,24 @@ pub(super) fn etag_matches(header: &str, tag: &str) -> bool {
         .any(|t| t.trim() == "*" || bare(t) == bare(tag))
 }
 
-/// A JSON answer with an `ETag` (a hash of the body); 304 when the client
-/// has it already.
-pub(super) fn json_etag(headers: &HeaderMap, status: StatusCode, value: &Value) -> HttpResponse {
+/// A JSON answer (200) with an `ETag` (a hash of the body); 304 when the
+/// client has it already.
+pub(super) fn json_etag(headers: &HeaderMap, value: &Value) -> Response {
     let data = value.to_string();
     let tag = format!("\"{}\"", &Digest::of(data.as_bytes()).to_hex()[..32]);
     let cached = headers
-        .get(hyper::header::IF_NONE_MATCH)
+        .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| etag_matches(v, &tag));
-    let mut resp = if cached {
-        empty(StatusCode::NOT_MODIFIED)
-    } else {
-        body::bytes(status, "application/json; charset=utf-8", data.into_bytes())
-    };
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        resp.headers_mut().insert(hyper::header::ETAG, v);
+    if cached {
+        return (StatusCode::NOT_MODIFIED, [(ETAG, tag)]).into_response();
     }
-    resp
+    let content_type = "application/json; charset=utf-8".to_string();
+    ([(CONTENT_TYPE, content_type), (ETAG, tag)], data).into_response()
 }
 
-fn query_bool(req: &AppRequest, name: &str) -> Option<bool> {
-    req.query(name).map(|v| {
+fn query_bool(scope: &Scope, name: &str) -> Option<bool> {
+    scope.query(name).map(|v| {
         let v = v.trim();
         v.is_empty() || v.eq_ignore_ascii_case("true") || v == "1"
     })
@@ -231,7 +181,7 @@ pub(super) struct Job {
 /// Deploys a zip; the caller holds the slot's turn. The outcome is
 /// remembered for `latest`.
 pub(super) async fn deploy_zip_in_turn(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     queue: &Arc<SlotQueue>,
     job: Job,
     zip: std::path::PathBuf,
@@ -283,50 +233,34 @@ pub(super) async fn deploy_zip_in_turn(
 /// The response to a finished deployment: 200 and the record, or 400 and
 /// the failed record, or the error.
 pub(super) fn outcome_response(
-    shared: &Shared,
-    req: &AppRequest,
-    result: &crate::Result<DeployOutcome>,
-) -> HttpResponse {
+    scope: &Scope,
+    result: crate::Result<DeployOutcome>,
+) -> Result<Response, ApiError> {
     match result {
         Ok(outcome) => {
-            let mut r = outcome.deployment.clone();
+            let mut r = outcome.deployment;
             r.active = true;
-            let mut resp = json(
+            let record = json(
                 StatusCode::OK,
-                &record_json(&r, &req.base_url, r.end_time.as_deref()),
+                &record_json(&r, &scope.base_url, r.end_time.as_deref()),
             );
-            if outcome.unchanged {
-                resp.headers_mut()
-                    .insert("x-fnhost-unchanged", HeaderValue::from_static("true"));
-            }
-            resp
+            let unchanged = outcome
+                .unchanged
+                .then_some([("x-fnhost-unchanged", "true")]);
+            Ok((unchanged, record).into_response())
         }
-        Err(Error::DeploymentFailed { id, .. }) => match shared.site.deployment(&req.app, id) {
-            Ok(r) => json(
-                StatusCode::BAD_REQUEST,
-                &record_json(&r, &req.base_url, None),
-            ),
-            Err(e) => error_response(shared, &e),
-        },
-        Err(e) => error_response(shared, e),
+        Err(Error::DeploymentFailed { id, .. }) => {
+            let r = scope.site().deployment(&scope.app, &id)?;
+            let record = record_json(&r, &scope.base_url, None);
+            Ok(json(StatusCode::BAD_REQUEST, &record))
+        }
+        Err(e) => Err(e.into()),
     }
-}
-
-/// The 409 for a busy slot, when the client asked not to wait.
-fn busy_response(shared: &Shared, app: &str, slot: &str, holder: Option<String>) -> HttpResponse {
-    error_response(
-        shared,
-        &Error::Busy {
-            app: app.into(),
-            slot: slot.into(),
-            holder,
-        },
-    )
 }
 
 /// Whether a deployment is running or waiting in the slot: `Some(id)`
 /// (possibly empty when unknown).
-fn busy(shared: &Shared, queue: &SlotQueue, app: &str, slot: &str) -> Option<String> {
+fn busy(scope: &Scope, queue: &SlotQueue) -> Option<String> {
     {
         let st = queue.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.waiting > 0 {
@@ -338,49 +272,64 @@ fn busy(shared: &Shared, queue: &SlotQueue, app: &str, slot: &str) -> Option<Str
             );
         }
     }
-    shared.site.running(app, slot).ok().flatten()
+    scope.site().running(&scope.app, &scope.slot).ok().flatten()
+}
+
+/// Refuses a change to a slot that follows a source of truth (read-only).
+pub(super) fn check_writable(scope: &Scope) -> Result<(), ApiError> {
+    match scope
+        .site()
+        .continuous_deployment(&scope.app, &scope.slot)?
+    {
+        Some(cd) => Err(Error::ReadOnly {
+            app: scope.app.clone(),
+            slot: scope.slot.clone(),
+            source_of_truth: cd.source,
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The 202 of a deployment that goes on: `Location` to poll, `Retry-After`.
+fn accepted(scope: &Scope, value: &Value) -> Response {
+    let location = format!("{}/api/deployments/latest", scope.base_url);
+    let secs = scope.shared.limits.retry_after.as_secs().max(1);
+    let headers = [(LOCATION, location), (RETRY_AFTER, secs.to_string())];
+    (headers, json(StatusCode::ACCEPTED, value)).into_response()
 }
 
 // ----- routes -----
 
-async fn zipdeploy(mut req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    let is_async = query_bool(&req, "isAsync").unwrap_or(false);
-    let wait = query_bool(&req, "wait").unwrap_or(true);
+pub(super) async fn zipdeploy(
+    scope: Scope,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let shared = scope.shared.clone();
+    let is_async = query_bool(&scope, "isAsync").unwrap_or(false);
+    let wait = query_bool(&scope, "wait").unwrap_or(true);
     let job = Job {
-        app: req.app.clone(),
-        slot: req.slot.clone(),
-        author: req
+        app: scope.app.clone(),
+        slot: scope.slot.clone(),
+        author: scope
             .query("author")
-            .map_or_else(|| req.user.clone(), str::to_string),
-        message: req.query("message").unwrap_or("").to_string(),
-        deployer: req.query("deployer").unwrap_or("ZipDeploy").to_string(),
+            .map_or_else(|| scope.user.clone(), str::to_string),
+        message: scope.query("message").unwrap_or("").to_string(),
+        deployer: scope.query("deployer").unwrap_or("ZipDeploy").to_string(),
     };
     // Refuse before receiving anything.
-    match shared.site.continuous_deployment(&req.app, &req.slot) {
-        Ok(Some(cd)) => {
-            return error_response(
-                &shared,
-                &Error::ReadOnly {
-                    app: req.app.clone(),
-                    slot: req.slot.clone(),
-                    source_of_truth: cd.source,
-                },
-            );
-        }
-        Ok(None) => {}
-        Err(e) => return error_response(&shared, &e),
+    check_writable(&scope)?;
+    let queue = shared.queue(&scope.app, &scope.slot);
+    if !wait && let Some(holder) = busy(&scope, &queue) {
+        let (app, slot) = (scope.app.clone(), scope.slot.clone());
+        let holder = Some(holder);
+        return Err(Error::Busy { app, slot, holder }.into());
     }
-    let queue = shared.queue(&req.app, &req.slot);
-    if !wait && let Some(holder) = busy(&shared, &queue, &req.app, &req.slot) {
-        return busy_response(&shared, &req.app, &req.slot, Some(holder));
-    }
-    let upload = match req.receive().await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+    let upload = scope.receive(&headers, body).await?;
     if upload.size() == 0 {
-        return bad_request("the body is empty: send the zip as the request body");
+        let why = "the body is empty: send the zip as the request body";
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
     }
     let waiting = Waiting::new(&queue);
     let run = {
@@ -417,31 +366,29 @@ async fn zipdeploy(mut req: AppRequest) -> HttpResponse {
         shared.spawn_background(async move {
             let _ = run.await;
         });
-        let location = format!("{}/api/deployments/latest", req.base_url);
-        let mut resp = json(
-            StatusCode::ACCEPTED,
-            &json!({"status": 0, "message": "the deployment is queued; poll Location", "url": location}),
-        );
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            resp.headers_mut().insert(hyper::header::LOCATION, v);
-        }
-        let secs = shared.limits.retry_after.as_secs().max(1);
-        resp.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
-        return resp;
+        let location = format!("{}/api/deployments/latest", scope.base_url);
+        let message = "the deployment is queued; poll Location";
+        return Ok(accepted(
+            &scope,
+            &json!({"status": 0, "message": message, "url": location}),
+        ));
     }
     // Synchronous: the deployment runs in its own task, so a client that
     // goes away does not cut it short.
-    let handle = tokio::spawn(run);
-    match handle.await {
-        Ok(result) => outcome_response(&shared, &req, &result),
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the deployment stopped"),
-    }
+    let result = tokio::spawn(run).await.map_err(|_| stopped("deployment"))?;
+    outcome_response(&scope, result)
 }
 
-async fn latest(req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    let queue = shared.queue(&req.app, &req.slot);
+/// The answer when a blocking task stopped (a panic).
+fn stopped(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the {what} stopped"),
+    )
+}
+
+async fn latest(scope: Scope, headers: HeaderMap) -> Result<Response, ApiError> {
+    let queue = scope.shared.queue(&scope.app, &scope.slot);
     let (here, running, progress, last) = {
         let st = queue.state.lock().unwrap_or_else(|e| e.into_inner());
         (
@@ -454,144 +401,110 @@ async fn latest(req: AppRequest) -> HttpResponse {
     let elsewhere = if here {
         None
     } else {
-        shared.site.running(&req.app, &req.slot).ok().flatten()
+        scope.site().running(&scope.app, &scope.slot).ok().flatten()
     };
     if here || elsewhere.is_some() {
         let mut value = match &running {
-            Some(r) => record_json(r, &req.base_url, None),
+            Some(r) => record_json(r, &scope.base_url, None),
             None => json!({"status": 0, "status_text": "Pending", "complete": false,
                 "progress": "waiting for the running deployment to finish"}),
         };
         if let Some((done, total)) = progress {
             value["progress"] = json!(format!("Stored {done} of {total} files"));
         }
-        let mut resp = json(StatusCode::ACCEPTED, &value);
-        let secs = shared.limits.retry_after.as_secs().max(1);
-        resp.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
-        resp.headers_mut().insert(
-            hyper::header::LOCATION,
-            HeaderValue::from_str(&format!("{}/api/deployments/latest", req.base_url))
-                .unwrap_or(HeaderValue::from_static("")),
-        );
-        return resp;
+        return Ok(accepted(&scope, &value));
     }
-    let records = match records_json(&shared.site, &req.app, &req.slot, &req.base_url) {
-        Ok(r) => r,
-        Err(e) => return error_response(&shared, &e),
-    };
+    let records = records_json(scope.site(), &scope.app, &scope.slot, &scope.base_url)?;
     let newest = records
         .into_iter()
-        .find(|(_, v)| v["slot"] == req.slot.as_str());
+        .find(|(_, v)| v["slot"] == scope.slot.as_str());
     let chosen = match (newest, last) {
         (Some((id, v)), Some(last)) if last.id <= id => v,
-        (_, Some(last)) => match records_lookup(&shared, &req, &last.id) {
+        (_, Some(last)) => match records_lookup(&scope, &last.id) {
             Some(v) => v,
-            None => record_json(&last, &req.base_url, None),
+            None => record_json(&last, &scope.base_url, None),
         },
         (Some((_, v)), None) => v,
-        (None, None) => {
-            return text(StatusCode::NOT_FOUND, "no deployments yet");
-        }
+        (None, None) => return Err(ApiError::new(StatusCode::NOT_FOUND, "no deployments yet")),
     };
-    json_etag(&req.parts.headers, StatusCode::OK, &chosen)
+    Ok(json_etag(&headers, &chosen))
 }
 
 /// One record of the slot in Kudu's shape.
-fn records_lookup(shared: &Shared, req: &AppRequest, id: &str) -> Option<Value> {
-    records_json(&shared.site, &req.app, &req.slot, &req.base_url)
+fn records_lookup(scope: &Scope, id: &str) -> Option<Value> {
+    records_json(scope.site(), &scope.app, &scope.slot, &scope.base_url)
         .ok()?
         .into_iter()
         .find(|(i, _)| i == id)
         .map(|(_, v)| v)
 }
 
-async fn list(req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    match records_json(&shared.site, &req.app, &req.slot, &req.base_url) {
-        Ok(records) => {
-            let all: Vec<Value> = records.into_iter().map(|(_, v)| v).collect();
-            json_etag(&req.parts.headers, StatusCode::OK, &Value::Array(all))
-        }
-        Err(e) => error_response(&shared, &e),
-    }
+async fn list(scope: Scope, headers: HeaderMap) -> Result<Response, ApiError> {
+    let records = records_json(scope.site(), &scope.app, &scope.slot, &scope.base_url)?;
+    let all: Vec<Value> = records.into_iter().map(|(_, v)| v).collect();
+    Ok(json_etag(&headers, &Value::Array(all)))
 }
 
-fn id_param(req: &AppRequest) -> Result<String, HttpResponse> {
-    let id = req.param("id").unwrap_or("");
+/// The `{id}` of the route, when it is a deployment id.
+fn id_param(scope: &Scope, params: &RawPathParams) -> Result<String, ApiError> {
+    let id = param(params, "id");
     if deployment::check_id(id) {
         Ok(id.to_string())
     } else {
-        Err(text(
-            StatusCode::NOT_FOUND,
-            &format!("{}: no deployment {id:?}", req.app),
-        ))
+        let why = format!("{}: no deployment {id:?}", scope.app);
+        Err(ApiError::new(StatusCode::NOT_FOUND, why))
     }
 }
 
-async fn one(req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    let id = match id_param(&req) {
-        Ok(id) => id,
-        Err(resp) => return resp,
-    };
-    match req.parts.method {
-        Method::PUT => redeploy(&shared, &req, id).await,
-        Method::DELETE => {
-            let site = shared.site.clone();
-            let app = req.app.clone();
-            let r = tokio::task::spawn_blocking(move || site.delete_deployment(&app, &id)).await;
-            match r {
-                Ok(Ok(_)) => empty(StatusCode::NO_CONTENT),
-                Ok(Err(e)) => error_response(&shared, &e),
-                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "the deletion stopped"),
-            }
+async fn one(
+    scope: Scope,
+    params: RawPathParams,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = id_param(&scope, &params)?;
+    match records_lookup(&scope, &id) {
+        Some(v) => Ok(json_etag(&headers, &v)),
+        None => {
+            let why = format!("{}/{}: no deployment {id:?}", scope.app, scope.slot);
+            Err(ApiError::new(StatusCode::NOT_FOUND, why))
         }
-        _ => match records_lookup(&shared, &req, &id) {
-            Some(v) => json_etag(&req.parts.headers, StatusCode::OK, &v),
-            None => text(
-                StatusCode::NOT_FOUND,
-                &format!("{}/{}: no deployment {id:?}", req.app, req.slot),
-            ),
-        },
     }
+}
+
+async fn delete(scope: Scope, params: RawPathParams) -> Result<Response, ApiError> {
+    let id = id_param(&scope, &params)?;
+    let (site, app) = (scope.site().clone(), scope.app.clone());
+    tokio::task::spawn_blocking(move || site.delete_deployment(&app, &id))
+        .await
+        .map_err(|_| stopped("deletion"))??;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `PUT /api/deployments/{id}`: activates a retained deployment (a
 /// pointer switch), in the slot's turn.
-async fn redeploy(shared: &Arc<Shared>, req: &AppRequest, id: String) -> HttpResponse {
-    let queue = shared.queue(&req.app, &req.slot);
+async fn redeploy(scope: Scope, params: RawPathParams) -> Result<Response, ApiError> {
+    let id = id_param(&scope, &params)?;
+    let queue = scope.shared.queue(&scope.app, &scope.slot);
     let _waiting = Waiting::new(&queue);
     let _turn = queue.turn.lock().await;
-    let site = shared.site.clone();
-    let (app, slot) = (req.app.clone(), req.slot.clone());
-    let r = tokio::task::spawn_blocking(move || site.rollback(&app, &slot, Some(&id))).await;
-    match r {
-        Ok(Ok(r)) => {
-            queue.state.lock().unwrap_or_else(|e| e.into_inner()).last = Some(r.clone());
-            match records_lookup(shared, req, &r.id) {
-                Some(v) => json(StatusCode::OK, &v),
-                None => json(StatusCode::OK, &record_json(&r, &req.base_url, None)),
-            }
-        }
-        Ok(Err(e)) => error_response(shared, &e),
-        Err(_) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the redeployment stopped",
-        ),
-    }
+    let site = scope.site().clone();
+    let (app, slot) = (scope.app.clone(), scope.slot.clone());
+    let r = tokio::task::spawn_blocking(move || site.rollback(&app, &slot, Some(&id)))
+        .await
+        .map_err(|_| stopped("redeployment"))??;
+    queue.state.lock().unwrap_or_else(|e| e.into_inner()).last = Some(r.clone());
+    let record =
+        records_lookup(&scope, &r.id).unwrap_or_else(|| record_json(&r, &scope.base_url, None));
+    Ok(json(StatusCode::OK, &record))
 }
 
-async fn log(req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    let id = match id_param(&req) {
-        Ok(id) => id,
-        Err(resp) => return resp,
-    };
-    let r = match shared.site.deployment(&req.app, &id) {
-        Ok(r) => r,
-        Err(e) => return error_response(&shared, &e),
-    };
+async fn log(
+    scope: Scope,
+    params: RawPathParams,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = id_param(&scope, &params)?;
+    let r = scope.site().deployment(&scope.app, &id)?;
     let entries: Vec<Value> = r
         .log
         .iter()
@@ -606,13 +519,12 @@ async fn log(req: AppRequest) -> HttpResponse {
             })
         })
         .collect();
-    json_etag(&req.parts.headers, StatusCode::OK, &Value::Array(entries))
+    Ok(json_etag(&headers, &Value::Array(entries)))
 }
 
-async fn is_deploying(req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    let queue = shared.queue(&req.app, &req.slot);
-    let value = if busy(&shared, &queue, &req.app, &req.slot).is_some() {
+async fn is_deploying(scope: Scope) -> Response {
+    let queue = scope.shared.queue(&scope.app, &scope.slot);
+    let value = if busy(&scope, &queue).is_some() {
         "True"
     } else {
         "False"
@@ -620,46 +532,21 @@ async fn is_deploying(req: AppRequest) -> HttpResponse {
     json(StatusCode::OK, &json!({ "value": value }))
 }
 
-async fn admin_download(req: AppRequest) -> HttpResponse {
-    let shared = req.shared.clone();
-    let include = query_bool(&req, "includeAppSettings").unwrap_or(false);
-    let tmp = TempFile::new(shared.tmp(), ".zip");
-    let site = shared.site.clone();
-    let (app, slot, out) = (req.app.clone(), req.slot.clone(), tmp.0.clone());
-    let r = tokio::task::spawn_blocking(move || site.download(&app, &slot, include, &out)).await;
-    match r {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return error_response(&shared, &e),
-        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the download stopped"),
-    }
-    let name = format!("{}.zip", req.app);
-    match body::stream_temp(tmp, "application/zip", &name).await {
-        Ok(resp) => resp,
-        Err(e) => error_response(&shared, &Error::io("cannot read", "download", e)),
-    }
+async fn admin_download(scope: Scope) -> Result<Response, ApiError> {
+    let include = query_bool(&scope, "includeAppSettings").unwrap_or(false);
+    let tmp = TempFile::new(&scope.shared.tmp, ".zip");
+    let site = scope.site().clone();
+    let (app, slot, out) = (scope.app.clone(), scope.slot.clone(), tmp.0.clone());
+    tokio::task::spawn_blocking(move || site.download(&app, &slot, include, &out))
+        .await
+        .map_err(|_| stopped("download"))??;
+    body::stream_temp(tmp, &format!("{}.zip", scope.app)).await
 }
 
 /// `GET /api/zip/{folder}/`: the active content, or a folder of it, as a
 /// deterministic zip.
-pub(super) async fn zip_download(req: AppRequest, rel: String) -> HttpResponse {
-    let shared = req.shared.clone();
-    let active = match shared.site.active(&req.app, &req.slot) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return error_response(
-                &shared,
-                &Error::NoActiveDeployment {
-                    app: req.app.clone(),
-                    slot: req.slot.clone(),
-                },
-            );
-        }
-        Err(e) => return error_response(&shared, &e),
-    };
-    let manifest = match shared.manifest(&req.app, &active.deployment) {
-        Ok(m) => m,
-        Err(e) => return error_response(&shared, &e),
-    };
+pub(super) async fn zip_download(scope: &Scope, rel: String) -> Result<Response, ApiError> {
+    let manifest = active_manifest(scope)?;
     let part = if rel.is_empty() {
         (*manifest).clone()
     } else {
@@ -679,32 +566,33 @@ pub(super) async fn zip_download(req: AppRequest, rel: String) -> HttpResponse {
         )
     };
     if part.files.is_empty() {
-        return text(
-            StatusCode::NOT_FOUND,
-            &format!("no folder {rel:?} in the active content"),
-        );
+        let why = format!("no folder {rel:?} in the active content");
+        return Err(ApiError::new(StatusCode::NOT_FOUND, why));
     }
-    let tmp = TempFile::new(shared.tmp(), ".zip");
-    let store = shared.site.store().clone();
+    let tmp = TempFile::new(&scope.shared.tmp, ".zip");
+    let store = scope.site().store().clone();
     let out = tmp.0.clone();
-    let r = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let f = std::fs::File::create(&out)?;
         let w = crate::package::write_zip(store.as_ref(), &part, &[], std::io::BufWriter::new(f))?;
         w.into_inner().map_err(|e| e.into_error())?;
         Ok(())
     })
-    .await;
-    match r {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return error_response(&shared, &Error::io("cannot write", "zip", e)),
-        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the download stopped"),
-    }
+    .await
+    .map_err(|_| stopped("download"))?
+    .map_err(|e| Error::io("cannot write", "zip", e))?;
     let name = match rel.rsplit('/').next() {
         Some(last) if !last.is_empty() => format!("{}.zip", paths::percent_encode(last)),
-        _ => format!("{}.zip", req.app),
+        _ => format!("{}.zip", scope.app),
     };
-    match body::stream_temp(tmp, "application/zip", &name).await {
-        Ok(resp) => resp,
-        Err(e) => error_response(&shared, &Error::io("cannot read", "download", e)),
-    }
+    body::stream_temp(tmp, &name).await
+}
+
+/// The manifest of the slot's active deployment (404 without one).
+pub(super) fn active_manifest(scope: &Scope) -> Result<Arc<Manifest>, ApiError> {
+    let Some(active) = scope.site().active(&scope.app, &scope.slot)? else {
+        let (app, slot) = (scope.app.clone(), scope.slot.clone());
+        return Err(Error::NoActiveDeployment { app, slot }.into());
+    };
+    Ok(scope.shared.manifest(&scope.app, &active.deployment)?)
 }

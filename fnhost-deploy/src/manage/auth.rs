@@ -6,12 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::header::{AUTHORIZATION, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use hyper::header::HeaderValue;
-use hyper::{Request, StatusCode};
 
-use super::{HttpResponse, Shared, text};
+use super::{ApiError, Scope, Shared, User, text};
 use crate::error::Error;
+use crate::site::{PRODUCTION, check_name};
 
 /// Failures per client address, and successful checks remembered.
 #[derive(Debug, Default)]
@@ -83,13 +88,12 @@ impl Throttle {
     }
 }
 
-fn unauthorized(message: &str) -> HttpResponse {
-    let mut resp = text(StatusCode::UNAUTHORIZED, message);
-    resp.headers_mut().insert(
-        hyper::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"fnhost\", charset=\"UTF-8\""),
-    );
-    resp
+fn unauthorized(message: &str) -> ApiError {
+    let challenge = [(
+        WWW_AUTHENTICATE,
+        "Basic realm=\"fnhost\", charset=\"UTF-8\"",
+    )];
+    ApiError::response((challenge, text(StatusCode::UNAUTHORIZED, message)))
 }
 
 /// The user and password of a `Basic` Authorization header.
@@ -106,30 +110,81 @@ fn basic(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
-/// Checks the request's credentials for `app`: the user name, or the
-/// response to send (401, 429, 500).
-pub(super) async fn authenticate<B>(
-    shared: &Arc<Shared>,
-    req: &Request<B>,
+/// The authentication layer: checks the app and slot names of the path
+/// (404 otherwise, before anything else), then the credentials, and puts a
+/// [`Scope`] on the request.
+pub(super) async fn layer(
+    State(shared): State<Arc<Shared>>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Ok(params) = params else {
+        return text(StatusCode::BAD_REQUEST, "the path is not valid");
+    };
+    let param = |name| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
+    let (app, slot) = (param("app").unwrap_or(""), param("slot"));
+    if check_name("app", app).is_err() || slot.is_some_and(|s| check_name("slot", s).is_err()) {
+        return text(StatusCode::NOT_FOUND, super::NOT_MANAGEMENT);
+    }
+    let peer = req.extensions().get::<SocketAddr>().copied();
+    let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let user = match authenticate(&shared, req.headers(), app, peer).await {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    let base = match slot {
+        Some(slot) => format!("/apps/{app}/slots/{slot}"),
+        None => format!("/apps/{app}"),
+    };
+    let query = req.uri().query().unwrap_or("").as_bytes();
+    let scope = Scope {
+        app: app.to_string(),
+        slot: slot.unwrap_or(PRODUCTION).to_string(),
+        base_url: base_url(req.headers(), shared.tls, &base),
+        base,
+        user: user.clone(),
+        peer,
+        query: form_urlencoded::parse(query).into_owned().collect(),
+        shared: shared.clone(),
+    };
+    req.extensions_mut().insert(scope);
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(User(user));
+    resp
+}
+
+fn base_url(headers: &HeaderMap, tls: bool, base: &str) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{base}")
+}
+
+/// Checks the request's credentials for `app`: the user name, or why not
+/// (401, 429, 500).
+async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
     app: &str,
     peer: SocketAddr,
-) -> Result<String, HttpResponse> {
+) -> Result<String, ApiError> {
     let ip = peer.ip();
     if let Some(wait) = shared.throttle.locked(ip) {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut resp = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed authentications from this address: try again later",
-        );
-        resp.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return Err(resp);
+        let why = "too many failed authentications from this address: try again later";
+        let resp = text(StatusCode::TOO_MANY_REQUESTS, why);
+        let retry = [(RETRY_AFTER, secs.max(1).to_string())];
+        return Err(ApiError::response((retry, resp)));
     }
-    let Some(header) = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(header) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(
             "authentication needed: HTTP basic auth with the app's deployment credentials",
         ));
@@ -198,12 +253,10 @@ pub(super) async fn authenticate<B>(
             (shared.log)(&format!(
                 "manage: cannot check credentials of app {app}: {e}"
             ));
-            Err(text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the credentials could not be checked (see the server log)",
-            ))
+            let why = "the credentials could not be checked (see the server log)";
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why))
         }
-        Err(_) => Err(text(
+        Err(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the credentials could not be checked",
         )),

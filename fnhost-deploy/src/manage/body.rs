@@ -4,95 +4,36 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::{Body, Frame, Incoming};
-use hyper::header::HeaderValue;
-use hyper::{HeaderMap, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncWriteExt as _, ReadBuf};
+use axum::body::Body;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{HttpResponse, Shared};
+use super::{ApiError, Shared};
 use crate::fsutil;
 use crate::store::{Digest, Hasher};
 
-/// The body of a response: bytes in memory, or a file streamed.
-pub type ResponseBody = BoxBody<Bytes, io::Error>;
-
-/// A response with a body held in memory.
-pub(super) fn bytes(status: StatusCode, content_type: &'static str, data: Vec<u8>) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(data)).map_err(|e| match e {}).boxed());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    resp
-}
-
 /// A plain-text response (a line).
-pub fn text(status: StatusCode, message: &str) -> HttpResponse {
-    bytes(
-        status,
-        "text/plain; charset=utf-8",
-        format!("{message}\n").into_bytes(),
-    )
+pub fn text(status: StatusCode, message: &str) -> Response {
+    (status, format!("{message}\n")).into_response()
 }
 
 /// A JSON response.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
-    bytes(
-        status,
-        "application/json; charset=utf-8",
-        value.to_string().into_bytes(),
-    )
-}
-
-/// A response without a body.
-pub(super) fn empty(status: StatusCode) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::new()).map_err(|e| match e {}).boxed());
-    *resp.status_mut() = status;
-    resp
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let content_type = [(CONTENT_TYPE, "application/json; charset=utf-8")];
+    (status, content_type, value.to_string()).into_response()
 }
 
 /// A file streamed as the body (read in 256 KiB chunks).
-pub(super) fn file_body(file: tokio::fs::File) -> ResponseBody {
-    FileBody {
+pub(super) fn file_body(file: tokio::fs::File) -> Body {
+    Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
         file,
-        buf: vec![0u8; 256 * 1024].into_boxed_slice(),
-    }
-    .boxed()
-}
-
-struct FileBody {
-    file: tokio::fs::File,
-    buf: Box<[u8]>,
-}
-
-impl Body for FileBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.get_mut();
-        let mut rb = ReadBuf::new(&mut this.buf);
-        match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
-            Poll::Ready(Ok(())) => {
-                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(rb.filled())))))
-            }
-        }
-    }
+        256 * 1024,
+    ))
 }
 
 /// The endpoint's folder of temporary files: `HOME/manage/tmp/PID-RANDOM`,
@@ -158,43 +99,35 @@ impl Upload {
 
 /// Receives a body into a file in the endpoint's temporary folder.
 pub(super) async fn receive(
-    shared: &Arc<Shared>,
+    shared: &Shared,
     headers: &HeaderMap,
-    mut body: Incoming,
-) -> Result<Upload, HttpResponse> {
+    mut body: Body,
+) -> Result<Upload, ApiError> {
     let limit = shared.limits.max_upload_bytes;
     let too_large = || {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the upload is larger than the limit of {limit} bytes"),
-        )
+        let why = format!("the upload is larger than the limit of {limit} bytes");
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, why)
     };
     let declared = headers
-        .get(hyper::header::CONTENT_LENGTH)
+        .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let Ok(permit) = shared.uploads.clone().try_acquire_owned() else {
-        let mut resp = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "too many uploads at once (limit {}): try again",
-                shared.limits.max_concurrent_uploads
-            ),
+        let why = format!(
+            "too many uploads at once (limit {}): try again",
+            shared.limits.max_concurrent_uploads
         );
-        resp.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(resp);
+        let resp = text(StatusCode::TOO_MANY_REQUESTS, &why);
+        return Err(ApiError::response(([(RETRY_AFTER, "1")], resp)));
     };
-    let tmp = TempFile::new(shared.tmp(), ".upload");
+    let tmp = TempFile::new(&shared.tmp, ".upload");
     let internal = |e: io::Error| {
         (shared.log)(&format!("manage: cannot write an upload: {e}"));
-        text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the upload could not be stored (see the server log)",
-        )
+        let why = "the upload could not be stored (see the server log)";
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why)
     };
     let file = tokio::fs::File::create(&tmp.0).await.map_err(internal)?;
     let mut out = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
@@ -204,19 +137,15 @@ pub(super) async fn receive(
         let frame =
             match tokio::time::timeout(shared.limits.upload_idle_timeout, body.frame()).await {
                 Err(_) => {
-                    return Err(text(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the upload stalled: nothing received for too long",
-                    ));
+                    let why = "the upload stalled: nothing received for too long";
+                    return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, why));
                 }
                 Ok(None) => break,
+                // The client went away or broke the framing; the file goes
+                // with `tmp`.
                 Ok(Some(Err(_))) => {
-                    // The client went away or broke the framing; the file goes
-                    // with `tmp`.
-                    return Err(text(
-                        StatusCode::BAD_REQUEST,
-                        "the request body could not be read to its end",
-                    ));
+                    let why = "the request body could not be read to its end";
+                    return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -230,10 +159,8 @@ pub(super) async fn receive(
         }
     }
     if declared.is_some_and(|n| n != size) {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            "the request body is shorter than its Content-Length",
-        ));
+        let why = "the request body is shorter than its Content-Length";
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
     }
     out.flush().await.map_err(internal)?;
     drop(out);
@@ -247,23 +174,18 @@ pub(super) async fn receive(
 
 /// Streams a temporary file as a download, then forgets it (it is
 /// unlinked at once; the open handle keeps the data until sent).
-pub(super) async fn stream_temp(
-    tmp: TempFile,
-    content_type: &'static str,
-    filename: &str,
-) -> io::Result<HttpResponse> {
-    let file = tokio::fs::File::open(&tmp.0).await?;
-    let len = file.metadata().await?.len();
+pub(super) async fn stream_temp(tmp: TempFile, filename: &str) -> Result<Response, ApiError> {
+    let cannot = |e| crate::Error::io("cannot read", "download", e);
+    let file = tokio::fs::File::open(&tmp.0).await.map_err(cannot)?;
+    let len = file.metadata().await.map_err(cannot)?.len();
     drop(tmp);
-    let mut resp = Response::new(file_body(file));
-    let h = resp.headers_mut();
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    h.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        h.insert(hyper::header::CONTENT_DISPOSITION, v);
-    }
-    Ok(resp)
+    let headers = [
+        (CONTENT_TYPE, "application/zip".to_string()),
+        (CONTENT_LENGTH, len.to_string()),
+        (
+            CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ),
+    ];
+    Ok((headers, file_body(file)).into_response())
 }

@@ -5,34 +5,36 @@
 
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::Stdio;
-use std::task::{Context, Poll};
 
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{ALLOW, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
-use hyper::body::{Body, Frame};
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, Response, StatusCode};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 
-use super::{AppRequest, HttpResponse, Manage, text};
+use super::{ApiError, Scope, text};
 use crate::cd::{ContinuousDeployer, SourceKind};
+use crate::site::Site;
 
 /// The largest CGI header block accepted from `git http-backend`.
 const MAX_CGI_HEADER: usize = 64 * 1024;
 
-pub(super) fn register(m: &mut Manage) {
-    let cd = ContinuousDeployer::new(m.site.clone());
-    m.add(
-        &[Method::GET, Method::POST],
-        "/{repo}.git/{*rest}",
-        move |req: AppRequest| {
-            let cd = cd.clone();
-            async move { git(cd, req).await }
+/// `/{repo}.git/{*rest}`: matchit 0.8 (axum 0.8's router) has no segment
+/// suffixes, so the route is `/{repo}/{*rest}` (after every other route)
+/// and a repo without `.git` is answered as no route at all.
+pub(super) fn routes(site: &Site) -> Router {
+    let cd = ContinuousDeployer::new(site.clone());
+    let git = any(
+        move |scope: Scope, method: Method, uri: Uri, headers: HeaderMap, body: Body| async move {
+            git(cd, scope, method, uri, headers, body).await
         },
     );
+    Router::new().route("/{repo}/{*rest}", git)
 }
 
 /// Which of the smart protocol's requests this is: the service.
@@ -43,34 +45,47 @@ fn service(method: &Method, rest: &str, query: Option<&str>) -> Option<&'static 
         _ => None,
     };
     match (method, rest) {
-        (&Method::GET, "info/refs") => {
-            let q = super::paths::parse_query(query.unwrap_or(""));
-            q.iter()
-                .find(|(k, _)| k == "service")
-                .and_then(|(_, v)| pick(v))
-        }
+        (&Method::GET, "info/refs") => form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "service")
+            .and_then(|(_, v)| pick(&v)),
         (&Method::POST, "git-upload-pack" | "git-receive-pack") => pick(rest),
         _ => None,
     }
 }
 
-async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
-    let (app, slot) = (req.app.clone(), req.slot.clone());
-    if req.param("repo") != Some(app.as_str()) {
-        return text(
+async fn git(
+    cd: ContinuousDeployer,
+    scope: Scope,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (app, slot) = (scope.app.clone(), scope.slot.clone());
+    let path = uri.path().strip_prefix('/').unwrap_or("");
+    let (repo, rest) = path.split_once('/').unwrap_or((path, ""));
+    let Some(repo) = repo.strip_suffix(".git").filter(|r| !r.is_empty()) else {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            &format!(
-                "no such repository: the git URL of this slot is {}/{app}.git",
-                req.base_url
-            ),
-        );
+            "no such management route",
+        ));
+    };
+    if method != Method::GET && method != Method::POST {
+        let resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        return Ok(([(ALLOW, "GET, POST")], resp).into_response());
     }
-    let rest = req.param("rest").unwrap_or("").to_string();
-    let Some(service) = service(&req.parts.method, &rest, req.parts.uri.query()) else {
-        return text(
+    if repo != app {
+        let why = format!(
+            "no such repository: the git URL of this slot is {}/{app}.git",
+            scope.base_url
+        );
+        return Err(ApiError::new(StatusCode::NOT_FOUND, why));
+    }
+    let Some(service) = service(&method, rest, uri.query()) else {
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "only git's smart HTTP protocol is served (info/refs?service=..., git-upload-pack, git-receive-pack)",
-        );
+        ));
     };
     let slot_arg = if slot == crate::site::PRODUCTION {
         String::new()
@@ -88,55 +103,50 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
                 Some(c) => format!(" (it follows {})", c.describe()),
                 None => String::new(),
             };
-            return text(
+            return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                &format!(
+                format!(
                     "{app}/{slot} has no built-in git repository{now}: `fnhost source set {app}{slot_arg} --local-git` creates it"
                 ),
-            );
+            ));
         }
         Ok(Err(e)) => {
-            req.log(&format!("manage: git {app}/{slot}: {e}"));
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the slot's source could not be read (see the server log)",
-            );
+            scope.log(&format!("manage: git {app}/{slot}: {e}"));
+            let why = "the slot's source could not be read (see the server log)";
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why));
         }
-        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Err(_) => return Err(internal()),
     };
     let (Some(root), Some(name)) = (repo.parent(), repo.file_name()) else {
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the repository path is not valid",
-        );
+        let why = "the repository path is not valid";
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why));
     };
     if !repo.join("HEAD").is_file() {
-        return text(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            &format!(
+            format!(
                 "{app}/{slot}: the built-in repository is missing; `fnhost source set {app}{slot_arg} --local-git` makes it again"
             ),
-        );
+        ));
     }
     // The body (a POST): received under the endpoint's limits, then given
     // to http-backend as its stdin with its exact length.
-    let upload = if req.parts.method == Method::POST {
-        match req.receive().await {
-            Ok(u) => Some(u),
-            Err(resp) => return resp,
-        }
+    let upload = if method == Method::POST {
+        Some(scope.receive(&headers, body).await?)
     } else {
         None
     };
     let stdin = match &upload {
-        Some(u) => match std::fs::File::open(u.path()) {
-            Ok(f) => Stdio::from(f),
-            Err(e) => {
-                req.log(&format!("manage: git: cannot reopen an upload: {e}"));
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-            }
-        },
+        Some(u) => Stdio::from(std::fs::File::open(u.path()).map_err(|e| {
+            scope.log(&format!("manage: git: cannot reopen an upload: {e}"));
+            internal()
+        })?),
         None => Stdio::null(),
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
     };
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("http-backend");
@@ -159,30 +169,28 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
-        .env("REQUEST_METHOD", req.parts.method.as_str())
+        .env("REQUEST_METHOD", method.as_str())
         .env(
             "PATH_INFO",
             format!("/{}/{rest}", Path::new(name).display()),
         )
-        .env("QUERY_STRING", req.parts.uri.query().unwrap_or(""))
-        .env("REMOTE_USER", &req.user)
-        .env("REMOTE_ADDR", req.peer.ip().to_string())
-        .env("CONTENT_TYPE", req.header("content-type").unwrap_or(""));
+        .env("QUERY_STRING", uri.query().unwrap_or(""))
+        .env("REMOTE_USER", &scope.user)
+        .env("REMOTE_ADDR", scope.peer.ip().to_string())
+        .env("CONTENT_TYPE", header(CONTENT_TYPE).unwrap_or(""));
     if let Some(u) = &upload {
         cmd.env("CONTENT_LENGTH", u.size().to_string());
     }
-    if let Some(enc) = req.header("content-encoding") {
+    if let Some(enc) = header(CONTENT_ENCODING) {
         // http-backend inflates gzip bodies itself.
         let enc = enc.trim().to_ascii_lowercase();
         if enc != "gzip" && enc != "x-gzip" && enc != "identity" {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "only gzip request bodies are accepted",
-            );
+            let why = "only gzip request bodies are accepted";
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why));
         }
         cmd.env("HTTP_CONTENT_ENCODING", enc);
     }
-    if let Some(p) = req.header("git-protocol")
+    if let Some(p) = header(HeaderName::from_static("git-protocol"))
         && p.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
         cmd.env("HTTP_GIT_PROTOCOL", p);
@@ -190,20 +198,15 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            req.log(&format!("manage: cannot run git http-backend: {e}"));
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "git is not available on the server (see the server log)",
-            );
-        }
-    };
+    let mut child = cmd.spawn().map_err(|e| {
+        scope.log(&format!("manage: cannot run git http-backend: {e}"));
+        let why = "git is not available on the server (see the server log)";
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why)
+    })?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        return Err(internal());
     };
-    let log = req.shared.log.clone();
+    let log = scope.shared.log.clone();
     let who = format!("{app}/{slot}");
     {
         let (log, who) = (log.clone(), who.clone());
@@ -227,10 +230,8 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         }
         if head.len() > MAX_CGI_HEADER {
             let _ = child.kill().await;
-            return text(
-                StatusCode::BAD_GATEWAY,
-                "git http-backend answered too long a header",
-            );
+            let why = "git http-backend answered too long a header";
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));
         }
         match stdout.read(&mut buf).await {
             Ok(0) | Err(_) => {
@@ -238,10 +239,8 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
                 log(&format!(
                     "manage: git http-backend {who} ended without an answer ({status:?})"
                 ));
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    "git http-backend failed (see the server log)",
-                );
+                let why = "git http-backend failed (see the server log)";
+                return Err(ApiError::new(StatusCode::BAD_GATEWAY, why));
             }
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
@@ -249,7 +248,7 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     let (header_len, sep_len) = split;
     let body_start = head.split_off(header_len + sep_len);
     let mut status = StatusCode::OK;
-    let mut headers = Vec::new();
+    let mut cgi_headers = Vec::new();
     for line in String::from_utf8_lossy(&head[..header_len]).lines() {
         let Some((k, v)) = line.split_once(':') else {
             continue;
@@ -268,7 +267,7 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(v),
         ) {
-            headers.push((k, v));
+            cgi_headers.push((k, v));
         }
     }
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
@@ -308,16 +307,20 @@ async fn git(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         }
     };
     if keep_going {
-        req.shared.spawn_background(pump);
+        scope.shared.spawn_background(pump);
     } else {
         tokio::spawn(pump);
     }
-    let mut resp = Response::new(ChannelBody(rx).boxed());
-    *resp.status_mut() = status;
-    for (k, v) in headers {
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut resp = (status, body).into_response();
+    for (k, v) in cgi_headers {
         resp.headers_mut().append(k, v);
     }
-    resp
+    Ok(resp)
+}
+
+fn internal() -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 
 /// Where the CGI header block ends: (its length, the separator's length).
@@ -327,25 +330,5 @@ fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
-    }
-}
-
-/// A response body fed by a channel.
-struct ChannelBody(mpsc::Receiver<io::Result<Bytes>>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.get_mut().0.poll_recv(cx) {
-            Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }

@@ -35,8 +35,10 @@
 //! | `POST /deploy` | a push webhook (GitHub, GitLab, Bitbucket, Azure Repos, generic): syncs a slot that follows a git repository when its branch moved (`X-Hub-Signature-256` checked when a secret is set) |
 //! | `GET`, `POST /{app}.git/...` | git smart HTTP for the slot's built-in repository (`git http-backend`); a push deploys |
 //!
-//! [`Manage::route`] adds routes under every base (the webhook and git
-//! routes are added that way). See `docs/manage.md` for the details.
+//! The endpoint is an axum `Router`: both bases nest the same routes, and
+//! authentication is a layer. [`Manage::route`] adds routes under every
+//! base; handlers take a [`Scope`] and stop early with an [`ApiError`]. See
+//! `docs/manage.md` for the details.
 //!
 //! # Security
 //!
@@ -47,13 +49,10 @@
 //! [`Manage::with_tls`] serves HTTPS (rustls); without it the endpoint
 //! speaks plain HTTP, for loopback or behind a TLS-terminating proxy.
 
-// Handlers return the response to send as their error: it is answered at
-// once, so its size on the stack does not matter.
-#![allow(clippy::result_large_err)]
-
 mod api;
 mod auth;
 mod body;
+mod error;
 mod git_http;
 mod paths;
 mod tls;
@@ -61,19 +60,23 @@ mod vfs;
 mod webhook;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::Response;
+use axum::routing::{MethodRouter, post};
 use hyper::body::Incoming;
-use hyper::header::HeaderValue;
-use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -84,10 +87,8 @@ use crate::deployment::Deployment;
 use crate::site::Site;
 use crate::store::Manifest;
 
-pub use body::{ResponseBody, Upload, json, text};
-
-/// A response of the management endpoint.
-pub type HttpResponse = Response<ResponseBody>;
+pub use body::{Upload, json, text};
+pub use error::ApiError;
 
 /// Where log lines go (requests, failures). Never given a secret.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -166,11 +167,11 @@ impl Limits {
     }
 }
 
-/// A request to a route under an app's base, authenticated.
+/// Who and where a request under an app's base is for: the layers put it
+/// on every authenticated request, and a handler takes it as an extractor.
+#[derive(Clone)]
 #[non_exhaustive]
-pub struct AppRequest {
-    /// The home.
-    pub site: Site,
+pub struct Scope {
     /// The app.
     pub app: String,
     /// The slot (`production` for `/apps/{app}`).
@@ -179,40 +180,29 @@ pub struct AppRequest {
     pub base: String,
     /// The base as an absolute URL (from the `Host` header), for links.
     pub base_url: String,
-    /// The values of the route's `{name}` and `{*name}` parts, still
-    /// percent-encoded.
-    pub params: Vec<(String, String)>,
-    /// The decoded query.
-    pub query: Vec<(String, String)>,
     /// The authenticated deployment user.
     pub user: String,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Method, URI, headers.
-    pub parts: hyper::http::request::Parts,
-    /// The body, not read yet (`None` once taken).
-    pub body: Option<Incoming>,
+    /// The decoded query, in order.
+    query: Vec<(String, String)>,
     shared: Arc<Shared>,
 }
 
-impl fmt::Debug for AppRequest {
+impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppRequest")
+        f.debug_struct("Scope")
             .field("app", &self.app)
             .field("slot", &self.slot)
-            .field("method", &self.parts.method)
-            .field("params", &self.params)
+            .field("user", &self.user)
             .finish_non_exhaustive()
     }
 }
 
-impl AppRequest {
-    /// A route parameter (still percent-encoded).
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+impl Scope {
+    /// The home.
+    pub fn site(&self) -> &Site {
+        &self.shared.site
     }
 
     /// A query parameter (first occurrence, name compared without case).
@@ -223,23 +213,11 @@ impl AppRequest {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A header's value, when it is text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// Receives the body into a temporary file under the endpoint's limits
+    /// Receives `body` into a temporary file under the endpoint's limits
     /// (size, idle time, concurrent uploads); the file is removed when the
     /// [`Upload`] is dropped, so a client that goes away leaves nothing.
-    /// The error is the response to send (413, 429, 400).
-    pub async fn receive(&mut self) -> Result<Upload, HttpResponse> {
-        let Some(body) = self.body.take() else {
-            return Err(text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the request body was already taken",
-            ));
-        };
-        body::receive(&self.shared, &self.parts.headers, body).await
+    pub async fn receive(&self, headers: &HeaderMap, body: Body) -> Result<Upload, ApiError> {
+        body::receive(&self.shared, headers, body).await
     }
 
     /// Logs a line on the endpoint's log.
@@ -248,27 +226,14 @@ impl AppRequest {
     }
 }
 
-/// A route's handler: built-in ones and those added with
-/// [`Manage::route`].
-pub trait Handler: Send + Sync + 'static {
-    /// Answers a request.
-    fn call(&self, req: AppRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
-}
+impl<S: Send + Sync> FromRequestParts<S> for Scope {
+    type Rejection = ApiError;
 
-impl<F, Fut> Handler for F
-where
-    F: Fn(AppRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
-{
-    fn call(&self, req: AppRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> {
-        Box::pin(self(req))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Scope, ApiError> {
+        parts.extensions.get::<Scope>().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "not under an app base")
+        })
     }
-}
-
-struct Route {
-    methods: Vec<Method>,
-    pattern: paths::Pattern,
-    handler: Arc<dyn Handler>,
 }
 
 /// The management endpoint of a [`Site`]: configure it, then
@@ -277,7 +242,7 @@ pub struct Manage {
     site: Site,
     limits: Limits,
     log: LogSink,
-    routes: Vec<Route>,
+    routes: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -286,7 +251,6 @@ impl fmt::Debug for Manage {
         f.debug_struct("Manage")
             .field("site", &self.site.home())
             .field("limits", &self.limits)
-            .field("routes", &self.routes.len())
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -296,18 +260,17 @@ impl Manage {
     /// The endpoint of `site`, with default [`Limits`], no log, and Kudu's
     /// routes.
     pub fn new(site: Site) -> Manage {
-        let mut m = Manage {
+        let routes = api::routes()
+            .merge(vfs::routes())
+            .merge(webhook::routes(&site))
+            .merge(git_http::routes(&site));
+        Manage {
             site,
             limits: Limits::default(),
             log: Arc::new(|_| {}),
-            routes: Vec::new(),
+            routes,
             tls: None,
-        };
-        api::register(&mut m);
-        vfs::register(&mut m);
-        webhook::register(&mut m);
-        git_http::register(&mut m);
-        m
+        }
     }
 
     /// Sets the limits.
@@ -337,29 +300,19 @@ impl Manage {
         self
     }
 
-    /// Adds a route under every app base: `pattern` is a path such as
-    /// `/deploy`, `/api/things/{id}` (one segment) or `/{repo}.git/{*rest}`
-    /// (a segment with a suffix; the rest of the path, possibly empty).
-    /// Requests are authenticated before the handler runs. Built-in routes
-    /// are matched first. This is where webhooks (`POST /deploy`) and git
-    /// smart HTTP (`/{app}.git/...`) plug in.
+    /// Adds a route under every app base: `path` is an axum path such as
+    /// `/deploy`, `/api/things/{id}` or `/api/files/{*rest}`. Requests are
+    /// authenticated, and the slot checked, before the handler runs; the
+    /// handler takes a [`Scope`]. This is where webhooks (`POST /deploy`)
+    /// and git smart HTTP (`/{app}.git/...`) plug in.
     ///
     /// # Panics
     ///
-    /// When the pattern is not valid (a `{*name}` that is not last).
-    pub fn route(mut self, methods: &[Method], pattern: &str, handler: impl Handler) -> Self {
-        self.add(methods, pattern, handler);
+    /// When `path` is not valid or overlaps a route already added (axum's
+    /// rules).
+    pub fn route(mut self, path: &str, method_router: MethodRouter) -> Self {
+        self.routes = self.routes.route(path, method_router);
         self
-    }
-
-    fn add(&mut self, methods: &[Method], pattern: &str, handler: impl Handler) {
-        #[allow(clippy::expect_used)]
-        let pattern = paths::Pattern::parse(pattern).expect("a valid route pattern");
-        self.routes.push(Route {
-            methods: methods.to_vec(),
-            pattern,
-            handler: Arc::new(handler),
-        });
     }
 
     /// Binds the listening socket.
@@ -384,7 +337,6 @@ impl Manage {
             site: self.site,
             limits: self.limits,
             log: self.log,
-            routes: self.routes,
             queues: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             tmp,
@@ -394,6 +346,7 @@ impl Manage {
         Ok(Server {
             listener,
             tls: self.tls,
+            router: router(self.routes, &shared),
             shared,
             http1,
             local_addr,
@@ -401,9 +354,86 @@ impl Manage {
     }
 }
 
+/// The routes under both bases of every app, behind the layers: the log
+/// (outermost), authentication, then, once a route matched, the slot's
+/// existence (a zip deployment creates a slot, so it is not checked).
+fn router(routes: Router, shared: &Arc<Shared>) -> Router {
+    let base = routes
+        .route_layer(from_fn(slot_exists))
+        .merge(with_slash("/api/zipdeploy", post(api::zipdeploy)));
+    let app = base
+        .clone()
+        .nest("/slots/{slot}", base)
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "no such management route") })
+        .method_not_allowed_fallback(|| async {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(from_fn_with_state(shared.clone(), auth::layer));
+    Router::new()
+        .nest("/apps/{app}", app)
+        .fallback(|| async { text(StatusCode::NOT_FOUND, NOT_MANAGEMENT) })
+        .layer(from_fn_with_state(shared.clone(), log_layer))
+}
+
+const NOT_MANAGEMENT: &str =
+    "not a management path: use /apps/{app}/api/... or /apps/{app}/slots/{slot}/api/...";
+
+/// A route at `path` and at `path/` (a trailing slash is ignored).
+fn with_slash(path: &str, method_router: MethodRouter) -> Router {
+    Router::new()
+        .route(path, method_router.clone())
+        .route(&format!("{path}/"), method_router)
+}
+
+/// A route parameter (percent-decoded by axum), empty when missing.
+fn param<'a>(params: &'a RawPathParams, name: &str) -> &'a str {
+    params
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map_or("", |(_, v)| v)
+}
+
+/// A slot that does not exist: only a deployment creates it.
+async fn slot_exists(scope: Scope, req: Request, next: Next) -> Result<Response, ApiError> {
+    if !scope.site().slots(&scope.app)?.contains(&scope.slot) {
+        let (app, slot) = (&scope.app, &scope.slot);
+        let why = format!("{app}: no slot {slot:?}; a zip deployment to it creates it");
+        return Err(ApiError::new(StatusCode::NOT_FOUND, why));
+    }
+    Ok(next.run(req).await)
+}
+
+/// The authenticated user, on a response (for the log).
+#[derive(Debug, Clone)]
+struct User(String);
+
+/// Logs every request; answers library errors ([`error::SiteError`]).
+async fn log_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let peer = req.extensions().get::<SocketAddr>().copied();
+    let mut resp = next.run(req).await;
+    let user = match resp.extensions().get::<User>() {
+        Some(User(user)) => format!("user {user} "),
+        None => String::new(),
+    };
+    if let Some(error::SiteError(e)) = resp.extensions_mut().remove() {
+        let tmp = shared.tmp.display().to_string();
+        resp = error::site_error_response(&e, &tmp, &*shared.log);
+    }
+    (shared.log)(&format!(
+        "manage: {} {method} {path} {} {user}{} ms",
+        peer.map_or_else(String::new, |p| p.ip().to_string()),
+        resp.status().as_u16(),
+        started.elapsed().as_millis()
+    ));
+    resp
+}
+
 /// A bound management endpoint; [`Server::serve`] runs it.
 pub struct Server {
     listener: TcpListener,
+    router: Router,
     shared: Arc<Shared>,
     http1: hyper::server::conn::http1::Builder,
     local_addr: SocketAddr,
@@ -438,6 +468,7 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Server {
             listener,
+            router,
             shared,
             http1,
             tls,
@@ -453,19 +484,20 @@ impl Server {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let (shared, http1, stop) = (shared.clone(), http1.clone(), stop_rx.clone());
+                        let (router, http1, stop) = (router.clone(), http1.clone(), stop_rx.clone());
                         match &tls {
                             None => {
-                                connections.spawn(serve_connection(shared, http1, stream, peer, stop));
+                                connections.spawn(serve_connection(router, http1, stream, peer, stop));
                             }
                             Some(acceptor) => {
                                 let accept = acceptor.accept(stream);
+                                let shared = shared.clone();
                                 connections.spawn(async move {
                                     // The handshake gets the time a request head gets.
                                     let timeout = shared.limits.header_read_timeout;
                                     match tokio::time::timeout(timeout, accept).await {
                                         Ok(Ok(stream)) => {
-                                            serve_connection(shared, http1, stream, peer, stop).await;
+                                            serve_connection(router, http1, stream, peer, stop).await;
                                         }
                                         Ok(Err(e)) => (shared.log)(&format!(
                                             "manage: {} TLS handshake failed: {e}",
@@ -529,7 +561,6 @@ struct Shared {
     site: Site,
     limits: Limits,
     log: LogSink,
-    routes: Vec<Route>,
     throttle: auth::Throttle,
     uploads: Arc<Semaphore>,
     queues: Mutex<HashMap<(String, String), Arc<SlotQueue>>>,
@@ -567,10 +598,6 @@ impl Shared {
         Ok(m)
     }
 
-    fn tmp(&self) -> &Path {
-        &self.tmp
-    }
-
     fn spawn_background(&self, f: impl Future<Output = ()> + Send + 'static) {
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
         while bg.try_join_next().is_some() {}
@@ -579,7 +606,7 @@ impl Shared {
 }
 
 async fn serve_connection<I>(
-    shared: Arc<Shared>,
+    router: Router,
     http1: hyper::server::conn::http1::Builder,
     io: I,
     peer: SocketAddr,
@@ -587,9 +614,9 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, req, peer).await) }
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(peer);
+        tower_service::Service::call(&mut router.clone(), req)
     });
     let conn = http1.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
@@ -601,125 +628,4 @@ async fn serve_connection<I>(
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
     }
-}
-
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let mut user = String::new();
-    let resp = dispatch(&shared, req, peer, &mut user).await;
-    (shared.log)(&format!(
-        "manage: {} {method} {path} {} {}{} ms",
-        peer.ip(),
-        resp.status().as_u16(),
-        if user.is_empty() {
-            String::new()
-        } else {
-            format!("user {user} ")
-        },
-        started.elapsed().as_millis()
-    ));
-    resp
-}
-
-async fn dispatch(
-    shared: &Arc<Shared>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    user_out: &mut String,
-) -> HttpResponse {
-    let Some(target) = paths::split_base(req.uri().path()) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "not a management path: use /apps/{app}/api/... or /apps/{app}/slots/{slot}/api/...",
-        );
-    };
-    // Authentication comes before anything that could tell whether the
-    // app, the slot or the route exists.
-    let user = match auth::authenticate(shared, &req, &target.app, peer).await {
-        Ok(user) => user,
-        Err(resp) => return resp,
-    };
-    user_out.clone_from(&user);
-    let segments = match paths::segments(&target.rest) {
-        Some(s) => s,
-        None => return text(StatusCode::BAD_REQUEST, "the path is not valid"),
-    };
-    let mut allowed: Vec<Method> = Vec::new();
-    let mut found = None;
-    for route in &shared.routes {
-        if let Some(params) = route.pattern.matches(&segments) {
-            if route.methods.contains(req.method()) {
-                found = Some((route.handler.clone(), params));
-                break;
-            }
-            allowed.extend(route.methods.iter().cloned());
-        }
-    }
-    let Some((handler, params)) = found else {
-        if allowed.is_empty() {
-            return text(StatusCode::NOT_FOUND, "no such management route");
-        }
-        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-        if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
-            resp.headers_mut().insert(hyper::header::ALLOW, v);
-        }
-        return resp;
-    };
-    // A slot that does not exist: only a deployment creates it.
-    let creates_slot = req.method() == Method::POST && target.rest.starts_with("/api/zipdeploy");
-    if !creates_slot {
-        match shared.site.slots(&target.app) {
-            Ok(slots) if slots.contains(&target.slot) => {}
-            Ok(_) => {
-                return text(
-                    StatusCode::NOT_FOUND,
-                    &format!(
-                        "{}: no slot {:?}; a zip deployment to it creates it",
-                        target.app, target.slot
-                    ),
-                );
-            }
-            Err(e) => return api::error_response(shared, &e),
-        }
-    }
-    let query = req
-        .uri()
-        .query()
-        .map(paths::parse_query)
-        .unwrap_or_default();
-    let base_url = base_url(&req, shared.tls, &target.base);
-    let (parts, body) = req.into_parts();
-    let app_req = AppRequest {
-        site: shared.site.clone(),
-        app: target.app,
-        slot: target.slot,
-        base: target.base,
-        base_url,
-        params,
-        query,
-        user,
-        peer,
-        parts,
-        body: Some(body),
-        shared: shared.clone(),
-    };
-    handler.call(app_req).await
-}
-
-fn base_url(req: &Request<Incoming>, tls: bool, base: &str) -> String {
-    let scheme = if tls { "https" } else { "http" };
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        })
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}{base}")
 }

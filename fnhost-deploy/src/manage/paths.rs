@@ -1,179 +1,25 @@
-//! Paths: the app base, route patterns, percent-decoding, and the checks
-//! that keep a path inside the app.
+//! Paths: the checks that keep a path inside the app, and encoding for
+//! links.
 
-use crate::site::{PRODUCTION, check_name};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-/// A request path split at its base.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Target {
-    pub(super) app: String,
-    pub(super) slot: String,
-    pub(super) base: String,
-    /// What follows the base, starting with `/` (or empty), still encoded.
-    pub(super) rest: String,
-}
-
-/// Splits `/apps/{app}[/slots/{slot}]{rest}`; `None` when the path is not
-/// under an app or a name is not valid.
-pub(super) fn split_base(path: &str) -> Option<Target> {
-    let after = path.strip_prefix("/apps/")?;
-    let (app, rest) = match after.find('/') {
-        Some(i) => (&after[..i], &after[i..]),
-        None => (after, ""),
-    };
-    check_name("app", app).ok()?;
-    if let Some(after_slots) = rest.strip_prefix("/slots/") {
-        let (slot, rest) = match after_slots.find('/') {
-            Some(i) => (&after_slots[..i], &after_slots[i..]),
-            None => (after_slots, ""),
-        };
-        check_name("slot", slot).ok()?;
-        return Some(Target {
-            app: app.into(),
-            slot: slot.into(),
-            base: format!("/apps/{app}/slots/{slot}"),
-            rest: rest.into(),
-        });
-    }
-    Some(Target {
-        app: app.into(),
-        slot: PRODUCTION.into(),
-        base: format!("/apps/{app}"),
-        rest: rest.into(),
-    })
-}
-
-/// The segments of the rest of a path (still encoded): the leading `/`
-/// dropped; a trailing empty segment kept (it matters to `{*rest}`).
-pub(super) fn segments(rest: &str) -> Option<Vec<String>> {
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
-    if rest.is_empty() {
-        return Some(Vec::new());
-    }
-    Some(rest.split('/').map(str::to_string).collect())
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seg {
-    Lit(String),
-    /// A segment captured whole, or ending with a literal suffix.
-    Param(String, String),
-    /// The rest of the path, possibly empty.
-    Rest(String),
-}
-
-/// A route pattern: `/api/deployments/{id}`, `/{repo}.git/{*rest}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Pattern(Vec<Seg>);
-
-impl Pattern {
-    pub(super) fn parse(pattern: &str) -> Option<Pattern> {
-        let mut out = Vec::new();
-        let body = pattern.strip_prefix('/').unwrap_or(pattern);
-        let parts: Vec<&str> = if body.is_empty() {
-            Vec::new()
-        } else {
-            body.split('/').collect()
-        };
-        for (i, p) in parts.iter().enumerate() {
-            if let Some(name) = p.strip_prefix("{*").and_then(|r| r.strip_suffix('}')) {
-                if i + 1 != parts.len() {
-                    return None;
-                }
-                out.push(Seg::Rest(name.into()));
-            } else if let Some(inner) = p.strip_prefix('{') {
-                let close = inner.find('}')?;
-                out.push(Seg::Param(inner[..close].into(), inner[close + 1..].into()));
-            } else {
-                out.push(Seg::Lit((*p).into()));
-            }
-        }
-        Some(Pattern(out))
-    }
-
-    /// The captured values when `segments` match.
-    pub(super) fn matches(&self, segments: &[String]) -> Option<Vec<(String, String)>> {
-        let mut segs = segments;
-        // A trailing slash is ignored, except by `{*rest}`.
-        if !matches!(self.0.last(), Some(Seg::Rest(_)))
-            && segs.len() > self.0.len()
-            && segs.last().is_some_and(|s| s.is_empty())
-        {
-            segs = &segs[..segs.len() - 1];
-        }
-        let mut params = Vec::new();
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Rest(name) => {
-                    params.push((name.clone(), segs.get(i..).unwrap_or(&[]).join("/")));
-                    return Some(params);
-                }
-                Seg::Lit(l) => {
-                    if segs.get(i)? != l {
-                        return None;
-                    }
-                }
-                Seg::Param(name, suffix) => {
-                    let s = segs.get(i)?;
-                    let value = s.strip_suffix(suffix.as_str())?;
-                    if value.is_empty() {
-                        return None;
-                    }
-                    params.push((name.clone(), value.to_string()));
-                }
-            }
-        }
-        (segs.len() == self.0.len()).then_some(params)
-    }
-}
-
-/// Decodes a query string (`a=1&b=x+y&c=%2F`), in order.
-pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let d = |s: &str| {
-                let s = s.replace('+', " ");
-                String::from_utf8_lossy(&percent_decode(&s).unwrap_or_else(|| s.clone().into()))
-                    .into_owned()
-            };
-            (d(k), d(v))
-        })
-        .collect()
-}
-
-/// Percent-decodes; `None` for a malformed escape.
-pub(super) fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = (*b.get(i + 1)? as char).to_digit(16)?;
-            let l = (*b.get(i + 2)? as char).to_digit(16)?;
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
+/// What stays as it is in a path segment of a link (RFC 3986 unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Encodes a path segment for a URL.
 pub(super) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Whether every `%` starts an escape of two hex digits.
+fn well_escaped(s: &str) -> bool {
+    s.split('%')
+        .skip(1)
+        .all(|p| p.len() >= 2 && p.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit))
 }
 
 /// A path inside the app from an encoded `{*path}` capture: each segment
@@ -193,15 +39,19 @@ pub(super) fn app_path(raw: &str) -> Result<(String, bool), &'static str> {
             if seg.is_empty() {
                 return Err("empty path segments (`//`, absolute paths) are not allowed");
             }
-            let bytes = percent_decode(seg).ok_or("malformed percent-encoding")?;
-            let s = String::from_utf8(bytes).map_err(|_| "the path is not UTF-8")?;
+            if !well_escaped(seg) {
+                return Err("malformed percent-encoding");
+            }
+            let s = percent_decode_str(seg)
+                .decode_utf8()
+                .map_err(|_| "the path is not UTF-8")?;
             if s == "." || s == ".." {
                 return Err("`.` and `..` are not allowed in paths");
             }
             if s.is_empty() || s.contains(['/', '\\', '\0']) {
                 return Err("encoded separators are not allowed in paths");
             }
-            parts.push(s);
+            parts.push(s.into_owned());
         }
     }
     if parts.len() >= 2 && parts[0].eq_ignore_ascii_case("site") && parts[1] == "wwwroot" {
@@ -216,45 +66,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bases() {
-        let t = split_base("/apps/orders/api/zipdeploy").unwrap();
-        assert_eq!((t.app.as_str(), t.slot.as_str()), ("orders", "production"));
-        assert_eq!(t.rest, "/api/zipdeploy");
-        let t = split_base("/apps/orders/slots/staging/api/x").unwrap();
-        assert_eq!(
-            (t.slot.as_str(), t.base.as_str()),
-            ("staging", "/apps/orders/slots/staging")
-        );
-        assert!(split_base("/apps/../x").is_none());
-        assert!(split_base("/other").is_none());
-        assert!(split_base("/apps/a%2e/x").is_none());
-    }
-
-    #[test]
-    fn patterns() {
-        let p = Pattern::parse("/api/deployments/{id}/log").unwrap();
-        let s = segments("/api/deployments/abc/log").unwrap();
-        assert_eq!(p.matches(&s).unwrap(), vec![("id".into(), "abc".into())]);
-        assert!(
-            p.matches(&segments("/api/deployments/abc").unwrap())
-                .is_none()
-        );
-        let p = Pattern::parse("/api/deployments").unwrap();
-        assert!(p.matches(&segments("/api/deployments/").unwrap()).is_some());
-        let p = Pattern::parse("/api/vfs/{*path}").unwrap();
-        let m = p.matches(&segments("/api/vfs/a/b/").unwrap()).unwrap();
-        assert_eq!(m[0].1, "a/b/");
-        let m = p.matches(&segments("/api/vfs").unwrap()).unwrap();
-        assert_eq!(m[0].1, "");
-        let p = Pattern::parse("/{repo}.git/{*rest}").unwrap();
-        let m = p
-            .matches(&segments("/orders.git/info/refs").unwrap())
-            .unwrap();
-        assert_eq!(m[0].1, "orders");
-        assert!(Pattern::parse("/{*a}/b").is_none());
-    }
-
-    #[test]
     fn app_paths() {
         assert_eq!(app_path("a/b.txt").unwrap(), ("a/b.txt".into(), false));
         assert_eq!(app_path("site/wwwroot/").unwrap(), ("".into(), true));
@@ -265,5 +76,6 @@ mod tests {
         ] {
             assert!(app_path(bad).is_err(), "{bad}");
         }
+        assert_eq!(percent_encode("a b/ü~"), "a%20b%2F%C3%BC~");
     }
 }

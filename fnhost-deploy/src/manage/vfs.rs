@@ -10,227 +10,250 @@ use std::io::{self, BufWriter, Read as _};
 use std::path::Path;
 use std::sync::Arc;
 
-use hyper::header::HeaderValue;
-use hyper::{Method, Response, StatusCode};
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
 
-use super::api::{self, Job, Waiting, deploy_zip_in_turn, error_response, etag_matches};
-use super::body::{self, TempFile, empty};
+use super::api::{self, Job, Waiting, check_writable, deploy_zip_in_turn, etag_matches};
+use super::body::{self, TempFile};
 use super::paths::{app_path, percent_encode};
-use super::{AppRequest, HttpResponse, Manage, text};
-use crate::error::Error;
+use super::{ApiError, Scope};
 use crate::package::safe_entry_path;
 use crate::store::{Manifest, Store};
 
-pub(super) fn register(m: &mut Manage) {
-    m.add(
-        &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
-        "/api/vfs/{*path}",
-        vfs,
-    );
-    m.add(&[Method::GET, Method::PUT], "/api/zip/{*path}", zip);
+pub(super) fn routes() -> Router {
+    let vfs = get(read).put(put).delete(delete);
+    let zip = get(zip_get).put(zip_put);
+    under("/api/vfs", vfs).merge(under("/api/zip", zip))
 }
 
-fn path_of(req: &AppRequest) -> Result<(String, bool), HttpResponse> {
-    app_path(req.param("path").unwrap_or("")).map_err(|why| text(StatusCode::BAD_REQUEST, why))
+/// Routes at `path`, `path/` and `path/{*path}`.
+fn under(path: &str, method_router: MethodRouter) -> Router {
+    super::with_slash(path, method_router.clone())
+        .route(&format!("{path}/{{*path}}"), method_router)
+}
+
+/// The app path after the route's `prefix`, from the encoded request path
+/// (checked by [`app_path`]), and whether it ended with `/`.
+fn path_of(uri: &Uri, prefix: &str) -> Result<(String, bool), ApiError> {
+    let raw = uri.path().strip_prefix(prefix).unwrap_or("");
+    let raw = raw.strip_prefix('/').unwrap_or(raw);
+    app_path(raw).map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))
 }
 
 fn tag(hash: &crate::Digest) -> String {
     format!("\"{}\"", hash.to_hex())
 }
 
-async fn zip(req: AppRequest) -> HttpResponse {
-    let (rel, _) = match path_of(&req) {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    if req.parts.method == Method::GET {
-        return api::zip_download(req, rel).await;
-    }
-    let prefix = rel.clone();
-    change(req, move |_, _| Ok(Change::Zip { prefix })).await
+fn precondition(message: &str) -> ApiError {
+    ApiError::new(StatusCode::PRECONDITION_FAILED, message)
 }
 
-async fn vfs(req: AppRequest) -> HttpResponse {
-    let (rel, trailing) = match path_of(&req) {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    match req.parts.method {
-        Method::GET | Method::HEAD => read(req, rel).await,
-        Method::PUT => {
-            if rel.is_empty() || trailing {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "PUT needs a file path: folders exist only with the files in them",
-                );
+async fn zip_get(scope: Scope, uri: Uri) -> Result<Response, ApiError> {
+    let (rel, _) = path_of(&uri, "/api/zip")?;
+    api::zip_download(&scope, rel).await
+}
+
+async fn zip_put(
+    scope: Scope,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (prefix, _) = path_of(&uri, "/api/zip")?;
+    let (upload, result) = change(&scope, &headers, Some(body), move |_, _| {
+        Ok(Change::Zip { prefix })
+    })
+    .await?;
+    drop(upload);
+    api::outcome_response(&scope, result)
+}
+
+async fn put(scope: Scope, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (rel, trailing) = path_of(&uri, "/api/vfs")?;
+    if rel.is_empty() || trailing {
+        let why = "PUT needs a file path: folders exist only with the files in them";
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
+    }
+    let mut created = false;
+    let (upload, result) = change(&scope, &headers, Some(body), |manifest, headers| {
+        let existing = manifest.get(&rel);
+        match (
+            existing,
+            headers.get(IF_MATCH).and_then(|v| v.to_str().ok()),
+        ) {
+            (Some(_), None) => {
+                let why = "the file exists: send If-Match with its ETag (or *) to replace it";
+                return Err(precondition(why));
             }
-            change(req, move |manifest, req| {
-                let existing = manifest.get(&rel);
-                let if_match = req.header("if-match");
-                match (existing, if_match) {
-                    (Some(_), None) => {
-                        return Err(precondition(
-                            "the file exists: send If-Match with its ETag (or *) to replace it",
-                        ));
-                    }
-                    (Some(e), Some(m)) if !etag_matches(m, &tag(&e.hash)) => {
-                        return Err(precondition(
-                            "the file changed: its ETag differs from If-Match",
-                        ));
-                    }
-                    (None, Some(_)) => {
-                        return Err(precondition(
-                            "If-Match was given but the file does not exist",
-                        ));
-                    }
-                    _ => {}
-                }
-                let prefix = format!("{rel}/");
-                if manifest.files.iter().any(|f| f.path.starts_with(&prefix)) {
-                    return Err(text(StatusCode::CONFLICT, &format!("{rel} is a folder")));
-                }
-                Ok(Change::File {
-                    path: rel.clone(),
-                    mode: existing.map_or(0o644, |e| e.mode & 0o777),
-                    created: existing.is_none(),
-                })
-            })
-            .await
+            (Some(e), Some(m)) if !etag_matches(m, &tag(&e.hash)) => {
+                return Err(precondition(
+                    "the file changed: its ETag differs from If-Match",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(precondition(
+                    "If-Match was given but the file does not exist",
+                ));
+            }
+            _ => {}
         }
-        _ => {
-            if rel.is_empty() {
-                return text(StatusCode::BAD_REQUEST, "the app's root cannot be deleted");
-            }
-            let recursive = req
-                .query("recursive")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-            change(req, move |manifest, req| {
-                if let Some(e) = manifest.get(&rel) {
-                    match req.header("if-match") {
-                        None => {
-                            return Err(precondition(
-                                "send If-Match with the file's ETag (or *) to delete it",
-                            ));
-                        }
-                        Some(m) if !etag_matches(m, &tag(&e.hash)) => {
-                            return Err(precondition(
-                                "the file changed: its ETag differs from If-Match",
-                            ));
-                        }
-                        Some(_) => {}
-                    }
-                    return Ok(Change::Remove {
-                        path: rel.clone(),
-                        folder: false,
-                    });
+        let prefix = format!("{rel}/");
+        if manifest.files.iter().any(|f| f.path.starts_with(&prefix)) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{rel} is a folder"),
+            ));
+        }
+        created = existing.is_none();
+        Ok(Change::File {
+            path: rel.clone(),
+            mode: existing.map_or(0o644, |e| e.mode & 0o777),
+        })
+    })
+    .await?;
+    let Ok(outcome) = result else {
+        return api::outcome_response(&scope, result);
+    };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    let etag = upload.map(|u| [(ETAG, tag(&u.digest()))]);
+    Ok((
+        status,
+        etag,
+        [("x-fnhost-deployment", outcome.deployment.id)],
+    )
+        .into_response())
+}
+
+async fn delete(scope: Scope, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (rel, _) = path_of(&uri, "/api/vfs")?;
+    if rel.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the app's root cannot be deleted",
+        ));
+    }
+    let recursive = scope
+        .query("recursive")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    let (_, result) = change(&scope, &headers, None, |manifest, headers| {
+        if let Some(e) = manifest.get(&rel) {
+            match headers.get(IF_MATCH).and_then(|v| v.to_str().ok()) {
+                None => {
+                    let why = "send If-Match with the file's ETag (or *) to delete it";
+                    return Err(precondition(why));
                 }
-                let prefix = format!("{rel}/");
-                if !manifest.files.iter().any(|f| f.path.starts_with(&prefix)) {
-                    return Err(text(
-                        StatusCode::NOT_FOUND,
-                        &format!("no file or folder {rel}"),
+                Some(m) if !etag_matches(m, &tag(&e.hash)) => {
+                    return Err(precondition(
+                        "the file changed: its ETag differs from If-Match",
                     ));
                 }
-                if !recursive {
-                    return Err(text(
-                        StatusCode::CONFLICT,
-                        &format!("{rel} is a folder that is not empty: add ?recursive=true"),
-                    ));
-                }
-                Ok(Change::Remove {
-                    path: rel.clone(),
-                    folder: true,
-                })
-            })
-            .await
+                Some(_) => {}
+            }
+            let path = rel.clone();
+            return Ok(Change::Remove {
+                path,
+                folder: false,
+            });
         }
-    }
+        let prefix = format!("{rel}/");
+        if !manifest.files.iter().any(|f| f.path.starts_with(&prefix)) {
+            let why = format!("no file or folder {rel}");
+            return Err(ApiError::new(StatusCode::NOT_FOUND, why));
+        }
+        if !recursive {
+            let why = format!("{rel} is a folder that is not empty: add ?recursive=true");
+            return Err(ApiError::new(StatusCode::CONFLICT, why));
+        }
+        Ok(Change::Remove {
+            path: rel.clone(),
+            folder: true,
+        })
+    })
+    .await?;
+    let Ok(outcome) = result else {
+        return api::outcome_response(&scope, result);
+    };
+    Ok((
+        StatusCode::NO_CONTENT,
+        [("x-fnhost-deployment", outcome.deployment.id)],
+    )
+        .into_response())
 }
 
-fn precondition(message: &str) -> HttpResponse {
-    text(StatusCode::PRECONDITION_FAILED, message)
-}
-
-/// Reads a file or lists a folder of the active content.
-async fn read(req: AppRequest, rel: String) -> HttpResponse {
-    let shared = req.shared.clone();
-    let active = match shared.site.active(&req.app, &req.slot) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return error_response(
-                &shared,
-                &Error::NoActiveDeployment {
-                    app: req.app.clone(),
-                    slot: req.slot.clone(),
-                },
-            );
-        }
-        Err(e) => return error_response(&shared, &e),
+/// Reads a file or lists a folder of the active content (`GET`, `HEAD`).
+async fn read(
+    scope: Scope,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (rel, _) = path_of(&uri, "/api/vfs")?;
+    let Some(active) = scope.site().active(&scope.app, &scope.slot)? else {
+        let (app, slot) = (scope.app.clone(), scope.slot.clone());
+        return Err(crate::Error::NoActiveDeployment { app, slot }.into());
     };
-    let not_found = || text(StatusCode::NOT_FOUND, &format!("no file or folder {rel:?}"));
-    let Ok(root) = fs::canonicalize(&active.path) else {
-        return not_found();
-    };
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no file or folder {rel:?}"));
+    let root = fs::canonicalize(&active.path).map_err(|_| not_found())?;
     let target = if rel.is_empty() {
         root.clone()
     } else {
         match fs::canonicalize(root.join(&rel)) {
             Ok(p) if p.starts_with(&root) => p,
-            _ => return not_found(),
+            _ => return Err(not_found()),
         }
     };
-    let Ok(meta) = fs::metadata(&target) else {
-        return not_found();
-    };
+    let meta = fs::metadata(&target).map_err(|_| not_found())?;
     if meta.is_dir() {
-        return listing(&req, &root, &target);
+        return listing(&scope, &headers, &root, &target);
     }
     let canon_rel = target
         .strip_prefix(&root)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let etag = shared
-        .manifest(&req.app, &active.deployment)
+    let etag = scope
+        .shared
+        .manifest(&scope.app, &active.deployment)
         .ok()
-        .and_then(|m| m.get(&canon_rel).map(|e| tag(&e.hash)));
-    if let (Some(t), Some(inm)) = (&etag, req.header("if-none-match"))
-        && etag_matches(inm, t)
+        .and_then(|m| m.get(&canon_rel).map(|e| [(ETAG, tag(&e.hash))]));
+    if let (Some([(_, t)]), Some(inm)) = (
+        &etag,
+        headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()),
+    ) && etag_matches(inm, t)
     {
-        let mut resp = empty(StatusCode::NOT_MODIFIED);
-        if let Ok(v) = HeaderValue::from_str(t) {
-            resp.headers_mut().insert(hyper::header::ETAG, v);
-        }
-        return resp;
+        return Ok((StatusCode::NOT_MODIFIED, etag, ()).into_response());
     }
-    let file = match tokio::fs::File::open(&target).await {
-        Ok(f) => f,
-        Err(_) => return not_found(),
-    };
-    let head = req.parts.method == Method::HEAD;
-    let mut resp = if head {
-        empty(StatusCode::OK)
+    let file = tokio::fs::File::open(&target)
+        .await
+        .map_err(|_| not_found())?;
+    let body = if method == Method::HEAD {
+        Body::empty()
     } else {
-        Response::new(body::file_body(file))
+        body::file_body(file)
     };
-    let h = resp.headers_mut();
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static(mime(&canon_rel)),
-    );
-    h.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
-    if let Some(t) = etag
-        && let Ok(v) = HeaderValue::from_str(&t)
-    {
-        h.insert(hyper::header::ETAG, v);
-    }
-    resp
+    let headers = [
+        (CONTENT_TYPE, mime(&canon_rel).to_string()),
+        (CONTENT_LENGTH, meta.len().to_string()),
+    ];
+    Ok((headers, etag, body).into_response())
 }
 
-fn listing(req: &AppRequest, root: &Path, dir: &Path) -> HttpResponse {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return text(StatusCode::NOT_FOUND, "the folder cannot be read");
-    };
+fn listing(
+    scope: &Scope,
+    headers: &HeaderMap,
+    root: &Path,
+    dir: &Path,
+) -> Result<Response, ApiError> {
+    let entries = fs::read_dir(dir)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "the folder cannot be read"))?;
     let mut out: Vec<(String, Value)> = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -268,14 +291,14 @@ fn listing(req: &AppRequest, root: &Path, dir: &Path) -> HttpResponse {
                 "mtime": mtime,
                 "crtime": mtime,
                 "mime": if is_dir { "inode/directory" } else { mime(&name) },
-                "href": format!("{}/api/vfs/{}{slash}", req.base_url, encoded.join("/")),
+                "href": format!("{}/api/vfs/{}{slash}", scope.base_url, encoded.join("/")),
                 "path": format!("/site/wwwroot/{rel}{slash}"),
             }),
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     let list: Vec<Value> = out.into_iter().map(|(_, v)| v).collect();
-    api::json_etag(&req.parts.headers, StatusCode::OK, &Value::Array(list))
+    Ok(api::json_etag(headers, &Value::Array(list)))
 }
 
 fn mime(name: &str) -> &'static str {
@@ -302,11 +325,7 @@ fn mime(name: &str) -> &'static str {
 /// A change to the active content.
 enum Change {
     /// Put the upload at `path`.
-    File {
-        path: String,
-        mode: u32,
-        created: bool,
-    },
+    File { path: String, mode: u32 },
     /// Remove a file, or a folder and everything in it.
     Remove { path: String, folder: bool },
     /// Unpack the uploaded zip under `prefix`.
@@ -315,107 +334,53 @@ enum Change {
 
 /// Makes a new deployment from the active content and a change checked by
 /// `decide` (which sees the active manifest, in the slot's turn so that
-/// `If-Match` holds until the deployment is made).
+/// `If-Match` holds until the deployment is made). Returns the upload
+/// (`body`, received) with the deployment's result.
 async fn change(
-    mut req: AppRequest,
-    decide: impl FnOnce(&Manifest, &AppRequest) -> Result<Change, HttpResponse>,
-) -> HttpResponse {
-    let shared = req.shared.clone();
-    match shared.site.continuous_deployment(&req.app, &req.slot) {
-        Ok(Some(cd)) => {
-            return error_response(
-                &shared,
-                &Error::ReadOnly {
-                    app: req.app.clone(),
-                    slot: req.slot.clone(),
-                    source_of_truth: cd.source,
-                },
-            );
-        }
-        Ok(None) => {}
-        Err(e) => return error_response(&shared, &e),
-    }
-    let upload = if req.parts.method == Method::PUT {
-        match req.receive().await {
-            Ok(u) => Some(u),
-            Err(resp) => return resp,
-        }
-    } else {
-        None
+    scope: &Scope,
+    headers: &HeaderMap,
+    body: Option<Body>,
+    decide: impl FnOnce(&Manifest, &HeaderMap) -> Result<Change, ApiError>,
+) -> Result<(Option<body::Upload>, crate::Result<crate::DeployOutcome>), ApiError> {
+    check_writable(scope)?;
+    let upload = match body {
+        Some(body) => Some(scope.receive(headers, body).await?),
+        None => None,
     };
-    let queue = shared.queue(&req.app, &req.slot);
+    let queue = scope.shared.queue(&scope.app, &scope.slot);
     let _waiting = Waiting::new(&queue);
     let _turn = queue.turn.lock().await;
-    let manifest = match shared.site.active(&req.app, &req.slot) {
-        Ok(Some(a)) => match shared.manifest(&req.app, &a.deployment) {
-            Ok(m) => m,
-            Err(e) => return error_response(&shared, &e),
-        },
-        Ok(None) => Arc::new(Manifest::default()),
-        Err(e) => return error_response(&shared, &e),
+    let manifest = match scope.site().active(&scope.app, &scope.slot)? {
+        Some(a) => scope.shared.manifest(&scope.app, &a.deployment)?,
+        None => Arc::new(Manifest::default()),
     };
-    let change = match decide(&manifest, &req) {
-        Ok(c) => c,
-        Err(resp) => return resp,
+    let change = decide(&manifest, headers)?;
+    let message = match &change {
+        Change::File { path, .. } => format!("vfs: put {path}"),
+        Change::Remove { path, .. } => format!("vfs: delete {path}"),
+        Change::Zip { prefix } => format!("zip: unpacked into /{prefix}"),
     };
-    let (message, created) = match &change {
-        Change::File { path, created, .. } => (format!("vfs: put {path}"), *created),
-        Change::Remove { path, .. } => (format!("vfs: delete {path}"), false),
-        Change::Zip { prefix } => (format!("zip: unpacked into /{prefix}"), false),
-    };
-    let out = TempFile::new(shared.tmp(), ".zip");
-    let store = shared.site.store().clone();
+    let out = TempFile::new(&scope.shared.tmp, ".zip");
+    let store = scope.site().store().clone();
     let (src, dst) = (
         upload.as_ref().map(|u| u.path().to_path_buf()),
         out.0.clone(),
     );
-    let built = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         overlay(store.as_ref(), &manifest, &change, src.as_deref(), &dst)
     })
-    .await;
-    match built {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => return text(StatusCode::BAD_REQUEST, &why),
-        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "the change stopped"),
-    }
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the change stopped"))?
+    .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))?;
     let job = Job {
-        app: req.app.clone(),
-        slot: req.slot.clone(),
-        author: req.user.clone(),
-        message: req.query("message").map_or(message, str::to_string),
-        deployer: req.query("deployer").unwrap_or("Vfs").to_string(),
+        app: scope.app.clone(),
+        slot: scope.slot.clone(),
+        author: scope.user.clone(),
+        message: scope.query("message").map_or(message, str::to_string),
+        deployer: scope.query("deployer").unwrap_or("Vfs").to_string(),
     };
-    let result = deploy_zip_in_turn(&shared, &queue, job, out.0.clone(), true).await;
-    drop(out);
-    let is_vfs_file = upload.is_some()
-        && req.param("path").is_some()
-        && !req.parts.uri.path().contains("/api/zip/");
-    match (&result, is_vfs_file, req.parts.method == Method::DELETE) {
-        (Ok(outcome), true, _) => {
-            let mut resp = empty(if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::NO_CONTENT
-            });
-            if let Some(u) = &upload
-                && let Ok(v) = HeaderValue::from_str(&tag(&u.digest()))
-            {
-                resp.headers_mut().insert(hyper::header::ETAG, v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&outcome.deployment.id) {
-                resp.headers_mut().insert("x-fnhost-deployment", v);
-            }
-            resp
-        }
-        (Ok(outcome), false, true) => {
-            let mut resp = empty(StatusCode::NO_CONTENT);
-            if let Ok(v) = HeaderValue::from_str(&outcome.deployment.id) {
-                resp.headers_mut().insert("x-fnhost-deployment", v);
-            }
-            resp
-        }
-        _ => api::outcome_response(&shared, &req, &result),
-    }
+    let result = deploy_zip_in_turn(&scope.shared, &queue, job, out.0.clone(), true).await;
+    Ok((upload, result))
 }
 
 /// Writes a zip of `base` with `change` applied to `out`. The error is a

@@ -4,24 +4,32 @@
 //! syncs the slot, coalesced with any sync already running
 //! ([`ContinuousDeployer::notify`]).
 
-use hyper::header::HeaderValue;
-use hyper::{Method, StatusCode};
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
-use super::{AppRequest, HttpResponse, Manage, paths, text};
+use super::{ApiError, Scope};
 use crate::cd::{CdError, ContinuousDeployer, SourceConfig, SourceKind, SyncOutcome};
 use crate::error::Error;
+use crate::site::Site;
 
 /// GitHub's limit on a payload; anything larger is not a webhook.
 const MAX_PAYLOAD: u64 = 25 * 1024 * 1024;
 
-pub(super) fn register(m: &mut Manage) {
-    let cd = ContinuousDeployer::new(m.site.clone());
-    m.add(&[Method::POST], "/deploy", move |req: AppRequest| {
-        let cd = cd.clone();
-        async move { webhook(cd, req).await }
-    });
+pub(super) fn routes(site: &Site) -> Router {
+    let cd = ContinuousDeployer::new(site.clone());
+    let deploy = post(
+        move |scope: Scope, headers: HeaderMap, body: Body| async move {
+            webhook(cd, scope, headers, body).await
+        },
+    );
+    super::with_slash("/deploy", deploy)
 }
 
 /// What a payload says was pushed.
@@ -73,7 +81,7 @@ fn zero(v: &Value, pointer: &str) -> bool {
 }
 
 /// Reads a payload, by its headers first and its shape otherwise.
-pub(super) fn parse(headers: &hyper::HeaderMap, body: &Value) -> Result<Push, NotPush> {
+pub(super) fn parse(headers: &HeaderMap, body: &Value) -> Result<Push, NotPush> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -296,64 +304,26 @@ fn branch_of(r: &str) -> &str {
     r.strip_prefix("refs/heads/").unwrap_or(r)
 }
 
-/// HMAC-SHA256 (RFC 2104) over `sha2`.
-pub(super) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(message);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
-}
-
-/// Compares in a time that does not depend on where they differ.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Checks the request against the slot's secret: GitHub's
 /// `X-Hub-Signature-256` (HMAC-SHA256 of the raw body) or GitLab's
 /// `X-Gitlab-Token` (the secret itself).
-pub(super) fn verify(
-    headers: &hyper::HeaderMap,
-    secret: &[u8],
-    body: &[u8],
-) -> Result<(), &'static str> {
+pub(super) fn verify(headers: &HeaderMap, secret: &[u8], body: &[u8]) -> Result<(), &'static str> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(sig) = get("x-hub-signature-256") {
-        let Some(given) = sig.trim().strip_prefix("sha256=").and_then(hex_decode) else {
+        let hex = sig.trim().strip_prefix("sha256=");
+        let Some(given) = hex.and_then(|h| hex::decode(h).ok()) else {
             return Err("X-Hub-Signature-256 is not sha256=HEX");
         };
-        return if constant_time_eq(&given, &hmac_sha256(secret, body)) {
-            Ok(())
-        } else {
-            Err("the X-Hub-Signature-256 signature does not match the webhook secret")
-        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret)
+            .map_err(|_| "the webhook secret is not a usable HMAC key")?;
+        mac.update(body);
+        // Compared in constant time.
+        return mac
+            .verify_slice(&given)
+            .map_err(|_| "the X-Hub-Signature-256 signature does not match the webhook secret");
     }
     if let Some(token) = get("x-gitlab-token") {
-        return if constant_time_eq(token.as_bytes(), secret) {
+        return if bool::from(token.as_bytes().ct_eq(secret)) {
             Ok(())
         } else {
             Err("the X-Gitlab-Token does not match the webhook secret")
@@ -364,25 +334,36 @@ pub(super) fn verify(
     )
 }
 
-fn answer(status: StatusCode, mut v: Value, message: String) -> HttpResponse {
+fn answer(status: StatusCode, mut v: Value, message: String) -> Result<Response, ApiError> {
     v["message"] = Value::String(message);
-    super::json(status, &v)
+    Ok(super::json(status, &v))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
+/// Runs `f` off the async threads; 500 when it panics.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
 }
 
-fn cd_error(req: &AppRequest, e: &CdError) -> HttpResponse {
-    req.log(&format!("manage: webhook {}/{}: {e}", req.app, req.slot));
-    text(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "the slot's continuous deployment could not be read (see the server log)",
-    )
+fn cd_error(scope: &Scope, e: &CdError) -> ApiError {
+    scope.log(&format!(
+        "manage: webhook {}/{}: {e}",
+        scope.app, scope.slot
+    ));
+    let why = "the slot's continuous deployment could not be read (see the server log)";
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why)
 }
 
-async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
-    let (app, slot) = (req.app.clone(), req.slot.clone());
+async fn webhook(
+    cd: ContinuousDeployer,
+    scope: Scope,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (app, slot) = (scope.app.clone(), scope.slot.clone());
     let slot_arg = if slot == crate::site::PRODUCTION {
         String::new()
     } else {
@@ -390,79 +371,69 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     };
     let config: SourceConfig = {
         let (cd, a, s) = (cd.clone(), app.clone(), slot.clone());
-        match blocking(move || cd.config(&a, &s)).await {
-            Some(Ok(Some(c))) => c,
-            Some(Ok(None)) => {
-                return text(
+        match blocking(move || cd.config(&a, &s)).await? {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(ApiError::new(
                     StatusCode::CONFLICT,
-                    &format!(
+                    format!(
                         "{app}/{slot} has no continuous deployment: a webhook syncs a slot that follows a git repository; configure it with `fnhost source set {app}{slot_arg} --git URL --branch BRANCH`"
                     ),
-                );
+                ));
             }
-            Some(Err(e)) => return cd_error(&req, &e),
-            None => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            Err(e) => return Err(cd_error(&scope, &e)),
         }
     };
     if config.kind != SourceKind::Git {
         let hint = if config.kind == SourceKind::LocalGit {
             format!(
                 "; push to its built-in repository, {}/{app}.git",
-                req.base_url
+                scope.base_url
             )
         } else {
             String::new()
         };
-        return text(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
-            &format!(
+            format!(
                 "{app}/{slot} follows {}, not a git repository a webhook can announce{hint}; `fnhost source set {app}{slot_arg} --git URL` makes it follow one",
                 config.describe()
             ),
-        );
+        ));
     }
-    let upload = match req.receive().await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+    let upload = scope.receive(&headers, body).await?;
     if upload.size() > MAX_PAYLOAD {
-        return text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "a webhook payload is at most 25 MiB",
-        );
+        let why = "a webhook payload is at most 25 MiB";
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, why));
     }
-    let raw = match tokio::fs::read(upload.path()).await {
-        Ok(d) => d,
-        Err(e) => {
-            req.log(&format!("manage: cannot read a webhook payload: {e}"));
-            return text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the payload could not be read",
-            );
-        }
-    };
+    let raw = tokio::fs::read(upload.path()).await.map_err(|e| {
+        scope.log(&format!("manage: cannot read a webhook payload: {e}"));
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the payload could not be read",
+        )
+    })?;
     drop(upload);
     // The signature covers the raw body, whatever its encoding.
     let secret = {
         let (cd, a, s) = (cd.clone(), app.clone(), slot.clone());
-        match blocking(move || cd.webhook_secret(&a, &s)).await {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => return cd_error(&req, &e),
-            None => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-        }
+        blocking(move || cd.webhook_secret(&a, &s))
+            .await?
+            .map_err(|e| cd_error(&scope, &e))?
     };
     if let Some(secret) = &secret
-        && let Err(why) = verify(&req.parts.headers, secret, &raw)
+        && let Err(why) = verify(&headers, secret, &raw)
     {
-        req.log(&format!(
-            "manage: webhook {app}/{slot} from {} refused: {why}",
-            req.peer.ip()
+        let ip = scope.peer.ip();
+        scope.log(&format!(
+            "manage: webhook {app}/{slot} from {ip} refused: {why}"
         ));
-        return text(StatusCode::UNAUTHORIZED, why);
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, why));
     }
     // GitHub's "application/x-www-form-urlencoded" content type: payload=JSON.
-    let form = req
-        .header("content-type")
+    let form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     // (curl's default content type is the form one: a JSON body is JSON.)
     let looks_json = raw
@@ -470,27 +441,20 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'{');
     let parsed: Result<Value, String> = if form && !looks_json {
-        let s = String::from_utf8_lossy(&raw);
-        match paths::parse_query(&s)
-            .into_iter()
-            .find(|(k, _)| k == "payload")
-        {
+        match form_urlencoded::parse(&raw).find(|(k, _)| k == "payload") {
             Some((_, p)) => serde_json::from_str(&p).map_err(|e| e.to_string()),
             None => Err("a form without a payload field".into()),
         }
     } else {
         serde_json::from_slice(&raw).map_err(|e| e.to_string())
     };
-    let body = match parsed {
-        Ok(v) => v,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("the payload is not JSON: {e}"),
-            );
-        }
-    };
-    let push = match parse(&req.parts.headers, &body) {
+    let body = parsed.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the payload is not JSON: {e}"),
+        )
+    })?;
+    let push = match parse(&headers, &body) {
         Ok(p) => p,
         Err(NotPush::Event(what)) => {
             return answer(
@@ -499,7 +463,7 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
                 format!("{what} ignored: only pushes deploy"),
             );
         }
-        Err(NotPush::Invalid(why)) => return text(StatusCode::BAD_REQUEST, &why),
+        Err(NotPush::Invalid(why)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, why)),
     };
     let followed = config.branch.clone().unwrap_or_else(|| "main".into());
     let followed = branch_of(&followed).to_string();
@@ -552,37 +516,35 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
     let mut v = base;
     v["commit"] = commit.clone().into();
     let commit = commit.clone().unwrap_or_else(|| "commit not given".into());
-    let wait = matches!(req.query("wait"), Some("true" | "1"))
-        || matches!(req.query("isAsync"), Some("false" | "0"));
+    let wait = matches!(scope.query("wait"), Some("true" | "1"))
+        || matches!(scope.query("isAsync"), Some("false" | "0"));
     let handle = cd.notify(&app, &slot);
-    req.log(&format!(
+    scope.log(&format!(
         "manage: webhook {app}/{slot}: {} push of {followed} ({commit}): sync",
         push.provider
     ));
     if !wait {
         let (a, s) = (app.clone(), slot.clone());
-        let log = req.shared.log.clone();
-        req.shared.spawn_background(async move {
+        let log = scope.shared.log.clone();
+        scope.shared.spawn_background(async move {
             let outcome = blocking(move || handle.join()).await;
-            if let Some(Ok(Err(e))) = outcome {
+            if let Ok(Ok(Err(e))) = outcome {
                 log(&format!("manage: webhook sync of {a}/{s}: {e}"));
             }
         });
+        let latest = format!("{}/api/deployments/latest", scope.base_url);
         v["status"] = "accepted".into();
-        v["latest"] = format!("{}/api/deployments/latest", req.base_url).into();
-        let mut resp = answer(
-            StatusCode::ACCEPTED,
-            v,
-            format!("push of {followed} ({commit}): sync of {app}/{slot} started"),
-        );
-        if let Ok(l) = HeaderValue::from_str(&format!("{}/api/deployments/latest", req.base_url)) {
-            resp.headers_mut().insert(hyper::header::LOCATION, l);
-        }
-        return resp;
+        v["latest"] = latest.clone().into();
+        let message = format!("push of {followed} ({commit}): sync of {app}/{slot} started");
+        return Ok((
+            [(LOCATION, latest)],
+            answer(StatusCode::ACCEPTED, v, message),
+        )
+            .into_response());
     }
-    let outcome = match blocking(move || handle.join()).await {
-        Some(Ok(o)) => o,
-        _ => return text(StatusCode::INTERNAL_SERVER_ERROR, "the sync did not finish"),
+    let Ok(Ok(outcome)) = blocking(move || handle.join()).await else {
+        let why = "the sync did not finish";
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why));
     };
     match outcome {
         Ok(SyncOutcome::Deployed { deployments }) => {
@@ -624,7 +586,7 @@ async fn webhook(cd: ContinuousDeployer, mut req: AppRequest) -> HttpResponse {
             v["status"] = "failed".into();
             answer(StatusCode::BAD_GATEWAY, v, e.to_string())
         }
-        Err(e) => cd_error(&req, &e),
+        Err(e) => Err(cd_error(&scope, &e)),
     }
 }
 
@@ -633,20 +595,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hmac_matches_rfc4231() {
-        // RFC 4231 test case 2.
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    fn signatures_verify() {
+        // RFC 4231 test case 2 as a GitHub signature.
+        let mut headers = HeaderMap::new();
+        let sig = "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        headers.insert(
+            "x-hub-signature-256",
+            sig.parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert_eq!(
-            hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            verify(&headers, b"Jefe", b"what do ya want for nothing?"),
+            Ok(())
         );
-        // A key longer than a block.
-        let long = hmac_sha256(
-            &[0xaa; 131],
-            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        assert!(verify(&headers, b"Jefe", b"something else").is_err());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-gitlab-token",
+            "s3cret".parse().unwrap_or_else(|_| unreachable!()),
         );
-        assert_eq!(long[..4], [0x60, 0xe4, 0x31, 0x59]);
+        assert_eq!(verify(&headers, b"s3cret", b""), Ok(()));
+        assert!(verify(&headers, b"s3cre", b"").is_err());
     }
 
     #[test]
