@@ -87,11 +87,7 @@ async fn git(
             "only git's smart HTTP protocol is served (info/refs?service=..., git-upload-pack, git-receive-pack)",
         ));
     };
-    let slot_arg = if slot == crate::site::PRODUCTION {
-        String::new()
-    } else {
-        format!(" --slot {slot}")
-    };
+    let slot_arg = scope.slot_arg();
     let config = {
         let (cd, a, s) = (cd.clone(), app.clone(), slot.clone());
         tokio::task::spawn_blocking(move || cd.config(&a, &s)).await
@@ -224,9 +220,25 @@ async fn git(
     // The CGI header block.
     let mut head = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let split = loop {
-        if let Some(i) = find_blank_line(&head) {
-            break i;
+    let (header_len, status, cgi_headers) = loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        if let Ok(httparse::Status::Complete((len, fields))) =
+            httparse::parse_headers(&head, &mut fields)
+        {
+            let mut status = StatusCode::OK;
+            let mut out = Vec::new();
+            for f in fields.iter() {
+                if f.name.eq_ignore_ascii_case("status") {
+                    let code = f.value.split(|b| *b == b' ').next().unwrap_or_default();
+                    status = StatusCode::from_bytes(code).unwrap_or(status);
+                } else if let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(f.name.as_bytes()),
+                    HeaderValue::from_bytes(f.value),
+                ) {
+                    out.push((k, v));
+                }
+            }
+            break (len, status, out);
         }
         if head.len() > MAX_CGI_HEADER {
             let _ = child.kill().await;
@@ -245,31 +257,7 @@ async fn git(
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     };
-    let (header_len, sep_len) = split;
-    let body_start = head.split_off(header_len + sep_len);
-    let mut status = StatusCode::OK;
-    let mut cgi_headers = Vec::new();
-    for line in String::from_utf8_lossy(&head[..header_len]).lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.eq_ignore_ascii_case("status") {
-            if let Some(code) = v
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse::<u16>().ok())
-                && let Ok(s) = StatusCode::from_u16(code)
-            {
-                status = s;
-            }
-        } else if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            cgi_headers.push((k, v));
-        }
-    }
+    let body_start = head.split_off(header_len);
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     // Pushes run to their end (the hook deploys) even when the client goes
     // away; a fetch whose client went away is stopped.
@@ -321,14 +309,4 @@ async fn git(
 
 fn internal() -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-}
-
-/// Where the CGI header block ends: (its length, the separator's length).
-fn find_blank_line(b: &[u8]) -> Option<(usize, usize)> {
-    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
-    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
 }

@@ -78,9 +78,9 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, post};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::deployment::Deployment;
@@ -223,6 +223,15 @@ impl Scope {
     /// Logs a line on the endpoint's log.
     pub fn log(&self, line: &str) {
         (self.shared.log)(line);
+    }
+
+    /// The slot as `fnhost` arguments (` --slot S`, empty for production).
+    fn slot_arg(&self) -> String {
+        if self.slot == crate::site::PRODUCTION {
+            String::new()
+        } else {
+            format!(" --slot {}", self.slot)
+        }
     }
 }
 
@@ -474,58 +483,56 @@ impl Server {
             tls,
             ..
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let graceful = GracefulShutdown::new();
         let mut connections: JoinSet<()> = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            tokio::select! {
+            let (stream, peer) = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let (router, http1, stop) = (router.clone(), http1.clone(), stop_rx.clone());
-                        match &tls {
-                            None => {
-                                connections.spawn(serve_connection(router, http1, stream, peer, stop));
-                            }
-                            Some(acceptor) => {
-                                let accept = acceptor.accept(stream);
-                                let shared = shared.clone();
-                                connections.spawn(async move {
-                                    // The handshake gets the time a request head gets.
-                                    let timeout = shared.limits.header_read_timeout;
-                                    match tokio::time::timeout(timeout, accept).await {
-                                        Ok(Ok(stream)) => {
-                                            serve_connection(router, http1, stream, peer, stop).await;
-                                        }
-                                        Ok(Err(e)) => (shared.log)(&format!(
-                                            "manage: {} TLS handshake failed: {e}",
-                                            peer.ip()
-                                        )),
-                                        Err(_) => (shared.log)(&format!(
-                                            "manage: {} TLS handshake timed out",
-                                            peer.ip()
-                                        )),
-                                    }
-                                });
-                            }
-                        }
-                    }
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         (shared.log)(&format!("manage: accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
                     }
                 },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(peer);
+                tower_service::Service::call(&mut router.clone(), req)
+            });
+            let (http1, watcher, shared) = (http1.clone(), graceful.watcher(), shared.clone());
+            let Some(acceptor) = tls.clone() else {
+                let conn = http1.serve_connection(TokioIo::new(stream), service);
+                connections.spawn(async move { drop(watcher.watch(conn).await) });
+                continue;
+            };
+            connections.spawn(async move {
+                // The handshake gets the time a request head gets.
+                let timeout = shared.limits.header_read_timeout;
+                let ip = peer.ip();
+                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let conn = http1.serve_connection(TokioIo::new(stream), service);
+                        drop(watcher.watch(conn).await);
+                    }
+                    Ok(Err(e)) => (shared.log)(&format!("manage: {ip} TLS handshake failed: {e}")),
+                    Err(_) => (shared.log)(&format!("manage: {ip} TLS handshake timed out")),
+                }
+            });
         }
         drop(listener);
-        let _ = stop_tx.send(true);
         let mut background =
             std::mem::take(&mut *shared.background.lock().unwrap_or_else(|e| e.into_inner()));
         let deadline = tokio::time::Instant::now() + shared.limits.shutdown_timeout;
         let _ = tokio::time::timeout_at(deadline, async {
+            // Connections finish the request in flight, then close.
+            graceful.shutdown().await;
             while connections.join_next().await.is_some() {}
             while background.join_next().await.is_some() {}
         })
@@ -602,30 +609,5 @@ impl Shared {
         let mut bg = self.background.lock().unwrap_or_else(|e| e.into_inner());
         while bg.try_join_next().is_some() {}
         bg.spawn(f);
-    }
-}
-
-async fn serve_connection<I>(
-    router: Router,
-    http1: hyper::server::conn::http1::Builder,
-    io: I,
-    peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        req.extensions_mut().insert(peer);
-        tower_service::Service::call(&mut router.clone(), req)
-    });
-    let conn = http1.serve_connection(TokioIo::new(io), service);
-    let mut conn = std::pin::pin!(conn);
-    let stopping = tokio::select! {
-        _ = conn.as_mut() => false,
-        stopped = stop.wait_for(|s| *s) => stopped.is_ok(),
-    };
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
     }
 }

@@ -364,11 +364,7 @@ async fn webhook(
     body: Body,
 ) -> Result<Response, ApiError> {
     let (app, slot) = (scope.app.clone(), scope.slot.clone());
-    let slot_arg = if slot == crate::site::PRODUCTION {
-        String::new()
-    } else {
-        format!(" --slot {slot}")
-    };
+    let slot_arg = scope.slot_arg();
     let config: SourceConfig = {
         let (cd, a, s) = (cd.clone(), app.clone(), slot.clone());
         match blocking(move || cd.config(&a, &s)).await? {
