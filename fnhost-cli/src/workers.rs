@@ -149,9 +149,15 @@ fn install(args: InstallArgs) -> CmdResult {
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::Message(format!("{}: cannot create: {e}", dir.display())))?;
+    // One install at a time in a folder (two terminals, parallel tests).
+    let lock_path = dir.join(".install.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|e| Failure::Message(format!("{}: cannot lock: {e}", lock_path.display())))?;
     for lang in &languages {
         install_one(&dir, lang, args.force)?;
     }
+    drop(lock);
     Ok(())
 }
 

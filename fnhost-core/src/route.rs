@@ -1414,10 +1414,11 @@ fn validate_template(segments: &mut [Segment]) -> Result<(), RouteError> {
         start -= 1;
     }
     for seg in &mut segments[start..] {
-        if let Segment::Param(p) = seg {
-            if p.mode == Mode::Required && p.default.is_some() {
-                p.mode = Mode::Optional;
-            }
+        if let Segment::Param(p) = seg
+            && p.mode == Mode::Required
+            && p.default.is_some()
+        {
+            p.mode = Mode::Optional;
         }
     }
     let segments = &*segments;
@@ -1434,16 +1435,16 @@ fn validate_template(segments: &mut [Segment]) -> Result<(), RouteError> {
                 ),
             ));
         }
-        if let Some(d) = &p.default {
-            if !p.accepts(d) {
-                return Err(RouteError::new(
-                    p.offset,
-                    format!(
-                        "default value '{d}' of parameter '{}' does not satisfy its constraints",
-                        p.name
-                    ),
-                ));
-            }
+        if let Some(d) = &p.default
+            && !p.accepts(d)
+        {
+            return Err(RouteError::new(
+                p.offset,
+                format!(
+                    "default value '{d}' of parameter '{}' does not satisfy its constraints",
+                    p.name
+                ),
+            ));
         }
     }
     Ok(())
@@ -1472,15 +1473,15 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
                 b.get(i + 1).copied().and_then(hex_value),
                 b.get(i + 2).copied().and_then(hex_value),
-            ) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -2134,12 +2135,11 @@ impl<T> Router<T> {
             if let Some(r) = node.find_terminal(|r| self.routes[r].methods.contains(method)) {
                 return Some(r);
             }
-        } else if !node.literals.is_empty() {
-            if let Some(child) = node.literals.get(&self.arena, path.seg(pos).as_bytes()) {
-                if let Some(r) = self.search(child, pos + 1, path, method) {
-                    return Some(r);
-                }
-            }
+        } else if !node.literals.is_empty()
+            && let Some(child) = node.literals.get(&self.arena, path.seg(pos).as_bytes())
+            && let Some(r) = self.search(child, pos + 1, path, method)
+        {
+            return Some(r);
         }
         let mut i = 0;
         while i < node.edges.len() {
@@ -2147,13 +2147,13 @@ impl<T> Router<T> {
             let mut best: Option<usize> = None;
             while i < node.edges.len() && node.edges[i].rank == rank {
                 let edge = &node.edges[i];
-                if let Some(next) = step(&edge.matcher, pos, path) {
-                    if let Some(r) = self.search(edge.child, next, path, method) {
-                        best = Some(match best {
-                            Some(b) if !self.better(r, b) => b,
-                            _ => r,
-                        });
-                    }
+                if let Some(next) = step(&edge.matcher, pos, path)
+                    && let Some(r) = self.search(edge.child, next, path, method)
+                {
+                    best = Some(match best {
+                        Some(b) if !self.better(r, b) => b,
+                        _ => r,
+                    });
                 }
                 i += 1;
             }

@@ -309,10 +309,10 @@ impl CronSchedule {
         let last_year = from.year().checked_add(SEARCH_YEARS)?;
         loop {
             let candidate = self.next_naive_from(from, last_year)?;
-            if let Some(instant) = tz.from_local_datetime(&candidate).earliest() {
-                if instant > *after {
-                    return Some(instant);
-                }
+            if let Some(instant) = tz.from_local_datetime(&candidate).earliest()
+                && instant > *after
+            {
+                return Some(instant);
             }
             // Skipped (DST gap) or already fired (second pass of an overlap).
             from = candidate.checked_add_signed(TimeDelta::seconds(1))?;

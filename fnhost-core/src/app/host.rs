@@ -275,41 +275,41 @@ impl HostConfig {
             ),
         }
 
-        if let Some(ext) = doc.get("extensions") {
-            if let Some(http) = ext.as_object().and_then(|e| property(e, "http")) {
-                if let Some(prefix) = http.as_object().and_then(|h| property(h, "routePrefix")) {
-                    match prefix.as_str() {
-                        Some(p) => config.route_prefix = p.trim_matches('/').to_owned(),
-                        None => rep.error(
-                            Code::WrongType,
-                            &[
-                                Seg::Key("extensions"),
-                                Seg::Key("http"),
-                                Seg::Key("routePrefix"),
-                            ],
-                            "routePrefix must be a string (\"\" for none)",
-                        ),
-                    }
+        if let Some(ext) = doc.get("extensions")
+            && let Some(http) = ext.as_object().and_then(|e| property(e, "http"))
+        {
+            if let Some(prefix) = http.as_object().and_then(|h| property(h, "routePrefix")) {
+                match prefix.as_str() {
+                    Some(p) => config.route_prefix = p.trim_matches('/').to_owned(),
+                    None => rep.error(
+                        Code::WrongType,
+                        &[
+                            Seg::Key("extensions"),
+                            Seg::Key("http"),
+                            Seg::Key("routePrefix"),
+                        ],
+                        "routePrefix must be a string (\"\" for none)",
+                    ),
                 }
-                if let Some(max) = http
-                    .as_object()
-                    .and_then(|h| property(h, "maxConcurrentRequests"))
-                {
-                    match max.as_i64() {
-                        Some(-1) => {}
-                        Some(n) if n > 0 && n <= u32::MAX as i64 => {
-                            config.max_concurrent_requests = Some(n as u32)
-                        }
-                        _ => rep.error(
-                            Code::WrongType,
-                            &[
-                                Seg::Key("extensions"),
-                                Seg::Key("http"),
-                                Seg::Key("maxConcurrentRequests"),
-                            ],
-                            "maxConcurrentRequests must be a positive whole number, or -1 for no limit",
-                        ),
+            }
+            if let Some(max) = http
+                .as_object()
+                .and_then(|h| property(h, "maxConcurrentRequests"))
+            {
+                match max.as_i64() {
+                    Some(-1) => {}
+                    Some(n) if n > 0 && n <= u32::MAX as i64 => {
+                        config.max_concurrent_requests = Some(n as u32)
                     }
+                    _ => rep.error(
+                        Code::WrongType,
+                        &[
+                            Seg::Key("extensions"),
+                            Seg::Key("http"),
+                            Seg::Key("maxConcurrentRequests"),
+                        ],
+                        "maxConcurrentRequests must be a positive whole number, or -1 for no limit",
+                    ),
                 }
             }
         }

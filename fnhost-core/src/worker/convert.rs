@@ -361,10 +361,10 @@ pub(crate) fn http_response(http: proto::RpcHttp) -> HttpResponse {
 /// A `Set-Cookie` value from a worker's cookie.
 fn set_cookie(c: &proto::RpcHttpCookie) -> String {
     let mut s = format!("{}={}", c.name, c.value);
-    let text = |n: &Option<proto::NullableString>| match n.as_ref().and_then(|n| n.string.as_ref())
-    {
-        Some(proto::nullable_string::String::Value(v)) => Some(v.clone()),
-        None => None,
+    let text = |n: &Option<proto::NullableString>| {
+        n.as_ref()
+            .and_then(|n| n.string.as_ref())
+            .map(|proto::nullable_string::String::Value(v)| v.clone())
     };
     let flag = |n: &Option<proto::NullableBool>| {
         matches!(

@@ -22,7 +22,7 @@
 //! [`LanguageWorkerFactory`] binds the worker named by the app's
 //! `FUNCTIONS_WORKER_RUNTIME` to every function of the app, including the
 //! ones it indexes at start (see
-//! [`ExecutorFactory::indexing_executor`](crate::invoke::ExecutorFactory::indexing_executor)).
+//! [`ExecutorFactory::indexing_executor`]).
 
 mod config;
 mod convert;
@@ -719,8 +719,8 @@ async fn launch(
                 function_app_directory: shared.app_root.to_string_lossy().into_owned(),
             }),
             |c| match c {
-                Content::WorkerInitResponse(r) => Ok(r),
-                other => Err(other),
+                Content::WorkerInitResponse(r) => Some(r),
+                _ => None,
             },
         )
         .await
@@ -733,8 +733,8 @@ async fn launch(
                 function_app_directory: shared.app_root.to_string_lossy().into_owned(),
             }),
             |c| match c {
-                Content::FunctionMetadataResponse(r) => Ok(r),
-                other => Err(other),
+                Content::FunctionMetadataResponse(r) => Some(r),
+                _ => None,
             },
         )
         .await
@@ -789,8 +789,8 @@ async fn launch(
     while !expected.is_empty() {
         let response = conversation
             .receive(|c| match c {
-                Content::FunctionLoadResponse(r) => Ok(r),
-                other => Err(other),
+                Content::FunctionLoadResponse(r) => Some(r),
+                _ => None,
             })
             .await
             .map_err(|e| fail(e, &output))?;
@@ -930,7 +930,7 @@ impl Conversation<'_> {
 
     async fn receive<T>(
         &mut self,
-        mut want: impl FnMut(Content) -> Result<T, Content>,
+        mut want: impl FnMut(Content) -> Option<T>,
     ) -> Result<T, String> {
         loop {
             let next = tokio::time::timeout_at(self.deadline.into(), self.inbound.message());
@@ -949,10 +949,11 @@ impl Conversation<'_> {
                     self.slot,
                     log_line(&log)
                 )),
-                Some(content) => match want(content) {
-                    Ok(v) => return Ok(v),
-                    Err(_) => continue,
-                },
+                Some(content) => {
+                    if let Some(v) = want(content) {
+                        return Ok(v);
+                    }
+                }
                 None => continue,
             }
         }
@@ -961,7 +962,7 @@ impl Conversation<'_> {
     async fn ask<T>(
         &mut self,
         content: Content,
-        want: impl FnMut(Content) -> Result<T, Content>,
+        want: impl FnMut(Content) -> Option<T>,
     ) -> Result<T, String> {
         self.send(content).await?;
         self.receive(want).await
@@ -1123,7 +1124,8 @@ impl Shared {
 
     async fn shutdown(self: Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
-        let _ = self.stop.send(true);
+        // Stored even when no supervisor listens yet (`send` would drop it).
+        self.stop.send_replace(true);
         let tasks: Vec<_> = lock(&self.supervisors).drain(..).collect();
         for t in tasks {
             let _ = t.await;

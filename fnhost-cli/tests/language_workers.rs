@@ -1,0 +1,573 @@
+//! Azure's own programming models through fnhost's language workers, as a
+//! user runs them: `fnhost workers install`, then `fnhost serve APP` with
+//! the app given by a relative path, real node and python3 processes,
+//! plain HTTP over loopback, every wait bounded.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
+
+/// The workers folder of these tests, installed once per test binary.
+fn workers() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workers");
+        let out = Command::new(BIN)
+            .args(["workers", "install", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fnhost workers install failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// The examples folder of the repository.
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps")
+}
+
+/// Copies an app folder (without node_modules and .fnhost) into `dest`.
+fn copy_app(from: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "node_modules" || name == ".fnhost" || name == "__pycache__" {
+            continue;
+        }
+        let to = dest.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_app(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+}
+
+/// A running `fnhost serve`, killed when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+    stdout: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Waits until a stderr line contains `needle`; the line.
+    fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?} within {limit:?}; the log:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+/// `fnhost serve ARGS` run in `cwd`, waited for until it listens.
+fn serve(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut child = Command::new(BIN)
+        .current_dir(cwd)
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
+        .env("FNHOST_WORKERS_DIR", workers())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line.clone());
+            let _ = tx.send(line);
+        }
+    });
+    let out = child.stdout.take().unwrap();
+    let (otx, orx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = otx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut addr = None;
+    while addr.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!(
+                "fnhost serve did not listen within 60 s; its log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    let mut stdout = String::new();
+    while let Ok(line) = orx.recv_timeout(Duration::from_millis(200)) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    Served {
+        child,
+        addr: addr.unwrap(),
+        stdout,
+        log,
+    }
+}
+
+/// An HTTP answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request over a fresh connection.
+fn request(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn get(addr: &str, target: &str) -> Answer {
+    request(addr, "GET", target, &[], b"")
+}
+
+fn post_json(addr: &str, target: &str, json: &str) -> Answer {
+    request(
+        addr,
+        "POST",
+        target,
+        &[("Content-Type", "application/json")],
+        json.as_bytes(),
+    )
+}
+
+/// Bytes that are not UTF-8, to prove bodies pass through untouched.
+fn binary_body() -> Vec<u8> {
+    (0..4096u32).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+/// Serves the example app `name`, copied into a scratch folder and given
+/// to `fnhost serve` by its relative path, as a user types it.
+fn serve_example(name: &str) -> (tempfile::TempDir, Served) {
+    let scratch = tempfile::tempdir().unwrap();
+    copy_app(&examples().join(name), &scratch.path().join(name));
+    let served = serve(scratch.path(), &[name], &[]);
+    (scratch, served)
+}
+
+/// What every HTTP sample app answers, whatever its model; `prefix` is
+/// the route prefix of its functions (`v3/` for the node v3 sample);
+/// `create` the method and path that answer 201.
+fn check_common(s: &Served, prefix: &str, create: (&str, &str)) {
+    let a = get(&s.addr, &format!("/api/{prefix}hello?name=Ada"));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(a.text().contains("Ada"), "{}", a.text());
+
+    let a = get(&s.addr, &format!("/api/{prefix}items/42"));
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert!(
+        a.text().replace(' ', "").contains("\"id\":42"),
+        "{}",
+        a.text()
+    );
+    assert!(
+        a.header("content-type").unwrap_or("").contains("json"),
+        "{:?}",
+        a.headers
+    );
+    // The route constraint: not an int, no match.
+    assert_eq!(get(&s.addr, &format!("/api/{prefix}items/abc")).status, 404);
+
+    let a = request(
+        &s.addr,
+        create.0,
+        &format!("/api/{prefix}{}", create.1),
+        &[("Content-Type", "application/json")],
+        br#"{"name":"x"}"#,
+    );
+    assert_eq!(a.status, 201, "{}", a.text());
+    assert_eq!(
+        a.header("x-fnhost-test"),
+        Some("created"),
+        "{:?}",
+        a.headers
+    );
+
+    // An exception: 500 with the function's message; the worker goes on.
+    let a = get(&s.addr, &format!("/api/{prefix}fail"));
+    assert_eq!(a.status, 500, "{}", a.text());
+    assert!(a.text().contains("fail"), "{}", a.text());
+    let a = get(&s.addr, &format!("/api/{prefix}hello?name=Bo"));
+    assert_eq!(a.status, 200, "after a failure: {}", a.text());
+    assert!(a.text().contains("Bo"));
+}
+
+/// A log line of `function` carries its invocation id.
+fn check_logged(s: &Served, function: &str, text: &str) {
+    let line = s.wait_log(text, Duration::from_secs(10));
+    assert!(
+        line.contains(&format!("{function}:")) && line.contains("(invocation "),
+        "the log line names neither the function nor the invocation: {line}"
+    );
+}
+
+#[test]
+fn node_v4_sample_runs_unchanged() {
+    let (_scratch, s) = serve_example("node-v4");
+    assert!(s.stdout.contains("hello: [GET,POST]"), "{}", s.stdout);
+    assert!(s.stdout.contains("tick: timerTrigger"), "{}", s.stdout);
+    check_common(&s, "", ("POST", "items"));
+    let a = post_json(&s.addr, "/api/echo/json", r#"{"a":[1,2],"b":"é"}"#);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["received"], serde_json::json!({"a": [1, 2], "b": "é"}));
+    let body = binary_body();
+    let a = request(
+        &s.addr,
+        "POST",
+        "/api/echo/binary",
+        &[("Content-Type", "application/octet-stream")],
+        &body,
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, body, "the binary body came back changed");
+    // The ES module function.
+    assert_eq!(get(&s.addr, "/api/esm/hello").status, 200);
+    // POST with a body to the GET/POST function.
+    let a = request(&s.addr, "POST", "/api/hello", &[], b"Cy");
+    assert!(a.text().contains("Cy"), "{}", a.text());
+    check_logged(&s, "hello", "Http function processed request");
+    // The timer fires every five seconds with Azure's timer payload.
+    check_logged(&s, "tick", "timer fired past_due=false");
+}
+
+#[test]
+fn node_v3_sample_runs_unchanged() {
+    let (_scratch, s) = serve_example("node-v3");
+    check_common(&s, "v3/", ("POST", "items"));
+    let a = post_json(&s.addr, "/api/v3/echo/json", r#"{"k":"v"}"#);
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["received"]["k"], "v", "{}", a.text());
+}
+
+#[test]
+fn python_v2_sample_runs_unchanged() {
+    let (_scratch, s) = serve_example("python-v2");
+    assert!(s.stdout.contains("out_binding: [GET]"), "{}", s.stdout);
+    check_common(&s, "", ("POST", "items"));
+    let a = post_json(&s.addr, "/api/echo", r#"{"a":[1,2]}"#);
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    let body = binary_body();
+    let a = request(&s.addr, "POST", "/api/binary", &[], &body);
+    assert_eq!(a.body, body, "the binary body came back changed");
+    // An http output binding set with func.Out.
+    let a = get(&s.addr, "/api/out");
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(a.text(), "set through func.Out");
+    check_logged(&s, "hello", "hello called for Ada");
+    check_logged(&s, "tick", "timer fired past_due=False");
+}
+
+#[test]
+fn python_v1_sample_runs_unchanged() {
+    let (_scratch, s) = serve_example("python-v1");
+    check_common(&s, "", ("PUT", "items/7"));
+    let body = binary_body();
+    let a = request(&s.addr, "POST", "/api/binary", &[], &body);
+    assert_eq!(a.body, body, "the binary body came back changed");
+}
+
+/// Writes a Node.js v4 app with the functions the fault tests need.
+fn write_fault_app(dir: &Path, host_json: &str, settings: &str) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("host.json"), host_json).unwrap();
+    std::fs::write(
+        dir.join("local.settings.json"),
+        format!(r#"{{"IsEncrypted": false, "Values": {{"FUNCTIONS_WORKER_RUNTIME": "node"{settings}}}}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "faults", "version": "1.0.0", "main": "src/index.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/index.js"),
+        r#"const { app } = require('@azure/functions');
+app.http('pid', { methods: ['GET'], authLevel: 'anonymous', handler: async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    return { body: String(process.pid) };
+} });
+app.http('crash', { methods: ['GET'], authLevel: 'anonymous', handler: async () => {
+    setTimeout(() => process.exit(3), 50);
+    await new Promise(() => {});
+} });
+app.http('forever', { methods: ['GET'], authLevel: 'anonymous', handler: () => new Promise(() => {}) });
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_worker_that_exits_mid_request_is_started_again() {
+    let scratch = tempfile::tempdir().unwrap();
+    write_fault_app(&scratch.path().join("faults"), r#"{"version": "2.0"}"#, "");
+    let s = serve(scratch.path(), &["faults"], &[]);
+    let first_pid = get(&s.addr, "/api/pid").text();
+    let a = get(&s.addr, "/api/crash");
+    assert_eq!(a.status, 500, "{}", a.text());
+    s.wait_log("starting it again", Duration::from_secs(10));
+    // The next request waits for the new process and is served.
+    let a = get(&s.addr, "/api/pid");
+    assert_eq!(a.status, 200, "{}\n{}", a.text(), s.log_text());
+    assert_ne!(a.text(), first_pid, "the same process answered");
+    assert!(
+        s.log_text().contains("exited"),
+        "the log does not say the worker exited:\n{}",
+        s.log_text()
+    );
+}
+
+#[test]
+fn a_function_that_never_returns_times_out() {
+    let scratch = tempfile::tempdir().unwrap();
+    write_fault_app(
+        &scratch.path().join("faults"),
+        r#"{"version": "2.0", "functionTimeout": "00:00:02"}"#,
+        "",
+    );
+    let s = serve(scratch.path(), &["faults"], &[]);
+    let started = Instant::now();
+    let a = get(&s.addr, "/api/forever");
+    assert_eq!(a.status, 500, "{}", a.text());
+    assert!(a.text().contains("timed out"), "{}", a.text());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(get(&s.addr, "/api/pid").status, 200);
+}
+
+#[test]
+fn two_worker_processes_share_the_load() {
+    let scratch = tempfile::tempdir().unwrap();
+    write_fault_app(
+        &scratch.path().join("faults"),
+        r#"{"version": "2.0"}"#,
+        r#", "FUNCTIONS_WORKER_PROCESS_COUNT": "2""#,
+    );
+    let s = serve(scratch.path(), &["faults"], &[]);
+    let addr = s.addr.clone();
+    let pids: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| get(&addr, "/api/pid").text()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 2, "answered by {distinct:?}");
+    for pid in &distinct {
+        let n = pids.iter().filter(|p| *p == pid).count();
+        assert!(n >= 4, "uneven spread: {pids:?}");
+    }
+}
+
+#[test]
+fn an_app_declaring_functions_in_code_without_a_runtime_is_a_clear_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let app = scratch.path().join("noruntime");
+    copy_app(&examples().join("python-v2"), &app);
+    std::fs::write(app.join("local.settings.json"), r#"{"Values": {}}"#).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .args(["validate", "noruntime"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("FH0604")
+            && text.contains("FUNCTIONS_WORKER_RUNTIME")
+            && text.contains("python"),
+        "{text}"
+    );
+    // An unknown runtime names the setting and the choices.
+    std::fs::write(
+        app.join("local.settings.json"),
+        r#"{"Values": {"FUNCTIONS_WORKER_RUNTIME": "cobol"}}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .args(["validate", "noruntime"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cobol") && text.contains("node"), "{text}");
+}
+
+#[test]
+fn validate_and_list_show_what_the_worker_indexes() {
+    let scratch = tempfile::tempdir().unwrap();
+    copy_app(&examples().join("python-v2"), &scratch.path().join("py"));
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .args(["validate", "py"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("function_app.py") && err.contains("python worker"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .env("FNHOST_WORKERS_DIR", workers())
+        .args(["list", "--index", "--json", "py"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"get_item") && names.contains(&"tick"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn invoke_runs_an_indexed_function_from_a_relative_path() {
+    let scratch = tempfile::tempdir().unwrap();
+    copy_app(&examples().join("node-v4"), &scratch.path().join("app"));
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .env("FNHOST_WORKERS_DIR", workers())
+        .args(["invoke", "app", "getItem", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("id"), "{text}");
+}
+
+#[test]
+fn workers_list_shows_what_is_installed() {
+    let out = Command::new(BIN)
+        .args(["workers", "list", "--json", "--dir"])
+        .arg(workers())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let langs: Vec<(&str, &str)> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["language"].as_str().unwrap(),
+                w["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(langs, vec![("node", "installed"), ("python", "installed")]);
+}
