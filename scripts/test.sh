@@ -18,7 +18,10 @@ apt_install() {
 }
 need git || apt_install git
 need node || apt_install nodejs
+# The language worker tests install fnhost's workers: npm ci and pip.
+need npm || apt_install npm
 need python3 || apt_install python3
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 need curl || apt_install curl
 need hg || apt_install mercurial
 need pkg-config || apt_install pkg-config
@@ -39,7 +42,33 @@ echo "== cargo clippy (no features)"
 cargo clippy --workspace --quiet -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+echo "== lint the JavaScript and Python fnhost ships"
+js_files=$(find workers/node examples/apps fnhost-core/src -name node_modules -prune -o \( -name '*.js' -o -name '*.mjs' -o -name '*.cjs' \) -print)
+for f in $js_files; do node --check "$f"; done
+lint_venv=target/lint-venv
+if [ ! -x "$lint_venv/bin/pyflakes" ]; then
+    python3 -m venv "$lint_venv" >/dev/null 2>&1 || rm -rf "$lint_venv"
+    if [ -x "$lint_venv/bin/pip" ]; then
+        "$lint_venv/bin/pip" install -q --disable-pip-version-check pyflakes==3.4.0
+    fi
+fi
+py_files=$(find workers/python examples/apps -name deps -prune -o -name '*.py' -print)
+if [ -x "$lint_venv/bin/pyflakes" ]; then
+    "$lint_venv/bin/pyflakes" $py_files
+else
+    echo "test.sh: NOTE: no venv for pyflakes; checking Python syntax only" >&2
+    python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' $py_files
+fi
 echo "== cargo test"
+# The protocol test compares fnhost's FunctionRpc file with the descriptor
+# Microsoft publishes in this wheel.
+wheel_dir=target/fnhost-test-cache
+wheel="$wheel_dir/azure_functions_runtime_v1-1.2.0-py3-none-any.whl"
+if [ ! -f "$wheel" ]; then
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+        --ignore-requires-python azure-functions-runtime-v1==1.2.0 -d "$wheel_dir"
+fi
+export FNHOST_PROTO_WHEEL="$PWD/$wheel"
 corpus="${FNHOST_CORPUS:-../shared/corpus}"
 if [ ! -f "$corpus/expected.json" ]; then
     echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2
