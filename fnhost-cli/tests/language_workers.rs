@@ -571,3 +571,114 @@ fn workers_list_shows_what_is_installed() {
         .collect();
     assert_eq!(langs, vec![("node", "installed"), ("python", "installed")]);
 }
+
+/// Writes a Node.js v4 app whose function answers `version` after `ms`.
+fn write_versioned_app(dir: &Path, version: &str) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("host.json"), r#"{"version": "2.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("local.settings.json"),
+        r#"{"Values": {"FUNCTIONS_WORKER_RUNTIME": "node"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name": "swap", "version": "1.0.0", "main": "src/index.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/index.js"),
+        format!(
+            r#"const {{ app }} = require('@azure/functions');
+app.http('version', {{ methods: ['GET'], authLevel: 'anonymous', handler: async () => {{
+    await new Promise((r) => setTimeout(r, 30));
+    return {{ body: '{version}' }};
+}} }});
+"#
+        ),
+    )
+    .unwrap();
+}
+
+/// `fnhost --home HOME ARGS` run to success; its stdout.
+fn fnhost_home(home: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("FNHOST_WORKERS_DIR", workers())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fnhost {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn serve_app_swaps_a_language_worker_app_without_losing_a_request() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("home");
+    let src = scratch.path().join("src");
+    write_versioned_app(&src, "v1");
+    fnhost_home(&home, &["apps", "create", "swap"]);
+    // local.settings.json is not deployed (as on Azure): the runtime is an
+    // app setting.
+    fnhost_home(
+        &home,
+        &["settings", "set", "swap", "FUNCTIONS_WORKER_RUNTIME=node"],
+    );
+    let src_arg = src.to_str().unwrap();
+    fnhost_home(&home, &["deploy", "swap", "--dir", src_arg, "-m", "v1"]);
+    let home_arg = home.to_str().unwrap().to_owned();
+    let s = serve(scratch.path(), &["--home", &home_arg, "--app", "swap"], &[]);
+    assert_eq!(get(&s.addr, "/api/version").text(), "v1");
+
+    // Four clients keep requests in flight while v2 is deployed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let results: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, results, addr) = (stop.clone(), results.clone(), s.addr.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let a = get(&addr, "/api/version");
+                    results.lock().unwrap().push((a.status, a.text()));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    write_versioned_app(&src, "v2");
+    fnhost_home(&home, &["deploy", "swap", "--dir", src_arg, "-m", "v2"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&s.addr, "/api/version").text() != "v2" {
+        assert!(
+            Instant::now() < deadline,
+            "v2 not served within 30 s:\n{}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let results = results.lock().unwrap();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    assert!(results.iter().any(|(_, v)| v == "v1") && results.iter().any(|(_, v)| v == "v2"));
+    // The old version's worker was stopped after its requests finished.
+    s.wait_log("stopped the previous version", Duration::from_secs(30));
+}

@@ -573,13 +573,20 @@ impl Site {
             }
         };
         lap("materialise", &mut timings);
-        let loaded = fnhost_core::FunctionApp::loader(&dest)
-            .with_environment(false)
-            .load()
-            .map_err(|e| Error::Package {
-                path: dest.clone(),
-                message: e.to_string(),
-            })?;
+        // Checked with the slot's app settings, as it will be served
+        // (local.settings.json is not deployed: FUNCTIONS_WORKER_RUNTIME and
+        // %Setting% values come from there).
+        let mut loader = fnhost_core::FunctionApp::loader(&dest).with_environment(false);
+        for (k, v) in self
+            .app_settings(req.app.as_str(), req.slot.as_str())
+            .unwrap_or_default()
+        {
+            loader = loader.with_setting(k, v);
+        }
+        let loaded = loader.load().map_err(|e| Error::Package {
+            path: dest.clone(),
+            message: e.to_string(),
+        })?;
         let root = format!("{}/", dest.display());
         for d in loaded.diagnostics() {
             let line = d.to_string().replace(&root, "");
