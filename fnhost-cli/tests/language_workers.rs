@@ -682,3 +682,49 @@ fn serve_app_swaps_a_language_worker_app_without_losing_a_request() {
     // The old version's worker was stopped after its requests finished.
     s.wait_log("stopped the previous version", Duration::from_secs(30));
 }
+
+#[test]
+fn an_app_that_carries_its_own_worker_config_runs_with_it() {
+    // As a .NET isolated build output does: worker.config.json at the app
+    // root, for the app's FUNCTIONS_WORKER_RUNTIME. Here it points at the
+    // installed Node.js worker, and the workers folder given is empty.
+    let scratch = tempfile::tempdir().unwrap();
+    let app = scratch.path().join("own");
+    copy_app(&examples().join("node-v4"), &app);
+    let worker_js = workers().join("node/worker.js");
+    std::fs::write(
+        app.join("worker.config.json"),
+        format!(
+            r#"{{"description": {{"language": "node", "defaultExecutablePath": "node", "defaultWorkerPath": {:?}}}}}"#,
+            worker_js.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let empty = scratch.path().join("no-workers");
+    std::fs::create_dir_all(&empty).unwrap();
+    let s = serve(
+        scratch.path(),
+        &["own"],
+        &[("FNHOST_WORKERS_DIR", empty.to_str().unwrap())],
+    );
+    assert_eq!(get(&s.addr, "/api/hello?name=Ada").text(), "Hello, Ada!");
+}
+
+#[test]
+fn a_missing_worker_names_the_install_command() {
+    let scratch = tempfile::tempdir().unwrap();
+    copy_app(&examples().join("python-v2"), &scratch.path().join("py"));
+    let empty = scratch.path().join("no-workers");
+    let out = Command::new(BIN)
+        .current_dir(scratch.path())
+        .env("FNHOST_WORKERS_DIR", &empty)
+        .args(["serve", "py", "--port", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("fnhost workers install") && err.contains("python"),
+        "{err}"
+    );
+}

@@ -222,7 +222,7 @@ fn get_in<'a>(map: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a 
 fn expand(s: &str, worker_dir: &Path, env: &BTreeMap<String, String>) -> String {
     let mut out = s
         .replace("{workerDirectoryPath}", &worker_dir.to_string_lossy())
-        .replace("{os}", std::env::consts::OS)
+        .replace("{os}", os_name())
         .replace("{architecture}", arch_name());
     // %VAR% from the worker's environment.
     let mut result = String::with_capacity(out.len());
@@ -240,6 +240,16 @@ fn expand(s: &str, worker_dir: &Path, env: &BTreeMap<String, String>) -> String 
     }
     result.push_str(&out);
     result
+}
+
+/// The operating system as Azure's host names it in worker paths.
+fn os_name() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "LINUX",
+        "windows" => "WINDOWS",
+        "macos" => "OSX",
+        other => other,
+    }
 }
 
 fn arch_name() -> &'static str {
@@ -340,10 +350,7 @@ mod tests {
         assert_eq!(program, "python3");
         assert_eq!(args[0], "-X");
         assert_eq!(args[1], "no_debug_ranges");
-        assert_eq!(
-            args[2],
-            format!("/w/python/3.11/{}/worker.py", std::env::consts::OS)
-        );
+        assert_eq!(args[2], format!("/w/python/3.11/{}/worker.py", os_name()));
         let joined = args.join(" ");
         assert!(joined.contains("--host 127.0.0.1 --port 5000 --workerId w1 --requestId r1"));
         assert!(joined.contains("--functions-uri http://127.0.0.1:5000/ --functions-worker-id w1"));

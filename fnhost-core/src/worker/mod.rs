@@ -151,6 +151,18 @@ impl ExecutorFactory for LanguageWorkerFactory {
                 ))));
             }
         };
+        // An app that is its own worker (a .NET isolated build output)
+        // carries its worker.config.json at its root.
+        if let Ok(own) = WorkerConfig::read(app.root())
+            && own.language.eq_ignore_ascii_case(&runtime)
+        {
+            return Some(Arc::new(LanguageWorker::new(
+                app,
+                runtime,
+                Ok(own),
+                self.log.clone(),
+            )));
+        }
         let dir = self.workers_dir_for(app);
         let config = match dir.as_deref().map(|d| (d, find_worker(d, &runtime))) {
             Some((_, Some(Ok(c)))) => Ok(c),
