@@ -134,7 +134,10 @@ fn the_protocol_file_matches_microsofts_published_descriptor() {
         .iter()
         .map(|name| {
             let mut text = String::new();
-            zip.by_name(name).unwrap().read_to_string(&mut text).unwrap();
+            zip.by_name(name)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
             descriptor_in(&text)
         })
         .collect();
@@ -158,7 +161,11 @@ fn the_protocol_file_matches_microsofts_published_descriptor() {
         for f in &theirs.field {
             fields_checked += 1;
             let Some(o) = ours.field.iter().find(|o| o.number() == f.number()) else {
-                problems.push(format!("{name}: field {} = {} is missing", f.name(), f.number()));
+                problems.push(format!(
+                    "{name}: field {} = {} is missing",
+                    f.name(),
+                    f.number()
+                ));
                 continue;
             };
             let oneof = |m: &DescriptorProto, i: Option<i32>| {
@@ -211,7 +218,12 @@ fn the_protocol_file_matches_microsofts_published_descriptor() {
     let service = &ours[0].service[0];
     let method = &service.method[0];
     assert_eq!(
-        (service.name(), method.name(), method.client_streaming(), method.server_streaming()),
+        (
+            service.name(),
+            method.name(),
+            method.client_streaming(),
+            method.server_streaming()
+        ),
         ("FunctionRpc", "EventStream", true, true)
     );
     assert!(
@@ -219,7 +231,11 @@ fn the_protocol_file_matches_microsofts_published_descriptor() {
         "fnhost's function_rpc.proto differs from the published protocol:\n{}",
         problems.join("\n")
     );
-    assert!(their_msgs.len() > 50 && fields_checked > 150, "{} messages, {fields_checked} fields", their_msgs.len());
+    assert!(
+        their_msgs.len() > 50 && fields_checked > 150,
+        "{} messages, {fields_checked} fields",
+        their_msgs.len()
+    );
     eprintln!(
         "checked {} messages, {fields_checked} fields and {} enums against {}",
         their_msgs.len(),
