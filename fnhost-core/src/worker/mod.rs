@@ -607,6 +607,15 @@ fn dispatch(shared: &Shared, channel: &Channel, message: proto::StreamingMessage
             }
         }
         Some(Content::RpcLog(log)) => {
+            // The workers' own chatter about an invocation ("Function name:
+            // hello, Function Type: sync") is the host's debug output on
+            // Azure, not the function's log.
+            if log.log_category == proto::rpc_log::RpcLogCategory::System as i32
+                && !log.invocation_id.is_empty()
+                && log.level < proto::rpc_log::Level::Warning as i32
+            {
+                return;
+            }
             let line = log_line(&log);
             let mut pending = lock(&channel.pending);
             match pending.get_mut(&log.invocation_id) {
