@@ -80,6 +80,9 @@
 //! timers).
 
 mod admin;
+pub mod serve;
+
+pub use serve::Stopped;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -95,11 +98,9 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::binding::AuthLevel;
 use crate::invoke::http::{HttpRequest, HttpResponse};
@@ -249,12 +250,6 @@ impl HttpFront {
                 .max_concurrent_requests
                 .map(|n| n as usize)
         });
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .max_buf_size(self.limits.max_header_bytes.max(8192))
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .keep_alive(true);
         let inner = Arc::new(Inner {
             host: self.host,
             keys,
@@ -264,13 +259,9 @@ impl HttpFront {
             local_addr,
             draining: AtomicBool::new(false),
             started: Instant::now(),
-            background: std::sync::Mutex::new(JoinSet::new()),
+            background: serve::Background::default(),
         });
-        Ok(Server {
-            listener,
-            inner,
-            http1,
-        })
+        Ok(Server { listener, inner })
     }
 }
 
@@ -278,7 +269,6 @@ impl HttpFront {
 pub struct Server {
     listener: TcpListener,
     inner: Arc<Inner>,
-    http1: hyper::server::conn::http1::Builder,
 }
 
 impl fmt::Debug for Server {
@@ -287,16 +277,6 @@ impl fmt::Debug for Server {
             .field("local_addr", &self.inner.local_addr)
             .finish_non_exhaustive()
     }
-}
-
-/// How a [`Server`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stopped {
-    /// Whether every request in flight finished before the deadline.
-    pub drained: bool,
-    /// Connections (with their requests) cancelled at the deadline.
-    pub cancelled: usize,
 }
 
 impl Server {
@@ -313,52 +293,29 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains (see the
     /// [module documentation](self#shutdown)).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Stopped {
-        let Server {
-            listener,
-            inner,
-            http1,
-        } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut connections: JoinSet<()> = JoinSet::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        connections.spawn(serve_connection(
-                            inner.clone(),
-                            http1.clone(),
-                            stream,
-                            stop_rx.clone(),
-                        ));
-                    }
-                    Err(e) => {
-                        (inner.log)(&format!("http: accept failed: {e}"));
-                        // Out of file descriptors, most likely: back off.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        drop(listener);
-        inner.draining.store(true, Ordering::Release);
-        let _ = stop_tx.send(true);
-        let mut background =
-            std::mem::take(&mut *inner.background.lock().unwrap_or_else(|e| e.into_inner()));
-        let deadline = tokio::time::Instant::now() + inner.limits.shutdown_timeout;
-        let drained = tokio::time::timeout_at(deadline, async {
-            while connections.join_next().await.is_some() {}
-            while background.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
-        let cancelled = connections.len() + background.len();
-        connections.abort_all();
-        background.abort_all();
-        Stopped { drained, cancelled }
+        let Server { listener, inner } = self;
+        let limits = serve::ConnectionLimits {
+            max_header_bytes: inner.limits.max_header_bytes,
+            header_read_timeout: inner.limits.header_read_timeout,
+            shutdown_timeout: inner.limits.shutdown_timeout,
+        };
+        let draining = inner.clone();
+        let shutdown = async move {
+            shutdown.await;
+            draining.draining.store(true, Ordering::Release);
+        };
+        let make = |_peer| {
+            let inner = inner.clone();
+            hyper::service::service_fn(move |req| {
+                let inner = inner.clone();
+                async move { Ok::<_, Infallible>(inner.handle(req).await) }
+            })
+        };
+        serve::Serve::new(listener, limits, "http")
+            .with_log(inner.log.clone())
+            .with_background(inner.background.clone())
+            .run(make, shutdown)
+            .await
     }
 }
 
@@ -398,33 +355,10 @@ struct Inner {
     local_addr: SocketAddr,
     draining: AtomicBool,
     started: Instant,
-    background: std::sync::Mutex<JoinSet<()>>,
+    background: serve::Background,
 }
 
 type Body = Full<Bytes>;
-
-async fn serve_connection(
-    inner: Arc<Inner>,
-    http1: hyper::server::conn::http1::Builder,
-    stream: TcpStream,
-    mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let service = hyper::service::service_fn(move |req| {
-        let inner = inner.clone();
-        async move { Ok::<_, Infallible>(inner.handle(req).await) }
-    });
-    let conn = http1.serve_connection(TokioIo::new(stream), service);
-    let mut conn = std::pin::pin!(conn);
-    let stopping = tokio::select! {
-        _ = conn.as_mut() => false,
-        stopped = stop.wait_for(|s| *s) => stopped.is_ok(),
-    };
-    if stopping {
-        conn.as_mut().graceful_shutdown();
-        let _ = conn.await;
-    }
-}
 
 impl Inner {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {

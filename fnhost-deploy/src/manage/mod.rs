@@ -76,12 +76,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{MethodRouter, post};
+pub use fnhost_core::http::serve::Stopped;
+use fnhost_core::http::serve::{Background, ConnectionLimits, Serve};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::deployment::Deployment;
 use crate::site::Site;
@@ -334,12 +333,6 @@ impl Manage {
     pub fn from_listener(self, listener: TcpListener) -> io::Result<Server> {
         let local_addr = listener.local_addr()?;
         let tmp = body::temp_dir(self.site.home())?;
-        let mut http1 = hyper::server::conn::http1::Builder::new();
-        http1
-            .max_buf_size(self.limits.max_header_bytes.max(8192))
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .keep_alive(true);
         let shared = Arc::new(Shared {
             uploads: Arc::new(Semaphore::new(self.limits.max_concurrent_uploads.max(1))),
             throttle: auth::Throttle::default(),
@@ -349,7 +342,7 @@ impl Manage {
             queues: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             tmp,
-            background: Mutex::new(JoinSet::new()),
+            background: Background::default(),
             tls: self.tls.is_some(),
         });
         Ok(Server {
@@ -357,7 +350,6 @@ impl Manage {
             tls: self.tls,
             router: router(self.routes, &shared),
             shared,
-            http1,
             local_addr,
         })
     }
@@ -444,7 +436,6 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     shared: Arc<Shared>,
-    http1: hyper::server::conn::http1::Builder,
     local_addr: SocketAddr,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -474,72 +465,40 @@ impl Server {
     /// [`Limits::shutdown_timeout`], and returns. A deployment cut short
     /// by the process ending is finished (marked interrupted) by the next
     /// deployment to its slot; the previous one stays active.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Stopped {
         let Server {
             listener,
             router,
             shared,
-            http1,
             tls,
             ..
         } = self;
-        let graceful = GracefulShutdown::new();
-        let mut connections: JoinSet<()> = JoinSet::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        (shared.log)(&format!("manage: accept failed: {e}"));
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            };
-            let _ = stream.set_nodelay(true);
+        let limits = ConnectionLimits {
+            max_header_bytes: shared.limits.max_header_bytes,
+            header_read_timeout: shared.limits.header_read_timeout,
+            shutdown_timeout: shared.limits.shutdown_timeout,
+        };
+        let make = |peer: SocketAddr| {
             let router = router.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(peer);
                 tower_service::Service::call(&mut router.clone(), req)
-            });
-            let (http1, watcher, shared) = (http1.clone(), graceful.watcher(), shared.clone());
-            let Some(acceptor) = tls.clone() else {
-                let conn = http1.serve_connection(TokioIo::new(stream), service);
-                connections.spawn(async move { drop(watcher.watch(conn).await) });
-                continue;
-            };
-            connections.spawn(async move {
-                // The handshake gets the time a request head gets.
-                let timeout = shared.limits.header_read_timeout;
-                let ip = peer.ip();
-                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let conn = http1.serve_connection(TokioIo::new(stream), service);
-                        drop(watcher.watch(conn).await);
-                    }
-                    Ok(Err(e)) => (shared.log)(&format!("manage: {ip} TLS handshake failed: {e}")),
-                    Err(_) => (shared.log)(&format!("manage: {ip} TLS handshake timed out")),
-                }
-            });
-        }
-        drop(listener);
-        let mut background =
-            std::mem::take(&mut *shared.background.lock().unwrap_or_else(|e| e.into_inner()));
-        let deadline = tokio::time::Instant::now() + shared.limits.shutdown_timeout;
-        let _ = tokio::time::timeout_at(deadline, async {
-            // Connections finish the request in flight, then close.
-            graceful.shutdown().await;
-            while connections.join_next().await.is_some() {}
-            while background.join_next().await.is_some() {}
-        })
-        .await;
-        connections.abort_all();
-        background.abort_all();
+            })
+        };
+        let serve = Serve::new(listener, limits, "manage")
+            .with_log(shared.log.clone())
+            .with_background(shared.background.clone());
+        let stopped = match tls {
+            Some(acceptor) => {
+                serve
+                    .with_handshake(tls::Tls(acceptor))
+                    .run(make, shutdown)
+                    .await
+            }
+            None => serve.run(make, shutdown).await,
+        };
         let _ = crate::fsutil::remove_tree(&shared.tmp);
+        stopped
     }
 }
 
@@ -573,7 +532,7 @@ struct Shared {
     queues: Mutex<HashMap<(String, String), Arc<SlotQueue>>>,
     manifests: Mutex<HashMap<(String, String), Arc<Manifest>>>,
     tmp: PathBuf,
-    background: Mutex<JoinSet<()>>,
+    background: Background,
     tls: bool,
 }
 

@@ -89,6 +89,25 @@ pub(super) fn acceptor(cert_path: &Path, key_path: &Path) -> crate::Result<TlsAc
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The serving core's handshake for HTTPS.
+pub(super) struct Tls(pub(super) TlsAcceptor);
+
+impl fnhost_core::http::serve::Handshake for Tls {
+    type Stream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+    fn handshake(
+        &self,
+        stream: tokio::net::TcpStream,
+    ) -> fnhost_core::http::serve::BoxFuture<io::Result<Self::Stream>> {
+        let accept = self.0.accept(stream);
+        Box::pin(accept)
+    }
+
+    fn name(&self) -> &'static str {
+        "TLS handshake"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
