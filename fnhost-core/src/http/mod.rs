@@ -636,45 +636,14 @@ fn full_url(parts: &hyper::http::request::Parts, local: SocketAddr) -> String {
     }
 }
 
-/// Decodes a query string (`a=1&b=x+y&c=%2F`), in order.
+/// Decodes a query string (`a=1&b=x+y&c=%2F`), in order, as a form:
+/// `+` is a space, an invalid escape stays as written, invalid UTF-8 is
+/// replaced (the `form_urlencoded` crate, which the management endpoint
+/// uses too).
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (form_decode(k), form_decode(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-/// Percent-decodes, with `+` as a space; invalid UTF-8 is replaced.
-fn form_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b'%' || c == b'+') {
-        return s.to_owned();
-    }
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// An invocation of `info` started by hand (the admin API, `fnhost
