@@ -6,13 +6,14 @@
 
 use std::error::Error;
 use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fnhost_deploy::build::{AutoBuild, BuildProvider, NoneBuild, PipelineBuild};
-use fnhost_deploy::store::{FsStore, Store};
+use fnhost_deploy::store::{Digest, FsStore, Manifest, ManifestKey, Store};
 use fnhost_deploy::testkit::{
-    BuildCase, BuildFixture, assert_build_provider, assert_store, unforwarded_methods,
+    BuildCase, BuildFixture, assert_build_provider, assert_store, check_store, unforwarded_methods,
 };
 
 #[test]
@@ -28,6 +29,67 @@ fn a_wrapped_store_conforms() {
     assert_store(&Arc::new(store.clone()));
     assert_store(&(Box::new(store.clone()) as Box<dyn Store>));
     assert_store(&&store);
+}
+
+/// Trusts every digest and writes manifests in two steps: the suite must
+/// notice both.
+#[derive(Debug)]
+struct Trusting(FsStore);
+
+impl Store for Trusting {
+    fn describe(&self) -> String {
+        "trusting".to_owned()
+    }
+    fn contains(&self, digest: &Digest) -> io::Result<bool> {
+        self.0.contains(digest)
+    }
+    fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool> {
+        let mut content = Vec::new();
+        data.read_to_end(&mut content)?;
+        self.0.put_hashed(digest, &content)
+    }
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
+        self.0.open(digest)
+    }
+    fn sync(&self, digests: &[Digest]) -> io::Result<()> {
+        self.0.sync(digests)
+    }
+    fn blobs(&self) -> io::Result<Vec<Digest>> {
+        self.0.blobs()
+    }
+    fn remove(&self, digest: &Digest) -> io::Result<()> {
+        self.0.remove(digest)
+    }
+    fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()> {
+        // First the first half, then the whole: a reader can see the half.
+        let half = Manifest::new(manifest.files[..manifest.files.len() / 2].to_vec());
+        self.0.put_manifest(key, &half)?;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        self.0.put_manifest(key, manifest)
+    }
+    fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest> {
+        self.0.manifest(key)
+    }
+    fn manifests(&self) -> io::Result<Vec<ManifestKey>> {
+        self.0.manifests()
+    }
+    fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()> {
+        self.0.remove_manifest(key)
+    }
+}
+
+#[test]
+fn the_store_suite_catches_unchecked_digests_and_torn_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Trusting(FsStore::open(dir.path().join("store")).unwrap());
+    let text = check_store(&store)
+        .expect_err("must not conform")
+        .to_string();
+    assert!(
+        text.contains("accepted data that does not match its digest"),
+        "{text}"
+    );
+    assert!(text.contains("put_manifest() is not atomic"), "{text}");
 }
 
 #[test]
