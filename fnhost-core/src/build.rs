@@ -146,20 +146,9 @@ pub trait BuildProvider: Send + Sync + fmt::Debug {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError>;
 }
 
-impl<P: BuildProvider + ?Sized> BuildProvider for Arc<P> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
-        (**self).build(ctx)
-    }
-}
-
-impl<P: BuildProvider + ?Sized> BuildProvider for Box<P> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
-        (**self).build(ctx)
+crate::forward_impls! {
+    impl<P> BuildProvider for [Arc<P>, Box<P>, &P] {
+        fn name(&self) -> &str;
+        fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError>;
     }
 }

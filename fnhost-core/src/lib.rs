@@ -6,6 +6,7 @@ pub mod binding;
 pub mod build;
 pub mod diag;
 pub mod exec;
+mod forward;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod invoke;

@@ -229,43 +229,17 @@ pub fn empty_folder(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-impl<P: SourceProvider + ?Sized> SourceProvider for Arc<P> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn head(&self, spec: &SourceSpec) -> Result<String, SourceError> {
-        (**self).head(spec)
-    }
-    fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
-        (**self).fetch(spec, into)
-    }
-    fn update(
-        &self,
-        spec: &SourceSpec,
-        dir: &Path,
-        previous: &str,
-    ) -> Result<SourceSnapshot, SourceError> {
-        (**self).update(spec, dir, previous)
-    }
-}
-
-impl<P: SourceProvider + ?Sized> SourceProvider for Box<P> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn head(&self, spec: &SourceSpec) -> Result<String, SourceError> {
-        (**self).head(spec)
-    }
-    fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
-        (**self).fetch(spec, into)
-    }
-    fn update(
-        &self,
-        spec: &SourceSpec,
-        dir: &Path,
-        previous: &str,
-    ) -> Result<SourceSnapshot, SourceError> {
-        (**self).update(spec, dir, previous)
+crate::forward_impls! {
+    impl<P> SourceProvider for [Arc<P>, Box<P>, &P] {
+        fn name(&self) -> &str;
+        fn head(&self, spec: &SourceSpec) -> Result<String, SourceError>;
+        fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError>;
+        fn update(
+            &self,
+            spec: &SourceSpec,
+            dir: &Path,
+            previous: &str,
+        ) -> Result<SourceSnapshot, SourceError>;
     }
 }
 

@@ -8,6 +8,16 @@
 //!     fnhost_core::testkit::assert_source_provider(&MyProvider::new(), &mut fixture);
 //! }
 //! ```
+//!
+//! | trait | suite | the integrator provides |
+//! | --- | --- | --- |
+//! | [`SourceProvider`] | [`check_source_provider`] | a [`SourceFixture`] that publishes versions |
+//! | [`BuildProvider`] | [`check_build_provider`] | a [`BuildFixture`] that writes sources |
+//! | [`Executor`](crate::invoke::Executor) | [`check_executor`] | a [`Host`] whose app has an `Echo` function |
+//! | `fnhost_deploy::store::Store` | `fnhost_deploy::testkit::check_store` | the store |
+//!
+//! The suites are not a stable part of the API: a new release may check
+//! more.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,8 +27,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::build::{BuildContext, BuildError, BuildLog, BuildProvider, LogLevel};
 use crate::invoke::{BindingData, Host, Invocation};
-use crate::source::{SourceProvider, SourceProviderExt, SourceSpec};
+use crate::source::{SourceProvider, SourceProviderExt, SourceSnapshot, SourceSpec};
 
 /// A source the suite can change: a test repository, a folder, a zip...
 pub trait SourceFixture {
@@ -50,6 +61,43 @@ impl fmt::Display for ConformanceFailures {
 }
 
 impl std::error::Error for ConformanceFailures {}
+
+impl ConformanceFailures {
+    /// The outcome of a suite run on `name`: `Ok` when no check failed,
+    /// else every failure, each prefixed with `[name]`.
+    pub fn of(name: &str, failures: Vec<String>) -> Result<(), ConformanceFailures> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(ConformanceFailures(
+            failures
+                .into_iter()
+                .map(|f| format!("[{name}] {f}"))
+                .collect(),
+        ))
+    }
+}
+
+/// The methods of trait `trait_name` that its
+/// [`forward_impls!`](crate::forward_impls) invocation leaves out, both read
+/// from `source` (the text of the file that holds them, as
+/// `include_str!` gives it). Run it in a test for each trait whose
+/// forwarding impls come from the macro: a provided method left out of the
+/// list would otherwise compile and quietly run its default for the
+/// wrapped value.
+///
+/// ```
+/// # let source = "pub trait Greeter { fn name(&self) -> &str; fn greet(&self) {} }
+/// #   forward_impls! { impl<G> Greeter for [Arc<G>] { fn name(&self) -> &str; } }";
+/// // In a test: let source = include_str!("greeter.rs");
+/// let left_out = fnhost_core::testkit::unforwarded_methods(source, "Greeter");
+/// assert_eq!(left_out, Ok(vec!["greet".to_owned()]));
+/// ```
+///
+/// Errors when the source has no such trait or no invocation for it.
+pub fn unforwarded_methods(source: &str, trait_name: &str) -> Result<Vec<String>, String> {
+    crate::forward::unforwarded_methods(source, trait_name)
+}
 
 fn binary() -> Vec<u8> {
     (0..=255u8).cycle().take(1024).collect()
@@ -298,22 +346,238 @@ pub fn check_source_provider(
         Err(_) => failures.push("a missing source made the provider panic".to_owned()),
     }
 
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(ConformanceFailures(
-            failures
-                .into_iter()
-                .map(|f| format!("[{name}] {f}"))
-                .collect(),
-        ))
-    }
+    ConformanceFailures::of(&name, failures)
 }
 
 /// Runs [`check_source_provider`] and panics with every failure.
 pub fn assert_source_provider(provider: &dyn SourceProvider, fixture: &mut dyn SourceFixture) {
     if let Err(failures) = check_source_provider(provider, fixture) {
         panic!("{failures}");
+    }
+}
+
+/// The sources [`check_build_provider`] asks a [`BuildFixture`] for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildCase {
+    /// A source the provider builds successfully, within a minute.
+    Succeeds,
+    /// A source whose build fails (a step that exits with an error).
+    Fails,
+    /// A source whose build would never end on its own and that, while it
+    /// runs, writes to a file in the source folder at least every 100 ms
+    /// (a shell loop such as `while :; do date >> ticks; sleep 0.05; done`).
+    RunsForever,
+}
+
+/// Writes the sources the build suite builds.
+pub trait BuildFixture {
+    /// Writes the source of `case` into `dir`, an empty folder. Returns
+    /// `false` when the provider has no such case (a copy-only build
+    /// cannot fail, nor run for ever): the suite skips it.
+    fn write_source(
+        &mut self,
+        case: BuildCase,
+        dir: &Path,
+    ) -> Result<bool, Box<dyn std::error::Error>>;
+}
+
+/// A [`BuildLog`] that keeps every line.
+#[derive(Debug, Default)]
+struct KeptLog(std::sync::Mutex<Vec<(LogLevel, String)>>);
+
+impl BuildLog for KeptLog {
+    fn line(&self, level: LogLevel, line: &str) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push((level, line.to_owned()));
+        }
+    }
+}
+
+impl KeptLog {
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |l| l.len())
+    }
+}
+
+/// Runs the build provider suite; returns every failed check.
+///
+/// Each source is built in its own scratch folder that holds the source
+/// folder, the temporary folder and, beside them, a stand-in for a live
+/// app. It checks that a successful build returns a folder inside the
+/// source or temporary folder with a summary and logs at least one line;
+/// that a failing build is an error that names the provider; that a build
+/// that runs for ever is stopped at its timeout with
+/// [`BuildError::Timeout`], with nothing it started still writing to the
+/// source folder afterwards; that no build writes outside its two folders;
+/// and that no build panics.
+pub fn check_build_provider(
+    provider: &dyn BuildProvider,
+    fixture: &mut dyn BuildFixture,
+) -> Result<(), ConformanceFailures> {
+    let mut failures = Vec::new();
+    let name = provider.name().to_owned();
+    if name.trim().is_empty() {
+        failures.push("name() is empty".to_owned());
+    }
+    for case in [
+        BuildCase::Succeeds,
+        BuildCase::Fails,
+        BuildCase::RunsForever,
+    ] {
+        if let Err(e) = check_build_case(provider, fixture, case, &mut failures) {
+            failures.push(format!("{case:?}: {e}"));
+        }
+    }
+    ConformanceFailures::of(&name, failures)
+}
+
+/// Runs [`check_build_provider`] and panics with every failure.
+pub fn assert_build_provider(provider: &dyn BuildProvider, fixture: &mut dyn BuildFixture) {
+    if let Err(failures) = check_build_provider(provider, fixture) {
+        panic!("{failures}");
+    }
+}
+
+/// How long the suite gives a build that runs for ever, and how much later
+/// than that it may stop.
+const FOREVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const FOREVER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn check_build_case(
+    provider: &dyn BuildProvider,
+    fixture: &mut dyn BuildFixture,
+    case: BuildCase,
+    failures: &mut Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::{Duration, Instant};
+
+    let scratch = tempfile::tempdir()?;
+    let source_dir = scratch.path().join("source");
+    let temp_dir = scratch.path().join("temp");
+    let live = scratch.path().join("live");
+    for dir in [&source_dir, &temp_dir, &live] {
+        fs::create_dir_all(dir)?;
+    }
+    fs::write(live.join("host.json"), br#"{"version": "2.0"}"#)?;
+    if !fixture.write_source(case, &source_dir)? {
+        return Ok(());
+    }
+    let outside = |root: &Path| -> std::io::Result<BTreeMap<String, Vec<u8>>> {
+        let mut tree = read_tree(root)?;
+        tree.retain(|path, _| !path.starts_with("source/") && !path.starts_with("temp/"));
+        Ok(tree)
+    };
+    let before = outside(scratch.path())?;
+    let snapshot = SourceSnapshot::new("0123456789abcdef");
+    let log = KeptLog::default();
+    let timeout = match case {
+        BuildCase::RunsForever => FOREVER_TIMEOUT,
+        _ => Duration::from_secs(600),
+    };
+    let env = [("FNHOST_TESTKIT".to_owned(), "1".to_owned())];
+    let ctx = BuildContext {
+        source_dir: &source_dir,
+        temp_dir: &temp_dir,
+        snapshot: &snapshot,
+        env: &env,
+        timeout,
+        log: &log,
+    };
+    let started = Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| provider.build(&ctx)));
+    let took = started.elapsed();
+    let label = format!("{case:?}");
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            failures.push(format!("{label}: the build panicked"));
+            return Ok(());
+        }
+    };
+    match (case, outcome) {
+        (BuildCase::Succeeds, Ok(output)) => {
+            let inside = |dir: &Path| {
+                let (Ok(out), Ok(dir)) = (output.dir.canonicalize(), dir.canonicalize()) else {
+                    return false;
+                };
+                out.starts_with(dir)
+            };
+            if !output.dir.is_dir() {
+                failures.push(format!(
+                    "{label}: the output {} is not a folder",
+                    output.dir.display()
+                ));
+            } else if !inside(&source_dir) && !inside(&temp_dir) {
+                failures.push(format!(
+                    "{label}: the output {} is outside the source and temporary folders",
+                    output.dir.display()
+                ));
+            }
+            if output.summary.trim().is_empty() {
+                failures.push(format!("{label}: the summary is empty"));
+            }
+            if log.len() == 0 {
+                failures.push(format!("{label}: nothing was logged"));
+            }
+        }
+        (BuildCase::Succeeds, Err(e)) => failures.push(format!("{label}: the build failed: {e}")),
+        (BuildCase::Fails, Ok(output)) => {
+            failures.push(format!("{label}: the build succeeded ({})", output.summary))
+        }
+        (BuildCase::Fails, Err(e)) => {
+            if matches!(e, BuildError::Timeout { .. }) {
+                failures.push(format!(
+                    "{label}: a failed step was reported as a timeout: {e}"
+                ));
+            }
+            if build_error_provider(&e) != provider.name() {
+                failures.push(format!(
+                    "{label}: the error names provider '{}', not '{}'",
+                    build_error_provider(&e),
+                    provider.name()
+                ));
+            }
+        }
+        (BuildCase::RunsForever, Ok(output)) => failures.push(format!(
+            "{label}: the build ended by itself ({}); the fixture's source must run until stopped",
+            output.summary
+        )),
+        (BuildCase::RunsForever, Err(e)) => {
+            if !matches!(e, BuildError::Timeout { .. }) {
+                failures.push(format!("{label}: not a timeout: {e}"));
+            }
+            if took > FOREVER_TIMEOUT + FOREVER_GRACE {
+                failures.push(format!(
+                    "{label}: stopped after {took:?}, for a timeout of {FOREVER_TIMEOUT:?}"
+                ));
+            }
+            // What the build started must be gone: the source folder no
+            // longer changes.
+            std::thread::sleep(Duration::from_millis(200));
+            let first = read_tree(&source_dir)?;
+            std::thread::sleep(Duration::from_millis(500));
+            if read_tree(&source_dir)? != first {
+                failures.push(format!(
+                    "{label}: something the build started still writes to the source folder after the timeout"
+                ));
+            }
+        }
+    }
+    if outside(scratch.path())? != before {
+        failures.push(format!(
+            "{label}: the build wrote outside its source and temporary folders"
+        ));
+    }
+    Ok(())
+}
+
+fn build_error_provider(e: &BuildError) -> &str {
+    match e {
+        BuildError::StepFailed { provider, .. }
+        | BuildError::Timeout { provider, .. }
+        | BuildError::Invalid { provider, .. }
+        | BuildError::Other { provider, .. } => provider,
     }
 }
 

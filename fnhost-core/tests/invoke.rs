@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use fnhost_core::invoke::http::{HttpRequest, HttpResponse};
-use fnhost_core::invoke::{BindingData, BoxFuture, ExecutorError, FunctionInfo, Middleware, Next};
+use fnhost_core::invoke::{
+    BindingData, BoxFuture, ExecutorError, FunctionInfo, Middleware, Next, middleware_fn,
+};
 use fnhost_core::route::Method;
 use fnhost_core::{FunctionApp, Host, Invocation, InvocationResult, InvokeError, NativeExecutor};
 use serde_json::json;
@@ -216,6 +218,56 @@ async fn middleware_runs_in_order_around_the_executor() {
         .expect("runs");
     assert_eq!(*seen.lock().expect("lock"), ["outer Work", "inner Work"]);
     assert_eq!(result.logs, ["doubled", "after inner", "after outer"]);
+}
+
+#[tokio::test]
+async fn closures_are_middleware() {
+    let (_dir, app) = app(json!({}));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
+    // Goes on, and changes the invocation and the result.
+    let tagging = middleware_fn(move |function, mut invocation, next| {
+        let recorded = recorded.clone();
+        Box::pin(async move {
+            recorded
+                .lock()
+                .expect("lock")
+                .push(format!("closure {}", function.name()));
+            invocation.trigger = BindingData::Json(json!({"n": 20}));
+            let result = next.run(invocation).await?;
+            Ok(result.with_log("after closure"))
+        })
+    });
+    // Answers without the executor for one function.
+    let short_circuit = middleware_fn(|function, invocation, next| {
+        Box::pin(async move {
+            if function.name() == "Boom" {
+                return Ok(InvocationResult::returning(json!("answered by middleware")));
+            }
+            next.run(invocation).await
+        })
+    });
+    let host = Host::builder()
+        .native(native(Arc::default()))
+        .middleware(Arc::new(tagging))
+        .middleware(Arc::new(Tag("inner", seen.clone())))
+        .middleware(Arc::new(Box::new(short_circuit)))
+        .build(app);
+    let result = host
+        .invoke("Work", Invocation::new(json!({"n": 1})))
+        .await
+        .expect("runs");
+    assert_eq!(result.return_value.map(|v| v.to_json()), Some(json!(40)));
+    assert_eq!(result.logs, ["doubled", "after inner", "after closure"]);
+    assert_eq!(*seen.lock().expect("lock"), ["closure Work", "inner Work"]);
+    let answered = host
+        .invoke("Boom", Invocation::new(json!({})))
+        .await
+        .expect("the middleware answers; the panicking function does not run");
+    assert_eq!(
+        answered.return_value.map(|v| v.to_json()),
+        Some(json!("answered by middleware"))
+    );
 }
 
 #[tokio::test]

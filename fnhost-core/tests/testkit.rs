@@ -158,3 +158,70 @@ mod sources {
         assert!(text.contains("head() did not move"), "{text}");
     }
 }
+
+mod builds {
+    use std::fs;
+    use std::path::Path;
+
+    use fnhost_core::build::{BuildContext, BuildError, BuildOutput, BuildProvider};
+    use fnhost_core::testkit::{BuildCase, BuildFixture, check_build_provider};
+
+    /// Builds into the folder beside the source (the live app, as far as it
+    /// knows), logs nothing, and reports its failures under another name:
+    /// three mistakes the suite must catch.
+    #[derive(Debug)]
+    struct Reckless;
+
+    impl BuildProvider for Reckless {
+        fn name(&self) -> &str {
+            "reckless"
+        }
+        fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
+            if ctx.source_dir.join("fail").exists() {
+                return Err(BuildError::Other {
+                    provider: "someone else".to_owned(),
+                    message: "failed".to_owned(),
+                });
+            }
+            let out = ctx.source_dir.join("../live");
+            fs::write(out.join("built"), "yes").map_err(|e| BuildError::Other {
+                provider: "reckless".to_owned(),
+                message: e.to_string(),
+            })?;
+            Ok(BuildOutput {
+                dir: out,
+                summary: "built".to_owned(),
+            })
+        }
+    }
+
+    struct Sources;
+
+    impl BuildFixture for Sources {
+        fn write_source(
+            &mut self,
+            case: BuildCase,
+            dir: &Path,
+        ) -> Result<bool, Box<dyn std::error::Error>> {
+            match case {
+                BuildCase::Succeeds => fs::write(dir.join("host.json"), "{}")?,
+                BuildCase::Fails => fs::write(dir.join("fail"), "")?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn the_build_suite_catches_writes_outside_and_wrong_names() {
+        let failures = check_build_provider(&Reckless, &mut Sources).expect_err("must not conform");
+        let text = failures.to_string();
+        assert!(
+            text.contains("outside the source and temporary folders"),
+            "{text}"
+        );
+        assert!(text.contains("wrote outside"), "{text}");
+        assert!(text.contains("nothing was logged"), "{text}");
+        assert!(text.contains("names provider 'someone else'"), "{text}");
+    }
+}

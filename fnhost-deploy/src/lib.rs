@@ -50,6 +50,8 @@ pub mod site;
 pub mod source;
 mod statcache;
 pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod walk;
 
 pub use deployment::{Deployment, Level, LogEntry, Status};

@@ -285,7 +285,11 @@ pub enum Durability {
 ///   disk, a refused request) with the nearest `io::ErrorKind`.
 ///
 /// Implement it to keep content elsewhere (an object store, a database);
-/// [`FsStore`] is the folder implementation.
+/// [`FsStore`] is the folder implementation. `fnhost_deploy::testkit`
+/// (feature `testkit`) has a conformance suite for stores,
+/// `check_store`. A store behind an `Arc`, a `Box` or a reference is a
+/// store too: each forwards every method, so an implementation's
+/// `put_hashed`, `adopt` or `local_path` is not replaced by the default.
 pub trait Store: fmt::Debug + Send + Sync {
     /// A short description for messages: the folder, or a backend's name.
     fn describe(&self) -> String;
@@ -346,54 +350,24 @@ pub trait Store: fmt::Debug + Send + Sync {
     }
 }
 
-impl<T: Store + ?Sized> Store for Arc<T> {
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-    fn contains(&self, digest: &Digest) -> io::Result<bool> {
-        (**self).contains(digest)
-    }
-    fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool> {
-        (**self).put(digest, data)
-    }
-    fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool> {
-        (**self).put_hashed(digest, data)
-    }
-    fn adopt(&self, digest: &Digest, path: &Path) -> io::Result<bool> {
-        (**self).adopt(digest, path)
-    }
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>> {
-        (**self).open(digest)
-    }
-    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
-        (**self).local_path(digest)
-    }
-    fn sync(&self, digests: &[Digest]) -> io::Result<()> {
-        (**self).sync(digests)
-    }
-    fn blobs(&self) -> io::Result<Vec<Digest>> {
-        (**self).blobs()
-    }
-    fn remove(&self, digest: &Digest) -> io::Result<()> {
-        (**self).remove(digest)
-    }
-    fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()> {
-        (**self).put_manifest(key, manifest)
-    }
-    fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest> {
-        (**self).manifest(key)
-    }
-    fn contains_manifest(&self, key: &ManifestKey) -> io::Result<bool> {
-        (**self).contains_manifest(key)
-    }
-    fn manifests(&self) -> io::Result<Vec<ManifestKey>> {
-        (**self).manifests()
-    }
-    fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()> {
-        (**self).remove_manifest(key)
-    }
-    fn clean_temporary(&self) -> io::Result<usize> {
-        (**self).clean_temporary()
+fnhost_core::forward_impls! {
+    impl<T> Store for [Arc<T>, Box<T>, &T] {
+        fn describe(&self) -> String;
+        fn contains(&self, digest: &Digest) -> io::Result<bool>;
+        fn put(&self, digest: &Digest, data: &mut dyn Read) -> io::Result<bool>;
+        fn put_hashed(&self, digest: &Digest, data: &[u8]) -> io::Result<bool>;
+        fn adopt(&self, digest: &Digest, path: &Path) -> io::Result<bool>;
+        fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send>>;
+        fn local_path(&self, digest: &Digest) -> Option<PathBuf>;
+        fn sync(&self, digests: &[Digest]) -> io::Result<()>;
+        fn blobs(&self) -> io::Result<Vec<Digest>>;
+        fn remove(&self, digest: &Digest) -> io::Result<()>;
+        fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()>;
+        fn manifest(&self, key: &ManifestKey) -> io::Result<Manifest>;
+        fn contains_manifest(&self, key: &ManifestKey) -> io::Result<bool>;
+        fn manifests(&self) -> io::Result<Vec<ManifestKey>>;
+        fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()>;
+        fn clean_temporary(&self) -> io::Result<usize>;
     }
 }
 

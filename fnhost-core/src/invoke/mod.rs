@@ -11,10 +11,11 @@
 //! 1. the retry policy (function.json `retry`, else host.json `retry`):
 //!    failed, timed-out and panicked attempts are tried again after the
 //!    policy's delay;
-//! 2. the embedder's [`Middleware`], in the order added;
-//! 3. the function timeout (host.json `functionTimeout`, 30 minutes when not
-//!    set): the attempt's future is dropped when it expires, which cancels
-//!    it (a process is killed, a request to a handler is abandoned);
+//! 2. the function timeout (host.json `functionTimeout`, 30 minutes when not
+//!    set): the attempt's future, middleware included, is dropped when it
+//!    expires, which cancels it (a process is killed, a request to a
+//!    handler is abandoned);
+//! 3. the embedder's [`Middleware`], in the order added;
 //! 4. a panic guard: a panicking native function is a failed invocation.
 //!
 //! Timeouts and retry delays need a Tokio runtime (the `tokio` feature and a
@@ -92,41 +93,16 @@ pub trait Executor: Send + Sync + fmt::Debug {
     }
 }
 
-impl<E: Executor + ?Sized> Executor for Arc<E> {
-    fn invoke<'a>(
-        &'a self,
-        function: &'a FunctionInfo,
-        invocation: Invocation,
-    ) -> BoxFuture<'a, Result<InvocationResult, ExecutorError>> {
-        (**self).invoke(function, invocation)
-    }
-    fn start(&self) -> BoxFuture<'_, Result<(), ExecutorError>> {
-        (**self).start()
-    }
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        (**self).shutdown()
-    }
-    fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction> {
-        (**self).indexed_functions()
-    }
-}
-
-impl<E: Executor + ?Sized> Executor for Box<E> {
-    fn invoke<'a>(
-        &'a self,
-        function: &'a FunctionInfo,
-        invocation: Invocation,
-    ) -> BoxFuture<'a, Result<InvocationResult, ExecutorError>> {
-        (**self).invoke(function, invocation)
-    }
-    fn start(&self) -> BoxFuture<'_, Result<(), ExecutorError>> {
-        (**self).start()
-    }
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        (**self).shutdown()
-    }
-    fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction> {
-        (**self).indexed_functions()
+crate::forward_impls! {
+    impl<E> Executor for [Arc<E>, Box<E>] {
+        fn invoke<'a>(
+            &'a self,
+            function: &'a FunctionInfo,
+            invocation: Invocation,
+        ) -> BoxFuture<'a, Result<InvocationResult, ExecutorError>>;
+        fn start(&self) -> BoxFuture<'_, Result<(), ExecutorError>>;
+        fn shutdown(&self) -> BoxFuture<'_, ()>;
+        fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction>;
     }
 }
 
@@ -136,6 +112,36 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 /// executor wins. A factory returns one entry per function of
 /// [`FunctionApp::functions`] (`None`: not mine), so it can share one
 /// executor (such as one custom handler process) among functions.
+///
+/// # Contract
+///
+/// - [`ExecutorFactory::executors`] and
+///   [`ExecutorFactory::indexing_executor`] are called each time the host
+///   binds an app version: when it is built, on each
+///   [`Host::swap`](crate::invoke::Host::swap), and once more after an
+///   indexing executor has started (the app then has the functions it
+///   found). They only choose: they start nothing, block on nothing (they
+///   run on the caller's async task) and do not panic. A factory that has
+///   nothing to offer returns `None`s, or an empty list.
+/// - `executors` returns at most one entry per function of
+///   [`FunctionApp::functions`], in that order; missing entries are `None`
+///   and extra ones are ignored. A factory is not asked once every function
+///   has an executor, so it must not count on being called.
+/// - Functions that share an executor share one `Arc`: the host starts and
+///   shuts down each distinct executor (compared with [`Arc::ptr_eq`]) once
+///   per app version. An executor handed to two versions is started and
+///   shut down once for each, so return new executors unless yours can
+///   start again after a shutdown.
+/// - `indexing_executor` offers an executor for the whole app that finds
+///   functions the app's folder does not declare (Azure's worker indexing).
+///   The first factory to offer one wins and later factories are not asked.
+///   The host awaits its [`Executor::start`] first (on failure its
+///   [`Executor::shutdown`], and the swap fails), reads
+///   [`Executor::indexed_functions`] once, and gives it every function that
+///   no override or native function claims, before other factories are
+///   asked. Return `None` quickly for apps you cannot index (look at a file,
+///   not at a process).
+/// - Both may be called from several threads at once.
 pub trait ExecutorFactory: Send + Sync + fmt::Debug {
     /// The executors for `app`'s functions, in order.
     fn executors(&self, app: &FunctionApp) -> Vec<Option<Arc<dyn Executor>>>;
@@ -152,9 +158,36 @@ pub trait ExecutorFactory: Send + Sync + fmt::Debug {
     }
 }
 
-/// Code that runs around every invocation: logging, metrics, auth...
+crate::forward_impls! {
+    impl<F> ExecutorFactory for [Arc<F>, Box<F>] {
+        fn executors(&self, app: &FunctionApp) -> Vec<Option<Arc<dyn Executor>>>;
+        fn indexing_executor(&self, app: &FunctionApp) -> Option<Arc<dyn Executor>>;
+    }
+}
+
+/// Code that runs around every attempt of an invocation: logging, metrics,
+/// authorisation, a cache...
 ///
-/// Call `next.run(invocation)` to go on (or don't, to answer yourself).
+/// Call `next.run(invocation)` to go on (or don't, to answer yourself). A
+/// closure will do: see [`middleware_fn`].
+///
+/// # Contract
+///
+/// - [`Middleware::call`] handles one attempt: with a retry policy, it is
+///   called again for each retry (see [`Invocation::retry_count`]).
+/// - It calls `next.run` at most once. It may change the invocation before
+///   and the result or error after; it may answer without calling `next`
+///   (the executor then does not run).
+/// - It runs inside the attempt's timeout: when the timeout passes, its
+///   future is dropped at its next await, like the executor's; anything it
+///   holds must be safe to drop there (no lock held across an await that a
+///   drop would leave inconsistent).
+/// - It must not panic: the panic guard is around the executor only, so a
+///   panic in a middleware unwinds through the caller of the invocation.
+/// - It must not block the thread; it is shared by every concurrent
+///   invocation of every function, so state it keeps is synchronised.
+/// - Middleware runs in the order added to the [`HostBuilder`], the first
+///   added outermost.
 pub trait Middleware: Send + Sync + fmt::Debug {
     /// Handles one attempt of an invocation.
     fn call<'a>(
@@ -163,6 +196,93 @@ pub trait Middleware: Send + Sync + fmt::Debug {
         invocation: Invocation,
         next: Next<'a>,
     ) -> BoxFuture<'a, Result<InvocationResult, InvokeError>>;
+}
+
+crate::forward_impls! {
+    impl<M> Middleware for [Arc<M>, Box<M>] {
+        fn call<'a>(
+            &'a self,
+            function: &'a FunctionInfo,
+            invocation: Invocation,
+            next: Next<'a>,
+        ) -> BoxFuture<'a, Result<InvocationResult, InvokeError>>;
+    }
+}
+
+/// A [`Middleware`] made of a closure: the closure gets the function, the
+/// invocation and the rest of the pipeline, and returns a boxed future.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// use fnhost_core::invoke::{Host, middleware_fn};
+///
+/// let attempts = Arc::new(AtomicUsize::new(0));
+/// let counted = attempts.clone();
+/// let counting = middleware_fn(move |function, invocation, next| {
+///     let counted = counted.clone();
+///     Box::pin(async move {
+///         counted.fetch_add(1, Ordering::Relaxed);
+///         let result = next.run(invocation).await?;
+///         Ok(result.with_log(format!("{} ran", function.name())))
+///     })
+/// });
+/// let builder = Host::builder().middleware(Arc::new(counting));
+/// # let _ = builder;
+/// ```
+///
+/// The future borrows `function` and `next`, so the closure returns it
+/// boxed (`Box::pin(async move { ... })`, a [`BoxFuture`]): a plain
+/// `|..| async move { ... }` cannot return a future that borrows its
+/// arguments, and an `async |..|` closure cannot yet promise a `Send`
+/// future on stable Rust. State the closure captures is cloned into each
+/// future (an `Arc`), as above.
+pub fn middleware_fn<F>(f: F) -> MiddlewareFn<F>
+where
+    F: for<'a> Fn(
+            &'a FunctionInfo,
+            Invocation,
+            Next<'a>,
+        ) -> BoxFuture<'a, Result<InvocationResult, InvokeError>>
+        + Send
+        + Sync,
+{
+    MiddlewareFn { f }
+}
+
+/// A closure as a [`Middleware`]; made by [`middleware_fn`].
+#[derive(Clone, Copy)]
+pub struct MiddlewareFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for MiddlewareFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MiddlewareFn")
+            .field("f", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+impl<F> Middleware for MiddlewareFn<F>
+where
+    F: for<'a> Fn(
+            &'a FunctionInfo,
+            Invocation,
+            Next<'a>,
+        ) -> BoxFuture<'a, Result<InvocationResult, InvokeError>>
+        + Send
+        + Sync,
+{
+    fn call<'a>(
+        &'a self,
+        function: &'a FunctionInfo,
+        invocation: Invocation,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, Result<InvocationResult, InvokeError>> {
+        (self.f)(function, invocation, next)
+    }
 }
 
 /// The rest of the pipeline, given to a [`Middleware`].
