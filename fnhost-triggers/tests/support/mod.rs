@@ -1,0 +1,214 @@
+//! Test support: a real Azurite queue service (installed with npm into the
+//! test cache when missing, pinned), and app folders with queue functions.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fnhost_core::timer::LogSink;
+use fnhost_triggers::storage::{QueueService, StorageAccount};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The Azurite version the tests run: the newest that runs on Node.js 20
+/// (3.36 and later need Node.js 21 or 22).
+pub const AZURITE_VERSION: &str = "3.35.0";
+
+/// The folder Azurite is installed in: `$FNHOST_AZURITE_DIR`, else
+/// `target/fnhost-test-cache/azurite-<version>` of the workspace.
+pub fn azurite_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FNHOST_AZURITE_DIR") {
+        return PathBuf::from(dir);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("fnhost-test-cache")
+        .join(format!("azurite-{AZURITE_VERSION}"))
+}
+
+fn azurite_bin(dir: &Path) -> PathBuf {
+    dir.join("node_modules").join(".bin").join("azurite-queue")
+}
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// Installs Azurite with npm when it is missing (once per process; into a
+/// fresh folder renamed into place, so a broken install is never used).
+fn ensure_installed() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = azurite_dir();
+    let bin = azurite_bin(&dir);
+    if bin.exists() {
+        return bin;
+    }
+    let parent = dir.parent().expect("the cache folder has a parent");
+    std::fs::create_dir_all(parent).expect("create the test cache folder");
+    let staging = parent.join(format!(
+        "azurite-{AZURITE_VERSION}.installing-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).expect("create the staging folder");
+    eprintln!(
+        "installing azurite@{AZURITE_VERSION} with npm into {}",
+        dir.display()
+    );
+    let status = std::process::Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&staging)
+        .arg(format!("azurite@{AZURITE_VERSION}"))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run npm to install Azurite ({e}); scripts/test.sh installs npm and Azurite"
+            )
+        });
+    assert!(
+        status.success(),
+        "npm install azurite@{AZURITE_VERSION} failed"
+    );
+    if std::fs::rename(&staging, &dir).is_err() {
+        // Another process installed it meanwhile.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(
+        bin.exists(),
+        "{} is missing after the install",
+        bin.display()
+    );
+    bin
+}
+
+/// A running Azurite queue service on 127.0.0.1 and a free port, in memory;
+/// killed when dropped.
+pub struct Azurite {
+    child: Child,
+    pub endpoint: String,
+    _workdir: tempfile::TempDir,
+}
+
+impl Azurite {
+    pub async fn start() -> Azurite {
+        let bin = ensure_installed();
+        let workdir = tempfile::tempdir().expect("a temporary folder");
+        let mut child = Command::new(&bin)
+            .args([
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                "0",
+                "--inMemoryPersistence",
+                "--extentMemoryLimit",
+                "64",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--silent",
+            ])
+            .current_dir(workdir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let marker = "successfully listens on ";
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(at) = line.find(marker) {
+                    return Some(line[at + marker.len()..].trim().to_owned());
+                }
+            }
+            None
+        })
+        .await;
+        let endpoint = match found {
+            Ok(Some(e)) => e,
+            Ok(None) => panic!("Azurite exited before listening"),
+            Err(_) => panic!("Azurite did not listen within 60 s"),
+        };
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Azurite {
+            child,
+            endpoint,
+            _workdir: workdir,
+        }
+    }
+
+    /// A connection string for its account.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint={}/devstoreaccount1;",
+            fnhost_triggers::storage::DEV_ACCOUNT_KEY,
+            self.endpoint
+        )
+    }
+
+    pub fn service(&self) -> QueueService {
+        QueueService::new(StorageAccount::emulator(&self.endpoint)).expect("a client")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Writes an app: host.json and one folder per function.
+pub fn write_app(dir: &Path, host_json: &str, functions: &[(&str, String)]) {
+    std::fs::write(dir.join("host.json"), host_json).expect("write host.json");
+    for (name, function_json) in functions {
+        let f = dir.join(name);
+        std::fs::create_dir_all(&f).expect("function folder");
+        std::fs::write(f.join("function.json"), function_json).expect("write function.json");
+    }
+}
+
+/// A queueTrigger function.json.
+pub fn queue_function(queue: &str, connection: &str) -> String {
+    format!(
+        r#"{{"bindings": [{{"type": "queueTrigger", "direction": "in", "name": "item", "queueName": "{queue}", "connection": "{connection}"}}]}}"#
+    )
+}
+
+/// A log sink that keeps its lines (and echoes them for failing tests).
+pub fn collecting_log() -> (LogSink, Arc<Mutex<Vec<String>>>) {
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = lines.clone();
+    let log: LogSink = Arc::new(move |line: &str| {
+        eprintln!("log: {line}");
+        sink.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.to_owned());
+    });
+    (log, lines)
+}
+
+/// Waits until `check` holds, polling every 50 ms, for at most `limit`.
+pub async fn wait_until(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
