@@ -1,4 +1,5 @@
-//! `fnhost serve`: the HTTP front and the timers of an app.
+//! `fnhost serve`: the HTTP front, the timers and the queue triggers of an
+//! app.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -145,14 +146,21 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             .with_zone(zone)
             .with_log(log.clone())
             .start();
+        // Queue triggers: prints "listening to queue NAME for FUNCTION".
+        let listeners = fnhost_triggers::Listeners::new(host.clone())
+            .with_log(log.clone())
+            .start();
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
         eprintln!("fnhost: stopping");
-        let timers_done = timers.stop(SHUTDOWN_DEADLINE).await;
+        let (timers_done, listeners_done) = tokio::join!(
+            timers.stop(SHUTDOWN_DEADLINE),
+            listeners.stop(SHUTDOWN_DEADLINE)
+        );
         if let Some(w) = watcher {
             w.stop().await;
         }
         host.shutdown().await;
-        if !stopped.drained || !timers_done {
+        if !stopped.drained || !timers_done || !listeners_done {
             eprintln!(
                 "fnhost: warning: {} connection(s) cancelled at the shutdown deadline",
                 stopped.cancelled
