@@ -69,6 +69,21 @@ if [ ! -f "$wheel" ]; then
         --ignore-requires-python azure-functions-runtime-v1==1.2.0 -d "$wheel_dir"
 fi
 export FNHOST_PROTO_WHEEL="$PWD/$wheel"
+# The queue trigger tests run a real Azurite (pinned: 3.35.0 is the newest
+# that runs on Node.js 20). The tests install it themselves when missing;
+# doing it here keeps npm's output out of the test run.
+azurite_version=3.35.0
+azurite_dir="$PWD/target/fnhost-test-cache/azurite-$azurite_version"
+if [ ! -x "$azurite_dir/node_modules/.bin/azurite-queue" ]; then
+    echo "test.sh: installing azurite@$azurite_version into $azurite_dir" >&2
+    rm -rf "$azurite_dir.installing"
+    mkdir -p "$azurite_dir.installing"
+    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
+        --prefix "$azurite_dir.installing" "azurite@$azurite_version" >/dev/null
+    rm -rf "$azurite_dir"
+    mv "$azurite_dir.installing" "$azurite_dir"
+fi
+export FNHOST_AZURITE_DIR="$azurite_dir"
 corpus="${FNHOST_CORPUS:-../shared/corpus}"
 if [ ! -f "$corpus/expected.json" ]; then
     echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2

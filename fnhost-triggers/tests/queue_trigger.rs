@@ -131,13 +131,13 @@ async fn hundreds_of_messages_each_processed_once() {
     // Nothing comes twice, even a while later.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(handle.stop(STOP).await);
-    let texts = seen.texts.lock().unwrap();
+    let texts = seen.texts.lock().unwrap().clone();
     assert_eq!(seen.calls.load(Ordering::SeqCst), N);
     assert_eq!(texts.len(), N);
     for i in 0..N {
         assert_eq!(texts.get(&format!("m{i}")), Some(&1), "m{i}");
     }
-    let lines = lines.lock().unwrap();
+    let lines = lines.lock().unwrap().clone();
     assert!(
         lines
             .iter()
@@ -189,7 +189,7 @@ async fn a_failing_message_is_poisoned_after_exactly_max_dequeue_count_tries() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].text, wire);
     assert_eq!(q.approximate_count().await.unwrap(), Some(0));
-    let lines = lines.lock().unwrap();
+    let lines = lines.lock().unwrap().clone();
     assert!(
         lines.iter().any(|l| l.contains(
             "Message has reached MaxDequeueCount of 3. Moving message to queue 'jobs-poison'."
@@ -234,7 +234,7 @@ async fn a_message_that_fails_once_is_retried_after_the_visibility_timeout_then_
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(handle.stop(STOP).await);
     assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
-    let invocations = seen.invocations.lock().unwrap();
+    let invocations = seen.invocations.lock().unwrap().clone();
     // The retry waited for visibilityTimeout (a second, give or take the
     // service's one-second clock).
     let first = invocations[0].metadata["NextVisibleTime"].clone();
@@ -353,7 +353,7 @@ async fn the_function_sees_the_host_metadata_and_a_json_body() {
     })
     .await;
     assert!(handle.stop(STOP).await);
-    let invocations = seen.invocations.lock().unwrap();
+    let invocations = seen.invocations.lock().unwrap().clone();
     let inv = &invocations[0];
     // The trigger value is the parsed JSON body.
     assert_eq!(inv.trigger.to_json()["OrderId"], 42);
@@ -551,7 +551,7 @@ async fn misconfigured_functions_are_reported_not_run() {
     let handle = Listeners::new(host).with_log(log).start();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(handle.stop(STOP).await);
-    let lines = lines.lock().unwrap();
+    let lines = lines.lock().unwrap().clone();
     // Each reported once.
     assert_eq!(
         lines.iter().filter(|l| l.contains("NoSetting")).count(),

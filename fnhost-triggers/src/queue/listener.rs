@@ -140,7 +140,7 @@ impl QueueListener {
                     let reason = e.to_string();
                     // The first failure, a new kind of failure, and then
                     // every hundredth are logged.
-                    if failing.as_deref() != Some(reason.as_str()) || failures % 100 == 0 {
+                    if failing.as_deref() != Some(reason.as_str()) || failures.is_multiple_of(100) {
                         let what = if e.status() == Some(404) {
                             "the queue does not exist (yet); polling it with backoff".to_owned()
                         } else {
