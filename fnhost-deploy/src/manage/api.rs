@@ -275,20 +275,10 @@ fn busy(scope: &Scope, queue: &SlotQueue) -> Option<String> {
     scope.site().running(&scope.app, &scope.slot).ok().flatten()
 }
 
-/// Refuses a change to a slot that follows a source of truth (read-only).
+/// Refuses a change to a slot that follows a source of truth (read-only):
+/// [`Site::check_writable`](crate::Site::check_writable).
 pub(super) fn check_writable(scope: &Scope) -> Result<(), ApiError> {
-    match scope
-        .site()
-        .continuous_deployment(&scope.app, &scope.slot)?
-    {
-        Some(cd) => Err(Error::ReadOnly {
-            app: scope.app.clone(),
-            slot: scope.slot.clone(),
-            source_of_truth: cd.source,
-        }
-        .into()),
-        None => Ok(()),
-    }
+    Ok(scope.site().check_writable(&scope.app, &scope.slot)?)
 }
 
 /// The 202 of a deployment that goes on: `Location` to poll, `Retry-After`.

@@ -150,4 +150,24 @@ impl Site {
             Err(e) => Err(Error::io("cannot read", path, e)),
         }
     }
+
+    /// A value that changes whenever the app's deployment credentials
+    /// change (set, reset), without reading them: lets a server cache a
+    /// successful check until then. `None` when the app has none.
+    pub fn credentials_version(&self, app: &str) -> Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt as _;
+        self.require_app(app)?;
+        let path = self.app_dir(app).join("credentials.json");
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(format!(
+                "{}:{}:{}.{}",
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read", path, e)),
+        }
+    }
 }

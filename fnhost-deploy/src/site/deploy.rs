@@ -256,7 +256,7 @@ impl Site {
         check_name("slot", slot)?;
         let writable = |site: &Site| match req.from_source.source_of_truth {
             true => Ok(()),
-            false => site.check_writable(app, slot),
+            false => site.refuse_read_only(app, slot),
         };
         writable(self)?;
         self.ensure_slot(app, slot)?;
@@ -326,17 +326,6 @@ impl Site {
         }
     }
 
-    fn check_writable(&self, app: &str, slot: &str) -> Result<()> {
-        if let Some(cd) = self.slot_config(app, slot)?.continuous_deployment {
-            return Err(Error::ReadOnly {
-                app: app.into(),
-                slot: slot.into(),
-                source_of_truth: cd.source,
-            });
-        }
-        Ok(())
-    }
-
     fn log(&self, req: &DeployRequest<'_>, r: &mut Deployment, level: Level, msg: String) {
         r.log(level, msg);
         if let Some(last) = r.log.last() {
@@ -344,12 +333,103 @@ impl Site {
         }
     }
 
+    /// One deployment, phase by phase (the caller holds the slot's lock and
+    /// the store's shared lock): receive, store, stop early when nothing
+    /// changed, make the folder, validate, flush, activate, record. Each
+    /// phase is a method below, in that order.
     fn run(
         &self,
         req: &DeployRequest<'_>,
         r: &mut Deployment,
         started: Instant,
     ) -> Result<(DeployOutcome, Tidy)> {
+        let (app, slot) = (req.app.as_str(), req.slot.as_str());
+        let built = self.receive(req, r)?;
+        let content = built.as_ref().unwrap_or(&req.content);
+
+        // With full durability and a local store, data goes to disk while
+        // the deployment goes on.
+        let background = (self.durability == Durability::Full
+            && self.store.local_path(&store::Digest::of(b"")).is_some())
+        .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
+        let job = Job {
+            req,
+            started,
+            cache_path: self.slot_dir(app, slot).join(STAT_CACHE_FILE),
+            dest: self.content_dir(app, &r.id),
+        };
+        let current = self.current_deployment(app, slot)?;
+        let (stored, cache) = self.store_content(&job, content, current.as_ref())?;
+        if stored.unchanged
+            && let Some(current) = current
+        {
+            return self.unchanged_folder(&job, r, current);
+        }
+        self.record_stored(&job, r, &stored);
+        // The same content as the active deployment: nothing to do.
+        if let Some(current) = current
+            && current.source_id == r.source_id
+        {
+            return self.same_content(&job, r, current, &stored, cache);
+        }
+        let manifest = std::sync::Arc::new(stored.manifest);
+
+        // The manifest is written (and flushed) while the folder is made,
+        // validated and flushed: it is needed by the switch, not before.
+        let writing = ManifestWrite::start(
+            self.store.clone(),
+            ManifestKey::new(app, &r.id),
+            manifest.clone(),
+        );
+        r.status = Status::Deploying;
+        req.observer.status(r);
+        let mut laps = Laps::new(started);
+        laps.lap("store");
+        let to_flush = self.make_folder(&job, r, &manifest, stored.tree.as_ref())?;
+        laps.lap("materialise");
+        self.validate(&job, r, content)?;
+        laps.lap("validate");
+
+        // Everything the pointer will refer to reaches the disk before the
+        // manifest and the pointer do: new blobs, the folder's links and
+        // copies, its folders.
+        if let Some(b) = background {
+            b.finish();
+        }
+        if self.durability == Durability::Full {
+            self.flush_new_content(&job.dest, &to_flush, &stored.new_blobs)?;
+            laps.lap("flush");
+        }
+        self.store_err("write the manifest", writing.finish())?;
+
+        // The commit point.
+        self.switch(app, &[(slot, Some(r.id.as_str()))])?;
+        let active_after = started.elapsed();
+        laps.lap("activate");
+        self.record_success(req, r, &laps)?;
+        let cache = cache.map(|mut c| {
+            c.deployment = r.id.clone();
+            c
+        });
+        let outcome = DeployOutcome {
+            deployment: r.clone(),
+            unchanged: false,
+            new_bytes: stored.new_bytes,
+            hashed: stored.hashed,
+            active_after,
+            elapsed: started.elapsed(),
+        };
+        let tidy = Tidy {
+            cache,
+            activated: Some((r.id.clone(), manifest)),
+        };
+        Ok((outcome, tidy))
+    }
+
+    /// Phase 1, receive: marks the record Building and writes it, then runs
+    /// the request's preparation (a build) when it has one; returns the
+    /// folder the preparation made.
+    fn receive(&self, req: &DeployRequest<'_>, r: &mut Deployment) -> Result<Option<Content>> {
         let (app, slot) = (req.app.as_str(), req.slot.as_str());
         r.status = Status::Building;
         r.start_time = Some(deployment::now());
@@ -367,9 +447,8 @@ impl Site {
         // observer.
         self.write_record_unflushed(app, slot, r)?;
         req.observer.status(r);
-        let built;
-        let content = match req.from_source.prepare {
-            None => &req.content,
+        match req.from_source.prepare {
+            None => Ok(None),
             Some(prepare) => {
                 let log = PrepareLog {
                     entries: Default::default(),
@@ -377,39 +456,46 @@ impl Site {
                 };
                 let result = prepare.prepare(req.content.path(), &log);
                 r.log.extend(log.entries.into_inner().unwrap_or_default());
-                built = Content::Folder(result.map_err(|message| Error::Build { message })?);
-                &built
+                let built = Content::Folder(result.map_err(|message| Error::Build { message })?);
+                Ok(Some(built))
             }
-        };
+        }
+    }
 
-        let progress = |done, total| req.observer.progress(done, total);
-        // With full durability and a local store, data goes to disk while
-        // the deployment goes on.
-        let background = (self.durability == Durability::Full
-            && self.store.local_path(&store::Digest::of(b"")).is_some())
-        .then(|| fsutil::BackgroundFlush::start(self.home.clone()));
-        let cache_path = self.slot_dir(app, slot).join(STAT_CACHE_FILE);
-        let dest = self.content_dir(app, &r.id);
-        // The active deployment, and whether a folder found as the stat
-        // cache describes it may be taken as unchanged without listing its
-        // content: the same source id asked for, or none asked for and the
-        // active one's is its content's.
-        let current = match self.active(app, slot)? {
+    /// The slot's active deployment, when its folder is there.
+    fn current_deployment(&self, app: &str, slot: &str) -> Result<Option<Deployment>> {
+        Ok(match self.active(app, slot)? {
             Some(a) if a.path.is_dir() => self.deployment(app, &a.deployment).ok(),
             _ => None,
-        };
+        })
+    }
+
+    /// Phase 2, store: the content's files into the store (a folder through
+    /// the slot's stat cache, written into the new folder at once when the
+    /// slot has no spare; a zip through the slot's scratch folder).
+    fn store_content(
+        &self,
+        job: &Job<'_, '_>,
+        content: &Content,
+        current: Option<&Deployment>,
+    ) -> Result<(Stored, Option<StatCache>)> {
+        let (app, slot) = (job.req.app.as_str(), job.req.slot.as_str());
+        let progress = |done, total| job.req.observer.progress(done, total);
+        // Whether a folder found as the stat cache describes the active
+        // deployment may be taken as unchanged without listing its content:
+        // the same source id asked for, or none asked for and the active
+        // one's is its content's.
         let unchanged_if = current
-            .as_ref()
-            .filter(|c| match &req.from_source.source_id {
+            .filter(|c| match &job.req.from_source.source_id {
                 Some(id) => c.source_id == *id,
                 None => c.source_id.parse::<Digest>().is_ok(),
             })
             .map(|c| c.id.as_str());
-        let (stored, cache): (Stored, Option<StatCache>) = match content {
+        Ok(match content {
             Content::Folder(dir) => {
                 let dir = fs::canonicalize(dir).ctx("cannot read", dir)?;
                 let read_cache = || {
-                    let old = fs::read(&cache_path)
+                    let old = fs::read(&job.cache_path)
                         .ok()
                         .and_then(|d| StatCache::decode(&d))
                         .filter(|c| c.source == dir);
@@ -433,7 +519,7 @@ impl Site {
                     read_cache,
                     // Without a spare the folder is made from nothing:
                     // then it is written while storing.
-                    (!self.has_spare(app, slot)).then_some(dest.as_path()),
+                    (!self.has_spare(app, slot)).then_some(job.dest.as_path()),
                     unchanged_if,
                     &progress,
                 )?;
@@ -450,36 +536,46 @@ impl Site {
                 )?;
                 (s, None)
             }
+        })
+    }
+
+    /// Early end: the folder is as the stat cache describes the active
+    /// deployment; the new record goes and the active one is the outcome.
+    fn unchanged_folder(
+        &self,
+        job: &Job<'_, '_>,
+        r: &mut Deployment,
+        current: Deployment,
+    ) -> Result<(DeployOutcome, Tidy)> {
+        self.log(
+            job.req,
+            r,
+            Level::Info,
+            format!("Every file as when {} was deployed", current.id),
+        );
+        let path = self.record_path(&job.req.app, &r.id);
+        fs::remove_file(&path).ctx("cannot remove", &path)?;
+        let outcome = DeployOutcome {
+            deployment: current,
+            unchanged: true,
+            new_bytes: 0,
+            hashed: 0,
+            active_after: job.started.elapsed(),
+            elapsed: job.started.elapsed(),
         };
-        if stored.unchanged
-            && let Some(current) = current
-        {
-            self.log(
-                req,
-                r,
-                Level::Info,
-                format!("Every file as when {} was deployed", current.id),
-            );
-            let path = self.record_path(app, &r.id);
-            fs::remove_file(&path).ctx("cannot remove", &path)?;
-            let outcome = DeployOutcome {
-                deployment: current,
-                unchanged: true,
-                new_bytes: 0,
-                hashed: 0,
-                active_after: started.elapsed(),
-                elapsed: started.elapsed(),
-            };
-            return Ok((outcome, Tidy::default()));
-        }
-        let manifest = std::sync::Arc::new(stored.manifest);
+        Ok((outcome, Tidy::default()))
+    }
+
+    /// Writes what was stored into the record (source id, counts) and logs it.
+    fn record_stored(&self, job: &Job<'_, '_>, r: &mut Deployment, stored: &Stored) {
+        let manifest = &stored.manifest;
         let content_id = manifest.content_id().to_hex();
-        r.source_id = (req.from_source.source_id.clone()).unwrap_or_else(|| content_id.clone());
+        r.source_id = (job.req.from_source.source_id.clone()).unwrap_or_else(|| content_id.clone());
         r.files = manifest.files.len() as u64;
         r.bytes = manifest.total_size();
         r.new_files = stored.new_blobs.len() as u64;
         self.log(
-            req,
+            job.req,
             r,
             Level::Info,
             format!(
@@ -491,63 +587,68 @@ impl Site {
                 &content_id[..12]
             ),
         );
+    }
 
-        // The same content as the active deployment: nothing to do.
-        if let Some(current) = current
-            && current.source_id == r.source_id
-        {
-            if stored.tree.is_some() {
-                self.discard_content(app, &r.id)?;
-            }
-            let path = self.record_path(app, &r.id);
-            fs::remove_file(&path).ctx("cannot remove", &path)?;
-            if let Some(mut c) = cache
-                && (stored.hashed > 0 || c.deployment != current.id)
-            {
-                c.deployment = current.id.clone();
-                self.save_cache(app, slot, &cache_path, &c);
-            }
-            let outcome = DeployOutcome {
-                deployment: current,
-                unchanged: true,
-                new_bytes: 0,
-                hashed: stored.hashed,
-                active_after: started.elapsed(),
-                elapsed: started.elapsed(),
-            };
-            return Ok((outcome, Tidy::default()));
+    /// Early end: the same content as the active deployment. What was
+    /// written goes, the stat cache is kept up to date, and the active
+    /// deployment is the outcome.
+    fn same_content(
+        &self,
+        job: &Job<'_, '_>,
+        r: &Deployment,
+        current: Deployment,
+        stored: &Stored,
+        cache: Option<StatCache>,
+    ) -> Result<(DeployOutcome, Tidy)> {
+        let (app, slot) = (job.req.app.as_str(), job.req.slot.as_str());
+        if stored.tree.is_some() {
+            self.discard_content(app, &r.id)?;
         }
-
-        // The manifest is written (and flushed) while the folder is made,
-        // validated and flushed: it is needed by the switch, not before.
-        let writing = ManifestWrite::start(
-            self.store.clone(),
-            ManifestKey::new(app, &r.id),
-            manifest.clone(),
-        );
-        r.status = Status::Deploying;
-        req.observer.status(r);
-        let mut timings = Vec::new();
-        let mut phase = started;
-        let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, Duration)>| {
-            timings.push((name, phase.elapsed()));
-            phase = Instant::now();
+        let path = self.record_path(app, &r.id);
+        fs::remove_file(&path).ctx("cannot remove", &path)?;
+        if let Some(mut c) = cache
+            && (stored.hashed > 0 || c.deployment != current.id)
+        {
+            c.deployment = current.id.clone();
+            self.save_cache(app, slot, &job.cache_path, &c);
+        }
+        let outcome = DeployOutcome {
+            deployment: current,
+            unchanged: true,
+            new_bytes: 0,
+            hashed: stored.hashed,
+            active_after: job.started.elapsed(),
+            elapsed: job.started.elapsed(),
         };
-        lap("store", &mut timings);
+        Ok((outcome, Tidy::default()))
+    }
+
+    /// Phase 3, materialise: the new deployment's folder, from the files
+    /// written while storing, from the slot's spare folder, or from
+    /// nothing. Returns what needs flushing with full durability.
+    fn make_folder(
+        &self,
+        job: &Job<'_, '_>,
+        r: &mut Deployment,
+        manifest: &Manifest,
+        tree: Option<&HashSet<String>>,
+    ) -> Result<Vec<PathBuf>> {
+        let (app, slot) = (job.req.app.as_str(), job.req.slot.as_str());
+        let dest = &job.dest;
         let previous = if manifest.files.iter().any(|f| f.is_executable()) {
             self.active(app, slot)?
                 .and_then(|a| self.manifest(app, &a.deployment).ok().map(|m| (a.path, m)))
         } else {
             None
         };
-        let spare = match stored.tree {
+        let spare = match tree {
             Some(_) => None,
-            None => self.spare_for(app, slot, &manifest),
+            None => self.spare_for(app, slot, manifest),
         };
-        let to_flush = match (&stored.tree, spare) {
+        Ok(match (tree, spare) {
             (Some(written), _) => {
                 self.log(
-                    req,
+                    job.req,
                     r,
                     Level::Info,
                     format!(
@@ -555,28 +656,31 @@ impl Site {
                         written.len()
                     ),
                 );
-                self.materialize(&manifest, &dest, previous.as_ref(), written)?
+                self.materialize(manifest, dest, previous.as_ref(), written)?
             }
             (None, Some(spare)) => {
                 let changes = spare.changes();
-                let to_flush = self.materialize_from_spare(spare, &dest, previous.as_ref())?;
+                let to_flush = self.materialize_from_spare(spare, dest, previous.as_ref())?;
                 self.log(
-                    req,
+                    job.req,
                     r,
                     Level::Info,
                     format!("Folder made from the slot's spare folder ({changes} files changed)"),
                 );
                 to_flush
             }
-            (None, None) => {
-                self.materialize(&manifest, &dest, previous.as_ref(), &HashSet::new())?
-            }
-        };
-        lap("materialise", &mut timings);
+            (None, None) => self.materialize(manifest, dest, previous.as_ref(), &HashSet::new())?,
+        })
+    }
+
+    /// Phase 4, validate: loads the new folder with fnhost-core and logs its
+    /// diagnostics; an app with errors is never activated.
+    fn validate(&self, job: &Job<'_, '_>, r: &mut Deployment, content: &Content) -> Result<()> {
+        let (req, dest) = (job.req, &job.dest);
         // Checked with the slot's app settings, as it will be served
         // (local.settings.json is not deployed: FUNCTIONS_WORKER_RUNTIME and
         // %Setting% values come from there).
-        let mut loader = fnhost_core::FunctionApp::loader(&dest).with_environment(false);
+        let mut loader = fnhost_core::FunctionApp::loader(dest).with_environment(false);
         for (k, v) in self
             .app_settings(req.app.as_str(), req.slot.as_str())
             .unwrap_or_default()
@@ -595,7 +699,7 @@ impl Site {
             } else {
                 Level::Warning
             };
-            self.log(req, r, level, line);
+            self.log(job.req, r, level, line);
         }
         if !loaded.is_valid() {
             let n = loaded.diagnostics().error_count();
@@ -608,7 +712,7 @@ impl Site {
             });
         }
         self.log(
-            req,
+            job.req,
             r,
             Level::Info,
             format!(
@@ -621,75 +725,55 @@ impl Site {
                 }
             ),
         );
+        Ok(())
+    }
 
-        lap("validate", &mut timings);
-
-        // Everything the pointer will refer to reaches the disk before the
-        // manifest and the pointer do: new blobs, the folder's links and
-        // copies, its folders.
-        if let Some(b) = background {
-            b.finish();
+    /// Phase 5, flush (full durability): the folder's copies and folders,
+    /// then the new blobs unless that flush was of their file system too.
+    fn flush_new_content(
+        &self,
+        dest: &Path,
+        to_flush: &[PathBuf],
+        new_blobs: &[Digest],
+    ) -> Result<()> {
+        let whole = self.flush_folder(dest, to_flush)?;
+        // The blobs are on disk already when that flush was of their
+        // file system too.
+        let same_fs = |blob: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+            dev(blob).is_some_and(|d| Some(d) == dev(dest))
+        };
+        let flushed = whole
+            && (new_blobs.first())
+                .and_then(|d| self.store.local_path(d))
+                .is_some_and(|p| same_fs(&p));
+        if !flushed {
+            self.store_err("flush new blobs", self.store.sync(new_blobs))?;
         }
-        if self.durability == Durability::Full {
-            let whole = self.flush_folder(&dest, &to_flush)?;
-            // The blobs are on disk already when that flush was of their
-            // file system too.
-            let same_fs = |blob: &Path| {
-                use std::os::unix::fs::MetadataExt;
-                let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
-                dev(blob).is_some_and(|d| Some(d) == dev(&dest))
-            };
-            let flushed = whole
-                && (stored.new_blobs.first())
-                    .and_then(|d| self.store.local_path(d))
-                    .is_some_and(|p| same_fs(&p));
-            if !flushed {
-                self.store_err("flush new blobs", self.store.sync(&stored.new_blobs))?;
-            }
-            lap("flush", &mut timings);
-        }
-        self.store_err("write the manifest", writing.finish())?;
+        Ok(())
+    }
 
-        // The commit point.
-        self.switch(app, &[(slot, Some(r.id.as_str()))])?;
-        let active_after = started.elapsed();
-        lap("activate", &mut timings);
-        let summary: Vec<String> = timings
-            .iter()
-            .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3))
-            .collect();
-        self.log(
-            req,
-            r,
-            Level::Info,
-            format!("Timings: {}", summary.join(", ")),
-        );
+    /// Phase 6, record (after the switch): the timings, Success, and the
+    /// record's last write.
+    fn record_success(
+        &self,
+        req: &DeployRequest<'_>,
+        r: &mut Deployment,
+        laps: &Laps,
+    ) -> Result<()> {
+        let slot = req.slot.as_str();
+        self.log(req, r, Level::Info, format!("Timings: {}", laps.summary()));
         r.status = Status::Success;
         r.end_time = Some(deployment::now());
         self.log(req, r, Level::Info, format!("Activated in {slot}"));
         // Flushed after the call, by the tidying thread: a kill before then
         // loses nothing (the page cache keeps it), and a record lost to a
         // power cut is remade from the active pointer by the next run.
-        self.write_record_unflushed(app, slot, r)?;
+        self.write_record_unflushed(&req.app, slot, r)?;
         r.active = true;
         req.observer.status(r);
-        let cache = cache.map(|mut c| {
-            c.deployment = r.id.clone();
-            c
-        });
-        let outcome = DeployOutcome {
-            deployment: r.clone(),
-            unchanged: false,
-            new_bytes: stored.new_bytes,
-            hashed: stored.hashed,
-            active_after,
-            elapsed: started.elapsed(),
-        };
-        let tidy = Tidy {
-            cache,
-            activated: Some((r.id.clone(), manifest)),
-        };
-        Ok((outcome, tidy))
+        Ok(())
     }
 
     /// After a deployment is active and recorded: saves the stat cache,
@@ -703,11 +787,11 @@ impl Site {
         &self,
         app: &str,
         slot: &str,
-        mut lock: super::SlotLock,
+        mut lock: super::locks::SlotLock,
         tidy: Tidy,
         record: PathBuf,
     ) {
-        lock.set_holder(&format!("{} in {app}/{slot}", super::TIDYING));
+        lock.set_holder(&format!("{} in {app}/{slot}", super::locks::TIDYING));
         let work = move |site: &Site, app: &str, slot: &str| {
             site.remove_taken_spares(app, slot);
             let _ = fs::File::open(&record).and_then(|f| f.sync_all());
@@ -859,6 +943,44 @@ impl Site {
             )?);
         }
         Ok(copies)
+    }
+}
+
+/// What the phases of one deployment ([`Site::run`]) share besides its
+/// record.
+struct Job<'r, 'a> {
+    req: &'r DeployRequest<'a>,
+    started: Instant,
+    /// The slot's stat cache.
+    cache_path: PathBuf,
+    /// The new deployment's folder.
+    dest: PathBuf,
+}
+
+/// How long each phase took, for the record's log.
+struct Laps {
+    phase: Instant,
+    timings: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    fn new(started: Instant) -> Laps {
+        Laps {
+            phase: started,
+            timings: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        self.timings.push((name, self.phase.elapsed()));
+        self.phase = Instant::now();
+    }
+
+    fn summary(&self) -> String {
+        let summary: Vec<String> = (self.timings.iter())
+            .map(|(n, d)| format!("{n} {:.1} ms", d.as_secs_f64() * 1e3))
+            .collect();
+        summary.join(", ")
     }
 }
 

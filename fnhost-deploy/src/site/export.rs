@@ -1,14 +1,69 @@
-//! Export of a slot's active content as a new git repository.
+//! A slot's active content taken out: a deterministic zip (download), or a
+//! new git repository (export).
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use super::Site;
+use crate::deployment::Deployment;
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
 
 impl Site {
+    /// Writes a deterministic zip of the slot's active deployment to `out`
+    /// (atomically), with a `local.settings.json` made from the slot's app
+    /// settings when `include_settings`.
+    pub fn download(
+        &self,
+        app: &str,
+        slot: &str,
+        include_settings: bool,
+        out: &Path,
+    ) -> Result<Deployment> {
+        let active = self
+            .active(app, slot)?
+            .ok_or_else(|| Error::NoActiveDeployment {
+                app: app.into(),
+                slot: slot.into(),
+            })?;
+        let manifest = self.manifest(app, &active.deployment)?;
+        let mut extra = Vec::new();
+        if include_settings {
+            let settings = self.app_settings(app, slot)?;
+            let doc = serde_json::json!({ "IsEncrypted": false, "Values": settings });
+            let data = serde_json::to_vec_pretty(&doc).map_err(io::Error::other);
+            extra.push((
+                "local.settings.json".to_string(),
+                data.ctx("cannot write", out)?,
+            ));
+        }
+        let tmp = out.with_file_name(format!(
+            ".{}.tmp-{}",
+            out.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            fsutil::random_hex(4)
+        ));
+        let result = (|| -> io::Result<()> {
+            let f = File::create(&tmp)?;
+            let f = crate::package::write_zip(
+                self.store.as_ref(),
+                &manifest,
+                &extra,
+                io::BufWriter::new(f),
+            )?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            fs::rename(&tmp, out)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("cannot write", out, e));
+        }
+        self.deployment(app, &active.deployment)
+    }
+
     /// Writes the slot's active deployment into `dir` (which must not exist
     /// or be empty) as a new git repository with one commit, to move an
     /// app to continuous deployment. Returns the commit id.
