@@ -28,6 +28,9 @@
 //! Unlike classic cron, when both the day-of-month and the day-of-week
 //! fields are restricted, a time must match **both** (`0 0 0 13 * 5` is
 //! midnight on each Friday the 13th). A field written `*` restricts nothing.
+//!
+//! Long (about 1,350 lines): 770 lines of NCRONTAB and TimeSpan parsing and
+//! the next-occurrence search across time zones and DST, the rest tests.
 
 use crate::timespan::TimeSpan;
 use std::fmt;

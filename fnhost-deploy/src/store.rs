@@ -14,6 +14,10 @@
 //! renamed into place, so a blob's name always matches its content; an
 //! existing blob is never rewritten. [`fsck`] re-hashes blobs and checks every
 //! manifest; [`collect_garbage`] removes blobs that no manifest uses.
+//!
+//! Long (about 1,000 lines) because it holds the store's four parts side by
+//! side: `Digest`/`Hasher`, `Manifest`, the `Store` trait with `FsStore`, and
+//! `fsck`/`collect_garbage`; about 60 lines are tests.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;

@@ -1,4 +1,9 @@
 //! One deployment: receive, store, materialise, validate, activate.
+//!
+//! Long (about 1,000 lines) because a deployment is one sequence read top
+//! to bottom: the request and its builders, `Site::deploy`, `Site::run` and
+//! its phases in the order they run, the tidying up after, and making the
+//! folder; the crash-safety comments sit beside the steps they explain.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;

@@ -1,5 +1,9 @@
 //! Git sources through libgit2: local paths are read in place, remote
 //! repositories are fetched incrementally into one bare cache per URL.
+//!
+//! Long (about 870 lines) because libgit2's fetch, credentials, host-key
+//! checks and the incremental tree update are one provider; the last 35
+//! lines are tests.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
