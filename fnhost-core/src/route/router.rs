@@ -400,7 +400,7 @@ pub enum RouteMatch<'r, T> {
     NotFound,
 }
 
-/// A compiled set of routes; see the [module documentation](self) for the
+/// A compiled set of routes; see the [module documentation](crate::route) for the
 /// matching rules.
 pub struct Router<T> {
     nodes: Vec<Node>,

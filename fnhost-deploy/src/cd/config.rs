@@ -25,16 +25,16 @@ pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SourceKind {
-    /// A git repository: a path or a URL ([`GitSource`]).
+    /// A git repository: a path or a URL ([`GitSource`](crate::source::GitSource)).
     Git,
     /// The slot's built-in repository under the home, pushed to
-    /// ([`LocalGitSource`]).
+    /// ([`LocalGitSource`](crate::source::LocalGitSource)).
     LocalGit,
-    /// A synced folder ([`FolderSource`]).
+    /// A synced folder ([`FolderSource`](crate::source::FolderSource)).
     Folder,
-    /// A Mercurial repository ([`HgSource`]).
+    /// A Mercurial repository ([`HgSource`](crate::source::HgSource)).
     Hg,
-    /// A zip file ([`ZipSource`]).
+    /// A zip file ([`ZipSource`](crate::source::ZipSource)).
     Zip,
 }
 
@@ -62,12 +62,12 @@ impl SourceKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildKind {
-    /// Copy only ([`NoneBuild`]).
+    /// Copy only ([`NoneBuild`](crate::build::NoneBuild)).
     #[default]
     None,
-    /// Detected build: npm, pip, cargo ([`AutoBuild`]).
+    /// Detected build: npm, pip, cargo ([`AutoBuild`](crate::build::AutoBuild)).
     Auto,
-    /// The steps of `fnhost-build.json` ([`PipelineBuild`]).
+    /// The steps of `fnhost-build.json` ([`PipelineBuild`](crate::build::PipelineBuild)).
     Pipeline,
 }
 
