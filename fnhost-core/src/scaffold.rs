@@ -1,6 +1,10 @@
 //! Scaffolding: a new app (`fnhost init`) and a new function from a
 //! template (`fnhost new`).
 //!
+//! This file is long (about 1,700 lines) because it is mostly the templates'
+//! text, eight triggers in five models; the logic is `init_app`,
+//! `new_function` and the model detection.
+//!
 //! Node.js and Python apps are written in Azure's own programming models,
 //! the way Azure Functions Core Tools writes them, so that they run on Azure
 //! unchanged and under `fnhost serve` through fnhost's language workers:

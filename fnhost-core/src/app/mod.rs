@@ -1,6 +1,12 @@
 //! Function apps: a folder with host.json and one subfolder per function,
 //! loaded and validated exactly as the host reads it.
 //!
+//! This file is long (about 1,050 lines) because loading is one pass over
+//! the folders with one set of rules (names, duplicates, routes, schedules,
+//! settings, the allow-list) that worker-indexed functions go through too;
+//! the documents' own parsing is in `function`, `host`, `settings` and
+//! `retry`.
+//!
 //! Parsing a document ([`HostConfig::parse`], [`FunctionConfig::parse`]) is
 //! separate from loading a folder ([`FunctionApp::load`]), which adds the
 //! rules that need the whole app: function names, duplicates, the primary

@@ -1,5 +1,9 @@
 //! Azure-compatible custom handler executor: one long-running process that
 //! serves HTTP on loopback, started from host.json's `customHandler`.
+//!
+//! This file is long (about 1,100 lines) because the handler's process
+//! life (start, readiness, restart, stop) and Azure's two payload shapes
+//! (forwarded HTTP and the invocation payload) are one protocol.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

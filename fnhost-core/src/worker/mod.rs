@@ -19,6 +19,12 @@
 //! starts several processes and spreads invocations across them (the least
 //! busy first).
 //!
+//! This file is long (about 1,150 lines) because one worker process's life
+//! is one piece: launch, handshake, supervision and invocation share the
+//! `Shared` and `Channel` state; the protocol server (`rpc`), the
+//! conversions (`convert`) and the worker.config.json reading (`config`)
+//! are apart.
+//!
 //! [`LanguageWorkerFactory`] binds the worker named by the app's
 //! `FUNCTIONS_WORKER_RUNTIME` to every function of the app, including the
 //! ones it indexes at start (see
