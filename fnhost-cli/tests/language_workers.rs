@@ -363,8 +363,9 @@ fn python_v1_sample_runs_unchanged() {
     assert_eq!(a.body, body, "the binary body came back changed");
 }
 
-/// Writes a Node.js v4 app with the functions the fault tests need.
-fn write_fault_app(dir: &Path, host_json: &str, settings: &str) {
+/// Writes a Node.js v4 app (package.json `main` is `src/index.js`) with
+/// `index_js`, `host_json`, and `settings` appended to its Values.
+fn write_node_v4_app(dir: &Path, host_json: &str, settings: &str, index_js: &str) {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("host.json"), host_json).unwrap();
     std::fs::write(
@@ -374,11 +375,18 @@ fn write_fault_app(dir: &Path, host_json: &str, settings: &str) {
     .unwrap();
     std::fs::write(
         dir.join("package.json"),
-        r#"{"name": "faults", "version": "1.0.0", "main": "src/index.js"}"#,
+        r#"{"name": "app", "version": "1.0.0", "main": "src/index.js"}"#,
     )
     .unwrap();
-    std::fs::write(
-        dir.join("src/index.js"),
+    std::fs::write(dir.join("src/index.js"), index_js).unwrap();
+}
+
+/// Writes a Node.js v4 app with the functions the fault tests need.
+fn write_fault_app(dir: &Path, host_json: &str, settings: &str) {
+    write_node_v4_app(
+        dir,
+        host_json,
+        settings,
         r#"const { app } = require('@azure/functions');
 app.http('pid', { methods: ['GET'], authLevel: 'anonymous', handler: async () => {
     await new Promise((r) => setTimeout(r, 20));
@@ -390,8 +398,7 @@ app.http('crash', { methods: ['GET'], authLevel: 'anonymous', handler: async () 
 } });
 app.http('forever', { methods: ['GET'], authLevel: 'anonymous', handler: () => new Promise(() => {}) });
 "#,
-    )
-    .unwrap();
+    );
 }
 
 #[test]
@@ -574,21 +581,11 @@ fn workers_list_shows_what_is_installed() {
 
 /// Writes a Node.js v4 app whose function answers `version` after `ms`.
 fn write_versioned_app(dir: &Path, version: &str) {
-    std::fs::create_dir_all(dir.join("src")).unwrap();
-    std::fs::write(dir.join("host.json"), r#"{"version": "2.0"}"#).unwrap();
-    std::fs::write(
-        dir.join("local.settings.json"),
-        r#"{"Values": {"FUNCTIONS_WORKER_RUNTIME": "node"}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name": "swap", "version": "1.0.0", "main": "src/index.js"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("src/index.js"),
-        format!(
+    write_node_v4_app(
+        dir,
+        r#"{"version": "2.0"}"#,
+        "",
+        &format!(
             r#"const {{ app }} = require('@azure/functions');
 app.http('version', {{ methods: ['GET'], authLevel: 'anonymous', handler: async () => {{
     await new Promise((r) => setTimeout(r, 30));
@@ -596,8 +593,7 @@ app.http('version', {{ methods: ['GET'], authLevel: 'anonymous', handler: async 
 }} }});
 "#
         ),
-    )
-    .unwrap();
+    );
 }
 
 /// `fnhost --home HOME ARGS` run to success; its stdout.

@@ -152,9 +152,16 @@ impl ExecutorFactory for LanguageWorkerFactory {
                 if !app.functions().is_empty() {
                     return None;
                 }
-                return Some(Arc::new(LanguageWorker::unavailable(format!(
+                // An executor whose start fails with the reason.
+                let reason = Err(format!(
                     "FUNCTIONS_WORKER_RUNTIME is not set, and the app declares its functions in code ({source}): set it to \"node\" or \"python\" in local.settings.json (\"Values\") or in the app settings"
-                ))));
+                ));
+                return Some(Arc::new(LanguageWorker::new(
+                    app,
+                    String::new(),
+                    reason,
+                    self.log.clone(),
+                )));
             }
         };
         // An app that is its own worker (a .NET isolated build output)
@@ -298,32 +305,6 @@ impl LanguageWorker {
                 process_count,
                 log,
                 slots: Mutex::new(vec![None; process_count]),
-                changed,
-                indexed: OnceLock::new(),
-                started: tokio::sync::OnceCell::new(),
-                server: Mutex::new(None),
-                stop,
-                supervisors: Mutex::new(Vec::new()),
-                stopping: AtomicBool::new(false),
-                turn: AtomicUsize::new(0),
-            }),
-        }
-    }
-
-    /// An executor that fails to start with `reason`.
-    fn unavailable(reason: String) -> Self {
-        let (stop, _) = watch::channel(false);
-        let (changed, _) = watch::channel(0);
-        LanguageWorker {
-            shared: Arc::new(Shared {
-                runtime: String::new(),
-                app_root: PathBuf::new(),
-                config: Err(reason),
-                env: BTreeMap::new(),
-                declared: Vec::new(),
-                process_count: 1,
-                log: Arc::new(|_: &str| {}),
-                slots: Mutex::new(vec![None]),
                 changed,
                 indexed: OnceLock::new(),
                 started: tokio::sync::OnceCell::new(),
