@@ -5,33 +5,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
+use fnhost_testsupport::Running;
+use fnhost_testsupport::http::{self, Answer};
 
-/// The workers folder of these tests, installed once per test binary.
-fn workers() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workers");
-        let out = Command::new(BIN)
-            .args(["workers", "install", "--dir"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fnhost workers install failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
+mod support;
+use support::{BIN, workers};
 
 /// The examples folder of the repository.
 fn examples() -> PathBuf {
@@ -58,119 +41,41 @@ fn copy_app(from: &Path, dest: &Path) {
 
 /// A running `fnhost serve`, killed when dropped.
 struct Served {
-    child: Child,
+    run: Running,
     addr: String,
-    stdout: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Served {
     /// Waits until a stderr line contains `needle`; the line.
     fn wait_log(&self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?} within {limit:?}; the log:\n{}",
-                self.log.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.run.wait_stderr(needle, limit)
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.run.stderr()
+    }
+
+    /// Asserts that the function list on stdout has a line with `needle`.
+    fn lists(&self, needle: &str) {
+        self.run.wait_stdout(needle, Duration::from_secs(10));
     }
 }
 
 /// `fnhost serve ARGS` run in `cwd`, waited for until it listens.
 fn serve(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
-    let mut child = Command::new(BIN)
-        .current_dir(cwd)
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd)
         .arg("serve")
         .args(args)
         .args(["--port", "0"])
         .env("FNHOST_WORKERS_DIR", workers())
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    let out = child.stdout.take().unwrap();
-    let (otx, orx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = otx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut addr = None;
-    while addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = rx.recv_timeout(left) else {
-            let _ = child.kill();
-            panic!(
-                "fnhost serve did not listen within 60 s; its log:\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        };
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_owned);
-        }
-    }
-    let mut stdout = String::new();
-    while let Ok(line) = orx.recv_timeout(Duration::from_millis(200)) {
-        stdout.push_str(&line);
-        stdout.push('\n');
-    }
-    Served {
-        child,
-        addr: addr.unwrap(),
-        stdout,
-        log,
-    }
+        .envs(env.iter().copied());
+    let run = Running::spawn(cmd);
+    let addr = run.listening(Duration::from_secs(60));
+    Served { run, addr }
 }
 
-/// An HTTP answer.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One request over a fresh connection.
+/// One request over a fresh connection; it must be answered.
 fn request(
     addr: &str,
     method: &str,
@@ -178,37 +83,7 @@ fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+    http::request(addr, method, target, headers, body).unwrap()
 }
 
 fn get(addr: &str, target: &str) -> Answer {
@@ -298,8 +173,8 @@ fn check_logged(s: &Served, function: &str, text: &str) {
 #[test]
 fn node_v4_sample_runs_unchanged() {
     let (_scratch, s) = serve_example("node-v4");
-    assert!(s.stdout.contains("hello: [GET,POST]"), "{}", s.stdout);
-    assert!(s.stdout.contains("tick: timerTrigger"), "{}", s.stdout);
+    s.lists("hello: [GET,POST]");
+    s.lists("tick: timerTrigger");
     check_common(&s, "", ("POST", "items"));
     let a = post_json(&s.addr, "/api/echo/json", r#"{"a":[1,2],"b":"é"}"#);
     assert_eq!(a.status, 200, "{}", a.text());
@@ -338,7 +213,7 @@ fn node_v3_sample_runs_unchanged() {
 #[test]
 fn python_v2_sample_runs_unchanged() {
     let (_scratch, s) = serve_example("python-v2");
-    assert!(s.stdout.contains("out_binding: [GET]"), "{}", s.stdout);
+    s.lists("out_binding: [GET]");
     check_common(&s, "", ("POST", "items"));
     let a = post_json(&s.addr, "/api/echo", r#"{"a":[1,2]}"#);
     assert_eq!(a.status, 200, "{}", a.text());

@@ -7,99 +7,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{OnceLock, mpsc};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
+use fnhost_testsupport::Running;
+use fnhost_testsupport::http::get_text;
+use fnhost_testsupport::process::run_bounded;
+
+mod support;
+use support::{BIN, workers};
 /// The longest any one command or wait may take.
 const WAIT: Duration = Duration::from_secs(60);
-/// The one-time worker install (npm ci, pip) may take longer when nothing
-/// is installed yet; when the workers are up to date it is quick.
-const INSTALL_WAIT: Duration = Duration::from_secs(180);
-
-/// The workers folder, installed (or found up to date) once per binary.
-fn workers() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workers");
-        let mut cmd = Command::new(BIN);
-        cmd.args(["workers", "install", "--dir"]).arg(&dir);
-        let out = run_bounded(cmd, INSTALL_WAIT);
-        assert!(
-            out.status.success(),
-            "fnhost workers install failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-}
-
-/// A child process, killed and reaped when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads a pipe to its end on a thread; the receiver gets each line.
-fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Runs a command to its end, killing it after `limit`.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = Guard(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let out = lines(child.0.stdout.take().unwrap());
-    let err = lines(child.0.stderr.take().unwrap());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not finish within {limit:?}; stderr so far:\n{}",
-            err.try_iter().collect::<Vec<_>>().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    // The pipes close when the child is gone (grandchildren aside): bounded.
-    let collect = |rx: mpsc::Receiver<String>| {
-        let mut text = String::new();
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text.into_bytes()
-    };
-    Output {
-        status,
-        stdout: collect(out),
-        stderr: collect(err),
-    }
-}
 
 /// `fnhost ARGS` in `cwd` with the test's workers folder.
 fn fnhost_cmd(cwd: &Path, args: &[&str]) -> Command {
@@ -142,88 +61,29 @@ fn fnhost_err(cwd: &Path, args: &[&str]) -> String {
 
 /// A running `fnhost serve`.
 struct Served {
-    _child: Guard,
+    run: Running,
     addr: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Served {
-    /// What the server wrote to stderr since the last call.
-    fn log(&self) -> String {
-        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
-    }
 }
 
 /// `fnhost serve APP --port 0` in `cwd`, once it says where it listens.
 fn serve(cwd: &Path, app: &str) -> Served {
-    let mut child = Guard(
-        fnhost_cmd(cwd, &["serve", app, "--port", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = lines(child.0.stderr.take().unwrap());
-    let deadline = Instant::now() + WAIT;
-    let mut seen = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = stderr.recv_timeout(left).unwrap_or_else(|_| {
-            panic!(
-                "fnhost serve {app} (in {}) never said where it listens:\n{seen}",
-                cwd.display()
-            )
-        });
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            return Served {
-                _child: child,
-                addr,
-                stderr,
-            };
-        }
-        seen.push_str(&line);
-        seen.push('\n');
-    }
-}
-
-/// One GET; returns the status and the body (0 when the connection failed).
-fn get(addr: &str, target: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(head.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let run = Running::spawn(fnhost_cmd(cwd, &["serve", app, "--port", "0"]));
+    let addr = run.listening(WAIT);
+    Served { run, addr }
 }
 
 /// GETs `target` until it answers 200 (the worker may still be starting).
 fn get_ok(served: &Served, target: &str) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        let (status, body) = get(&served.addr, target);
+        let (status, body) = get_text(&served.addr, target);
         if status == 200 {
             return body;
         }
         assert!(
             Instant::now() < deadline,
             "GET {target} answered {status}: {body}\nserver log:\n{}",
-            served.log()
+            served.run.stderr()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -297,7 +157,7 @@ fn newcomer(runtime: &str, model: Option<&str>, timer_log: &str) {
         let body = get_ok(&served, &target);
         assert!(body.contains("Hello, Ada."), "{body}");
         // The timer is there too, and the HTTP function wants a key.
-        let (status, _) = get(&served.addr, "/api/Hello?name=Ada");
+        let (status, _) = get_text(&served.addr, "/api/Hello?name=Ada");
         assert_eq!(status, 401);
     }
 

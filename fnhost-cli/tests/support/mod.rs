@@ -1,31 +1,38 @@
 //! Helpers shared by the CLI's integration tests: a small function app and
 //! running the `fnhost` binary.
 
-#![allow(dead_code, unreachable_pub)] // each test file uses some of them
+#![allow(dead_code, unused_imports, unreachable_pub)] // each test file uses some of them
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-pub const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
+pub use fnhost_testsupport::app::{HOST_JSON, HTTP_FUNCTION, make_app, write};
+use fnhost_testsupport::process::run_bounded;
 
-pub const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
+/// The `fnhost` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
 
-pub fn write(path: &Path, data: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-pub fn make_app(dir: &Path, version: &str) {
-    write(&dir.join("host.json"), HOST_JSON);
-    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
-    write(&dir.join("version.txt"), version);
-    write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
-    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+/// fnhost's language workers, installed (or found up to date) once per
+/// test binary into the target's temporary folder. The first install (npm
+/// ci, pip) may take a few minutes; an up-to-date one is quick.
+pub fn workers() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workers");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["workers", "install", "--dir"]).arg(&dir);
+        let out = run_bounded(cmd, Duration::from_secs(300));
+        assert!(
+            out.status.success(),
+            "fnhost workers install failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
 }
 
 pub fn fnhost(home: &Path, args: &[&str]) -> Output {
@@ -33,7 +40,7 @@ pub fn fnhost(home: &Path, args: &[&str]) -> Output {
 }
 
 pub fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+    let mut child = Command::new(BIN)
         .arg("--home")
         .arg(home)
         .args(args)
