@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
+use fnhost_testsupport::git::{commit, git_all as git, repo};
 use support::*;
 
 fn text(out: &Output) -> String {
@@ -23,54 +24,6 @@ fn text(out: &Output) -> String {
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "failed: {}", text(out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Ada Lovelace",
-            "-c",
-            "user.email=ada@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-    .trim()
-    .to_owned()
-}
-
-fn repo(dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    make_app(dir, "v1");
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "first version"]);
-}
-
-fn commit(dir: &Path, version: &str, message: &str) -> String {
-    write(&dir.join("version.txt"), version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
 }
 
 fn served(home: &Path, slot: &str) -> String {

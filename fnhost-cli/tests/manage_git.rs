@@ -13,6 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use fnhost_deploy::Site;
 
 mod support;
+use fnhost_testsupport::git::{commit, git_all as git, git_output as git_out};
 use support::*;
 
 const USER: &str = "deployer";
@@ -34,53 +35,6 @@ fn fnhost(home: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Runs git (at most 120 s, no prompts, no user configuration).
-fn git_out(dir: &Path, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg("git")
-        .args([
-            "-c",
-            "user.name=Ada Lovelace",
-            "-c",
-            "user.email=ada@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "credential.helper=",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .env_remove("SSH_ASKPASS")
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_out(dir, args);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "git {args:?}: {all}");
-    all.trim().to_owned()
-}
-
-fn commit(dir: &Path, version: &str, message: &str) -> String {
-    write(&dir.join("version.txt"), version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
 }
 
 struct Server {

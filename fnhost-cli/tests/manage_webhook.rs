@@ -17,6 +17,7 @@ use fnhost_deploy::Site;
 use serde_json::{Value, json};
 
 mod support;
+use fnhost_testsupport::git::{commit, git};
 use support::*;
 
 const USER: &str = "deployer";
@@ -48,42 +49,6 @@ fn fnhost(home: &Path, args: &[&str], stdin: &str) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg("git")
-        .args([
-            "-c",
-            "user.name=Ada Lovelace",
-            "-c",
-            "user.email=ada@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn commit(dir: &Path, version: &str, message: &str) -> String {
-    write(&dir.join("version.txt"), version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
 }
 
 struct Server {

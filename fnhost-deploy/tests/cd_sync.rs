@@ -17,69 +17,8 @@ use fnhost_deploy::cd::{
     SyncOutcome,
 };
 use fnhost_deploy::{Content, DeployRequest, Error, Site, Status};
-
-const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
-const HTTP_FUNCTION: &str = r#"{ "bindings": [
-  { "type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"] },
-  { "type": "http", "direction": "out", "name": "res" } ] }"#;
-
-fn write(path: &Path, data: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-/// A valid app whose `version.txt` says `version`.
-fn make_app(dir: &Path, version: &str) {
-    write(&dir.join("host.json"), HOST_JSON);
-    write(&dir.join("hello/function.json"), HTTP_FUNCTION);
-    write(&dir.join("version.txt"), version);
-    write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
-    fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Ada Lovelace",
-            "-c",
-            "user.email=ada@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A repository on `main` with a first commit of a valid app.
-fn repo(dir: &Path) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    make_app(dir, "v1");
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "first version"]);
-    dir.to_path_buf()
-}
-
-fn commit(dir: &Path, version: &str, message: &str) -> String {
-    write(&dir.join("version.txt"), version);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", message]);
-    git(dir, &["rev-parse", "HEAD"])
-}
+use fnhost_testsupport::app::{make_app, write};
+use fnhost_testsupport::git::{commit, git, repo};
 
 /// Production of "app" following a repository (a valid app, v1) whose
 /// commit also holds `extra` files and this `fnhost-build.json`, built with

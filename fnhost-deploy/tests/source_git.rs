@@ -17,36 +17,7 @@ use std::time::{Duration, Instant};
 use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
 use fnhost_core::testkit::{SourceFixture, assert_source_provider};
 use fnhost_deploy::source::{GitSource, LocalGitSource, create_local_repository};
-
-/// Runs git in `dir` with a fixed identity; panics on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Ada Lovelace",
-            "-c",
-            "user.email=ada@example.com",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "protocol.file.allow=always",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use fnhost_testsupport::git::git;
 
 /// A working repository the tests commit to.
 struct Repo {
