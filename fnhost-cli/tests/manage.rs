@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fnhost_deploy::Site;
@@ -35,18 +35,10 @@ fn app_zip(path: &Path, version: &str) {
 }
 
 struct Server {
-    child: Child,
+    manage: Manage,
     root: String,
     home: PathBuf,
-    stderr: PathBuf,
     _tmp: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -59,30 +51,12 @@ impl Server {
         site.create_app("other").unwrap();
         site.set_credentials("other", "$other", "other-password")
             .unwrap();
-        let stderr = tmp.path().join("stderr.txt");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .arg("--home")
-            .arg(&home)
-            .args(["manage", "--port", "0", "--durability", "process"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let root = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let manage = manage(&home, extra);
+        let root = manage.root.clone();
         Server {
-            child,
+            manage,
             root,
             home,
-            stderr,
             _tmp: tmp,
         }
     }
@@ -520,7 +494,9 @@ fn authentication_is_required_and_secrets_stay_out_of_logs() {
     assert_eq!(r.status, 200);
     let r = curl(s.dir(), &[&format!("{}/", s.root)]);
     assert_eq!(r.status, 404);
-    let log = fs::read_to_string(&s.stderr).unwrap();
+    let mut s = s;
+    s.manage.run.stop();
+    let log = s.manage.run.stderr();
     assert!(log.contains("failed authentication for app demo"), "{log}");
     for secret in [PASS, "wrong-password-123", "other-password"] {
         assert!(!log.contains(secret), "a password is in the log:\n{log}");

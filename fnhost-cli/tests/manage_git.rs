@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 
 use fnhost_deploy::Site;
 
@@ -18,37 +18,12 @@ use support::*;
 
 const USER: &str = "deployer";
 const PASS: &str = "s3cret-Passw0rd";
-fn fnhost(home: &Path, args: &[&str]) -> Output {
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg(env!("CARGO_BIN_EXE_fnhost"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fnhost {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 struct Server {
-    child: Child,
+    manage: Manage,
     root: String,
     home: PathBuf,
     tmp: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -60,26 +35,11 @@ impl Server {
         site.set_credentials("demo", USER, PASS).unwrap();
         site.create_app("other").unwrap();
         site.set_credentials("other", USER, PASS).unwrap();
-        fnhost(&home, &["source", "set", "demo", "--local-git"]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .arg("--home")
-            .arg(&home)
-            .args(["manage", "--port", "0", "--durability", "process"])
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(tmp.path().join("stderr.txt")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let root = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        fnhost_ok(&home, &["source", "set", "demo", "--local-git"], "");
+        let manage = manage(&home, &[]);
+        let root = manage.root.clone();
         Server {
-            child,
+            manage,
             root,
             home,
             tmp,
@@ -93,7 +53,7 @@ impl Server {
     }
 
     fn deployments(&self) -> Vec<serde_json::Value> {
-        let out = fnhost(&self.home, &["deployments", "demo", "--json"]);
+        let out = fnhost_ok(&self.home, &["deployments", "demo", "--json"], "");
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -213,7 +173,9 @@ fn clone_push_over_http_deploys_the_followed_branch_only() {
     assert_eq!(status, 404);
 
     // Nothing secret in the server's log.
-    let log = fs::read_to_string(dir.join("stderr.txt")).unwrap();
+    let mut s = s;
+    s.manage.run.stop();
+    let log = s.manage.run.stderr();
     assert!(!log.contains(PASS), "{log}");
     let _ = std::io::stdout().flush();
 }

@@ -4,13 +4,16 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fnhost_deploy::Site;
 use serde_json::Value;
+
+mod support;
+use support::manage;
 
 const USER: &str = "$demo";
 const PASS: &str = "s3cret-Passw0rd";
@@ -68,15 +71,6 @@ fn fnhost(home: &Path) -> Command {
     c
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// curl, bounded in time; `-w` appends the status on a last line.
 fn curl(args: &[&str]) -> Output {
     Command::new("curl")
@@ -109,26 +103,9 @@ fn https_with_a_self_signed_certificate() {
     site.set_credentials("demo", USER, PASS).unwrap();
     let (cert, key) = self_signed(dir, "server");
 
-    let mut child = fnhost(&home)
-        .args(["manage", "--port", "0", "--durability", "process"])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(fs::File::create(dir.join("stderr.txt")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let root = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_string();
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut server = manage(&home, &["--tls-cert", cert_arg, "--tls-key", key_arg]);
+    let root = server.root.clone();
     assert!(root.starts_with("https://127.0.0.1:"), "{root}");
     let base = format!("{root}/apps/demo");
     let cacert = cert.to_str().unwrap();
@@ -221,7 +198,8 @@ fn https_with_a_self_signed_certificate() {
         &format!("{base}/api/deployments"),
     ]));
     assert_eq!(status, 200);
-    let log = fs::read_to_string(dir.join("stderr.txt")).unwrap();
+    server.run.stop();
+    let log = server.run.stderr();
     assert!(log.contains("TLS handshake failed"), "{log}");
     assert!(!log.contains(PASS));
 }

@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fnhost_deploy::Site;
@@ -23,47 +22,13 @@ use support::*;
 const USER: &str = "deployer";
 const PASS: &str = "s3cret-Passw0rd";
 const SECRET: &str = "It's a Secret to Everybody";
-fn fnhost(home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new("timeout")
-        .arg("120")
-        .arg(env!("CARGO_BIN_EXE_fnhost"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "fnhost {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 struct Server {
-    child: Child,
+    manage: Manage,
     root: String,
     home: PathBuf,
     src: PathBuf,
     tmp: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Resp {
@@ -97,30 +62,15 @@ impl Server {
         site.create_app("other").unwrap();
         site.set_credentials("other", USER, PASS).unwrap();
         let url = format!("file://{}", src.display());
-        fnhost(
+        fnhost_ok(
             &home,
             &["source", "set", "demo", "--git", &url, "--branch", "main"],
             "",
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .arg("--home")
-            .arg(&home)
-            .args(["manage", "--port", "0", "--durability", "process"])
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(tmp.path().join("stderr.txt")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let root = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let manage = manage(&home, &[]);
+        let root = manage.root.clone();
         Server {
-            child,
+            manage,
             root,
             home,
             src,
@@ -162,7 +112,7 @@ impl Server {
     }
 
     fn deployments(&self) -> Vec<Value> {
-        let out = fnhost(&self.home, &["deployments", "demo", "--json"], "");
+        let out = fnhost_ok(&self.home, &["deployments", "demo", "--json"], "");
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -361,7 +311,7 @@ fn github_push_deploys_other_branches_are_ignored_signatures_checked() {
     }
 
     // A secret: signatures required from now on.
-    fnhost(&s.home, &["source", "webhook-secret", "demo"], SECRET);
+    fnhost_ok(&s.home, &["source", "webhook-secret", "demo"], SECRET);
     let secret_file = s.home.join("apps/demo/slots/production/cd/webhook_secret");
     assert_eq!(
         fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777,
@@ -459,7 +409,7 @@ fn github_push_deploys_other_branches_are_ignored_signatures_checked() {
     assert_eq!(s.served(), "v4");
 
     // The secret removed: the generic payload, unsigned.
-    fnhost(
+    fnhost_ok(
         &s.home,
         &["source", "webhook-secret", "demo", "--clear"],
         "",
@@ -521,6 +471,8 @@ fn github_push_deploys_other_branches_are_ignored_signatures_checked() {
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains("fnhost source set other"), "{}", r.body);
 
-    let log = fs::read_to_string(dir.join("stderr.txt")).unwrap();
+    let mut s = s;
+    s.manage.run.stop();
+    let log = s.manage.run.stderr();
     assert!(!log.contains(PASS) && !log.contains(SECRET), "{log}");
 }

@@ -184,6 +184,23 @@ impl Running {
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
+    /// Kills the process and waits (at most 5 s) for both outputs to end,
+    /// so that [`stdout`](Self::stdout) and [`stderr`](Self::stderr) then
+    /// hold everything it wrote.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.drain();
+    }
+
+    /// Waits (at most 5 s) for both pipes to close (the process and any
+    /// child that kept them open are gone).
+    fn drain(&self) {
+        let rest = Duration::from_secs(5);
+        self.stdout.wait(usize::MAX, rest, |_| None::<()>);
+        self.stderr.wait(usize::MAX, rest, |_| None::<()>);
+    }
+
     /// Waits (at most `limit`) for the process to exit; panics with its
     /// output when it does not.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
@@ -207,10 +224,7 @@ impl Running {
 pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
     let mut running = Running::spawn(cmd);
     let status = running.wait_exit(limit);
-    // The pipes close when the child is gone (grandchildren aside): bounded.
-    let rest = Duration::from_secs(5);
-    running.stdout.wait(usize::MAX, rest, |_| None::<()>);
-    running.stderr.wait(usize::MAX, rest, |_| None::<()>);
+    running.drain();
     let join = |lines: &Lines| {
         let mut text = lines.text();
         if !text.is_empty() {

@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use fnhost_testsupport::Running;
 pub use fnhost_testsupport::app::{HOST_JSON, HTTP_FUNCTION, make_app, write};
 use fnhost_testsupport::process::run_bounded;
 
@@ -39,8 +40,12 @@ pub fn fnhost(home: &Path, args: &[&str]) -> Output {
     fnhost_stdin(home, args, "")
 }
 
+/// `fnhost --home HOME ARGS` with `stdin` as its input, killed after
+/// 120 s; its output whatever the outcome.
 pub fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new("timeout")
+        .arg("120")
+        .arg(BIN)
         .arg("--home")
         .arg(home)
         .args(args)
@@ -56,6 +61,44 @@ pub fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// [`fnhost_stdin`] that must succeed.
+pub fn fnhost_ok(home: &Path, args: &[&str], stdin: &str) -> Output {
+    let out = fnhost_stdin(home, args, stdin);
+    assert!(
+        out.status.success(),
+        "fnhost {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A running `fnhost manage` (killed when dropped).
+pub struct Manage {
+    /// The process and its output.
+    pub run: Running,
+    /// Where it listens: `http://127.0.0.1:PORT` (or `https://`).
+    pub root: String,
+}
+
+/// `fnhost --home HOME manage --port 0 --durability process EXTRA...`,
+/// once it says where it listens.
+pub fn manage(home: &Path, extra: &[&str]) -> Manage {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--home")
+        .arg(home)
+        .args(["manage", "--port", "0", "--durability", "process"])
+        .args(extra);
+    let run = Running::spawn(cmd);
+    let line = run.wait_stdout("listening on ", Duration::from_secs(60));
+    let root = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_owned();
+    Manage { run, root }
 }
 
 /// curl with `args` (at most 60 s): the last response's status and body.
