@@ -13,13 +13,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
+
+use fnhost_testsupport::{Running, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
 
@@ -96,75 +96,23 @@ fn deploy(home: &Path, src: &Path, slot: &str, version: &str) -> String {
 
 /// A running `fnhost serve --app`, killed when dropped.
 struct Served {
-    child: Child,
+    run: Running,
     addr: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(home: &Path) -> Served {
-    let mut child = Command::new(BIN)
-        .arg("--home")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--home")
         .arg(home)
-        .args(["serve", "--app", "hs", "--port", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    let kept = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            kept.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut addr = None;
-    while addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("fnhost serve said where it listens");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_owned);
-        }
-    }
-    Served {
-        child,
-        addr: addr.unwrap(),
-        stderr: lines,
-    }
+        .args(["serve", "--app", "hs", "--port", "0"]);
+    let run = Running::spawn(cmd);
+    let addr = run.listening(Duration::from_secs(20));
+    Served { run, addr }
 }
 
 /// One request on a new connection: the status and body, or why it failed.
 fn get(addr: &str, target: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status line in {raw:?}"))?;
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    http::get(addr, target).map(|a| (a.status, a.text()))
 }
 
 /// One client request as seen by the client.
@@ -341,28 +289,23 @@ fn serve_app_follows_deployments_rollbacks_and_swaps_under_load() {
     // Each old version was stopped once its in-flight requests finished.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let log = served.stderr.lock().unwrap().clone();
-        let swapped = log.iter().filter(|l| l.contains("now serving")).count();
+        let log = served.run.stderr();
+        let swapped = log.lines().filter(|l| l.contains("now serving")).count();
         let retired = log
-            .iter()
+            .lines()
             .filter(|l| l.contains("stopped the previous version"))
             .count();
-        assert!(
-            !log.iter().any(|l| l.contains("error")),
-            "{}",
-            log.join("\n")
-        );
+        assert!(!log.lines().any(|l| l.contains("error")), "{log}");
         if swapped == ops.len() && retired == ops.len() {
             assert!(
-                log.iter()
+                log.lines()
                     .filter(|l| l.contains("stopped the previous version"))
                     .all(|l| l.contains("after its invocations finished")),
-                "{}",
-                log.join("\n")
+                "{log}"
             );
             break;
         }
-        assert!(Instant::now() < deadline, "{}", log.join("\n"));
+        assert!(Instant::now() < deadline, "{log}");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(test_started.elapsed() < Duration::from_secs(120));
@@ -419,7 +362,7 @@ fn serve_app_reloads_when_the_app_settings_change() {
         assert!(
             changed.elapsed() < Duration::from_secs(10),
             "the new setting was not served within 10 s; stderr: {:?}",
-            served.stderr.lock().unwrap()
+            served.run.stderr()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

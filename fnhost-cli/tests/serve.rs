@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use fnhost_testsupport::{Running, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
 
@@ -37,94 +36,33 @@ fn write_app(dir: &Path) {
 
 /// A running `fnhost serve`, killed when dropped.
 struct Served {
-    child: Child,
+    run: Running,
     addr: String,
-    stdout: String,
-    stderr: mpsc::Receiver<String>,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Served {
+    /// Asserts that stdout (the function list) has a line with `needle`.
+    fn lists(&self, needle: &str) {
+        self.run.wait_stdout(needle, Duration::from_secs(10));
     }
 }
 
 fn serve(dir: &Path) -> Served {
-    let mut child = Command::new(BIN)
-        .arg("serve")
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
         .arg(dir)
         .args(["--port", "0"])
         .env_remove("WEBSITE_TIME_ZONE")
-        .env_remove("TZ")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let out = child.stdout.take().unwrap();
-    let (otx, orx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if otx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut addr = None;
-    while addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("fnhost serve said where it listens");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_owned);
-        }
-    }
-    let mut stdout = String::new();
-    while let Ok(line) = orx.recv_timeout(Duration::from_millis(200)) {
-        stdout.push_str(&line);
-        stdout.push('\n');
-    }
-    Served {
-        child,
-        addr: addr.unwrap(),
-        stdout,
-        stderr: rx,
-    }
+        .env_remove("TZ");
+    let run = Running::spawn(cmd);
+    let addr = run.listening(Duration::from_secs(20));
+    Served { run, addr }
 }
 
-/// One request; returns the status and body.
+/// One request; returns the status and body (0 when there was no answer).
 fn request(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("Content-Length: 0\r\n\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http::request(addr, method, target, headers, b"")
+        .map_or((0, String::new()), |a| (a.status, a.text()))
 }
 
 fn fnhost(args: &[&str]) -> std::process::Output {
@@ -162,23 +100,11 @@ fn serve_lists_functions_guards_keys_and_stops_on_sigterm() {
 
     let served = serve(dir.path());
     let a = served.addr.clone();
-    assert!(
-        served.stdout.contains(&format!(
-            "Hello: [GET,POST] http://{a}/api/Hello (auth: function)"
-        )),
-        "{}",
-        served.stdout
-    );
-    assert!(
-        served.stdout.contains("Open: [GET,POST]"),
-        "{}",
-        served.stdout
-    );
-    assert!(
-        served
-            .stdout
-            .contains("Tick: timerTrigger, schedule 0 0 0 1 1 * (UTC)")
-    );
+    served.lists(&format!(
+        "Hello: [GET,POST] http://{a}/api/Hello (auth: function)"
+    ));
+    served.lists("Open: [GET,POST]");
+    served.lists("Tick: timerTrigger, schedule 0 0 0 1 1 * (UTC)");
 
     assert_eq!(request(&a, "GET", "/api/nothing", &[]).0, 404);
     assert_eq!(request(&a, "DELETE", "/api/Open", &[]).0, 405);
@@ -229,25 +155,12 @@ fn serve_lists_functions_guards_keys_and_stops_on_sigterm() {
     let mut served = served;
     #[cfg(unix)]
     {
-        let pid = served.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(s) = served.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "fnhost serve did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        served.run.signal("TERM");
+        let status = served.run.wait_exit(Duration::from_secs(15));
         assert!(status.success(), "{status:?}");
-        let rest: Vec<String> = served.stderr.try_iter().collect();
-        assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+        served.run.stop();
+        let log = served.run.stderr();
+        assert!(log.lines().any(|l| l.contains("stopped")), "{log}");
     }
 }
 
