@@ -1,6 +1,6 @@
 """Validates Kubernetes manifests offline, as the fnhost tests need it.
 
-Usage: validate.py KEDA_MODELS_DIR FILE.yaml...
+Usage: validate.py KEDA_MODELS_DIR [--dump OUT.json] FILE.yaml...
 
 - Kubernetes kinds: against Kubernetes' own JSON schemas (kubernetes-validate,
   strict: unknown fields are errors), version 1.33.
@@ -135,10 +135,16 @@ def check_references(objects):
 
 def main():
     keda_dir, files = sys.argv[1], sys.argv[2:]
+    dump = None
+    if files[:1] == ["--dump"]:
+        dump, files = files[1], files[2:]
     objects = []
     for f in files:
         with open(f) as fh:
             objects.extend(d for d in yaml.safe_load_all(fh) if d is not None)
+    if dump:
+        with open(dump, "w") as fh:
+            json.dump(objects, fh)
     bad = 0
     with open(os.path.join(HERE, "httpscaledobject.schema.json")) as fh:
         http_schema = json.load(fh)

@@ -346,7 +346,8 @@ impl Manifests {
 
     /// Writes `DIR/NAME.yaml` (owner-only: it holds the settings and
     /// keys), and with a Dockerfile also `DIR/Dockerfile`
-    /// and the app's files (from `content`, `.funcignore` applied) in
+    /// and the app's files (from `content`, `.funcignore` applied, the
+    /// local `.fnhost/` state left out) in
     /// `DIR/wwwroot/`. Each file and the `wwwroot` folder appear whole or
     /// not at all. Returns what it wrote.
     pub fn write_to(&self, dir: &Path, content: &Path) -> Result<Vec<PathBuf>> {
@@ -363,8 +364,10 @@ impl Manifests {
                 crate::fsutil::remove_tree(&staging)
                     .ctx("cannot remove a left-over folder", &staging)?;
             }
-            for rel in crate::package::list_folder(content)? {
-                let (from, to) = (content.join(&rel), staging.join(&rel));
+            // The keys reach the pods through their Secret, never the image.
+            let files = crate::package::list_folder(content)?;
+            for rel in files.iter().filter(|r| !r.starts_with(".fnhost/")) {
+                let (from, to) = (content.join(rel), staging.join(rel));
                 if let Some(parent) = to.parent() {
                     fs::create_dir_all(parent).ctx("cannot create a folder", parent)?;
                 }
