@@ -6,6 +6,7 @@
 
 mod cd;
 mod deploy;
+mod ftp;
 mod invoke;
 mod keys;
 mod kube;
