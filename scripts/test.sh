@@ -92,7 +92,10 @@ if [ ! -f "$kube_dir/installed" ]; then
     echo "test.sh: installing kubernetes-validate 1.37.0 into $kube_dir" >&2
     rm -rf "$kube_dir.installing"
     mkdir -p "$kube_dir.installing"
-    python3 -m venv "$kube_dir.installing/venv"
+    python3 -m venv "$kube_dir.installing/venv" 2>/dev/null || {
+        apt_install python3-venv
+        python3 -m venv "$kube_dir.installing/venv"
+    }
     "$kube_dir.installing/venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
     touch "$kube_dir.installing/installed"
     rm -rf "$kube_dir"
