@@ -18,7 +18,7 @@ use serde_json::Value;
 mod support;
 use support::write;
 
-const MANAGER: &str = "https://manage.example:7072";
+const MANAGER: &str = "http://fnhost-manage.functions:7072";
 
 /// The validators' folders, from scripts/test.sh (or the workspace's
 /// `target/fnhost-test-cache`); a test fails saying what is missing.

@@ -28,7 +28,7 @@
 //! # fn main() -> fnhost_deploy::Result<()> {
 //! let site = Site::open(".fnhost")?;
 //! let app = KubeApp::from_site(&site, "orders", "production")?;
-//! let options = Options::new(Delivery::fetch("https://manage.example:7072"))
+//! let options = Options::new(Delivery::fetch("http://fnhost-manage.functions:7072"))
 //!     .with_namespace("functions");
 //! let out = kube::manifests(&app, &options)?;
 //! print!("{}", out.to_yaml());
