@@ -42,6 +42,11 @@ impl Server {
     /// An app `shop` (a custom handler app with a README) with
     /// credentials, and `fnhost manage` serving it over FTPS.
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, true)
+    }
+
+    /// As [`Server::start`]; without `tls`, plain FTP (`--ftp-plain`).
+    fn start_with(dir: &Path, tls: bool) -> Server {
         let home = dir.join("home");
         let src = dir.join("src");
         write(
@@ -66,18 +71,21 @@ impl Server {
             &["credentials", "set", "shop", "--user", USER],
             &format!("{PASS}\n"),
         ));
-        let (cert, key) = self_signed(dir);
         let first = 42000
             + (std::process::id() % 200) as u16 * 40
             + NEXT_PORTS.fetch_add(1, Ordering::SeqCst) * 10;
         let log = dir.join("manage.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-            .arg("--home")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fnhost"));
+        cmd.arg("--home")
             .arg(&home)
-            .args(["manage", "--port", "0", "--ftp-port", "0", "--tls-cert"])
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
+            .args(["manage", "--port", "0", "--ftp-port", "0"]);
+        if tls {
+            let (cert, key) = self_signed(dir);
+            cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
+        } else {
+            cmd.arg("--ftp-plain");
+        }
+        let mut child = cmd
             .arg("--ftp-passive-ports")
             .arg(format!("{first}-{}", first + 9))
             .stdout(Stdio::piped())
@@ -90,7 +98,8 @@ impl Server {
             let line = line.unwrap();
             if let Some(rest) = line.strip_prefix("ftp listening on ftp://") {
                 ftp = rest.split(' ').next().unwrap().to_string();
-                assert!(line.ends_with("(explicit TLS)"), "{line}");
+                let how = if tls { "(explicit TLS)" } else { "(plain)" };
+                assert!(line.ends_with(how), "{line}");
             }
         }
         assert!(
@@ -439,4 +448,77 @@ fn read_only_under_continuous_deployment_with_the_reason() {
         before,
         "no deployment from a read-only session"
     );
+}
+
+#[test]
+fn plain_ftp_only_when_asked_and_slots_by_azure_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    // FTPS without a certificate: refused at start, saying what to give.
+    let home = tmp.path().join("empty-home");
+    let out = fnhost(&home, &["manage", "--port", "0", "--ftp-port", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tls-cert") && err.contains("--ftp-plain"),
+        "{err}"
+    );
+
+    let s = Server::start_with(tmp.path(), false);
+    let src = tmp.path().join("src");
+    ok(&fnhost(
+        &s.home,
+        &[
+            "deploy",
+            "shop",
+            "--slot",
+            "staging",
+            "--dir",
+            src.to_str().unwrap(),
+        ],
+    ));
+    let plain = |user: &str, args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--user", user])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Another slot is APP__SLOT\USER, as Azure names a slot's site.
+    let staging = format!("shop__staging\\{USER}:{PASS}");
+    let file = tmp.path().join("s.txt");
+    std::fs::write(&file, "staged").unwrap();
+    ok(&plain(
+        &staging,
+        &["-T", file.to_str().unwrap(), &s.url("site/wwwroot/s.txt")],
+    ));
+    let start = Instant::now();
+    let deployed = loop {
+        let out = fnhost(
+            &s.home,
+            &["deployments", "shop", "--slot", "staging", "--json"],
+        );
+        let d: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let newest = d[0].clone();
+        if newest["deployer"] == "Ftp" && newest["complete"] == true {
+            break newest;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no deployment; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(deployed["slot"], "staging");
+    assert_eq!(
+        stdout(&plain(&staging, &[&s.url("site/wwwroot/s.txt")])),
+        "staged"
+    );
+    // Production is untouched.
+    let production = format!("{FTP_USER}:{PASS}");
+    let listing = stdout(&plain(
+        &production,
+        &["--list-only", &s.url("site/wwwroot/")],
+    ));
+    assert!(!listing.contains("s.txt"), "{listing}");
 }
