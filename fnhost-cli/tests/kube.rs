@@ -560,6 +560,31 @@ fn bad_input_is_refused_with_what_to_do() {
         ],
     ));
 
+    // A setting Kubernetes cannot hold as a Secret key.
+    write(
+        &cwd.join("9lives/local.settings.json"),
+        r#"{ "Values": { "Connection Strings:Main": "x" } }"#,
+    );
+    let out = run(
+        cwd,
+        &[
+            "kube",
+            "manifests",
+            "--path",
+            "9lives",
+            "--name",
+            "lives",
+            "--manager",
+            MANAGER,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"Connection Strings:Main\"") && err.contains("Secret"),
+        "{err}"
+    );
+
     // Neither a manager to fetch from nor a Dockerfile.
     let out = run(
         cwd,

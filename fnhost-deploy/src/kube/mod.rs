@@ -395,6 +395,14 @@ impl Manifests {
 /// connection), or when the base name cannot be a Kubernetes name.
 pub fn manifests(app: &KubeApp, options: &Options) -> Result<Manifests> {
     let name = base_name(app, options)?;
+    if let Some(bad) = app.settings.keys().find(|k| !is_secret_key(k)) {
+        return Err(kube_error(
+            &app.name,
+            format!(
+                "the app setting {bad:?} cannot be a key of a Kubernetes Secret (letters, digits, `-`, `_` and `.` only); rename it (`fnhost settings`, or local.settings.json)"
+            ),
+        ));
+    }
     let mut notes = Vec::new();
     let functions = app.app.functions();
     let mut http = Vec::new();
@@ -502,6 +510,15 @@ pub fn manifests(app: &KubeApp, options: &Options) -> Result<Manifests> {
         dockerfile,
         notes,
     })
+}
+
+/// A Secret's data key: `[-._a-zA-Z0-9]+`, at most 253 characters.
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn app_settings(settings: &BTreeMap<String, String>) -> AppSettings {

@@ -139,10 +139,6 @@ impl Session {
         })
     }
 
-    fn base_files(&self) -> impl Iterator<Item = &crate::store::ManifestEntry> {
-        self.base.iter().flat_map(|(_, m)| m.files.iter())
-    }
-
     fn file(&self, rel: &str) -> Option<FileRef> {
         match self.changes.get(rel) {
             Some(Change::Put { file, size, .. }) => Some(FileRef::Staged(file.clone(), *size)),
@@ -155,19 +151,19 @@ impl Session {
         }
     }
 
-    /// Every file of the view, with its size and mode.
-    fn view(&self) -> BTreeMap<String, (u64, u32)> {
-        let mut files: BTreeMap<String, (u64, u32)> = self
-            .base_files()
+    /// The base files under `prefix` (a folder path ending in `/`, or
+    /// empty), by binary search in the sorted manifest.
+    fn base_under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a crate::store::ManifestEntry> + 'a {
+        let files: &[crate::store::ManifestEntry] =
+            self.base.as_ref().map_or(&[], |(_, m)| m.files.as_slice());
+        let start = files.partition_point(|e| e.path.as_str() < prefix);
+        files[start..]
+            .iter()
+            .take_while(move |e| e.path.starts_with(prefix))
             .filter(|e| !self.changes.contains_key(&e.path))
-            .map(|e| (e.path.clone(), (e.size, e.mode)))
-            .collect();
-        for (rel, c) in &self.changes {
-            if let Change::Put { size, mode, .. } = c {
-                files.insert(rel.clone(), (*size, *mode));
-            }
-        }
-        files
     }
 
     fn is_dir(&self, rel: &str) -> bool {
@@ -175,8 +171,11 @@ impl Session {
             return true;
         }
         let prefix = format!("{rel}/");
-        self.view().keys().any(|p| p.starts_with(&prefix))
-            || self.dirs.iter().any(|d| d.starts_with(&prefix))
+        let staged =
+            |(p, c): (&String, &Change)| matches!(c, Change::Put { .. }) && p.starts_with(&prefix);
+        self.dirs.iter().any(|d| d.starts_with(&prefix))
+            || self.changes.iter().any(staged)
+            || self.base_under(&prefix).next().is_some()
     }
 
     /// The entries of the content folder `rel`: name -> file size and
@@ -189,8 +188,14 @@ impl Session {
         };
         let mut out = BTreeMap::new();
         let dirs = self.dirs.iter().map(|d| (d.clone(), None));
-        let files = self.view().into_iter().map(|(p, f)| (p, Some(f)));
-        for (path, file) in files.chain(dirs) {
+        let base = self
+            .base_under(&prefix)
+            .map(|e| (e.path.clone(), Some((e.size, e.mode))));
+        let staged = self.changes.iter().filter_map(|(p, c)| match c {
+            Change::Put { size, mode, .. } => Some((p.clone(), Some((*size, *mode)))),
+            Change::Delete => None,
+        });
+        for (path, file) in base.chain(staged).chain(dirs) {
             let Some(rest) = path.strip_prefix(&prefix) else {
                 continue;
             };
