@@ -647,3 +647,43 @@ fn the_validator_refuses_what_a_cluster_would() {
         assert!(report.contains("INVALID"), "{what}:\n{report}");
     }
 }
+
+/// Copies a folder (the repository's sample apps, so that their keys
+/// are written in the copy, not in the repository).
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "node_modules" && e.file_name() != ".fnhost" {
+                copy_dir(&e.path(), &target);
+            }
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_sample_app_gives_valid_manifests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps");
+    let mut checked = Vec::new();
+    for e in fs::read_dir(&samples).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        copy_dir(&samples.join(&name), &tmp.path().join(&name));
+        let out = run(
+            tmp.path(),
+            &["kube", "manifests", "--path", &name, "--manager", MANAGER],
+        );
+        ok(&out);
+        let yaml = tmp.path().join(format!("{name}.yaml"));
+        fs::write(&yaml, &out.stdout).unwrap();
+        let objects = valid(&yaml);
+        let http = format!("{name}-http");
+        find(&objects, "Deployment", &http);
+        checked.push(name);
+    }
+    assert!(checked.len() >= 5, "{checked:?}");
+}
