@@ -65,7 +65,7 @@ pub(crate) struct Args {
         long,
         value_name = "TOKEN",
         env = "FNHOST_FETCH_TOKEN",
-        conflicts_with = "dockerfile"
+        hide_env_values = true
     )]
     token: Option<String>,
     /// Bake the content into an image: write a Dockerfile and the app's
