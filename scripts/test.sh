@@ -84,6 +84,35 @@ if [ ! -x "$azurite_dir/node_modules/.bin/azurite-queue" ]; then
     mv "$azurite_dir.installing" "$azurite_dir"
 fi
 export FNHOST_AZURITE_DIR="$azurite_dir"
+# The Kubernetes manifest tests validate offline (no cluster runs here):
+# Kubernetes' own JSON schemas from kubernetes-validate (PyPI), KEDA's
+# ScaledObject schema from @kubernetes-models/keda (npm), both pinned.
+kube_dir="$PWD/target/fnhost-test-cache/kube-validate-1.37.0"
+if [ ! -f "$kube_dir/installed" ]; then
+    echo "test.sh: installing kubernetes-validate 1.37.0 into $kube_dir" >&2
+    rm -rf "$kube_dir.installing"
+    mkdir -p "$kube_dir.installing"
+    python3 -m venv "$kube_dir.installing/venv" 2>/dev/null || {
+        apt_install python3-venv
+        python3 -m venv "$kube_dir.installing/venv"
+    }
+    "$kube_dir.installing/venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
+    touch "$kube_dir.installing/installed"
+    rm -rf "$kube_dir"
+    # The tests run venv/bin/python3, which works from the final folder.
+    mv "$kube_dir.installing" "$kube_dir"
+fi
+keda_dir="$PWD/target/fnhost-test-cache/keda-models-2.0.0"
+if [ ! -f "$keda_dir/node_modules/@kubernetes-models/keda/package.json" ]; then
+    echo "test.sh: installing @kubernetes-models/keda@2.0.0 into $keda_dir" >&2
+    rm -rf "$keda_dir.installing"
+    mkdir -p "$keda_dir.installing"
+    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
+        --prefix "$keda_dir.installing" "@kubernetes-models/keda@2.0.0" >/dev/null
+    rm -rf "$keda_dir"
+    mv "$keda_dir.installing" "$keda_dir"
+fi
+export FNHOST_KUBE_VALIDATE_DIR="$kube_dir" FNHOST_KEDA_MODELS_DIR="$keda_dir"
 corpus="${FNHOST_CORPUS:-../shared/corpus}"
 if [ ! -f "$corpus/expected.json" ]; then
     echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2

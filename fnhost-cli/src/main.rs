@@ -6,8 +6,10 @@
 
 mod cd;
 mod deploy;
+mod ftp;
 mod invoke;
 mod keys;
+mod kube;
 mod list;
 mod manage;
 mod scaffold;
@@ -65,6 +67,10 @@ enum Command {
     Manage(manage::Args),
     #[command(flatten)]
     Cd(cd::Command),
+    /// Kubernetes: manifests for an app (KEDA scaling, timers in one
+    /// replica, content fetched by digest or baked into an image).
+    #[command(subcommand)]
+    Kube(kube::Command),
     /// Install or list the language workers that run Azure's Node.js and
     /// Python programming models.
     #[command(subcommand)]
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
         Command::Deploy(command) => deploy::run(command, &cli.home),
         Command::Manage(args) => manage::run(args, &cli.home),
         Command::Cd(command) => cd::run(command, &cli.home),
+        Command::Kube(command) => kube::run(command, &cli.home),
         Command::Workers(command) => workers::run(command),
     };
     match result {

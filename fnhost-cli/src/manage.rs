@@ -40,6 +40,8 @@ pub(crate) struct Args {
     /// --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    ftp: crate::ftp::FtpArgs,
 }
 
 /// How long shutdown waits for requests and deployments in flight.
@@ -58,6 +60,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         .with_max_concurrent_uploads(args.max_concurrent_uploads)
         .with_shutdown_timeout(SHUTDOWN_DEADLINE);
     let apps = site.apps().map_err(|e| Failure::Usage(e.to_string()))?;
+    let ftp_site = site.clone();
     let mut manage = Manage::new(site);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         manage = manage
@@ -67,6 +70,9 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
     let runtime = runtime()?;
     runtime.block_on(async move {
         let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+        let tls = args.tls_cert.as_ref().zip(args.tls_key.as_ref());
+        let ftp = crate::ftp::bind(&args.ftp, ftp_site, args.host, tls, limits.clone(), log.clone())
+            .await?;
         let server = manage
             .with_limits(limits)
             .with_log(log)
@@ -84,8 +90,21 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         if apps.is_empty() {
             eprintln!("fnhost: no apps yet: create one with `fnhost apps create APP` and set its credentials");
         }
+        let (stop_ftp, ftp_stopped) = tokio::sync::oneshot::channel::<()>();
+        let ftp = ftp.map(|ftp| {
+            let how = if ftp.is_tls() { "explicit TLS" } else { "plain" };
+            println!("ftp listening on ftp://{} ({how})", ftp.local_addr());
+            let _ = std::io::stdout().flush();
+            tokio::spawn(ftp.serve(async move {
+                let _ = ftp_stopped.await;
+            }))
+        });
         eprintln!("fnhost: press Ctrl-C to stop");
         server.serve(fnhost_core::http::shutdown_signal()).await;
+        let _ = stop_ftp.send(());
+        if let Some(ftp) = ftp {
+            let _ = ftp.await;
+        }
         eprintln!("fnhost: stopped");
         Ok(())
     })

@@ -156,6 +156,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Kubernetes manifests cannot be made for an app ([`crate::kube`]).
+    #[error("{app}: cannot write Kubernetes manifests: {message}")]
+    Kube {
+        /// The app.
+        app: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Exporting as a git repository failed.
     #[error("{}: cannot export as a git repository: {message}", path.display())]
     Git {

@@ -43,6 +43,7 @@ mod error;
 mod fsutil;
 #[cfg(feature = "hot-swap")]
 pub mod hot;
+pub mod kube;
 #[cfg(feature = "server")]
 pub mod manage;
 pub mod package;

@@ -51,13 +51,13 @@ struct Failures {
 
 impl Throttle {
     /// How long the client is still locked out, if it is.
-    fn locked(&self, ip: IpAddr) -> Option<Duration> {
+    pub(super) fn locked(&self, ip: IpAddr) -> Option<Duration> {
         let map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         let until = map.get(&ip)?.locked_until?;
         until.checked_duration_since(Instant::now())
     }
 
-    fn failed(&self, ip: IpAddr, free: u32, first: Duration, max: Duration) {
+    pub(super) fn failed(&self, ip: IpAddr, free: u32, first: Duration, max: Duration) {
         let now = Instant::now();
         let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
@@ -82,7 +82,7 @@ impl Throttle {
         }
     }
 
-    fn succeeded(&self, ip: IpAddr) {
+    pub(super) fn succeeded(&self, ip: IpAddr) {
         let mut map = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&ip);
     }

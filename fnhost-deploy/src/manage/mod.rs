@@ -53,6 +53,8 @@ mod api;
 mod auth;
 mod body;
 mod error;
+#[cfg(feature = "ftp")]
+pub mod ftp;
 mod git_http;
 mod paths;
 mod tls;

@@ -28,8 +28,16 @@ fn pem_why(e: &pem::Error) -> String {
 
 /// Reads `cert_path` (the certificate chain, the server's own first) and
 /// `key_path` (a PKCS#8, PKCS#1 or SEC1 key), checks that they belong
-/// together, and makes the acceptor.
+/// together, and makes the acceptor (HTTP/1.1 by ALPN).
 pub(super) fn acceptor(cert_path: &Path, key_path: &Path) -> crate::Result<TlsAcceptor> {
+    let mut config = server_config(cert_path, key_path)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The rustls configuration of [`acceptor`], without ALPN (FTPS uses it
+/// as it is).
+pub(super) fn server_config(cert_path: &Path, key_path: &Path) -> crate::Result<ServerConfig> {
     const CERT: &str = "TLS certificate";
     const KEY: &str = "TLS private key";
     let cert_pem = std::fs::read(cert_path).ctx("cannot read the TLS certificate", cert_path)?;
@@ -80,13 +88,11 @@ pub(super) fn acceptor(cert_path: &Path, key_path: &Path) -> crate::Result<TlsAc
         }
     }
 
-    let mut config = ServerConfig::builder_with_provider(provider.clone())
+    Ok(ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid(CERT, cert_path, format!("no usable TLS version: {e}")))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified))))
 }
 
 /// The serving core's handshake for HTTPS.
