@@ -43,9 +43,12 @@ pub(crate) struct Args {
 /// The host `serve` and `invoke` run an app with: the custom handler
 /// when host.json configures one, else the one-shot process executor for
 /// each function's script (native functions cannot come from the command
-/// line).
+/// line); the queue and blob bindings for every function.
 pub(crate) fn build_host(app: FunctionApp) -> Host {
-    Host::builder().with_default_executors().build(app)
+    Host::builder()
+        .with_default_executors()
+        .middleware(Arc::new(fnhost_triggers::StorageBindings::new()))
+        .build(app)
 }
 
 /// The Tokio runtime of the commands that run functions.

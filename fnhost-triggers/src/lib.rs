@@ -11,9 +11,11 @@
 //! See docs/triggers.md in the repository for the settings and the
 //! differences from Azure kept on purpose.
 
+pub mod bindings;
 pub mod listeners;
 pub mod queue;
 pub mod storage;
 
+pub use bindings::StorageBindings;
 pub use listeners::{Listeners, ListenersHandle};
 pub use queue::{MessageEncoding, QueueListener, QueueSpec, QueuesOptions};
