@@ -103,6 +103,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         _ => open_store(&app, &args.secrets)?,
     };
     let addr = SocketAddr::new(args.host, args.port);
+    let app_name = args.app.clone();
     let runtime = runtime()?;
     runtime.block_on(async move {
         let host = Arc::new(build_host(app));
@@ -149,10 +150,14 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             .with_zone(zone)
             .with_log(log.clone())
             .start();
-        // Queue triggers: prints "listening to queue NAME for FUNCTION".
-        let listeners = fnhost_triggers::Listeners::new(host.clone())
-            .with_log(log.clone())
-            .start();
+        // Queue and blob triggers: prints "listening to queue NAME for
+        // FUNCTION" (or "blob container NAME"). A deployed app keeps its
+        // blob receipts under its name, across deployments.
+        let mut listeners = fnhost_triggers::Listeners::new(host.clone()).with_log(log.clone());
+        if let Some(name) = &app_name {
+            listeners = listeners.with_host_id(name.clone());
+        }
+        let listeners = listeners.start();
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
         eprintln!("fnhost: stopping");
         let (timers_done, listeners_done) = tokio::join!(

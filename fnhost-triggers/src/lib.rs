@@ -12,10 +12,12 @@
 //! differences from Azure kept on purpose.
 
 pub mod bindings;
+pub mod blob;
 pub mod listeners;
 pub mod queue;
 pub mod storage;
 
 pub use bindings::StorageBindings;
-pub use listeners::{Listeners, ListenersHandle};
+pub use blob::{BlobListener, BlobSpec, BlobsOptions};
+pub use listeners::{ListenerSpec, Listeners, ListenersHandle};
 pub use queue::{MessageEncoding, QueueListener, QueueSpec, QueuesOptions};

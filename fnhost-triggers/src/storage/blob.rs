@@ -417,13 +417,22 @@ impl BlobClient {
 
     /// Releases a lease.
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), StorageError> {
+        self.lease_action("release", lease).await
+    }
+
+    /// Renews a lease for its duration.
+    pub async fn renew_lease(&self, lease: &Lease) -> Result<(), StorageError> {
+        self.lease_action("renew", lease).await
+    }
+
+    async fn lease_action(&self, action: &str, lease: &Lease) -> Result<(), StorageError> {
         let query = [("comp", "lease".to_owned())];
         let mut call = Call::new(Method::PUT, &query);
         call.ms_headers
-            .push(("x-ms-lease-action".to_owned(), "release".to_owned()));
+            .push(("x-ms-lease-action".to_owned(), action.to_owned()));
         call.ms_headers
             .push(("x-ms-lease-id".to_owned(), lease.id.clone()));
-        self.send("Lease Blob (release)", call, &[StatusCode::OK])
+        self.send(&format!("Lease Blob ({action})"), call, &[StatusCode::OK])
             .await
             .map(drop)
     }
