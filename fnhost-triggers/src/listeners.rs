@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fnhost_core::invoke::{AppVersion, Host};
+use fnhost_core::FunctionApp;
+use fnhost_core::app::Function;
+use fnhost_core::invoke::{AppVersion, FunctionHandle, Host};
 use fnhost_core::timer::{LogSink, no_log};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -301,5 +303,27 @@ impl ListenersHandle {
                 false
             }
         }
+    }
+}
+
+/// The handle of `function` in `host`'s current app version, when it is
+/// enabled and `spec_of` still gives it `spec` (a listener stops when this
+/// is `None`).
+pub(crate) fn current_handle<S: PartialEq>(
+    host: &Host,
+    function: &str,
+    spec: &S,
+    spec_of: impl Fn(&Function, &FunctionApp) -> Option<Result<S, String>>,
+) -> Option<FunctionHandle> {
+    let version = host.current();
+    let app = version.app();
+    let index = app.function_index(function)?;
+    let f = &app.functions()[index];
+    if f.disabled {
+        return None;
+    }
+    match spec_of(f, app) {
+        Some(Ok(s)) if s == *spec => Host::handle(version, index),
+        _ => None,
     }
 }
