@@ -15,9 +15,11 @@ pub mod bindings;
 pub mod blob;
 pub mod listeners;
 pub mod queue;
+pub mod rabbitmq;
 pub mod storage;
 
 pub use bindings::StorageBindings;
 pub use blob::{BlobListener, BlobSpec, BlobsOptions};
 pub use listeners::{ListenerSpec, Listeners, ListenersHandle};
 pub use queue::{MessageEncoding, QueueListener, QueueSpec, QueuesOptions};
+pub use rabbitmq::{RabbitListener, RabbitSpec};

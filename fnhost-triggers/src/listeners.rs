@@ -14,6 +14,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::blob::{BlobListener, BlobSpec, DEFAULT_SCAN_INTERVAL, host_id};
 use crate::queue::{DEFAULT_MESSAGE_VISIBILITY, QueueListener, QueueSpec};
+use crate::rabbitmq::{RabbitListener, RabbitSpec};
 
 /// How often the current app version is looked at for listeners to start.
 const RESCAN: Duration = Duration::from_millis(500);
@@ -51,6 +52,8 @@ pub enum ListenerSpec {
     Queue(QueueSpec),
     /// A blobTrigger function's container.
     Blob(BlobSpec),
+    /// A rabbitMQTrigger function's queue.
+    RabbitMq(RabbitSpec),
 }
 
 impl ListenerSpec {
@@ -59,6 +62,7 @@ impl ListenerSpec {
         match self {
             ListenerSpec::Queue(q) => format!("queue {}", q.queue),
             ListenerSpec::Blob(b) => format!("blob container {}", b.pattern.container),
+            ListenerSpec::RabbitMq(r) => format!("rabbitMQ queue {}", r.queue),
         }
     }
 
@@ -67,6 +71,7 @@ impl ListenerSpec {
         match self {
             ListenerSpec::Queue(q) => &q.function,
             ListenerSpec::Blob(b) => &b.function,
+            ListenerSpec::RabbitMq(r) => &r.function,
         }
     }
 }
@@ -145,7 +150,8 @@ impl Listeners {
             .filter_map(|f| {
                 let spec = QueueSpec::of(f, app)
                     .map(|s| s.map(ListenerSpec::Queue))
-                    .or_else(|| BlobSpec::of(f, app).map(|s| s.map(ListenerSpec::Blob)))?;
+                    .or_else(|| BlobSpec::of(f, app).map(|s| s.map(ListenerSpec::Blob)))
+                    .or_else(|| RabbitSpec::of(f, app).map(|s| s.map(ListenerSpec::RabbitMq)))?;
                 Some((f.name.clone(), spec))
             })
             .collect()
@@ -190,6 +196,10 @@ impl Listeners {
                     self.log.clone(),
                 )
                 .map_err(|e| e.to_string())?;
+                tasks.spawn(listener.run(stop))
+            }
+            ListenerSpec::RabbitMq(r) => {
+                let listener = RabbitListener::new(self.host.clone(), r.clone(), self.log.clone());
                 tasks.spawn(listener.run(stop))
             }
         })

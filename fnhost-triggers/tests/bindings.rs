@@ -18,23 +18,12 @@ use fnhost_triggers::queue::encode_message;
 use fnhost_triggers::storage::{BlobService, PutOptions, QueueClient};
 use fnhost_triggers::{Listeners, MessageEncoding, StorageBindings};
 use serde_json::{Value, json};
-use support::{Azurite, collecting_log, wait_until};
+use support::{Azurite, collecting_log, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
 const HOST_JSON: &str =
     r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#;
-
-fn write_function(dir: &Path, name: &str, bindings: Value) {
-    let f = dir.join(name);
-    std::fs::create_dir_all(&f).unwrap();
-    std::fs::write(
-        f.join("function.json"),
-        json!({ "bindings": bindings }).to_string(),
-    )
-    .unwrap();
-    std::fs::write(f.join("run.sh"), "#!/bin/sh\n").unwrap();
-}
 
 fn load(dir: &Path, azurite: &Azurite, settings: &[(&str, &str)]) -> FunctionApp {
     let mut loader = FunctionApp::loader(dir)

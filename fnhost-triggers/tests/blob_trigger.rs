@@ -18,7 +18,7 @@ use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
 use fnhost_triggers::Listeners;
 use fnhost_triggers::storage::{BlobService, PutOptions};
 use serde_json::{Value, json};
-use support::{Azurite, collecting_log, wait_until};
+use support::{Azurite, collecting_log, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
@@ -26,14 +26,11 @@ const SCAN: Duration = Duration::from_millis(200);
 
 fn write_app(dir: &Path, host_json: &str, path: &str) {
     std::fs::write(dir.join("host.json"), host_json).unwrap();
-    let f = dir.join("Thumbs");
-    std::fs::create_dir_all(&f).unwrap();
-    std::fs::write(
-        f.join("function.json"),
-        json!({"bindings": [{"type": "blobTrigger", "direction": "in", "name": "image", "path": path, "connection": "Conn"}]}).to_string(),
-    )
-    .unwrap();
-    std::fs::write(f.join("run.sh"), "#!/bin/sh\n").unwrap();
+    write_function(
+        dir,
+        "Thumbs",
+        json!([{"type": "blobTrigger", "direction": "in", "name": "image", "path": path, "connection": "Conn"}]),
+    );
 }
 
 /// The invocations seen, by blob name.

@@ -1,4 +1,4 @@
-//! Storage bindings for every executor: the `queue` and `blob` output
+//! Bindings for every executor: the `queue`, `blob` and `rabbitMQ` output
 //! bindings and the `blob` input binding, as a [`Middleware`] of the
 //! invoke pipeline.
 //!
@@ -28,9 +28,9 @@ pub use expr::BindingContext;
 use crate::queue::{MessageEncoding, QueuesOptions, connection_string, encode_message};
 use crate::storage::{BlobService, PutOptions, QueueService, StorageError};
 
-/// The [`Middleware`] that runs the `queue` and `blob` bindings of every
-/// function, whatever its executor (native, custom handler, language
-/// worker, process).
+/// The [`Middleware`] that runs the `queue`, `blob` and `rabbitMQ`
+/// bindings of every function, whatever its executor (native, custom
+/// handler, language worker, process).
 ///
 /// ```no_run
 /// # fn demo(app: fnhost_core::FunctionApp) {
@@ -47,6 +47,8 @@ use crate::storage::{BlobService, PutOptions, QueueService, StorageError};
 pub struct StorageBindings {
     /// Clients by connection string, so connections are pooled.
     clients: Mutex<HashMap<String, Clients>>,
+    /// RabbitMQ channels by URI, opened on first use.
+    rabbit: tokio::sync::Mutex<HashMap<String, (lapin::Connection, lapin::Channel)>>,
 }
 
 #[derive(Clone)]
@@ -66,7 +68,7 @@ fn is_storage_binding(b: &Binding) -> bool {
     matches!(
         (&b.kind, b.direction),
         (BindingKind::Blob(_), _) | (BindingKind::Queue(_), Direction::Out)
-    )
+    ) || crate::rabbitmq::is_output(b)
 }
 
 impl StorageBindings {
@@ -157,6 +159,7 @@ impl StorageBindings {
                     )
                     .await
                 }
+                _ if crate::rabbitmq::is_output(b) => self.write_rabbit(function, b, value).await,
                 _ => Ok(()),
             };
             if let Err(e) = written {
@@ -271,6 +274,95 @@ impl StorageBindings {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+impl StorageBindings {
+    /// Publishes an output value to a `rabbitMQ` binding's queue (through
+    /// the default exchange), with publisher confirms; a broken channel is
+    /// opened again once.
+    async fn write_rabbit(
+        &self,
+        function: &FunctionInfo,
+        binding: &Binding,
+        value: &BindingData,
+    ) -> Result<(), String> {
+        let queue = crate::rabbitmq::queue_name(binding, &function.settings, &function.host)?;
+        let uri = crate::rabbitmq::connection_uri(binding, &function.settings, &function.host)?;
+        let messages = rabbit_messages(value)?;
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut channels = self.rabbit.lock().await;
+        for attempt in 0..2 {
+            if !channels.contains_key(&uri) {
+                let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+                    .await
+                    .map_err(|e| format!("cannot connect to RabbitMQ: {e}"))?;
+                let channel = conn
+                    .create_channel()
+                    .await
+                    .map_err(|e| format!("cannot open a RabbitMQ channel: {e}"))?;
+                channel
+                    .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                    .await
+                    .map_err(|e| format!("cannot turn publisher confirms on: {e}"))?;
+                channels.insert(uri.clone(), (conn, channel));
+            }
+            let Some((_, channel)) = channels.get(&uri) else {
+                continue;
+            };
+            let mut failed = None;
+            for m in &messages {
+                let published = async {
+                    channel
+                        .basic_publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            lapin::options::BasicPublishOptions::default(),
+                            m,
+                            lapin::BasicProperties::default().with_delivery_mode(2),
+                        )
+                        .await?
+                        .await
+                }
+                .await;
+                match published {
+                    Ok(c) if !c.is_nack() => {}
+                    Ok(_) => failed = Some("the broker refused the message".to_owned()),
+                    Err(e) => failed = Some(e.to_string()),
+                }
+                if failed.is_some() {
+                    break;
+                }
+            }
+            match failed {
+                None => return Ok(()),
+                Some(e) if attempt == 1 => return Err(e),
+                Some(_) => {
+                    channels.remove(&uri);
+                }
+            }
+        }
+        Err("cannot publish to RabbitMQ".into())
+    }
+}
+
+/// The bodies of a `rabbitMQ` output value: one per array element; text as
+/// UTF-8, bytes as they are, other JSON as its text.
+fn rabbit_messages(value: &BindingData) -> Result<Vec<Vec<u8>>, String> {
+    let one = |v: &Value| -> Option<Vec<u8>> {
+        match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone().into_bytes()),
+            other => Some(other.to_string().into_bytes()),
+        }
+    };
+    Ok(match value {
+        BindingData::Json(Value::Array(items)) => items.iter().filter_map(one).collect(),
+        BindingData::Json(v) => one(v).into_iter().collect(),
+        BindingData::Bytes(b) => vec![b.clone()],
+        _ => return Err("an HTTP value cannot be published to RabbitMQ".into()),
+    })
 }
 
 impl Middleware for StorageBindings {

@@ -228,6 +228,20 @@ pub fn write_app(dir: &Path, host_json: &str, functions: &[(&str, String)]) {
     }
 }
 
+/// Writes one function folder: function.json with `bindings` (a JSON
+/// array) and a script, so the app is valid (native functions run in its
+/// place).
+pub fn write_function(dir: &Path, name: &str, bindings: serde_json::Value) {
+    let f = dir.join(name);
+    std::fs::create_dir_all(&f).expect("function folder");
+    std::fs::write(
+        f.join("function.json"),
+        serde_json::json!({ "bindings": bindings }).to_string(),
+    )
+    .expect("write function.json");
+    std::fs::write(f.join("run.sh"), "#!/bin/sh\n").expect("write run.sh");
+}
+
 /// A queueTrigger function.json.
 pub fn queue_function(queue: &str, connection: &str) -> String {
     format!(
