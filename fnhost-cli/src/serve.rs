@@ -157,6 +157,12 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         if let Some(name) = &app_name {
             listeners = listeners.with_host_id(name.clone());
         }
+        if let Some(d) = seconds_from_env("FNHOST_QUEUE_VISIBILITY")? {
+            listeners = listeners.with_message_visibility(d);
+        }
+        if let Some(d) = seconds_from_env("FNHOST_BLOB_SCAN_INTERVAL")? {
+            listeners = listeners.with_blob_scan_interval(d);
+        }
         let listeners = listeners.start();
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
         eprintln!("fnhost: stopping");
@@ -177,6 +183,22 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         eprintln!("fnhost: stopped");
         Ok(())
     })
+}
+
+/// A duration in seconds (fractions allowed) from an environment variable:
+/// `FNHOST_QUEUE_VISIBILITY` (how long a received queue message stays
+/// hidden, ten minutes by default: how soon a crashed run's message comes
+/// back) and `FNHOST_BLOB_SCAN_INTERVAL` (ten seconds by default).
+fn seconds_from_env(name: &str) -> Result<Option<Duration>, Failure> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        _ => Err(Failure::Usage(format!(
+            "{name} is '{text}': give a number of seconds, such as 30 or 0.5"
+        ))),
+    }
 }
 
 /// Logs what the hot swap does; gives new functions their keys.

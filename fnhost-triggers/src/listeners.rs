@@ -66,6 +66,25 @@ impl ListenerSpec {
         }
     }
 
+    /// The name of the app setting its connection comes from (`None` for
+    /// RabbitMQ, whose URI may come from host.json).
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            ListenerSpec::Queue(q) => Some(&q.setting),
+            ListenerSpec::Blob(b) => Some(&b.setting),
+            ListenerSpec::RabbitMq(_) => None,
+        }
+    }
+
+    /// The listener of `function` of `app`: `None` when its trigger has
+    /// none (HTTP, timers...), `Some(Err(why))` when it cannot listen.
+    pub fn of(function: &Function, app: &FunctionApp) -> Option<Result<ListenerSpec, String>> {
+        QueueSpec::of(function, app)
+            .map(|s| s.map(ListenerSpec::Queue))
+            .or_else(|| BlobSpec::of(function, app).map(|s| s.map(ListenerSpec::Blob)))
+            .or_else(|| RabbitSpec::of(function, app).map(|s| s.map(ListenerSpec::RabbitMq)))
+    }
+
     /// The function it runs.
     pub fn function(&self) -> &str {
         match self {
@@ -147,13 +166,7 @@ impl Listeners {
         app.functions()
             .iter()
             .filter(|f| !f.disabled)
-            .filter_map(|f| {
-                let spec = QueueSpec::of(f, app)
-                    .map(|s| s.map(ListenerSpec::Queue))
-                    .or_else(|| BlobSpec::of(f, app).map(|s| s.map(ListenerSpec::Blob)))
-                    .or_else(|| RabbitSpec::of(f, app).map(|s| s.map(ListenerSpec::RabbitMq)))?;
-                Some((f.name.clone(), spec))
-            })
+            .filter_map(|f| Some((f.name.clone(), ListenerSpec::of(f, app)?)))
             .collect()
     }
 
