@@ -27,65 +27,18 @@ async fn serve_listens_to_queues_and_runs_each_message() {
     let dir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let app = dir.path();
-    std::fs::write(
-        app.join("host.json"),
-        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("local.settings.json"),
-        serde_json::json!({
-            "IsEncrypted": false,
-            "Values": {
-                "AzureWebJobsStorage": azurite.connection_string(),
-                "JOBS_OUT": out.path().to_str().unwrap(),
-            }
-        })
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(app.join("Jobs")).unwrap();
-    std::fs::write(
-        app.join("Jobs").join("function.json"),
-        r#"{"bindings": [{"type": "queueTrigger", "direction": "in", "name": "job", "queueName": "jobs"}]}"#,
-    )
-    .unwrap();
     // Each run keeps its request; pids are unique while the runs overlap.
-    std::fs::write(
-        app.join("Jobs").join("run.sh"),
+    write_queue_app(
+        app,
+        &azurite,
+        out.path(),
+        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#,
+        "Jobs",
+        "jobs",
         "#!/bin/sh\ncat > \"$JOBS_OUT/$$.json.part\" && mv \"$JOBS_OUT/$$.json.part\" \"$JOBS_OUT/$$-$(date +%s%N).json\"\n",
-    )
-    .unwrap();
-
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .arg(app)
-        .args(["--port", "0"])
-        .env_remove("AzureWebJobsStorage")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            eprintln!("serve: {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("serve prints its queue listener");
-        if line == "fnhost: listening to queue jobs for Jobs" {
-            break;
-        }
-    }
+    );
+    let (mut child, rx) = start_serve(app, &[]);
+    wait_line(&rx, "fnhost: listening to queue jobs for Jobs");
 
     for i in 0..5 {
         q.put(
@@ -139,6 +92,39 @@ async fn serve_listens_to_queues_and_runs_each_message() {
     };
     assert!(status.success(), "{status:?}");
     azurite.stop().await;
+}
+
+/// Writes an app whose function `name` runs `script` for each message of
+/// queue `queue` (`AzureWebJobsStorage` is Azurite; `JOBS_OUT` is `out`).
+fn write_queue_app(
+    app: &std::path::Path,
+    azurite: &Azurite,
+    out: &std::path::Path,
+    host_json: &str,
+    name: &str,
+    queue: &str,
+    script: &str,
+) {
+    std::fs::write(app.join("host.json"), host_json).unwrap();
+    std::fs::write(
+        app.join("local.settings.json"),
+        serde_json::json!({
+            "IsEncrypted": false,
+            "Values": {
+                "AzureWebJobsStorage": azurite.connection_string(),
+                "JOBS_OUT": out.to_str().unwrap(),
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(app.join(name)).unwrap();
+    std::fs::write(
+        app.join(name).join("function.json"),
+        format!(r#"{{"bindings": [{{"type": "queueTrigger", "direction": "in", "name": "job", "queueName": "{queue}"}}]}}"#),
+    )
+    .unwrap();
+    std::fs::write(app.join(name).join("run.sh"), script).unwrap();
 }
 
 /// Starts `fnhost serve APP` with `env`; returns the child and its stderr
@@ -204,36 +190,17 @@ async fn serve_killed_mid_batch_loses_no_message() {
     let dir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let app = dir.path();
-    std::fs::write(
-        app.join("host.json"),
-        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2", "batchSize": 16}}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("local.settings.json"),
-        serde_json::json!({
-            "IsEncrypted": false,
-            "Values": {
-                "AzureWebJobsStorage": azurite.connection_string(),
-                "JOBS_OUT": out.path().to_str().unwrap(),
-            }
-        })
-        .to_string(),
-    )
-    .unwrap();
-    std::fs::create_dir_all(app.join("Work")).unwrap();
-    std::fs::write(
-        app.join("Work").join("function.json"),
-        r#"{"bindings": [{"type": "queueTrigger", "direction": "in", "name": "job", "queueName": "work"}]}"#,
-    )
-    .unwrap();
     // Each run takes a while, so the kill finds runs in flight; a run
     // counts once its file is written (renamed into place whole).
-    std::fs::write(
-        app.join("Work").join("run.sh"),
+    write_queue_app(
+        app,
+        &azurite,
+        out.path(),
+        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2", "batchSize": 16}}}"#,
+        "Work",
+        "work",
         "#!/bin/sh\nbody=$(cat)\nsleep 0.1\nf=\"$JOBS_OUT/$$-$(date +%s%N)\"\nprintf '%s' \"$body\" > \"$f.part\" && mv \"$f.part\" \"$f.json\"\n",
-    )
-    .unwrap();
+    );
     // `fnhost list` shows the listener.
     let listed = Command::new(BIN)
         .arg("list")
