@@ -113,6 +113,21 @@ if [ ! -f "$keda_dir/node_modules/@kubernetes-models/keda/package.json" ]; then
     mv "$keda_dir.installing" "$keda_dir"
 fi
 export FNHOST_KUBE_VALIDATE_DIR="$kube_dir" FNHOST_KEDA_MODELS_DIR="$keda_dir"
+# The RabbitMQ tests need a broker on 127.0.0.1:5672 (guest/guest, which
+# RabbitMQ allows from loopback only): Debian's rabbitmq-server, installed
+# and started here when nothing listens there. FNHOST_RABBITMQ_URI points
+# the tests elsewhere.
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if [ -z "${FNHOST_RABBITMQ_URI:-}" ] && ! rabbit_up; then
+    [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
+    echo "test.sh: starting rabbitmq-server on 127.0.0.1:5672" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=5672 \
+        RABBITMQ_DIST_PORT=25672 ERL_EPMD_ADDRESS=127.0.0.1 \
+        /usr/sbin/rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 120); do rabbit_up && break; sleep 0.5; done
+    rabbit_up || { echo "test.sh: rabbitmq-server did not listen on 127.0.0.1:5672" >&2; exit 2; }
+fi
 corpus="${FNHOST_CORPUS:-../shared/corpus}"
 if [ ! -f "$corpus/expected.json" ]; then
     echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2

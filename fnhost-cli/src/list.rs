@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use chrono::{SecondsFormat, Utc};
-use fnhost_core::Function;
+use fnhost_core::{Function, FunctionApp};
+use fnhost_triggers::ListenerSpec;
 use serde_json::{Value, json};
 
 use crate::{CmdResult, app_dir, load_app, print_json};
@@ -33,12 +34,12 @@ pub(crate) fn run(args: Args) -> CmdResult {
         let items: Vec<Value> = app
             .functions()
             .iter()
-            .map(|f| function_json(f, now))
+            .map(|f| function_json(f, &app, now))
             .collect();
         print_json(&items)?;
     } else {
         for f in app.functions() {
-            print_text(f, now);
+            print_text(f, &app, now);
         }
     }
     let errors = app.diagnostics().error_count();
@@ -65,7 +66,7 @@ fn next_three(f: &Function, now: chrono::DateTime<Utc>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn function_json(f: &Function, now: chrono::DateTime<Utc>) -> Value {
+fn function_json(f: &Function, app: &FunctionApp, now: chrono::DateTime<Utc>) -> Value {
     let mut item = json!({
         "name": f.name,
         "trigger": f.trigger_type(),
@@ -87,10 +88,17 @@ fn function_json(f: &Function, now: chrono::DateTime<Utc>) -> Value {
             "next": next_three(f, now),
         });
     }
+    match ListenerSpec::of(f, app) {
+        Some(Ok(spec)) => {
+            item["listener"] = json!({"source": spec.source(), "connection": spec.setting()});
+        }
+        Some(Err(reason)) => item["listener"] = json!({"error": reason}),
+        None => {}
+    }
     item
 }
 
-fn print_text(f: &Function, now: chrono::DateTime<Utc>) {
+fn print_text(f: &Function, app: &FunctionApp, now: chrono::DateTime<Utc>) {
     let disabled = if f.disabled { " (disabled)" } else { "" };
     println!("{}: {}{disabled}", f.name, f.trigger_type());
     if let Some(h) = &f.http {
@@ -113,6 +121,14 @@ fn print_text(f: &Function, now: chrono::DateTime<Utc>) {
         }
     } else if let Some(b) = f.config.trigger().and_then(|b| b.timer_trigger()) {
         println!("    schedule: {} (unresolved)", b.schedule);
+    }
+    match ListenerSpec::of(f, app) {
+        Some(Ok(spec)) => match spec.setting() {
+            Some(setting) => println!("    listens to: {} (connection {setting})", spec.source()),
+            None => println!("    listens to: {}", spec.source()),
+        },
+        Some(Err(reason)) => println!("    cannot listen: {reason}"),
+        None => {}
     }
 }
 

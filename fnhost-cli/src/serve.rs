@@ -43,9 +43,12 @@ pub(crate) struct Args {
 /// The host `serve` and `invoke` run an app with: the custom handler
 /// when host.json configures one, else the one-shot process executor for
 /// each function's script (native functions cannot come from the command
-/// line).
+/// line); the queue and blob bindings for every function.
 pub(crate) fn build_host(app: FunctionApp) -> Host {
-    Host::builder().with_default_executors().build(app)
+    Host::builder()
+        .with_default_executors()
+        .middleware(Arc::new(fnhost_triggers::StorageBindings::new()))
+        .build(app)
 }
 
 /// The Tokio runtime of the commands that run functions.
@@ -100,6 +103,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         _ => open_store(&app, &args.secrets)?,
     };
     let addr = SocketAddr::new(args.host, args.port);
+    let app_name = args.app.clone();
     let runtime = runtime()?;
     runtime.block_on(async move {
         let host = Arc::new(build_host(app));
@@ -146,10 +150,20 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             .with_zone(zone)
             .with_log(log.clone())
             .start();
-        // Queue triggers: prints "listening to queue NAME for FUNCTION".
-        let listeners = fnhost_triggers::Listeners::new(host.clone())
-            .with_log(log.clone())
-            .start();
+        // Queue and blob triggers: prints "listening to queue NAME for
+        // FUNCTION" (or "blob container NAME"). A deployed app keeps its
+        // blob receipts under its name, across deployments.
+        let mut listeners = fnhost_triggers::Listeners::new(host.clone()).with_log(log.clone());
+        if let Some(name) = &app_name {
+            listeners = listeners.with_host_id(name.clone());
+        }
+        if let Some(d) = seconds_from_env("FNHOST_QUEUE_VISIBILITY")? {
+            listeners = listeners.with_message_visibility(d);
+        }
+        if let Some(d) = seconds_from_env("FNHOST_BLOB_SCAN_INTERVAL")? {
+            listeners = listeners.with_blob_scan_interval(d);
+        }
+        let listeners = listeners.start();
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
         eprintln!("fnhost: stopping");
         let (timers_done, listeners_done) = tokio::join!(
@@ -169,6 +183,22 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         eprintln!("fnhost: stopped");
         Ok(())
     })
+}
+
+/// A duration in seconds (fractions allowed) from an environment variable:
+/// `FNHOST_QUEUE_VISIBILITY` (how long a received queue message stays
+/// hidden, ten minutes by default: how soon a crashed run's message comes
+/// back) and `FNHOST_BLOB_SCAN_INTERVAL` (ten seconds by default).
+fn seconds_from_env(name: &str) -> Result<Option<Duration>, Failure> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        _ => Err(Failure::Usage(format!(
+            "{name} is '{text}': give a number of seconds, such as 30 or 0.5"
+        ))),
+    }
 }
 
 /// Logs what the hot swap does; gives new functions their keys.

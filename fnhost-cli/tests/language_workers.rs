@@ -16,6 +16,9 @@ use fnhost_testsupport::http::{self, Answer};
 mod support;
 use support::{BIN, workers};
 
+#[path = "../../fnhost-triggers/tests/support/mod.rs"]
+mod storage_support;
+
 /// The examples folder of the repository.
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/apps")
@@ -598,4 +601,89 @@ fn a_missing_worker_names_the_install_command() {
         err.contains("fnhost workers install") && err.contains("python"),
         "{err}"
     );
+}
+
+#[test]
+fn node_v4_queue_trigger_writes_its_queue_and_blob_outputs() {
+    use fnhost_triggers::MessageEncoding;
+    use fnhost_triggers::queue::encode_message;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let azurite = rt.block_on(storage_support::Azurite::start_with_blobs());
+    let work = azurite.service().queue("work");
+    rt.block_on(work.create()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conn = serde_json::to_string(&azurite.connection_string()).unwrap();
+    write_node_v4_app(
+        dir.path(),
+        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#,
+        &format!(r#", "AzureWebJobsStorage": {conn}"#),
+        r#"const { app, output } = require('@azure/functions');
+const receipt = output.storageBlob({ path: 'results/{Id}.txt', connection: 'AzureWebJobsStorage' });
+app.storageQueue('Work', {
+    queueName: 'work',
+    connection: 'AzureWebJobsStorage',
+    return: output.storageQueue({ queueName: 'done-{Kind}', connection: 'AzureWebJobsStorage' }),
+    extraOutputs: [receipt],
+    handler: (item, context) => {
+        context.extraOutputs.set(receipt, Buffer.from('got ' + item.Name));
+        return ['done ' + item.Name, 'again ' + item.Name];
+    },
+});
+"#,
+    );
+    let served = serve(dir.path(), &["."], &[]);
+    served.wait_log("listening to queue work for Work", Duration::from_secs(30));
+    for name in ["ada", "bob"] {
+        let body = format!(r#"{{"Kind": "k", "Name": "{name}"}}"#);
+        rt.block_on(work.put(&encode_message(&body, MessageEncoding::Base64), None))
+            .unwrap();
+    }
+    let done = azurite.service().queue("done-k");
+    let blobs = azurite.blobs();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let results = loop {
+        let page = rt.block_on(blobs.container("results").list("", None, 100));
+        let count = rt.block_on(done.approximate_count()).ok().flatten();
+        if let (Ok(page), Some(4)) = (&page, count)
+            && page.blobs.len() == 2
+        {
+            break page.blobs.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outputs were not written; the log:\n{}",
+            served.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut contents: Vec<String> = results
+        .iter()
+        .map(|b| {
+            let (bytes, _) = rt
+                .block_on(blobs.container("results").blob(&b.name).get())
+                .unwrap()
+                .unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        })
+        .collect();
+    contents.sort();
+    assert_eq!(contents, ["got ada", "got bob"]);
+    let mut texts: Vec<String> = rt
+        .block_on(done.peek(32))
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &m.text)
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["again ada", "again bob", "done ada", "done bob"]);
+    drop(served);
+    rt.block_on(azurite.stop());
 }

@@ -112,11 +112,13 @@ async fn payload_mode_manual_trigger() {
         Some(json!({"mode": "echo", "n": 1}))
     );
     let ret = result.return_value.expect("$return").to_json();
+    // Azure's shapes (PayloadShape::Azure): objects stay objects, other
+    // values travel as their JSON text.
     assert_eq!(
         ret["data"],
-        json!({"input": {"mode": "echo", "n": 1}, "other": "x"})
+        json!({"input": {"mode": "echo", "n": 1}, "other": "\"x\""})
     );
-    assert_eq!(ret["metadata"]["Key"], "v");
+    assert_eq!(ret["metadata"]["Key"], "\"v\"");
     assert!(ret["metadata"].get("manualTrigger").is_none());
     assert!(ret["metadata"].get("RetryContext").is_none());
     assert_eq!(ret["metadata"]["sys"]["MethodName"], "Manual");

@@ -11,9 +11,15 @@
 //! See docs/triggers.md in the repository for the settings and the
 //! differences from Azure kept on purpose.
 
+pub mod bindings;
+pub mod blob;
 pub mod listeners;
 pub mod queue;
+pub mod rabbitmq;
 pub mod storage;
 
-pub use listeners::{Listeners, ListenersHandle};
+pub use bindings::StorageBindings;
+pub use blob::{BlobListener, BlobSpec, BlobsOptions};
+pub use listeners::{ListenerSpec, Listeners, ListenersHandle};
 pub use queue::{MessageEncoding, QueueListener, QueueSpec, QueuesOptions};
+pub use rabbitmq::{RabbitListener, RabbitSpec};

@@ -5,12 +5,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fnhost_core::invoke::{AppVersion, Host};
+use fnhost_core::FunctionApp;
+use fnhost_core::app::Function;
+use fnhost_core::invoke::{AppVersion, FunctionHandle, Host};
 use fnhost_core::timer::{LogSink, no_log};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::blob::{BlobListener, BlobSpec, DEFAULT_SCAN_INTERVAL, host_id};
 use crate::queue::{DEFAULT_MESSAGE_VISIBILITY, QueueListener, QueueSpec};
+use crate::rabbitmq::{RabbitListener, RabbitSpec};
 
 /// How often the current app version is looked at for listeners to start.
 const RESCAN: Duration = Duration::from_millis(500);
@@ -37,6 +41,58 @@ pub struct Listeners {
     host: Arc<Host>,
     log: LogSink,
     visibility: Duration,
+    scan_interval: Duration,
+    host_id: Option<String>,
+}
+
+/// What one listener listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerSpec {
+    /// A queueTrigger function's queue.
+    Queue(QueueSpec),
+    /// A blobTrigger function's container.
+    Blob(BlobSpec),
+    /// A rabbitMQTrigger function's queue.
+    RabbitMq(RabbitSpec),
+}
+
+impl ListenerSpec {
+    /// `queue NAME` or `blob container NAME`.
+    pub fn source(&self) -> String {
+        match self {
+            ListenerSpec::Queue(q) => format!("queue {}", q.queue),
+            ListenerSpec::Blob(b) => format!("blob container {}", b.pattern.container),
+            ListenerSpec::RabbitMq(r) => format!("rabbitMQ queue {}", r.queue),
+        }
+    }
+
+    /// The name of the app setting its connection comes from (`None` for
+    /// RabbitMQ, whose URI may come from host.json).
+    pub fn setting(&self) -> Option<&str> {
+        match self {
+            ListenerSpec::Queue(q) => Some(&q.setting),
+            ListenerSpec::Blob(b) => Some(&b.setting),
+            ListenerSpec::RabbitMq(_) => None,
+        }
+    }
+
+    /// The listener of `function` of `app`: `None` when its trigger has
+    /// none (HTTP, timers...), `Some(Err(why))` when it cannot listen.
+    pub fn of(function: &Function, app: &FunctionApp) -> Option<Result<ListenerSpec, String>> {
+        QueueSpec::of(function, app)
+            .map(|s| s.map(ListenerSpec::Queue))
+            .or_else(|| BlobSpec::of(function, app).map(|s| s.map(ListenerSpec::Blob)))
+            .or_else(|| RabbitSpec::of(function, app).map(|s| s.map(ListenerSpec::RabbitMq)))
+    }
+
+    /// The function it runs.
+    pub fn function(&self) -> &str {
+        match self {
+            ListenerSpec::Queue(q) => &q.function,
+            ListenerSpec::Blob(b) => &b.function,
+            ListenerSpec::RabbitMq(r) => &r.function,
+        }
+    }
 }
 
 impl std::fmt::Debug for Listeners {
@@ -54,7 +110,25 @@ impl Listeners {
             host,
             log: no_log(),
             visibility: DEFAULT_MESSAGE_VISIBILITY,
+            scan_interval: DEFAULT_SCAN_INTERVAL,
+            host_id: None,
         }
+    }
+
+    /// How often blob trigger containers are listed: ten seconds by
+    /// default, as the host (tests shorten it).
+    pub fn with_blob_scan_interval(mut self, interval: Duration) -> Listeners {
+        self.scan_interval = interval;
+        self
+    }
+
+    /// The host id blob receipts are kept under, when the app settings do
+    /// not name one (`AzureFunctionsWebHost__hostid`, `WEBSITE_SITE_NAME`);
+    /// by default the app folder's name. `serve --app` gives the app's
+    /// name, so receipts outlive deployments.
+    pub fn with_host_id(mut self, id: impl Into<String>) -> Listeners {
+        self.host_id = Some(id.into());
+        self
     }
 
     /// Sends log lines (listeners started and stopped, failed messages,
@@ -84,6 +158,66 @@ impl Listeners {
             .collect()
     }
 
+    /// The trigger functions of `version` that get a listener (queue and
+    /// blob triggers), each with its spec or why it cannot listen.
+    /// Disabled functions are left out.
+    pub fn trigger_functions(version: &AppVersion) -> Vec<(String, Result<ListenerSpec, String>)> {
+        let app = version.app();
+        app.functions()
+            .iter()
+            .filter(|f| !f.disabled)
+            .filter_map(|f| Some((f.name.clone(), ListenerSpec::of(f, app)?)))
+            .collect()
+    }
+
+    fn start_one(
+        &self,
+        spec: &ListenerSpec,
+        stop: watch::Receiver<bool>,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<tokio::task::AbortHandle, String> {
+        Ok(match spec {
+            ListenerSpec::Queue(q) => {
+                let listener = QueueListener::new(
+                    self.host.clone(),
+                    q.clone(),
+                    self.visibility,
+                    self.log.clone(),
+                )
+                .map_err(|e| e.to_string())?;
+                tasks.spawn(listener.run(stop))
+            }
+            ListenerSpec::Blob(b) => {
+                let version = self.host.current();
+                let fallback = match &self.host_id {
+                    Some(id) => id.clone(),
+                    None => version
+                        .app()
+                        .root()
+                        .canonicalize()
+                        .ok()
+                        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .unwrap_or_default(),
+                };
+                let id = host_id(version.app().settings(), &fallback);
+                drop(version);
+                let listener = BlobListener::new(
+                    self.host.clone(),
+                    b.clone(),
+                    id,
+                    self.scan_interval,
+                    self.log.clone(),
+                )
+                .map_err(|e| e.to_string())?;
+                tasks.spawn(listener.run(stop))
+            }
+            ListenerSpec::RabbitMq(r) => {
+                let listener = RabbitListener::new(self.host.clone(), r.clone(), self.log.clone());
+                tasks.spawn(listener.run(stop))
+            }
+        })
+    }
+
     /// Starts on the current Tokio runtime.
     pub fn start(self) -> ListenersHandle {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -97,26 +231,26 @@ impl Listeners {
     async fn supervise(self, mut stop: watch::Receiver<bool>) {
         let mut tasks: JoinSet<()> = JoinSet::new();
         // Function (lower-cased) -> the spec its listener runs.
-        let mut running: HashMap<String, (QueueSpec, tokio::task::AbortHandle)> = HashMap::new();
+        let mut running: HashMap<String, (ListenerSpec, tokio::task::AbortHandle)> = HashMap::new();
         // Function (lower-cased) -> the reason last logged for not listening.
         let mut refused: HashMap<String, String> = HashMap::new();
         loop {
             // Listeners that stopped by themselves.
             while tasks.try_join_next().is_some() {}
-            running.retain(|name, (spec, task)| {
+            running.retain(|_, (spec, task)| {
                 if task.is_finished() {
                     (self.log)(&format!(
-                        "stopped listening to queue {} for {}",
-                        spec.queue, spec.function
+                        "stopped listening to {} for {}",
+                        spec.source(),
+                        spec.function()
                     ));
-                    let _ = name;
                     false
                 } else {
                     true
                 }
             });
             let version = self.host.current();
-            let wanted = Self::queue_functions(&version);
+            let wanted = Self::trigger_functions(&version);
             drop(version);
             let mut seen = Vec::with_capacity(wanted.len());
             for (name, spec) in wanted {
@@ -126,9 +260,7 @@ impl Listeners {
                     Ok(s) => s,
                     Err(reason) => {
                         if refused.get(&key) != Some(&reason) {
-                            (self.log)(&format!(
-                                "error: function {name} cannot listen to its queue: {reason}"
-                            ));
+                            (self.log)(&format!("error: function {name} cannot listen: {reason}"));
                             refused.insert(key, reason);
                         }
                         continue;
@@ -139,27 +271,21 @@ impl Listeners {
                 }
                 // A changed spec: the old listener stops by itself at its
                 // next poll, its messages in flight still hidden.
-                match QueueListener::new(
-                    self.host.clone(),
-                    spec.clone(),
-                    self.visibility,
-                    self.log.clone(),
-                ) {
-                    Ok(listener) => {
+                match self.start_one(&spec, stop.clone(), &mut tasks) {
+                    Ok(task) => {
                         refused.remove(&key);
                         (self.log)(&format!(
-                            "listening to queue {} for {}",
-                            spec.queue, spec.function
+                            "listening to {} for {}",
+                            spec.source(),
+                            spec.function()
                         ));
-                        let task = tasks.spawn(listener.run(stop.clone()));
                         running.insert(key, (spec, task));
                     }
-                    Err(e) => {
-                        let reason = e.to_string();
+                    Err(reason) => {
                         if refused.get(&key) != Some(&reason) {
                             (self.log)(&format!(
-                                "error: function {name} cannot listen to queue {}: {reason}",
-                                spec.queue
+                                "error: function {name} cannot listen to {}: {reason}",
+                                spec.source()
                             ));
                             refused.insert(key, reason);
                         }
@@ -200,5 +326,27 @@ impl ListenersHandle {
                 false
             }
         }
+    }
+}
+
+/// The handle of `function` in `host`'s current app version, when it is
+/// enabled and `spec_of` still gives it `spec` (a listener stops when this
+/// is `None`).
+pub(crate) fn current_handle<S: PartialEq>(
+    host: &Host,
+    function: &str,
+    spec: &S,
+    spec_of: impl Fn(&Function, &FunctionApp) -> Option<Result<S, String>>,
+) -> Option<FunctionHandle> {
+    let version = host.current();
+    let app = version.app();
+    let index = app.function_index(function)?;
+    let f = &app.functions()[index];
+    if f.disabled {
+        return None;
+    }
+    match spec_of(f, app) {
+        Some(Ok(s)) if s == *spec => Host::handle(version, index),
+        _ => None,
     }
 }

@@ -274,7 +274,8 @@ impl CustomHandlerExecutor {
         {
             return self.forward(&worker, function, &invocation, request).await;
         }
-        let body = payload::request_body(function, &invocation);
+        let shape = payload::PayloadShape::of(function);
+        let body = payload::request_body(function, &invocation, shape);
         let uri = format!("http://127.0.0.1:{}/{}", worker.port, function.name());
         let request = invocation_request(Request::post(uri), &invocation)
             .header(CONTENT_TYPE, "application/json")
@@ -292,11 +293,15 @@ impl CustomHandlerExecutor {
             ))
             .with_logs(logs));
         }
-        payload::parse_result(&body).map_err(|e| {
+        let mut result = payload::parse_result(&body).map_err(|e| {
             ExecutorError::failed(format!(
                 "the custom handler's answer to {what} is not {{\"Outputs\", \"Logs\", \"ReturnValue\"}} JSON: {e}"
             ))
-        })
+        })?;
+        if shape == payload::PayloadShape::Azure {
+            payload::convert_outputs(function, &mut result);
+        }
+        Ok(result)
     }
 
     async fn forward(

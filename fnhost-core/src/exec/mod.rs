@@ -16,6 +16,8 @@ pub use custom_handler::{
 };
 pub use native::NativeExecutor;
 #[cfg(feature = "tokio")]
+pub use payload::{PAYLOAD_SHAPE_SETTING, PayloadShape, random_guid};
+#[cfg(feature = "tokio")]
 pub use process::{
     DEFAULT_MAX_STDERR, DEFAULT_MAX_STDOUT, ProcessExecutor, ProcessExecutorFactory,
 };

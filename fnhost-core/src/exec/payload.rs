@@ -8,6 +8,47 @@ use serde_json::{Map, Value};
 
 use crate::invoke::{BindingData, FunctionInfo, Invocation, InvocationResult};
 
+/// The app setting that picks the [`PayloadShape`] of a custom handler's
+/// non-HTTP invocations: `azure` (the default) or `plain`.
+pub const PAYLOAD_SHAPE_SETTING: &str = "FNHOST_CUSTOM_HANDLER_PAYLOAD";
+
+/// How the values of a non-HTTP invocation travel to a custom handler, and
+/// how its outputs come back.
+///
+/// Azure's host runs every value of `Data` and `Metadata` through
+/// Json.NET: an object stays an object, anything else becomes its JSON text
+/// (so a queue message `hello` arrives as `"\"hello\""` and `DequeueCount`
+/// as `"1"`); and an output string that is valid base64 is written as the
+/// bytes it decodes to, unless its binding says `dataType: binary`.
+/// Handlers written for Azure depend on this, so it is the default; HTTP
+/// invocations are not affected (their shapes are the same either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadShape {
+    /// Azure's host's shapes and output conversion (the default).
+    Azure,
+    /// Values as they are, outputs as they come (`FNHOST_CUSTOM_HANDLER_PAYLOAD=plain`).
+    Plain,
+}
+
+impl PayloadShape {
+    /// The shape the function's app settings ask for.
+    pub fn of(info: &FunctionInfo) -> PayloadShape {
+        match info.settings.get(PAYLOAD_SHAPE_SETTING) {
+            Some(v) if v.trim().eq_ignore_ascii_case("plain") => PayloadShape::Plain,
+            _ => PayloadShape::Azure,
+        }
+    }
+
+    /// A value as this shape carries it.
+    fn value(self, value: Value) -> Value {
+        match (self, value) {
+            (PayloadShape::Azure, v @ Value::Object(_)) => v,
+            (PayloadShape::Azure, v) => Value::String(v.to_string()),
+            (PayloadShape::Plain, v) => v,
+        }
+    }
+}
+
 /// The invocation as the protocol's request body:
 ///
 /// ```json
@@ -20,16 +61,30 @@ use crate::invoke::{BindingData, FunctionInfo, Invocation, InvocationResult};
 /// Metadata leaves out HTTP request values and keys ending in "trigger"
 /// (ignoring case), as the Azure host does. `RetryContext` is there when the
 /// function has a retry policy.
-pub(crate) fn request_body(info: &FunctionInfo, invocation: &Invocation) -> Vec<u8> {
+///
+/// With [`PayloadShape::Azure`] the values of a non-HTTP invocation are
+/// shaped as Azure's host shapes them.
+pub(crate) fn request_body(
+    info: &FunctionInfo,
+    invocation: &Invocation,
+    shape: PayloadShape,
+) -> Vec<u8> {
+    let shape = match invocation.trigger {
+        BindingData::HttpRequest(_) => PayloadShape::Plain,
+        _ => shape,
+    };
     let mut data = Map::with_capacity(1 + invocation.inputs.len());
     let trigger_name = if info.trigger_name.is_empty() {
         "input"
     } else {
         info.trigger_name.as_str()
     };
-    data.insert(trigger_name.to_owned(), invocation.trigger.to_json());
+    data.insert(
+        trigger_name.to_owned(),
+        shape.value(invocation.trigger.to_json()),
+    );
     for (name, value) in &invocation.inputs {
-        data.insert(name.clone(), value.clone());
+        data.insert(name.clone(), shape.value(value.clone()));
     }
 
     // An HTTP trigger's metadata (route values, Query, Headers) comes from
@@ -42,10 +97,11 @@ pub(crate) fn request_body(info: &FunctionInfo, invocation: &Invocation) -> Vec<
         if ends_with_ignore_case(key, "trigger")
             || key.eq_ignore_ascii_case(trigger_name)
             || looks_like_http_request(value)
+            || (value.is_null() && shape == PayloadShape::Azure)
         {
             continue;
         }
-        metadata.insert(key.clone(), value.clone());
+        metadata.insert(key.clone(), shape.value(value.clone()));
     }
     let mut sys = Map::with_capacity(3);
     sys.insert("MethodName".into(), Value::String(info.name().to_owned()));
@@ -69,6 +125,42 @@ pub(crate) fn request_body(info: &FunctionInfo, invocation: &Invocation) -> Vec<
     body.insert("Metadata".into(), Value::Object(metadata));
     // Serialising a `Value` built from strings and numbers cannot fail.
     serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+}
+
+/// Azure's host's output conversion ([`PayloadShape::Azure`]): the value
+/// of each output binding of function.json other than `http` (and of
+/// `$return`, when function.json has that binding) that is a string of
+/// valid base64 becomes the bytes it decodes to, unless the binding says
+/// `dataType: binary`.
+pub(crate) fn convert_outputs(info: &FunctionInfo, result: &mut InvocationResult) {
+    use base64::Engine as _;
+    let decodes = |name: &str| {
+        info.function.config.bindings.iter().any(|b| {
+            b.direction != crate::binding::Direction::In
+                && b.name.eq_ignore_ascii_case(name)
+                && !b.type_name.eq_ignore_ascii_case("http")
+                && b.data_type != Some(crate::binding::DataType::Binary)
+        })
+    };
+    let convert = |value: &mut BindingData| {
+        if let BindingData::Json(Value::String(text)) = value {
+            // .NET's Convert.FromBase64String skips white space.
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(compact) {
+                *value = BindingData::Bytes(bytes);
+            }
+        }
+    };
+    for (name, value) in &mut result.outputs {
+        if decodes(name) {
+            convert(value);
+        }
+    }
+    if decodes("$return")
+        && let Some(value) = &mut result.return_value
+    {
+        convert(value);
+    }
 }
 
 /// Reads a `{Outputs, Logs, ReturnValue}` body (keys compared ignoring
@@ -165,8 +257,10 @@ fn utc_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// A random version 4 GUID, from the standard library's OS-seeded hasher.
-pub(crate) fn random_guid() -> String {
+/// A random version 4 GUID (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`), from
+/// the standard library's OS-seeded hasher: `{rand-guid}` and
+/// `sys.RandGuid`.
+pub fn random_guid() -> String {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];

@@ -228,7 +228,7 @@ impl ProcessExecutor {
         // whole process group.
         let mut group = GroupGuard::new(child.id());
 
-        let input = payload::request_body(function, &invocation);
+        let input = payload::request_body(function, &invocation, payload::PayloadShape::Plain);
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();

@@ -75,8 +75,8 @@ impl fmt::Display for InvocationId {
     }
 }
 
-/// The value of a binding: JSON, or an HTTP request or response kept typed
-/// so that native HTTP functions never go through JSON.
+/// The value of a binding: JSON, bytes, or an HTTP request or response kept
+/// typed so that native HTTP functions never go through JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BindingData {
     /// Any JSON value.
@@ -85,6 +85,10 @@ pub enum BindingData {
     HttpRequest(Box<HttpRequest>),
     /// An HTTP response (an `http` output value).
     HttpResponse(Box<HttpResponse>),
+    /// Bytes: a language worker's `bytes` value that is not UTF-8 text, a
+    /// custom handler's output decoded from base64 as Azure's host does, a
+    /// blob's content. As JSON they are base64 text.
+    Bytes(Vec<u8>),
 }
 
 impl BindingData {
@@ -94,6 +98,10 @@ impl BindingData {
             BindingData::Json(v) => v.clone(),
             BindingData::HttpRequest(r) => r.to_json(),
             BindingData::HttpResponse(r) => r.to_json(),
+            BindingData::Bytes(b) => {
+                use base64::Engine as _;
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+            }
         }
     }
 

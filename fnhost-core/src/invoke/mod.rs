@@ -41,7 +41,7 @@ pub use data::{
     BindingData, ExecutorError, Invocation, InvocationId, InvocationResult, InvokeError,
 };
 
-use crate::app::{Function, FunctionApp, FunctionTimeout, RetryPolicy};
+use crate::app::{AppSettings, Function, FunctionApp, FunctionTimeout, HostConfig, RetryPolicy};
 use crate::binding::Direction;
 
 /// A boxed future that can move between threads.
@@ -315,7 +315,7 @@ impl<'a> Next<'a> {
 }
 
 /// What the pipeline knows of a function, computed once per app version.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FunctionInfo {
     /// Its position in the app version.
     pub index: usize,
@@ -331,6 +331,27 @@ pub struct FunctionInfo {
     pub trigger_name: String,
     /// The name of the `http` output binding, if any (may be `$return`).
     pub http_output: Option<String>,
+    /// The app settings of its app version (connection strings and
+    /// `%Setting%` values for bindings), shared by all its functions.
+    pub settings: Arc<AppSettings>,
+    /// The host.json of its app version (`extensions` for bindings),
+    /// shared by all its functions.
+    pub host: Arc<HostConfig>,
+}
+
+// Settings hold secrets (connection strings): not printed.
+impl fmt::Debug for FunctionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FunctionInfo")
+            .field("index", &self.index)
+            .field("function", &self.function)
+            .field("app_root", &self.app_root)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("trigger_name", &self.trigger_name)
+            .field("http_output", &self.http_output)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FunctionInfo {
@@ -339,7 +360,12 @@ impl FunctionInfo {
         &self.function.name
     }
 
-    fn new(index: usize, app: &FunctionApp, function: &Function) -> Self {
+    fn new(
+        index: usize,
+        app: &FunctionApp,
+        function: &Function,
+        shared: &(Arc<AppSettings>, Arc<HostConfig>),
+    ) -> Self {
         let timeout = match app.host().function_timeout {
             None => Some(DEFAULT_FUNCTION_TIMEOUT),
             Some(FunctionTimeout::Limited(d)) => Some(d),
@@ -364,6 +390,8 @@ impl FunctionInfo {
             retry: function.config.retry.or(app.host().retry),
             trigger_name,
             http_output,
+            settings: shared.0.clone(),
+            host: shared.1.clone(),
         }
     }
 
@@ -382,6 +410,7 @@ impl FunctionInfo {
         Some(match value {
             BindingData::HttpResponse(r) => Ok((**r).clone()),
             BindingData::Json(v) => http::HttpResponse::from_json(v),
+            BindingData::Bytes(_) => http::HttpResponse::from_json(&value.to_json()),
             BindingData::HttpRequest(_) => Err(http::InvalidResponse(
                 "the function returned a request, not a response".into(),
             )),
@@ -674,11 +703,15 @@ impl Binder {
         indexer: Option<Arc<dyn Executor>>,
         indexed: bool,
     ) -> AppVersion {
+        let shared = (
+            Arc::new(app.settings().clone()),
+            Arc::new(app.host().clone()),
+        );
         let functions: Vec<FunctionInfo> = app
             .functions()
             .iter()
             .enumerate()
-            .map(|(i, f)| FunctionInfo::new(i, &app, f))
+            .map(|(i, f)| FunctionInfo::new(i, &app, f, &shared))
             .collect();
         let mut executors: Vec<Option<Arc<dyn Executor>>> = app
             .functions()

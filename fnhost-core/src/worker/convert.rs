@@ -103,6 +103,7 @@ pub(crate) fn invocation_request(
         }
         BindingData::HttpResponse(resp) => typed(Data::Http(Box::new(rpc_http_response(resp)))),
         BindingData::Json(value) => json_to_typed(value),
+        BindingData::Bytes(b) => typed(Data::Bytes(b.clone())),
     };
     input_data.push(proto::ParameterBinding {
         name: info.trigger_name.clone(),
@@ -267,10 +268,15 @@ pub(crate) fn invocation_result(
     Ok(result)
 }
 
-/// A value a worker sent, as binding data (`None` for an empty value).
+/// A value a worker sent, as binding data (`None` for an empty value):
+/// bytes that are not UTF-8 stay bytes.
 pub(crate) fn binding_data(data: proto::TypedData) -> Option<BindingData> {
     Some(match data.data? {
         Data::Http(http) => BindingData::HttpResponse(Box::new(http_response(*http))),
+        Data::Bytes(b) | Data::Stream(b) => match String::from_utf8(b) {
+            Ok(s) => BindingData::Json(Value::String(s)),
+            Err(e) => BindingData::Bytes(e.into_bytes()),
+        },
         other => BindingData::Json(typed_to_json(other)),
     })
 }

@@ -163,20 +163,8 @@ impl QueueListener {
     }
 }
 
-/// The handle of the function in the current app version, when it still
-/// has this listener's spec.
 fn current_handle(ctx: &Ctx) -> Option<FunctionHandle> {
-    let version = ctx.host.current();
-    let app = version.app();
-    let index = app.function_index(&ctx.spec.function)?;
-    let function = &app.functions()[index];
-    if function.disabled {
-        return None;
-    }
-    match QueueSpec::of(function, app) {
-        Some(Ok(spec)) if spec == ctx.spec => Host::handle(version, index),
-        _ => None,
-    }
+    crate::listeners::current_handle(&ctx.host, &ctx.spec.function, &ctx.spec, QueueSpec::of)
 }
 
 /// One message: decode, invoke (its visibility renewed meanwhile), then

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use fnhost_core::app::{Function, FunctionApp};
+use fnhost_core::app::{AppSettings, Function, FunctionApp, HostConfig};
 use fnhost_core::binding::BindingKind;
 use fnhost_core::timespan::TimeSpan;
 use serde_json::{Map, Value};
@@ -72,11 +72,15 @@ impl QueuesOptions {
     /// defaults. Keys are compared ignoring case; durations are TimeSpan
     /// strings (`"00:00:02"`). An invalid value is an error naming it.
     pub fn of_app(app: &FunctionApp) -> Result<QueuesOptions, String> {
-        let development = app
-            .settings()
+        Self::of(app.host(), app.settings())
+    }
+
+    /// The options of an app's host.json and settings.
+    pub fn of(host: &HostConfig, settings: &AppSettings) -> Result<QueuesOptions, String> {
+        let development = settings
             .get("AZURE_FUNCTIONS_ENVIRONMENT")
             .is_some_and(|e| e.eq_ignore_ascii_case("Development"));
-        let section = get(&app.host().document, "extensions")
+        let section = get(&host.document, "extensions")
             .and_then(Value::as_object)
             .and_then(|e| get(e, "queues"))
             .and_then(Value::as_object);
@@ -235,7 +239,7 @@ impl QueueSpec {
                 "its queue name '{queue}' is not valid: use 3 to 63 lower-case letters, digits and single dashes"
             ));
         }
-        let (setting, connection) = connection_string(app, connection)?;
+        let (setting, connection) = connection_string(app.settings(), connection)?;
         let options = QueuesOptions::of_app(app)?;
         Ok(QueueSpec {
             function: function.name.clone(),
@@ -269,10 +273,9 @@ pub fn poison_queue_name(queue: &str) -> Option<String> {
 /// `ConnectionStrings__<n>`) and then as an app setting. Returns the setting
 /// found and its value.
 pub fn connection_string(
-    app: &FunctionApp,
+    settings: &AppSettings,
     connection: Option<&str>,
 ) -> Result<(String, String), String> {
-    let settings = app.settings();
     let name = connection
         .map(str::trim)
         .filter(|c| !c.is_empty())
@@ -289,7 +292,12 @@ pub fn connection_string(
             }
         }
     }
-    for suffix in ["queueServiceUri", "serviceUri", "accountName"] {
+    for suffix in [
+        "queueServiceUri",
+        "blobServiceUri",
+        "serviceUri",
+        "accountName",
+    ] {
         for c in &candidates {
             if settings.get(&format!("{c}__{suffix}")).is_some() {
                 return Err(format!(

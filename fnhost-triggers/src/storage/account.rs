@@ -40,7 +40,7 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// A storage account: its name, credentials and queue endpoint.
+/// A storage account: its name, credentials, queue and blob endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageAccount {
     /// The account name (`devstoreaccount1` for the emulator).
@@ -51,11 +51,15 @@ pub struct StorageAccount {
     /// `https://myaccount.queue.core.windows.net` or, path-style,
     /// `http://127.0.0.1:10001/devstoreaccount1`; no trailing `/`.
     pub queue_endpoint: String,
+    /// The blob service endpoint, such as
+    /// `https://myaccount.blob.core.windows.net` or
+    /// `http://127.0.0.1:10000/devstoreaccount1`; no trailing `/`.
+    pub blob_endpoint: String,
 }
 
 impl StorageAccount {
-    /// The emulator's account on its usual queue port (127.0.0.1:10001), as
-    /// `UseDevelopmentStorage=true` means.
+    /// The emulator's account on its usual ports (blob 127.0.0.1:10000,
+    /// queue 10001), as `UseDevelopmentStorage=true` means.
     pub fn development() -> StorageAccount {
         Self::development_at("http://127.0.0.1")
     }
@@ -64,14 +68,23 @@ impl StorageAccount {
     /// (such as `http://127.0.0.1:43125`, the account is added as the
     /// path).
     pub fn emulator(queue_endpoint: &str) -> StorageAccount {
+        let endpoint = format!(
+            "{}/{DEV_ACCOUNT_NAME}",
+            queue_endpoint.trim_end_matches('/')
+        );
         StorageAccount {
             name: DEV_ACCOUNT_NAME.to_owned(),
             credentials: dev_key(),
-            queue_endpoint: format!(
-                "{}/{DEV_ACCOUNT_NAME}",
-                queue_endpoint.trim_end_matches('/')
-            ),
+            queue_endpoint: endpoint.clone(),
+            blob_endpoint: endpoint,
         }
+    }
+
+    /// The same account with its blob service at `blob_endpoint` (such as
+    /// `http://127.0.0.1:43126`; the account is added as the path).
+    pub fn with_emulator_blob(mut self, blob_endpoint: &str) -> StorageAccount {
+        self.blob_endpoint = format!("{}/{}", blob_endpoint.trim_end_matches('/'), self.name);
+        self
     }
 
     fn development_at(proxy: &str) -> StorageAccount {
@@ -80,6 +93,7 @@ impl StorageAccount {
             name: DEV_ACCOUNT_NAME.to_owned(),
             credentials: dev_key(),
             queue_endpoint: format!("{base}:10001/{DEV_ACCOUNT_NAME}"),
+            blob_endpoint: format!("{base}:10000/{DEV_ACCOUNT_NAME}"),
         }
     }
 
@@ -96,6 +110,7 @@ impl StorageAccount {
         let mut sas = None;
         let mut suffix = None;
         let mut queue_endpoint = None;
+        let mut blob_endpoint = None;
         let mut development = false;
         let mut proxy = None;
         for part in connection_string.split(';') {
@@ -117,9 +132,10 @@ impl StorageAccount {
                 "sharedaccesssignature" => sas = Some(v),
                 "endpointsuffix" => suffix = Some(v),
                 "queueendpoint" => queue_endpoint = Some(v),
+                "blobendpoint" => blob_endpoint = Some(v),
                 "usedevelopmentstorage" => development = v.eq_ignore_ascii_case("true"),
                 "developmentstorageproxyuri" => proxy = Some(v),
-                // Blob, table and file endpoints are not the queue's concern.
+                // Table and file endpoints are not fnhost's concern.
                 _ => {}
             }
         }
@@ -151,28 +167,32 @@ impl StorageAccount {
                 ));
             }
         };
-        let queue_endpoint = match queue_endpoint {
-            Some(e) => e.trim_end_matches('/').to_owned(),
-            None => {
-                let protocol = protocol.unwrap_or_else(|| "https".to_owned());
-                let suffix = suffix.unwrap_or_else(|| "core.windows.net".to_owned());
-                format!("{}://{name}.queue.{suffix}", protocol.to_ascii_lowercase())
+        let protocol = protocol
+            .unwrap_or_else(|| "https".to_owned())
+            .to_ascii_lowercase();
+        let suffix = suffix.unwrap_or_else(|| "core.windows.net".to_owned());
+        let endpoint = |given: Option<String>, service: &str| -> Result<String, StorageError> {
+            let e = match given {
+                Some(e) => e.trim_end_matches('/').to_owned(),
+                None => format!("{protocol}://{name}.{service}.{suffix}"),
+            };
+            let uri: Uri = e.parse().map_err(|err| {
+                config(format!("the {service} endpoint '{e}' is not a URL: {err}"))
+            })?;
+            if uri.scheme_str().is_none() || uri.host().is_none() {
+                return Err(config(format!(
+                    "the {service} endpoint '{e}' is not an absolute http(s) URL"
+                )));
             }
+            Ok(e)
         };
-        let uri: Uri = queue_endpoint.parse().map_err(|e| {
-            config(format!(
-                "the queue endpoint '{queue_endpoint}' is not a URL: {e}"
-            ))
-        })?;
-        if uri.scheme_str().is_none() || uri.host().is_none() {
-            return Err(config(format!(
-                "the queue endpoint '{queue_endpoint}' is not an absolute http(s) URL"
-            )));
-        }
+        let queue_endpoint = endpoint(queue_endpoint, "queue")?;
+        let blob_endpoint = endpoint(blob_endpoint, "blob")?;
         Ok(StorageAccount {
             name,
             credentials,
             queue_endpoint,
+            blob_endpoint,
         })
     }
 }
@@ -205,6 +225,7 @@ mod tests {
         let a = StorageAccount::parse("UseDevelopmentStorage=true").unwrap();
         assert_eq!(a.name, "devstoreaccount1");
         assert_eq!(a.queue_endpoint, "http://127.0.0.1:10001/devstoreaccount1");
+        assert_eq!(a.blob_endpoint, "http://127.0.0.1:10000/devstoreaccount1");
         let a = StorageAccount::parse(
             "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://10.0.0.5",
         )
@@ -219,6 +240,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.queue_endpoint, "https://acme.queue.core.chinacloudapi.cn");
+        assert_eq!(a.blob_endpoint, "https://acme.blob.core.chinacloudapi.cn");
         assert_eq!(
             a.credentials,
             Credentials::SharedKey {

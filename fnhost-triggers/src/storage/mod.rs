@@ -1,5 +1,6 @@
 //! Azure Storage over its REST API: connection strings, SharedKey signing,
-//! and the queue service ([`QueueService`], [`QueueClient`]).
+//! the queue service ([`QueueService`], [`QueueClient`]) and the blob
+//! service ([`BlobService`], [`ContainerClient`], [`BlobClient`]).
 //!
 //! Requests carry a fixed `x-ms-version` ([`API_VERSION`]), which both
 //! Azure and Azurite serve. Only `http` endpoints are reached in this
@@ -7,6 +8,7 @@
 //! configuration error that says so.
 
 mod account;
+mod blob;
 mod queue;
 mod sign;
 mod xml;
@@ -22,6 +24,10 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use account::{Credentials, DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, StorageAccount};
+pub use blob::{
+    BlobClient, BlobItem, BlobPage, BlobProperties, BlobService, ContainerClient, Lease,
+    PutOptions, is_valid_container_name,
+};
 pub use queue::{
     MessageReceipt, PeekedMessage, QueueClient, QueueMessage, QueueService, UpdateReceipt,
     is_valid_queue_name,
@@ -105,11 +111,13 @@ impl StorageError {
     }
 }
 
-/// The HTTP client and signer of one account.
+/// The HTTP client and signer of one account's service (queue or blob).
 #[derive(Clone)]
 pub(crate) struct Transport {
     account: StorageAccount,
     http: Client<HttpConnector, Full<Bytes>>,
+    /// The service endpoint, as configured.
+    endpoint: String,
     /// `scheme://authority`.
     origin: String,
     /// The endpoint's path (`/devstoreaccount1` path-style, else empty).
@@ -120,12 +128,12 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("account", &self.account.name)
-            .field("endpoint", &self.account.queue_endpoint)
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
 
-/// A response: status, `x-ms-*` headers needed by callers, body.
+/// A response: status, headers, body.
 #[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
@@ -139,33 +147,68 @@ impl Response {
     }
 }
 
+/// One request to a storage service.
+#[derive(Debug)]
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    /// Query parameters, raw.
+    pub(crate) query: &'a [(&'a str, String)],
+    /// Standard headers that are signed (`if-none-match`...), lower case.
+    pub(crate) standard: Vec<(&'a str, String)>,
+    /// `x-ms-*` headers besides the date and version, lower case.
+    pub(crate) ms_headers: Vec<(String, String)>,
+    pub(crate) content_type: &'a str,
+    pub(crate) body: Bytes,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, query: &'a [(&'a str, String)]) -> Call<'a> {
+        Call {
+            method,
+            query,
+            standard: Vec::new(),
+            ms_headers: Vec::new(),
+            content_type: "",
+            body: Bytes::new(),
+        }
+    }
+
+    /// An XML body (the queue service's messages).
+    pub(crate) fn xml(mut self, body: Option<String>) -> Call<'a> {
+        if let Some(b) = body {
+            self.body = Bytes::from(b);
+            self.content_type = "application/xml";
+        }
+        self
+    }
+}
+
 impl Transport {
-    pub(crate) fn new(account: StorageAccount) -> Result<Transport, StorageError> {
-        let uri: Uri = account.queue_endpoint.parse().map_err(|e| {
+    pub(crate) fn new(account: StorageAccount, endpoint: &str) -> Result<Transport, StorageError> {
+        let uri: Uri = endpoint.parse().map_err(|e| {
             StorageError::Config(format!(
-                "the queue endpoint '{}' is not a URL: {e}",
-                account.queue_endpoint
+                "the storage endpoint '{endpoint}' is not a URL: {e}"
             ))
         })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
                 return Err(StorageError::Config(format!(
-                    "the queue endpoint {} is https, and this version of fnhost reaches storage over http only (Azurite, or a TLS-terminating proxy given as QueueEndpoint=http://...)",
-                    account.queue_endpoint
+                    "the storage endpoint {endpoint} is https, and this version of fnhost reaches storage over http only (Azurite, or a TLS-terminating proxy given as QueueEndpoint=http://... or BlobEndpoint=http://...)"
                 )));
             }
             other => {
                 return Err(StorageError::Config(format!(
-                    "the queue endpoint '{}' has the scheme {other:?}: use http",
-                    account.queue_endpoint
+                    "the storage endpoint '{endpoint}' has the scheme {other:?}: use http"
                 )));
             }
         }
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| StorageError::Config("the queue endpoint has no host".into()))?;
+            .ok_or_else(|| {
+                StorageError::Config(format!("the storage endpoint '{endpoint}' has no host"))
+            })?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
@@ -175,6 +218,7 @@ impl Transport {
         Ok(Transport {
             origin: format!("http://{authority}"),
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            endpoint: endpoint.to_owned(),
             account,
             http,
         })
@@ -184,14 +228,24 @@ impl Transport {
         &self.account
     }
 
-    /// Sends a request. `segments` are the path segments after the
-    /// endpoint (each percent-encoded here); `query` values are raw.
+    /// Sends a request with an optional XML body.
     pub(crate) async fn send(
         &self,
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
         body: Option<String>,
+    ) -> Result<Response, StorageError> {
+        self.call(segments, Call::new(method, query).xml(body))
+            .await
+    }
+
+    /// Signs and sends a request to the path of `segments` (each
+    /// percent-encoded here) after the endpoint.
+    pub(crate) async fn call(
+        &self,
+        segments: &[&str],
+        call: Call<'_>,
     ) -> Result<Response, StorageError> {
         let mut path = self.base_path.clone();
         for s in segments {
@@ -203,7 +257,7 @@ impl Transport {
         }
         let mut url = format!("{}{path}", self.origin);
         let mut sep = '?';
-        for (k, v) in query {
+        for (k, v) in call.query {
             url.push(sep);
             url.push_str(k);
             url.push('=');
@@ -216,38 +270,35 @@ impl Transport {
             url.push(sep);
             url.push_str(sas);
         }
-        let body = body.map(Bytes::from).unwrap_or_default();
-        let content_type = if body.is_empty() {
-            ""
-        } else {
-            "application/xml"
-        };
+        let body = call.body;
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
-        let ms_headers = [
+        let mut ms_headers: Vec<(&str, String)> = vec![
             ("x-ms-date", date),
             ("x-ms-version", API_VERSION.to_owned()),
         ];
+        ms_headers.extend(call.ms_headers.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let mut builder = hyper::Request::builder()
-            .method(method.clone())
+            .method(call.method.clone())
             .uri(&url)
             .header("content-length", body.len());
-        if !content_type.is_empty() {
-            builder = builder.header("content-type", content_type);
+        if !call.content_type.is_empty() {
+            builder = builder.header("content-type", call.content_type);
         }
-        for (k, v) in &ms_headers {
+        for (k, v) in call.standard.iter().chain(ms_headers.iter()) {
             builder = builder.header(*k, v.as_str());
         }
         if let Credentials::SharedKey { key } = &self.account.credentials {
             let to_sign = sign::string_to_sign(&sign::ToSign {
-                method: method.as_str(),
+                method: call.method.as_str(),
                 content_length: body.len(),
-                content_type,
+                content_type: call.content_type,
+                standard: &call.standard,
                 ms_headers: &ms_headers,
                 account: &self.account.name,
                 path: &path,
-                query,
+                query: call.query,
             });
             builder = builder.header(
                 "authorization",
@@ -258,7 +309,7 @@ impl Transport {
             .body(Full::new(body))
             .map_err(|e| StorageError::Config(format!("cannot build a request to {url}: {e}")))?;
         let unreachable = |reason: String| StorageError::Unreachable {
-            endpoint: self.account.queue_endpoint.clone(),
+            endpoint: self.endpoint.clone(),
             reason,
         };
         let exchange = async {
@@ -324,6 +375,23 @@ pub(crate) fn status_error(operation: String, response: &Response) -> StorageErr
         code,
         message,
     }
+}
+
+/// Parses a service's XML answer (a leading byte order mark is skipped).
+pub(crate) fn parse_body(r: &Response) -> Result<xml::Element, StorageError> {
+    let text = std::str::from_utf8(&r.body)
+        .map_err(|_| StorageError::BadResponse("the service answered with non-UTF-8 XML".into()))?;
+    xml::parse(text.trim_start_matches('\u{feff}')).map_err(|e| {
+        StorageError::BadResponse(format!("the service's XML answer cannot be read: {e}"))
+    })
+}
+
+/// An RFC 1123 time, as the service writes them.
+pub(crate) fn time(text: Option<&str>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = text?.trim();
+    chrono::DateTime::parse_from_rfc2822(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// An error with its sources, one line.

@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hyper::{Method, StatusCode};
 
-use super::{Response, StorageAccount, StorageError, Transport, status_error, xml};
+use super::{
+    Response, StorageAccount, StorageError, Transport, parse_body, status_error, time, xml,
+};
 
 /// The queue service of one account.
 #[derive(Debug, Clone)]
@@ -17,7 +19,7 @@ impl QueueService {
     /// A client of `account`'s queue service (no request is made).
     pub fn new(account: StorageAccount) -> Result<QueueService, StorageError> {
         Ok(QueueService {
-            transport: Transport::new(account)?,
+            transport: Transport::new(account.clone(), &account.queue_endpoint)?,
         })
     }
 
@@ -381,14 +383,6 @@ impl QueueClient {
     }
 }
 
-fn parse_body(r: &Response) -> Result<xml::Element, StorageError> {
-    let text = std::str::from_utf8(&r.body)
-        .map_err(|_| StorageError::BadResponse("the service answered with non-UTF-8 XML".into()))?;
-    xml::parse(text).map_err(|e| {
-        StorageError::BadResponse(format!("the service's XML answer cannot be read: {e}"))
-    })
-}
-
 fn required<'a>(m: &'a xml::Element, name: &str) -> Result<&'a str, StorageError> {
     m.child_text(name)
         .ok_or_else(|| bad("Get Messages", &format!("a message without {name}")))
@@ -396,14 +390,6 @@ fn required<'a>(m: &'a xml::Element, name: &str) -> Result<&'a str, StorageError
 
 fn bad(operation: &str, what: &str) -> StorageError {
     StorageError::BadResponse(format!("{operation}: the service's answer has {what}"))
-}
-
-/// An RFC 1123 time, as the service writes them.
-fn time(text: Option<&str>) -> Option<DateTime<Utc>> {
-    let text = text?.trim();
-    DateTime::parse_from_rfc2822(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ pub(crate) struct ToSign<'a> {
     /// Zero is written as an empty line, as the service expects.
     pub(crate) content_length: usize,
     pub(crate) content_type: &'a str,
+    /// The other standard headers that are signed (`if-match`,
+    /// `if-none-match`, `range`...), names in lower case.
+    pub(crate) standard: &'a [(&'a str, String)],
     /// The `x-ms-*` headers, names in lower case.
     pub(crate) ms_headers: &'a [(&'a str, String)],
     pub(crate) account: &'a str,
@@ -33,9 +36,26 @@ pub(crate) fn string_to_sign(r: &ToSign<'_>) -> String {
     } else {
         r.content_length.to_string()
     };
+    let std = |name: &str| {
+        r.standard
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    };
+    // VERB, Content-Encoding, -Language, -Length, -MD5, -Type, Date,
+    // If-Modified-Since, If-Match, If-None-Match, If-Unmodified-Since, Range.
     let mut out = format!(
-        "{}\n\n\n{length}\n\n{}\n\n\n\n\n\n\n",
-        r.method, r.content_type
+        "{}\n{}\n{}\n{length}\n{}\n{}\n\n{}\n{}\n{}\n{}\n{}\n",
+        r.method,
+        std("content-encoding"),
+        std("content-language"),
+        std("content-md5"),
+        r.content_type,
+        std("if-modified-since"),
+        std("if-match"),
+        std("if-none-match"),
+        std("if-unmodified-since"),
+        std("range"),
     );
     let mut headers: Vec<(String, &str)> = r
         .ms_headers
@@ -106,6 +126,7 @@ mod tests {
             method: "GET",
             content_length: 0,
             content_type: "",
+            standard: &[],
             ms_headers: &headers,
             account: "devstoreaccount1",
             path: "/devstoreaccount1/orders/messages",
@@ -121,12 +142,16 @@ mod tests {
             method: "POST",
             content_length: 12,
             content_type: "application/xml",
+            standard: &[("if-none-match", "*".to_owned())],
             ms_headers: &headers,
             account: "a",
             path: "/q/messages",
             query: &[],
         });
-        assert!(s.starts_with("POST\n\n\n12\n\napplication/xml\n"), "{s}");
+        assert!(
+            s.starts_with("POST\n\n\n12\n\napplication/xml\n\n\n\n*\n\n\n"),
+            "{s}"
+        );
         assert!(s.ends_with("\n/a/q/messages"), "{s}");
     }
 

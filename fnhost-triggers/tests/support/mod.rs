@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_core::timer::LogSink;
-use fnhost_triggers::storage::{QueueService, StorageAccount};
+use fnhost_triggers::storage::{BlobService, QueueService, StorageAccount};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -32,6 +32,10 @@ pub fn azurite_dir() -> PathBuf {
 
 fn azurite_bin(dir: &Path) -> PathBuf {
     dir.join("node_modules").join(".bin").join("azurite-queue")
+}
+
+fn azurite_blob_bin(dir: &Path) -> PathBuf {
+    dir.join("node_modules").join(".bin").join("azurite-blob")
 }
 
 static INSTALL: Mutex<()> = Mutex::new(());
@@ -91,72 +95,113 @@ fn ensure_installed() -> PathBuf {
     bin
 }
 
-/// A running Azurite queue service on 127.0.0.1 and a free port, in memory;
-/// killed when dropped.
+/// A running Azurite (queue service, and blob service when asked) on
+/// 127.0.0.1 and free ports, in memory; killed when dropped.
 pub struct Azurite {
     child: Child,
+    blob_child: Option<Child>,
     pub endpoint: String,
+    pub blob_endpoint: Option<String>,
     _workdir: tempfile::TempDir,
 }
 
+/// Starts one Azurite service binary on a free port; returns it and its
+/// endpoint.
+async fn spawn_service(bin: &Path, service: &str, workdir: &Path) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args([
+            &format!("--{service}Host"),
+            "127.0.0.1",
+            &format!("--{service}Port"),
+            "0",
+            "--inMemoryPersistence",
+            "--extentMemoryLimit",
+            "64",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--silent",
+        ])
+        .current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let marker = "successfully listens on ";
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find(marker) {
+                return Some(line[at + marker.len()..].trim().to_owned());
+            }
+        }
+        None
+    })
+    .await;
+    let endpoint = match found {
+        Ok(Some(e)) => e,
+        Ok(None) => panic!("Azurite ({service}) exited before listening"),
+        Err(_) => panic!("Azurite ({service}) did not listen within 60 s"),
+    };
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, endpoint)
+}
+
 impl Azurite {
+    /// The queue service only.
     pub async fn start() -> Azurite {
         let bin = ensure_installed();
         let workdir = tempfile::tempdir().expect("a temporary folder");
-        let mut child = Command::new(&bin)
-            .args([
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                "0",
-                "--inMemoryPersistence",
-                "--extentMemoryLimit",
-                "64",
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-                "--silent",
-            ])
-            .current_dir(workdir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let marker = "successfully listens on ";
-        let found = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(at) = line.find(marker) {
-                    return Some(line[at + marker.len()..].trim().to_owned());
-                }
-            }
-            None
-        })
-        .await;
-        let endpoint = match found {
-            Ok(Some(e)) => e,
-            Ok(None) => panic!("Azurite exited before listening"),
-            Err(_) => panic!("Azurite did not listen within 60 s"),
-        };
-        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
-        // Keep draining its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, endpoint) = spawn_service(&bin, "queue", workdir.path()).await;
         Azurite {
             child,
+            blob_child: None,
             endpoint,
+            blob_endpoint: None,
             _workdir: workdir,
         }
     }
 
+    /// The queue and blob services.
+    pub async fn start_with_blobs() -> Azurite {
+        let mut azurite = Azurite::start().await;
+        let bin = azurite_blob_bin(&azurite_dir());
+        let (child, endpoint) = spawn_service(&bin, "blob", azurite._workdir.path()).await;
+        azurite.blob_child = Some(child);
+        azurite.blob_endpoint = Some(endpoint);
+        azurite
+    }
+
+    /// The account, with its blob service when started.
+    pub fn account(&self) -> StorageAccount {
+        let account = StorageAccount::emulator(&self.endpoint);
+        match &self.blob_endpoint {
+            Some(b) => account.with_emulator_blob(b),
+            None => account,
+        }
+    }
+
+    /// Its blob service client.
+    pub fn blobs(&self) -> BlobService {
+        assert!(self.blob_endpoint.is_some(), "start Azurite with blobs");
+        BlobService::new(self.account()).expect("a client")
+    }
+
     /// A connection string for its account.
     pub fn connection_string(&self) -> String {
-        format!(
+        let mut s = format!(
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};QueueEndpoint={}/devstoreaccount1;",
             fnhost_triggers::storage::DEV_ACCOUNT_KEY,
             self.endpoint
-        )
+        );
+        if let Some(b) = &self.blob_endpoint {
+            s.push_str(&format!("BlobEndpoint={b}/devstoreaccount1;"));
+        }
+        s
     }
 
     pub fn service(&self) -> QueueService {
@@ -165,6 +210,9 @@ impl Azurite {
 
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        if let Some(mut b) = self.blob_child.take() {
+            let _ = b.kill().await;
+        }
     }
 }
 
@@ -178,6 +226,20 @@ pub fn write_app(dir: &Path, host_json: &str, functions: &[(&str, String)]) {
         // A script, so the app is valid; native functions run in its place.
         std::fs::write(f.join("run.sh"), "#!/bin/sh\n").expect("write run.sh");
     }
+}
+
+/// Writes one function folder: function.json with `bindings` (a JSON
+/// array) and a script, so the app is valid (native functions run in its
+/// place).
+pub fn write_function(dir: &Path, name: &str, bindings: serde_json::Value) {
+    let f = dir.join(name);
+    std::fs::create_dir_all(&f).expect("function folder");
+    std::fs::write(
+        f.join("function.json"),
+        serde_json::json!({ "bindings": bindings }).to_string(),
+    )
+    .expect("write function.json");
+    std::fs::write(f.join("run.sh"), "#!/bin/sh\n").expect("write run.sh");
 }
 
 /// A queueTrigger function.json.
