@@ -251,6 +251,9 @@ pub struct Manage {
     limits: Limits,
     log: LogSink,
     routes: Router,
+    /// Routes outside the app bases (the cluster API), with their own
+    /// authentication.
+    extra: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -277,8 +280,22 @@ impl Manage {
             limits: Limits::default(),
             log: Arc::new(|_| {}),
             routes,
+            extra: Router::new(),
             tls: None,
         }
+    }
+
+    /// Merges `router` beside the app bases: its paths must not start
+    /// with `/apps/`. Its handlers authenticate requests themselves (the
+    /// cluster API of fnhost-cluster checks bearer tokens); the log layer
+    /// covers them too.
+    ///
+    /// # Panics
+    ///
+    /// When a path overlaps one already merged (axum's rules).
+    pub fn with_router(mut self, router: Router) -> Self {
+        self.extra = self.extra.merge(router);
+        self
     }
 
     /// Sets the limits.
@@ -348,7 +365,7 @@ impl Manage {
         Ok(Server {
             listener,
             tls: self.tls,
-            router: router(self.routes, &shared),
+            router: router(self.routes, self.extra, &shared),
             shared,
             local_addr,
         })
@@ -358,7 +375,7 @@ impl Manage {
 /// The routes under both bases of every app, behind the layers: the log
 /// (outermost), authentication, then, once a route matched, the slot's
 /// existence (a zip deployment creates a slot, so it is not checked).
-fn router(routes: Router, shared: &Arc<Shared>) -> Router {
+fn router(routes: Router, extra: Router, shared: &Arc<Shared>) -> Router {
     let base = routes
         .route_layer(from_fn(slot_exists))
         .merge(with_slash("/api/zipdeploy", post(api::zipdeploy)));
@@ -372,6 +389,7 @@ fn router(routes: Router, shared: &Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), auth::layer));
     Router::new()
         .nest("/apps/{app}", app)
+        .merge(extra)
         .fallback(|| async { text(StatusCode::NOT_FOUND, NOT_MANAGEMENT) })
         .layer(from_fn_with_state(shared.clone(), log_layer))
 }
