@@ -30,6 +30,31 @@ need pkg-config || apt_install pkg-config
 # git2's https support links the system OpenSSL.
 if need dpkg && ! dpkg -s libssl-dev >/dev/null 2>&1; then apt_install libssl-dev; fi
 
+# The cluster's state store tests (fnhost-cluster, fnhost-cli tests/cluster.rs)
+# run against a PostgreSQL on 127.0.0.1:5432 (FNHOST_TEST_POSTGRES), trusted
+# for the postgres user on loopback, as Debian's postgresql package sets up
+# with the pg_hba line below.
+if [ -z "${FNHOST_TEST_POSTGRES:-}" ]; then
+    if ! need pg_lsclusters; then apt_install postgresql postgresql-client; fi
+    if ! pg_lsclusters -h 2>/dev/null | grep -q online; then
+        cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}')
+        if [ -z "$cluster" ]; then
+            pg_createcluster --start "$(ls /usr/lib/postgresql | sort -n | tail -1)" main >/dev/null
+        else
+            # shellcheck disable=SC2086
+            pg_ctlcluster $cluster start
+        fi
+    fi
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | head -1)
+    if [ -n "$hba" ] && ! grep -qE '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
+        # Loopback only: trust the test user there, as the tests expect.
+        sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+        # shellcheck disable=SC2046
+        pg_ctlcluster $(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}') reload
+    fi
+    export FNHOST_TEST_POSTGRES="postgres://postgres@127.0.0.1:5432/postgres"
+fi
+
 export CARGO_TERM_COLOR=never
 # A fresh clone gains nothing from incremental compilation and it doubles the
 # build folder; CI machines share their disk.

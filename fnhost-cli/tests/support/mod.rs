@@ -32,6 +32,17 @@ pub fn fnhost(home: &Path, args: &[&str]) -> Output {
     fnhost_stdin(home, args, "")
 }
 
+/// Runs `fnhost`, asserting it succeeds; its stdout.
+pub fn fnhost_ok(home: &Path, args: &[&str]) -> String {
+    let out = fnhost(home, args);
+    assert!(
+        out.status.success(),
+        "fnhost {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn fnhost_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
         .arg("--home")
