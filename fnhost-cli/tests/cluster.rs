@@ -740,3 +740,126 @@ fn timers_fire_once_per_tick_across_a_leader_kill() {
     drop(workers);
     drop(standby);
 }
+
+#[test]
+fn fetch_and_a_gateway_inside_the_manager() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let src = tmp.path().join("src");
+    fnhost(&home, &["apps", "create", "web"]);
+    deploy(&home, &src, "v1", false);
+    let token = fnhost(&home, &["workers", "token"]).trim().to_string();
+    let (manager, maddr) = Proc::start(
+        "manager",
+        &home,
+        &["manage", "--port", "0", "--gateway-port", "0"],
+        true,
+    );
+    let murl = format!("http://{maddr}");
+    let line = manager
+        .wait_line("gateway on http://", Duration::from_secs(10))
+        .unwrap();
+    let gaddr = line
+        .split("gateway on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+
+    // `fnhost fetch`: the active content, as deployed, into a new folder.
+    let dest = tmp.path().join("fetched");
+    let out = Command::new(BIN)
+        .args([
+            "fetch",
+            "--manager",
+            &murl,
+            "--token",
+            &token,
+            "--app",
+            "web",
+            "--dest",
+        ])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "host.json",
+        "hello/function.json",
+        "secure/function.json",
+        "handler.js",
+        "version.txt",
+    ] {
+        assert_eq!(
+            std::fs::read(dest.join(f)).unwrap(),
+            std::fs::read(src.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // Not into a folder with files, not with a bad token.
+    let again = Command::new(BIN)
+        .args([
+            "fetch",
+            "--manager",
+            &murl,
+            "--token",
+            &token,
+            "--app",
+            "web",
+            "--dest",
+        ])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let bad = Command::new(BIN)
+        .args([
+            "fetch",
+            "--manager",
+            &murl,
+            "--token",
+            "wrong",
+            "--app",
+            "web",
+            "--dest",
+        ])
+        .arg(tmp.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // The gateway inside the manager routes to a worker.
+    let cache = tmp.path().join("cache");
+    let (_w1, _) = Proc::start(
+        "w1",
+        &home,
+        &worker_args(&murl, &token, "w1", cache.to_str().unwrap()),
+        false,
+    );
+    fnhost(&home, &["apps", "scale", "web", "--instances", "1"]);
+    wait_for(
+        "an answer through the manager's gateway",
+        Duration::from_secs(20),
+        || answering(&gaddr, 1).get("w1").is_some_and(|v| v == "v1"),
+    );
+    let list = fnhost(
+        &home,
+        &["workers", "list", "--manager", &murl, "--token", &token],
+    );
+    assert!(
+        list.contains("Cluster workers:") && list.contains("w1\tready"),
+        "{list}"
+    );
+}

@@ -65,7 +65,7 @@ const COOLDOWN_MS: i64 = 2_000;
 /// Where the gateway reads its route table.
 #[derive(Clone)]
 enum Source {
-    Manager(ManagerClient),
+    Manager(Box<ManagerClient>),
     Cluster(Cluster),
 }
 
@@ -97,9 +97,9 @@ impl Gateway {
     /// A gateway reading routes from the manager at `url` with a join
     /// token.
     pub fn new(url: &str, token: &str) -> crate::Result<Gateway> {
-        Ok(Gateway::from_source(Source::Manager(ManagerClient::new(
-            url, token,
-        )?)))
+        Ok(Gateway::from_source(Source::Manager(Box::new(
+            ManagerClient::new(url, token)?,
+        ))))
     }
 
     /// A gateway inside the manager's process.

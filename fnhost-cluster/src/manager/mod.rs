@@ -50,6 +50,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use fnhost_deploy::manage::ApiError;
 use fnhost_deploy::{Digest, Site};
 use tokio::sync::{Notify, watch};
 
@@ -101,9 +102,12 @@ impl fmt::Debug for Cluster {
     }
 }
 
-/// The response for a failure, as plain text.
-fn fail(status: StatusCode, message: impl fmt::Display) -> Response {
-    (status, format!("{message}\n")).into_response()
+/// What a handler answers.
+type Answer = std::result::Result<Response, ApiError>;
+
+/// A failure, answered as plain text.
+fn fail(status: StatusCode, message: impl fmt::Display) -> ApiError {
+    ApiError::new(status, message.to_string())
 }
 
 fn json_response(value: &impl serde::Serialize) -> Response {
@@ -114,11 +118,11 @@ fn json_response(value: &impl serde::Serialize) -> Response {
             body,
         )
             .into_response(),
-        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }
 
-fn store_error(e: Error) -> Response {
+fn store_error(e: Error) -> ApiError {
     fail(StatusCode::SERVICE_UNAVAILABLE, e)
 }
 
@@ -402,7 +406,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
 }
 
 /// Checks the bearer token.
-async fn authorize(inner: &Inner, headers: &HeaderMap) -> std::result::Result<Caller, Response> {
+async fn authorize(inner: &Inner, headers: &HeaderMap) -> std::result::Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -441,7 +445,7 @@ async fn authorize_worker(
     inner: &Inner,
     headers: &HeaderMap,
     name: &str,
-) -> std::result::Result<(), Response> {
+) -> std::result::Result<(), ApiError> {
     match authorize(inner, headers).await? {
         Caller::Worker(w) if w == name => Ok(()),
         _ => Err(fail(
@@ -452,7 +456,7 @@ async fn authorize_worker(
 }
 
 /// A caller with a join token.
-async fn authorize_join(inner: &Inner, headers: &HeaderMap) -> std::result::Result<(), Response> {
+async fn authorize_join(inner: &Inner, headers: &HeaderMap) -> std::result::Result<(), ApiError> {
     match authorize(inner, headers).await? {
         Caller::Join => Ok(()),
         Caller::Worker(_) => Err(fail(
@@ -462,7 +466,7 @@ async fn authorize_join(inner: &Inner, headers: &HeaderMap) -> std::result::Resu
     }
 }
 
-fn check_worker_name(name: &str) -> std::result::Result<(), Response> {
+fn check_worker_name(name: &str) -> std::result::Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name
@@ -478,12 +482,12 @@ fn check_worker_name(name: &str) -> std::result::Result<(), Response> {
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, Response> {
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
 }
 
-async fn register(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn register(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Answer {
     let run = async {
         authorize_join(&inner, &headers).await?;
         let req: RegisterRequest = parse_json(&body)?;
@@ -508,12 +512,12 @@ async fn register(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byt
             .await
             .map_err(store_error)?;
         (inner.log)(&format!("cluster: worker {} joined", req.name));
-        Ok::<_, Response>(json_response(&RegisterResponse {
+        Ok::<_, ApiError>(json_response(&RegisterResponse {
             credential: format!("{}.{secret}", req.name),
             heartbeat_ms: inner.heartbeat_ms,
         }))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn heartbeat(
@@ -521,7 +525,7 @@ async fn heartbeat(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize_worker(&inner, &headers, &name).await?;
         let hb: Heartbeat = parse_json(&body)?;
@@ -542,19 +546,19 @@ async fn heartbeat(
                     format!("no worker {name}: register again"),
                 )
             })?;
-        Ok::<_, Response>(json_response(&HeartbeatResponse {
+        Ok::<_, ApiError>(json_response(&HeartbeatResponse {
             drain: record.drain_requested,
             generation: record.generation,
         }))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn leave(
     State(inner): State<Arc<Inner>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize_worker(&inner, &headers, &name).await?;
         inner
@@ -564,9 +568,9 @@ async fn leave(
             .map_err(store_error)?;
         (inner.log)(&format!("cluster: worker {name} left"));
         inner.changed.notify_waiters();
-        Ok::<_, Response>(json_response(&serde_json::json!({"left": name})))
+        Ok::<_, ApiError>(json_response(&serde_json::json!({"left": name})))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 fn query_param(query: &Option<String>, name: &str) -> Option<String> {
@@ -581,7 +585,7 @@ async fn assignments(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize_worker(&inner, &headers, &name).await?;
         let since: i64 = query_param(&query, "since")
@@ -610,7 +614,7 @@ async fn assignments(
                     .into_iter()
                     .filter(|a| a.worker == name)
                     .collect();
-                return Ok::<_, Response>(json_response(&Assignments {
+                return Ok::<_, ApiError>(json_response(&Assignments {
                     generation: w.generation,
                     assignments: list,
                 }));
@@ -622,14 +626,14 @@ async fn assignments(
             }
         }
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn drain(
     State(inner): State<Arc<Inner>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize_join(&inner, &headers).await?;
         if !inner
@@ -643,14 +647,14 @@ async fn drain(
         (inner.log)(&format!("cluster: worker {name} asked to drain"));
         Ok(json_response(&serde_json::json!({"draining": name})))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn manifest(
     State(inner): State<Arc<Inner>>,
     Path(digest): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize(&inner, &headers).await?;
         let inner2 = inner.clone();
@@ -675,14 +679,14 @@ async fn manifest(
             )),
         }
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn blob(
     State(inner): State<Arc<Inner>>,
     Path(digest): Path<String>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize(&inner, &headers).await?;
         let d: Digest = digest.parse().map_err(|_| {
@@ -701,7 +705,7 @@ async fn blob(
         .await
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
         .map_err(|e| fail(StatusCode::NOT_FOUND, format!("no blob {digest}: {e}")))?;
-        Ok::<_, Response>(
+        Ok::<_, ApiError>(
             (
                 StatusCode::OK,
                 [
@@ -713,14 +717,14 @@ async fn blob(
                 .into_response(),
         )
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn slot_info(
     inner: &Arc<Inner>,
     app: &str,
     slot: &str,
-) -> std::result::Result<Arc<slots::SlotInfo>, Response> {
+) -> std::result::Result<Arc<slots::SlotInfo>, ApiError> {
     let (inner2, a, s) = (inner.clone(), app.to_string(), slot.to_string());
     tokio::task::spawn_blocking(move || inner2.slots.info(&a, &s))
         .await
@@ -741,49 +745,49 @@ async fn config(
     State(inner): State<Arc<Inner>>,
     Path((app, slot)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize(&inner, &headers).await?;
         let info = slot_info(&inner, &app, &slot).await?;
-        Ok::<_, Response>(json_response(&info.config))
+        Ok::<_, ApiError>(json_response(&info.config))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 async fn active(
     State(inner): State<Arc<Inner>>,
     Path((app, slot)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
+) -> Answer {
     let run = async {
         authorize(&inner, &headers).await?;
         let info = slot_info(&inner, &app, &slot).await?;
-        Ok::<_, Response>(json_response(&ActiveContent {
+        Ok::<_, ApiError>(json_response(&ActiveContent {
             deployment: info.deployment.clone(),
             manifest: info.manifest.clone(),
         }))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
-async fn routes(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+async fn routes(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Answer {
     let run = async {
         authorize_join(&inner, &headers).await?;
         let table = route_table(&inner).await.map_err(store_error)?;
-        Ok::<_, Response>(json_response(&table))
+        Ok::<_, ApiError>(json_response(&table))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
-async fn list_workers(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+async fn list_workers(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Answer {
     let run = async {
         authorize_join(&inner, &headers).await?;
         let views = worker_views(&*inner.state, inner.heartbeat_ms)
             .await
             .map_err(store_error)?;
-        Ok::<_, Response>(json_response(&views))
+        Ok::<_, ApiError>(json_response(&views))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await
 }
 
 /// The ready instances of every worker that serves: not stale, not

@@ -287,8 +287,9 @@ impl Manage {
 
     /// Merges `router` beside the app bases: its paths must not start
     /// with `/apps/`. Its handlers authenticate requests themselves (the
-    /// cluster API of fnhost-cluster checks bearer tokens); the log layer
-    /// covers them too.
+    /// cluster API of fnhost-cluster checks bearer tokens). The log
+    /// shows its requests that fail (status 400 and above) only: such
+    /// routes are polled (heartbeats, route tables).
     ///
     /// # Panics
     ///
@@ -389,7 +390,7 @@ fn router(routes: Router, extra: Router, shared: &Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), auth::layer));
     Router::new()
         .nest("/apps/{app}", app)
-        .merge(extra)
+        .merge(extra.layer(axum::middleware::map_response(quiet)))
         .fallback(|| async { text(StatusCode::NOT_FOUND, NOT_MANAGEMENT) })
         .layer(from_fn_with_state(shared.clone(), log_layer))
 }
@@ -422,6 +423,15 @@ async fn slot_exists(scope: Scope, req: Request, next: Next) -> Result<Response,
     Ok(next.run(req).await)
 }
 
+/// Marks a response the log leaves out when it succeeded.
+#[derive(Debug, Clone, Copy)]
+struct Quiet;
+
+async fn quiet(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(Quiet);
+    resp
+}
+
 /// The authenticated user, on a response (for the log).
 #[derive(Debug, Clone)]
 struct User(String);
@@ -436,6 +446,9 @@ async fn log_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         Some(User(user)) => format!("user {user} "),
         None => String::new(),
     };
+    if resp.extensions().get::<Quiet>().is_some() && resp.status().as_u16() < 400 {
+        return resp;
+    }
     if let Some(error::SiteError(e)) = resp.extensions_mut().remove() {
         let tmp = shared.tmp.display().to_string();
         resp = error::site_error_response(&e, &tmp, &*shared.log);
