@@ -741,6 +741,24 @@ fn timers_fire_once_per_tick_across_a_leader_kill() {
     drop(standby);
 }
 
+/// `fnhost fetch` of the app `web` into `dest`.
+fn fetch(manager: &str, token: &str, dest: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "fetch",
+            "--manager",
+            manager,
+            "--token",
+            token,
+            "--app",
+            "web",
+            "--dest",
+        ])
+        .arg(dest)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn fetch_and_a_gateway_inside_the_manager() {
     let tmp = tempfile::tempdir().unwrap();
@@ -770,20 +788,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
 
     // `fnhost fetch`: the active content, as deployed, into a new folder.
     let dest = tmp.path().join("fetched");
-    let out = Command::new(BIN)
-        .args([
-            "fetch",
-            "--manager",
-            &murl,
-            "--token",
-            &token,
-            "--app",
-            "web",
-            "--dest",
-        ])
-        .arg(&dest)
-        .output()
-        .unwrap();
+    let out = fetch(&murl, &token, &dest);
     assert!(
         out.status.success(),
         "{}",
@@ -803,36 +808,10 @@ fn fetch_and_a_gateway_inside_the_manager() {
         );
     }
     // Not into a folder with files, not with a bad token.
-    let again = Command::new(BIN)
-        .args([
-            "fetch",
-            "--manager",
-            &murl,
-            "--token",
-            &token,
-            "--app",
-            "web",
-            "--dest",
-        ])
-        .arg(&dest)
-        .output()
-        .unwrap();
+    let again = fetch(&murl, &token, &dest);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
-    let bad = Command::new(BIN)
-        .args([
-            "fetch",
-            "--manager",
-            &murl,
-            "--token",
-            "wrong",
-            "--app",
-            "web",
-            "--dest",
-        ])
-        .arg(tmp.path().join("other"))
-        .output()
-        .unwrap();
+    let bad = fetch(&murl, "wrong", &tmp.path().join("other"));
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("refused"),
