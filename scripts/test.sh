@@ -30,6 +30,35 @@ need pkg-config || apt_install pkg-config
 # git2's https support links the system OpenSSL.
 if need dpkg && ! dpkg -s libssl-dev >/dev/null 2>&1; then apt_install libssl-dev; fi
 
+# The cluster's state store tests (fnhost-cluster, fnhost-cli tests/cluster.rs)
+# run against a PostgreSQL on 127.0.0.1:5432 (FNHOST_TEST_POSTGRES). When
+# none is given, Debian's postgresql is installed and started if needed, and
+# the tests get a role of their own with a password (CREATEDB: each test
+# makes and drops its own database); pg_hba.conf is left as it is.
+if [ -z "${FNHOST_TEST_POSTGRES:-}" ]; then
+    if ! need pg_lsclusters; then apt_install postgresql postgresql-client; fi
+    if ! pg_lsclusters -h 2>/dev/null | grep -q online; then
+        cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}')
+        if [ -z "$cluster" ]; then
+            pg_createcluster --start "$(ls /usr/lib/postgresql | sort -n | tail -1)" main >/dev/null
+        else
+            # shellcheck disable=SC2086
+            pg_ctlcluster $cluster start
+        fi
+    fi
+    pg_url="postgres://fnhost_test:fnhost-test@127.0.0.1:5432/postgres"
+    if ! psql "$pg_url" -qAtc 'select 1' >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then as_pg="runuser -u postgres --"; else as_pg="sudo -u postgres"; fi
+        $as_pg psql -qAt -c "DO \$\$ BEGIN
+            IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'fnhost_test') THEN
+                ALTER ROLE fnhost_test LOGIN CREATEDB PASSWORD 'fnhost-test';
+            ELSE
+                CREATE ROLE fnhost_test LOGIN CREATEDB PASSWORD 'fnhost-test';
+            END IF; END \$\$;" >/dev/null
+    fi
+    export FNHOST_TEST_POSTGRES="$pg_url"
+fi
+
 export CARGO_TERM_COLOR=never
 # A fresh clone gains nothing from incremental compilation and it doubles the
 # build folder; CI machines share their disk.

@@ -5,6 +5,7 @@
 //! (an invalid app, a failed deployment), 2 a usage or environment error.
 
 mod cd;
+mod cluster;
 mod deploy;
 mod ftp;
 mod invoke;
@@ -72,9 +73,18 @@ enum Command {
     #[command(subcommand)]
     Kube(kube::Command),
     /// Install or list the language workers that run Azure's Node.js and
-    /// Python programming models.
+    /// Python programming models; list, drain or invite cluster workers.
     #[command(subcommand)]
     Workers(workers::Command),
+    /// Run as a cluster worker: join a manager, run the app instances it
+    /// assigns (pulls work: fine behind NAT).
+    Worker(cluster::WorkerArgs),
+    /// Route requests by host name ({app}.{domain}, {app}-{slot}.{domain})
+    /// to the cluster's ready instances.
+    Gateway(cluster::GatewayArgs),
+    /// Fetch an app's active content from a manager by digest into a
+    /// folder (sha256 checked), e.g. in a Kubernetes init container.
+    Fetch(cluster::FetchArgs),
 }
 
 /// What a command ends with: an exit code, or an error message for stderr.
@@ -104,7 +114,10 @@ fn main() -> ExitCode {
         Command::Manage(args) => manage::run(args, &cli.home),
         Command::Cd(command) => cd::run(command, &cli.home),
         Command::Kube(command) => kube::run(command, &cli.home),
-        Command::Workers(command) => workers::run(command),
+        Command::Workers(command) => workers::run(command, &cli.home),
+        Command::Worker(args) => cluster::worker(args, &cli.home),
+        Command::Gateway(args) => cluster::gateway(args),
+        Command::Fetch(args) => cluster::fetch(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

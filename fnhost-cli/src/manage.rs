@@ -42,6 +42,20 @@ pub(crate) struct Args {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     ftp: crate::ftp::FtpArgs,
+    #[command(flatten)]
+    state: crate::cluster::StateArg,
+    /// Also run a gateway on this port (0: any free port): requests by
+    /// host name to the cluster's workers.
+    #[arg(long, value_name = "PORT")]
+    gateway_port: Option<u16>,
+    /// How often workers heartbeat, in milliseconds (three missed make a
+    /// worker stale).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    heartbeat_ms: u64,
+    /// The leader lease, in seconds: with several managers on one
+    /// PostgreSQL state, another takes over within it.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    lease_ttl: u64,
 }
 
 /// How long shutdown waits for requests and deployments in flight.
@@ -61,21 +75,26 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         .with_shutdown_timeout(SHUTDOWN_DEADLINE);
     let apps = site.apps().map_err(|e| Failure::Usage(e.to_string()))?;
     let ftp_site = site.clone();
-    let mut manage = Manage::new(site);
+    let runtime = runtime()?;
+    let state = runtime.block_on(args.state.open(home))?;
+    let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+    let cluster = fnhost_cluster::manager::Cluster::new(site.clone(), state)
+        .with_heartbeat(Duration::from_millis(args.heartbeat_ms))
+        .with_lease_ttl(Duration::from_secs(args.lease_ttl))
+        .with_log(log.clone());
+    let mut manage = Manage::new(site).with_router(cluster.router());
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         manage = manage
             .with_tls(cert, key)
             .map_err(|e| Failure::Usage(e.to_string()))?;
     }
-    let runtime = runtime()?;
     runtime.block_on(async move {
-        let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
         let tls = args.tls_cert.as_ref().zip(args.tls_key.as_ref());
         let ftp = crate::ftp::bind(&args.ftp, ftp_site, args.host, tls, limits.clone(), log.clone())
             .await?;
         let server = manage
             .with_limits(limits)
-            .with_log(log)
+            .with_log(log.clone())
             .bind(addr)
             .await
             .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))?;
@@ -99,11 +118,37 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
                 let _ = ftp_stopped.await;
             }))
         });
+        let gateway = match args.gateway_port {
+            Some(port) => {
+                let addr = SocketAddr::new(args.host, port);
+                let g = fnhost_cluster::gateway::Gateway::embedded(cluster.clone())
+                    .with_log(log.clone())
+                    .bind(addr)
+                    .await
+                    .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))?;
+                eprintln!(
+                    "fnhost: gateway on http://{0} (APP.localhost:{1} reaches an app)",
+                    g.local_addr(),
+                    g.local_addr().port()
+                );
+                Some(tokio::spawn(g.serve(fnhost_core::http::shutdown_signal())))
+            }
+            None => None,
+        };
+        let leader = cluster.start();
+        eprintln!(
+            "fnhost: cluster state in {}; workers join with a token from `fnhost workers token`",
+            cluster.state().describe()
+        );
         eprintln!("fnhost: press Ctrl-C to stop");
         server.serve(fnhost_core::http::shutdown_signal()).await;
+        leader.stop().await;
         let _ = stop_ftp.send(());
         if let Some(ftp) = ftp {
             let _ = ftp.await;
+        }
+        if let Some(g) = gateway {
+            let _ = g.await;
         }
         eprintln!("fnhost: stopped");
         Ok(())

@@ -1,6 +1,8 @@
-//! `fnhost workers install|list`: fnhost's own language workers (Node.js
-//! and Python), shipped inside the binary and installed with their pinned
-//! dependencies into the workers folder that `fnhost serve` reads.
+//! `fnhost workers install|list|token|drain`: fnhost's own language
+//! workers (Node.js and Python), shipped inside the binary and installed
+//! with their pinned dependencies into the workers folder that `fnhost
+//! serve` reads; and the cluster's workers (`token`, `drain`, the second
+//! half of `list`; see `crate::cluster`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,8 +27,15 @@ pub(crate) enum Command {
     /// Install fnhost's language workers (default: node and python) with
     /// their pinned dependencies (npm ci, pip).
     Install(InstallArgs),
-    /// List the installed language workers.
+    /// List the installed language workers, and the cluster's workers
+    /// (name, state, labels, apps, load) when a cluster is configured.
     List(ListArgs),
+    /// Create a join token for cluster workers and gateways (printed
+    /// once, stored hashed).
+    Token(crate::cluster::TokenArgs),
+    /// Ask a cluster worker to drain: it finishes its requests, then
+    /// leaves.
+    Drain(crate::cluster::DrainArgs),
 }
 
 /// Where workers live.
@@ -59,12 +68,16 @@ pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cluster: crate::cluster::ClusterListArgs,
 }
 
-pub(crate) fn run(command: Command) -> CmdResult {
+pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
     match command {
         Command::Install(args) => install(args),
-        Command::List(args) => list(args),
+        Command::List(args) => list(args, home),
+        Command::Token(args) => crate::cluster::token(args, home),
+        Command::Drain(args) => crate::cluster::drain(args, home),
     }
 }
 
@@ -270,8 +283,9 @@ fn install_one(dir: &Path, lang: &str, force: bool) -> CmdResult {
     Ok(())
 }
 
-fn list(args: ListArgs) -> CmdResult {
+fn list(args: ListArgs, home: &Path) -> CmdResult {
     let dir = workers_dir(&args.dir)?;
+    let cluster = crate::cluster::cluster_workers(&args.cluster, home)?;
     let mut rows = Vec::new();
     for found in list_workers(&dir) {
         match found {
@@ -299,7 +313,17 @@ fn list(args: ListArgs) -> CmdResult {
         }
     }
     if args.json {
-        return print_json(&json!({"dir": dir.display().to_string(), "workers": rows}));
+        return print_json(&json!({
+            "dir": dir.display().to_string(),
+            "workers": rows,
+            "cluster": crate::cluster::workers_json(&cluster),
+        }));
+    }
+    if let Some(views) = &cluster {
+        println!("Cluster workers:");
+        crate::cluster::print_workers(views);
+        println!();
+        println!("Language workers ({}):", dir.display());
     }
     if rows.is_empty() {
         eprintln!(

@@ -28,6 +28,9 @@ pub(crate) enum AppsCommand {
         /// The app.
         app: String,
     },
+    /// Run an app's slot on cluster workers: N instances, between N and M
+    /// by load, or one on every worker.
+    Scale(crate::cluster::ScaleArgs),
 }
 
 fn app_json(a: &AppInfo) -> Value {
@@ -75,6 +78,7 @@ pub(super) fn run(site: &Site, c: AppsCommand) -> CmdResult {
             }
             Ok(())
         }
+        AppsCommand::Scale(args) => crate::cluster::scale(args, site.home()),
         AppsCommand::Delete { app } => {
             site.delete_app(&app).map_err(failure)?;
             eprintln!("deleted app {app}");

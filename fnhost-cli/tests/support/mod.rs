@@ -75,6 +75,11 @@ pub fn fnhost_ok(home: &Path, args: &[&str], stdin: &str) -> Output {
     out
 }
 
+/// [`fnhost_ok`] without input; its stdout.
+pub fn fnhost_text(home: &Path, args: &[&str]) -> String {
+    String::from_utf8(fnhost_ok(home, args, "").stdout).unwrap()
+}
+
 /// A running `fnhost manage` (killed when dropped).
 pub struct Manage {
     /// The process and its output.

@@ -253,6 +253,9 @@ pub struct Manage {
     limits: Limits,
     log: LogSink,
     routes: Router,
+    /// Routes outside the app bases (the cluster API), with their own
+    /// authentication.
+    extra: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -279,8 +282,23 @@ impl Manage {
             limits: Limits::default(),
             log: Arc::new(|_| {}),
             routes,
+            extra: Router::new(),
             tls: None,
         }
+    }
+
+    /// Merges `router` beside the app bases: its paths must not start
+    /// with `/apps/`. Its handlers authenticate requests themselves (the
+    /// cluster API of fnhost-cluster checks bearer tokens). The log
+    /// shows its requests that fail (status 400 and above) only: such
+    /// routes are polled (heartbeats, route tables).
+    ///
+    /// # Panics
+    ///
+    /// When a path overlaps one already merged (axum's rules).
+    pub fn with_router(mut self, router: Router) -> Self {
+        self.extra = self.extra.merge(router);
+        self
     }
 
     /// Sets the limits.
@@ -350,7 +368,7 @@ impl Manage {
         Ok(Server {
             listener,
             tls: self.tls,
-            router: router(self.routes, &shared),
+            router: router(self.routes, self.extra, &shared),
             shared,
             local_addr,
         })
@@ -360,7 +378,7 @@ impl Manage {
 /// The routes under both bases of every app, behind the layers: the log
 /// (outermost), authentication, then, once a route matched, the slot's
 /// existence (a zip deployment creates a slot, so it is not checked).
-fn router(routes: Router, shared: &Arc<Shared>) -> Router {
+fn router(routes: Router, extra: Router, shared: &Arc<Shared>) -> Router {
     let base = routes
         .route_layer(from_fn(slot_exists))
         .merge(with_slash("/api/zipdeploy", post(api::zipdeploy)));
@@ -374,6 +392,7 @@ fn router(routes: Router, shared: &Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), auth::layer));
     Router::new()
         .nest("/apps/{app}", app)
+        .merge(extra.layer(axum::middleware::map_response(quiet)))
         .fallback(|| async { text(StatusCode::NOT_FOUND, NOT_MANAGEMENT) })
         .layer(from_fn_with_state(shared.clone(), log_layer))
 }
@@ -406,6 +425,15 @@ async fn slot_exists(scope: Scope, req: Request, next: Next) -> Result<Response,
     Ok(next.run(req).await)
 }
 
+/// Marks a response the log leaves out when it succeeded.
+#[derive(Debug, Clone, Copy)]
+struct Quiet;
+
+async fn quiet(mut resp: Response) -> Response {
+    resp.extensions_mut().insert(Quiet);
+    resp
+}
+
 /// The authenticated user, on a response (for the log).
 #[derive(Debug, Clone)]
 struct User(String);
@@ -420,6 +448,9 @@ async fn log_layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         Some(User(user)) => format!("user {user} "),
         None => String::new(),
     };
+    if resp.extensions().get::<Quiet>().is_some() && resp.status().as_u16() < 400 {
+        return resp;
+    }
     if let Some(error::SiteError(e)) = resp.extensions_mut().remove() {
         let tmp = shared.tmp.display().to_string();
         resp = error::site_error_response(&e, &tmp, &*shared.log);

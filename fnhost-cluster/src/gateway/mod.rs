@@ -1,0 +1,654 @@
+//! The gateway: a stateless router from clients to app instances, one
+//! hop. Run one or several (`fnhost gateway`), or embedded in the
+//! manager (`fnhost manage --gateway-port`).
+//!
+//! - **Host names as Azure**: `{app}.{domain}` is the app's production
+//!   slot, `{app}-{slot}.{domain}` another slot; any domain works, so
+//!   `orders.localhost` needs no DNS.
+//! - **Routes and keys at the gateway**: the request is matched against
+//!   the slot's HTTP functions (404 and 405 answered here) and a function
+//!   key checked (`x-functions-key` or `code`; 401 here) before it goes
+//!   to an instance.
+//! - **Least in-flight of two random choices** among the slot's ready
+//!   instances (counted here, per instance).
+//! - **Retries**: a request that could not be sent (connection refused or
+//!   reset before it was written) goes to another instance, and so does a
+//!   `GET`, `HEAD` or `OPTIONS` whose connection failed later; at most
+//!   three instances.
+//! - Every response from an instance carries `X-Fnhost-Worker: NAME`.
+//!
+//! The route table (routes, keys, ready instances) is read from the
+//! manager every [`Gateway::with_poll`] (250 ms by default) and swapped in
+//! atomically.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use fnhost_core::binding::AuthLevel;
+use fnhost_core::http::serve::{ConnectionLimits, Serve, Stopped};
+use fnhost_core::keys::Secrets;
+use fnhost_core::route::{
+    Method as RouteMethod, MethodSet, RouteMatch, RouteTemplate, Router, RouterBuilder,
+};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::client::{Http, ManagerClient};
+use crate::manager::Cluster;
+use crate::now_ms;
+use crate::protocol::{RouteTable, WORKER_HEADER};
+
+/// Where log lines go.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The largest request body the gateway buffers (it keeps it to retry).
+const MAX_BODY: usize = 100 * 1024 * 1024;
+/// Instances tried for one request.
+const MAX_TRIES: usize = 3;
+/// How long an instance that refused a connection is skipped.
+const COOLDOWN_MS: i64 = 2_000;
+
+/// Where the gateway reads its route table.
+#[derive(Clone)]
+enum Source {
+    Manager(Box<ManagerClient>),
+    Cluster(Cluster),
+}
+
+impl Source {
+    async fn table(&self) -> crate::Result<RouteTable> {
+        match self {
+            Source::Manager(c) => c.get("/routes", Duration::from_secs(10)).await,
+            Source::Cluster(c) => c.route_table().await,
+        }
+    }
+}
+
+/// A gateway: configure it, then [`Gateway::bind`].
+pub struct Gateway {
+    source: Source,
+    poll: Duration,
+    log: LogSink,
+}
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("poll", &self.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway reading routes from the manager at `url` with a join
+    /// token.
+    pub fn new(url: &str, token: &str) -> crate::Result<Gateway> {
+        Ok(Gateway::from_source(Source::Manager(Box::new(
+            ManagerClient::new(url, token)?,
+        ))))
+    }
+
+    /// A gateway inside the manager's process.
+    pub fn embedded(cluster: Cluster) -> Gateway {
+        Gateway::from_source(Source::Cluster(cluster))
+    }
+
+    fn from_source(source: Source) -> Gateway {
+        Gateway {
+            source,
+            poll: Duration::from_millis(250),
+            log: Arc::new(|_| {}),
+        }
+    }
+
+    /// How often the route table is read.
+    pub fn with_poll(mut self, every: Duration) -> Gateway {
+        self.poll = every;
+        self
+    }
+
+    /// Sends log lines to `log`.
+    pub fn with_log(mut self, log: LogSink) -> Gateway {
+        self.log = log;
+        self
+    }
+
+    /// Binds the listening socket and reads the route table once.
+    pub async fn bind(self, addr: SocketAddr) -> io::Result<GatewayServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(Table::default()),
+            backends: std::sync::Mutex::new(HashMap::new()),
+            http: crate::client::http(),
+            log: self.log.clone(),
+        });
+        match self.source.table().await {
+            Ok(t) => shared.install(&t),
+            Err(e) => (self.log)(&format!("gateway: cannot read routes yet: {e}")),
+        }
+        Ok(GatewayServer {
+            local_addr: listener.local_addr()?,
+            listener,
+            shared,
+            source: self.source,
+            poll: self.poll,
+        })
+    }
+}
+
+/// A bound gateway; [`GatewayServer::serve`] runs it.
+pub struct GatewayServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    source: Source,
+    poll: Duration,
+}
+
+impl fmt::Debug for GatewayServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayServer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayServer {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight
+    /// finish (up to 30 s).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Stopped {
+        let GatewayServer {
+            listener,
+            shared,
+            source,
+            poll,
+            ..
+        } = self;
+        let refresher = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut failing = false;
+                loop {
+                    tokio::time::sleep(poll).await;
+                    match source.table().await {
+                        Ok(t) => {
+                            failing = false;
+                            shared.install(&t);
+                        }
+                        Err(e) if !failing => {
+                            failing = true;
+                            (shared.log)(&format!(
+                                "gateway: cannot read routes (serving the last ones): {e}"
+                            ));
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        let limits = ConnectionLimits {
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+        };
+        let make = |peer: SocketAddr| {
+            let shared = shared.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer).await) }
+            })
+        };
+        let log = shared.log.clone();
+        let stopped = Serve::new(listener, limits, "gateway")
+            .with_log(log)
+            .run(make, shutdown)
+            .await;
+        refresher.abort();
+        stopped
+    }
+}
+
+/// An instance as the gateway counts it.
+#[derive(Debug)]
+struct Backend {
+    worker: String,
+    url: String,
+    in_flight: AtomicU64,
+    /// Skipped until then (Unix ms) after a refused connection.
+    cooldown_until: AtomicI64,
+}
+
+#[derive(Default)]
+struct SlotEntry {
+    router: Router<usize>,
+    functions: Vec<(String, AuthLevel)>,
+    secrets: Option<Secrets>,
+    backends: Vec<Arc<Backend>>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: HashMap<(String, String), SlotEntry>,
+    /// The table it was built from, to skip rebuilding an unchanged one.
+    source: RouteTable,
+}
+
+struct Shared {
+    table: ArcSwap<Table>,
+    backends: std::sync::Mutex<HashMap<String, Arc<Backend>>>,
+    http: Http,
+    log: LogSink,
+}
+
+fn auth_level(s: &str) -> AuthLevel {
+    match s {
+        "anonymous" => AuthLevel::Anonymous,
+        "admin" => AuthLevel::Admin,
+        _ => AuthLevel::Function,
+    }
+}
+
+fn method_of(m: &hyper::Method) -> Option<RouteMethod> {
+    RouteMethod::ALL
+        .into_iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(m.as_str()))
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(format!("{message}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Headers that belong to one connection, not forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+impl Shared {
+    fn install(&self, t: &RouteTable) {
+        let previous_instances: bool = {
+            let old = self.table.load();
+            if old.source == *t {
+                return;
+            }
+            // Only in-flight figures changed: nothing to rebuild.
+            let strip = |t: &RouteTable| {
+                let mut t = t.clone();
+                for s in &mut t.slots {
+                    for i in &mut s.instances {
+                        i.in_flight = 0;
+                    }
+                }
+                t
+            };
+            strip(&old.source) == strip(t)
+        };
+        if previous_instances {
+            return;
+        }
+        let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = HashMap::new();
+        for s in &t.slots {
+            let mut builder = RouterBuilder::new();
+            let mut functions = Vec::new();
+            for r in &s.routes {
+                let Ok(template) = RouteTemplate::parse(&r.template) else {
+                    continue;
+                };
+                let mut methods = MethodSet::EMPTY;
+                for m in &r.methods {
+                    if let Some(m) = RouteMethod::ALL
+                        .into_iter()
+                        .find(|x| x.as_str().eq_ignore_ascii_case(m))
+                    {
+                        methods.insert(m);
+                    }
+                }
+                if builder.add(template, methods, functions.len()).is_ok() {
+                    functions.push((r.function.clone(), auth_level(&r.auth)));
+                }
+            }
+            let list = s
+                .instances
+                .iter()
+                .map(|i| {
+                    backends
+                        .entry(i.url.clone())
+                        .or_insert_with(|| {
+                            Arc::new(Backend {
+                                worker: i.worker.clone(),
+                                url: i.url.clone(),
+                                in_flight: AtomicU64::new(0),
+                                cooldown_until: AtomicI64::new(0),
+                            })
+                        })
+                        .clone()
+                })
+                .collect();
+            slots.insert(
+                (s.app.to_ascii_lowercase(), s.slot.to_ascii_lowercase()),
+                SlotEntry {
+                    router: builder.build(),
+                    functions,
+                    secrets: s.secrets.clone(),
+                    backends: list,
+                },
+            );
+        }
+        let live: std::collections::HashSet<&str> = t
+            .slots
+            .iter()
+            .flat_map(|s| s.instances.iter().map(|i| i.url.as_str()))
+            .collect();
+        backends.retain(|url, _| live.contains(url.as_str()));
+        self.table.store(Arc::new(Table {
+            slots,
+            source: t.clone(),
+        }));
+    }
+
+    /// The slot a host name addresses: `{app}` then `{app}-{slot}`.
+    fn slot_for<'t>(table: &'t Table, host: &str) -> Option<(&'t (String, String), &'t SlotEntry)> {
+        let name = host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let label = name.split('.').next()?.to_ascii_lowercase();
+        if let Some(e) = table
+            .slots
+            .get_key_value(&(label.clone(), fnhost_deploy::PRODUCTION.to_string()))
+        {
+            return Some(e);
+        }
+        for (i, c) in label.char_indices().rev() {
+            if c == '-'
+                && let Some(e) = table
+                    .slots
+                    .get_key_value(&(label[..i].to_string(), label[i + 1..].to_string()))
+            {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// Two random ready instances, the one with fewer requests in flight.
+    fn pick(entry: &SlotEntry, tried: &[usize]) -> Option<usize> {
+        let now = now_ms();
+        let open: Vec<usize> = (0..entry.backends.len())
+            .filter(|i| !tried.contains(i))
+            .filter(|&i| entry.backends[i].cooldown_until.load(Ordering::Relaxed) <= now)
+            .collect();
+        let open = if open.is_empty() {
+            (0..entry.backends.len())
+                .filter(|i| !tried.contains(i))
+                .collect()
+        } else {
+            open
+        };
+        match open.len() {
+            0 => None,
+            1 => Some(open[0]),
+            n => {
+                let mut r = [0u8; 8];
+                let _ = getrandom::fill(&mut r);
+                let x = u64::from_le_bytes(r);
+                let a = (x % n as u64) as usize;
+                let mut b = ((x >> 32) % (n as u64 - 1)) as usize;
+                if b >= a {
+                    b += 1;
+                }
+                let (ia, ib) = (open[a], open[b]);
+                let load = |i: usize| entry.backends[i].in_flight.load(Ordering::Relaxed);
+                Some(if load(ib) < load(ia) { ib } else { ia })
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let table = self.table.load_full();
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_string();
+        let Some(((app, slot), entry)) = Shared::slot_for(&table, &host) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "no app for host {host:?}: use APP.DOMAIN or APP-SLOT.DOMAIN (APP.localhost works without DNS) for an app placed with `fnhost apps scale`"
+                ),
+            );
+        };
+        let path = req.uri().path().to_string();
+        if !(path == "/admin" || path.starts_with("/admin/")) {
+            let Some(method) = method_of(req.method()) else {
+                return text(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "this method is not supported by HTTP triggers",
+                );
+            };
+            let index = match entry.router.find(method, &path) {
+                RouteMatch::Matched { value, .. } => *value,
+                RouteMatch::MethodNotAllowed { .. } => {
+                    return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                }
+                RouteMatch::NotFound => return text(StatusCode::NOT_FOUND, "not found"),
+            };
+            let Some((function, level)) = entry.functions.get(index) else {
+                return text(StatusCode::NOT_FOUND, "not found");
+            };
+            if *level != AuthLevel::Anonymous {
+                let query = req
+                    .uri()
+                    .query()
+                    .map(fnhost_core::http::parse_query)
+                    .unwrap_or_default();
+                let presented = req
+                    .headers()
+                    .get(fnhost_core::http::KEY_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        query
+                            .iter()
+                            .find(|(k, _)| k == fnhost_core::http::KEY_QUERY)
+                            .map(|(_, v)| v.clone())
+                    });
+                let ok = entry
+                    .secrets
+                    .as_ref()
+                    .and_then(|s| s.authorize(*level, function, presented.as_deref()))
+                    .is_some();
+                if !ok {
+                    return text(
+                        StatusCode::UNAUTHORIZED,
+                        "a valid function key is needed (x-functions-key or code)",
+                    );
+                }
+            }
+        }
+        if entry.backends.is_empty() {
+            let mut resp = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{app}/{slot} has no ready instance yet"),
+            );
+            resp.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large or broke off",
+                );
+            }
+        };
+        let idempotent = matches!(
+            parts.method,
+            hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+        );
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut tried = Vec::new();
+        let mut last_error = String::new();
+        while tried.len() < MAX_TRIES {
+            let Some(i) = Shared::pick(entry, &tried) else {
+                break;
+            };
+            tried.push(i);
+            let backend = &entry.backends[i];
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(format!("{}{path_and_query}", backend.url));
+            if let Some(h) = out.headers_mut() {
+                for (k, v) in &parts.headers {
+                    if !HOP_BY_HOP.contains(&k.as_str()) {
+                        h.append(k.clone(), v.clone());
+                    }
+                }
+                if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+                    h.append(HeaderName::from_static("x-forwarded-for"), v);
+                }
+            }
+            let Ok(out) = out.body(Full::new(body.clone())) else {
+                return text(StatusCode::BAD_REQUEST, "cannot forward this request");
+            };
+            backend.in_flight.fetch_add(1, Ordering::Relaxed);
+            let sent = self.http.request(out).await;
+            match sent {
+                Ok(resp) => {
+                    let (mut rp, rb) = resp.into_parts();
+                    if let Ok(v) = HeaderValue::from_str(&backend.worker) {
+                        rp.headers.insert(HeaderName::from_static(WORKER_HEADER), v);
+                    }
+                    let counted = Counted {
+                        inner: rb,
+                        backend: backend.clone(),
+                        done: false,
+                    };
+                    return Response::from_parts(rp, counted.boxed());
+                }
+                Err(e) => {
+                    backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    if e.is_connect() {
+                        backend
+                            .cooldown_until
+                            .store(now_ms() + COOLDOWN_MS, Ordering::Relaxed);
+                    }
+                    last_error = format!("{}: {e}", backend.worker);
+                    if !(e.is_connect() || idempotent) {
+                        break;
+                    }
+                }
+            }
+        }
+        (self.log)(&format!(
+            "gateway: {app}/{slot} {path}: no instance answered ({last_error})"
+        ));
+        text(
+            StatusCode::BAD_GATEWAY,
+            &format!("{app}/{slot}: no instance answered ({last_error})"),
+        )
+    }
+}
+
+/// A response body that counts its instance's request as in flight
+/// until it ends.
+struct Counted {
+    inner: Incoming,
+    backend: Arc<Backend>,
+    done: bool,
+}
+
+impl Counted {
+    fn finish(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            self.finish();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}

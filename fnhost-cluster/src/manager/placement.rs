@@ -1,0 +1,205 @@
+//! Placement: which workers run which app slots. A pure function of the
+//! workers, the placements and the current assignments, so the leader's
+//! decision is testable without a cluster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::state::{Assignment, Placement, PlacementMode, WorkerRecord};
+
+/// In-flight requests per instance that `--min N --max M` aims for.
+pub const TARGET_IN_FLIGHT: u64 = 100;
+
+/// What one placed app slot runs now.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) placement: Placement,
+    pub(crate) deployment: String,
+    pub(crate) manifest: String,
+    pub(crate) settings_version: String,
+    /// Requests in flight over its instances at their last heartbeats.
+    pub(crate) in_flight: u64,
+}
+
+/// The assignments every worker should have. `eligible` are the workers
+/// that take work (ready, not draining, not stale), by name; every other
+/// worker gets none. Instances stay where they are when they may, then go
+/// to the workers with the fewest instances, never two of one slot on
+/// one worker, never beyond a worker's capacity.
+pub(crate) fn place(
+    workers: &[WorkerRecord],
+    eligible: &BTreeSet<String>,
+    targets: &[Target],
+    current: &[Assignment],
+) -> BTreeMap<String, Vec<Assignment>> {
+    let mut out: BTreeMap<String, Vec<Assignment>> = workers
+        .iter()
+        .map(|w| (w.name.clone(), Vec::new()))
+        .collect();
+    let capacity: BTreeMap<&str, i64> = workers
+        .iter()
+        .map(|w| (w.name.as_str(), w.capacity.max(1)))
+        .collect();
+    for t in targets {
+        let p = &t.placement;
+        let candidates: Vec<&WorkerRecord> = workers
+            .iter()
+            .filter(|w| eligible.contains(&w.name))
+            .filter(|w| p.labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+            .collect();
+        let wanted = match p.mode {
+            PlacementMode::Fixed => p.min_instances.max(0) as usize,
+            PlacementMode::EveryWorker => candidates.len(),
+            PlacementMode::Auto => {
+                let by_load = t.in_flight.div_ceil(TARGET_IN_FLIGHT) as i64;
+                by_load.clamp(p.min_instances.max(0), p.max_instances.max(p.min_instances)) as usize
+            }
+        };
+        let has = |w: &str| {
+            current
+                .iter()
+                .any(|a| a.worker == w && a.app == p.app && a.slot == p.slot)
+        };
+        // Where it runs already first, then the least loaded.
+        let mut order: Vec<&WorkerRecord> = candidates.clone();
+        order.sort_by_key(|w| {
+            (
+                !has(&w.name),
+                out.get(&w.name).map_or(0, Vec::len),
+                w.name.clone(),
+            )
+        });
+        let mut placed = 0;
+        for w in order {
+            if placed == wanted {
+                break;
+            }
+            let list = out.entry(w.name.clone()).or_default();
+            if list.len() as i64 >= capacity.get(w.name.as_str()).copied().unwrap_or(1) {
+                continue;
+            }
+            list.push(Assignment {
+                worker: w.name.clone(),
+                app: p.app.clone(),
+                slot: p.slot.clone(),
+                deployment: t.deployment.clone(),
+                manifest: t.manifest.clone(),
+                settings_version: t.settings_version.clone(),
+            });
+            placed += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::WorkerState;
+
+    fn worker(name: &str, labels: &[(&str, &str)]) -> WorkerRecord {
+        WorkerRecord {
+            name: name.into(),
+            credential_hash: String::new(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            capacity: 10,
+            state: WorkerState::Ready,
+            drain_requested: false,
+            status: "{}".into(),
+            last_heartbeat: 0,
+            registered_at: 0,
+            generation: 1,
+        }
+    }
+
+    fn target(p: Placement) -> Target {
+        Target {
+            placement: p,
+            deployment: "d1".into(),
+            manifest: "m1".into(),
+            settings_version: "s1".into(),
+            in_flight: 0,
+        }
+    }
+
+    fn count(out: &BTreeMap<String, Vec<Assignment>>) -> Vec<(String, usize)> {
+        out.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+    }
+
+    #[test]
+    fn instances_spread_and_skip_workers_that_take_no_work() {
+        let workers = vec![worker("a", &[]), worker("b", &[]), worker("c", &[])];
+        let eligible: BTreeSet<String> = ["a", "c"].iter().map(|s| s.to_string()).collect();
+        let out = place(
+            &workers,
+            &eligible,
+            &[target(Placement::fixed("app", "production", 3))],
+            &[],
+        );
+        // Two eligible workers: two instances, one each; b (draining or
+        // stale) gets nothing.
+        assert_eq!(
+            count(&out),
+            vec![("a".into(), 1), ("b".into(), 0), ("c".into(), 1)]
+        );
+    }
+
+    #[test]
+    fn instances_stay_where_they_run_and_labels_constrain() {
+        let workers = vec![
+            worker("a", &[("zone", "x")]),
+            worker("b", &[("zone", "y")]),
+            worker("c", &[("zone", "y")]),
+        ];
+        let eligible: BTreeSet<String> = workers.iter().map(|w| w.name.clone()).collect();
+        let mut labels = BTreeMap::new();
+        labels.insert("zone".to_string(), "y".to_string());
+        let current = vec![Assignment {
+            worker: "c".into(),
+            app: "app".into(),
+            slot: "production".into(),
+            deployment: "d0".into(),
+            manifest: "m0".into(),
+            settings_version: "s0".into(),
+        }];
+        let out = place(
+            &workers,
+            &eligible,
+            &[target(
+                Placement::fixed("app", "production", 1).with_labels(labels),
+            )],
+            &current,
+        );
+        assert_eq!(out["c"].len(), 1);
+        assert_eq!(out["c"][0].deployment, "d1", "rolled to the new deployment");
+        assert!(out["a"].is_empty() && out["b"].is_empty());
+        let every = place(
+            &workers,
+            &eligible,
+            &[target(Placement::every_worker("app", "production"))],
+            &[],
+        );
+        assert_eq!(
+            count(&every),
+            vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]
+        );
+    }
+
+    #[test]
+    fn auto_follows_in_flight_between_min_and_max() {
+        let workers: Vec<_> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| worker(n, &[]))
+            .collect();
+        let eligible: BTreeSet<String> = workers.iter().map(|w| w.name.clone()).collect();
+        let mut t = target(Placement::auto("app", "production", 1, 3));
+        t.in_flight = 250;
+        let out = place(&workers, &eligible, &[t.clone()], &[]);
+        assert_eq!(out.values().map(Vec::len).sum::<usize>(), 3);
+        t.in_flight = 0;
+        let out = place(&workers, &eligible, &[t], &[]);
+        assert_eq!(out.values().map(Vec::len).sum::<usize>(), 1);
+    }
+}

@@ -1,0 +1,590 @@
+//! The worker role: registers with a manager, heartbeats, pulls its
+//! assignments (a long-poll: works from behind NAT, the manager never
+//! calls in), fetches missing content by digest into a [`ContentCache`]
+//! shared by every app and version, and runs each assigned app slot with
+//! the engine `fnhost serve` runs (the default executors: custom
+//! handlers, one-shot processes, language workers) behind its own HTTP
+//! front. A new deployment, rollback or swap of an assigned slot is a hot
+//! swap of the running host: requests in flight finish on the old
+//! version, new ones go to the new one.
+//!
+//! Draining (SIGTERM, or `fnhost workers drain NAME`): the worker says so
+//! in an immediate heartbeat and marks its instances not ready (gateways
+//! stop sending), keeps serving for [`Worker::with_drain_delay`] while
+//! that spreads, then stops each instance after its requests in flight
+//! finish, and leaves the registry.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), fnhost_cluster::Error> {
+//! use fnhost_cluster::worker::Worker;
+//!
+//! Worker::new("http://127.0.0.1:7072", "TOKEN")
+//!     .with_name("w1")
+//!     .with_cache(".fnhost-worker")
+//!     .run(fnhost_core::http::shutdown_signal())
+//!     .await
+//! # }
+//! ```
+
+mod cache;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fnhost_core::http::{HttpFront, Limits};
+use fnhost_core::keys::KeyStore;
+use fnhost_core::{FunctionApp, Host};
+use hyper::Method;
+use tokio::sync::{oneshot, watch};
+
+pub use cache::ContentCache;
+
+use crate::client::ManagerClient;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Assignments, Heartbeat, HeartbeatResponse, InstanceStatus, RegisterRequest, RegisterResponse,
+    SlotConfig,
+};
+use crate::state::Assignment;
+
+/// Where log lines go.
+pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Compares two strings in constant time (tokens, hashes).
+pub(crate) fn constant_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A worker: configure it, then [`Worker::run`].
+pub struct Worker {
+    manager: String,
+    token: String,
+    name: String,
+    host: IpAddr,
+    port: u16,
+    labels: BTreeMap<String, String>,
+    capacity: i64,
+    cache: PathBuf,
+    drain_delay: Duration,
+    drain_deadline: Duration,
+    log: LogSink,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("manager", &self.manager)
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("labels", &self.labels)
+            .field("capacity", &self.capacity)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The machine's name, for a worker given none.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}
+
+impl Worker {
+    /// A worker of the manager at `manager` (`http://host:port`), joining
+    /// with `token` (from `fnhost workers token`).
+    pub fn new(manager: impl Into<String>, token: impl Into<String>) -> Worker {
+        Worker {
+            manager: manager.into(),
+            token: token.into(),
+            name: hostname(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            labels: BTreeMap::new(),
+            capacity: 16,
+            cache: PathBuf::from(".fnhost-worker"),
+            drain_delay: Duration::from_secs(2),
+            drain_deadline: Duration::from_secs(30),
+            log: Arc::new(|_| {}),
+        }
+    }
+
+    /// Its name in the cluster (default: the host name).
+    pub fn with_name(mut self, name: impl Into<String>) -> Worker {
+        self.name = name.into();
+        self
+    }
+
+    /// The address its instances listen on (default 127.0.0.1); the
+    /// address gateways reach them at.
+    pub fn with_host(mut self, host: IpAddr) -> Worker {
+        self.host = host;
+        self
+    }
+
+    /// The first port its instances listen on, the next ones after it
+    /// (default 0: any free port).
+    pub fn with_port(mut self, port: u16) -> Worker {
+        self.port = port;
+        self
+    }
+
+    /// Its labels (placement constraints: `fnhost apps scale --labels`).
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Worker {
+        self.labels = labels;
+        self
+    }
+
+    /// The most app instances it runs (default 16).
+    pub fn with_capacity(mut self, capacity: i64) -> Worker {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The content cache folder (default `.fnhost-worker`).
+    pub fn with_cache(mut self, dir: impl Into<PathBuf>) -> Worker {
+        self.cache = dir.into();
+        self
+    }
+
+    /// How long a draining instance keeps serving after saying so, while
+    /// gateways learn it (default 2 s).
+    pub fn with_drain_delay(mut self, delay: Duration) -> Worker {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// The longest a draining instance waits for requests in flight
+    /// (default 30 s).
+    pub fn with_drain_deadline(mut self, deadline: Duration) -> Worker {
+        self.drain_deadline = deadline;
+        self
+    }
+
+    /// Sends log lines to `log`.
+    pub fn with_log(mut self, log: LogSink) -> Worker {
+        self.log = log;
+        self
+    }
+
+    /// Runs until `shutdown` resolves or the manager asks it to drain;
+    /// then drains and leaves.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let started = Instant::now();
+        let cache = ContentCache::open(&self.cache)?;
+        let joiner = ManagerClient::new(&self.manager, self.token.clone())?;
+        let (client, heartbeat_ms) = register(&joiner, &self).await?;
+        (self.log)(&format!(
+            "worker {} joined {} (heartbeat every {heartbeat_ms} ms)",
+            self.name, self.manager
+        ));
+        let rt = Arc::new(Runtime {
+            worker: self,
+            cache,
+            client: Mutex::new(client),
+            joiner,
+            instances: Mutex::new(BTreeMap::new()),
+            draining: AtomicBool::new(false),
+            started,
+        });
+        let (drain_tx, mut drain_rx) = watch::channel(false);
+        let beats = tokio::spawn(heartbeats(rt.clone(), heartbeat_ms, drain_tx.clone()));
+        let mut generation = -1i64;
+        tokio::pin!(shutdown);
+        loop {
+            let client = rt.client();
+            let path = format!("/workers/{}/assignments?since={generation}", rt.worker.name);
+            tokio::select! {
+                got = client.get::<Assignments>(&path, Duration::from_secs(40)) => match got {
+                    Ok(a) => {
+                        generation = a.generation;
+                        if !rt.apply(a.assignments).await {
+                            // Something failed: ask again soon.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            generation = -1;
+                        }
+                    }
+                    Err(e) => {
+                        (rt.worker.log)(&format!("worker: cannot get assignments: {e}"));
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                _ = &mut shutdown => break,
+                _ = drain_rx.wait_for(|d| *d) => break,
+            }
+        }
+        rt.drain().await;
+        beats.abort();
+        let client = rt.client();
+        let left: Result<serde_json::Value> = client
+            .send(
+                Method::DELETE,
+                &format!("/workers/{}", rt.worker.name),
+                &serde_json::json!({}),
+                Duration::from_secs(10),
+            )
+            .await;
+        if let Err(e) = left {
+            (rt.worker.log)(&format!("worker: could not leave the registry: {e}"));
+        }
+        (rt.worker.log)(&format!("worker {} drained and left", rt.worker.name));
+        Ok(())
+    }
+}
+
+async fn register(joiner: &ManagerClient, w: &Worker) -> Result<(ManagerClient, i64)> {
+    let req = RegisterRequest::new(w.name.clone(), w.labels.clone(), w.capacity);
+    let resp: RegisterResponse = joiner
+        .send(Method::POST, "/workers", &req, Duration::from_secs(30))
+        .await?;
+    Ok((
+        joiner.clone().with_token(resp.credential),
+        resp.heartbeat_ms,
+    ))
+}
+
+/// One running app slot.
+struct Instance {
+    assignment: Assignment,
+    endpoint: String,
+    host: Arc<Host>,
+    ready: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Instance {
+    fn status(&self) -> InstanceStatus {
+        // The host holds its version once, this call once; each request
+        // or timer run in flight holds it once more.
+        let in_flight = Arc::strong_count(&self.host.current()).saturating_sub(2) as u64;
+        InstanceStatus {
+            app: self.assignment.app.clone(),
+            slot: self.assignment.slot.clone(),
+            deployment: self.assignment.deployment.clone(),
+            manifest: self.assignment.manifest.clone(),
+            endpoint: self.endpoint.clone(),
+            ready: self.ready.load(Ordering::SeqCst),
+            in_flight,
+        }
+    }
+
+    /// Stops taking work, waits `delay` (gateways learn it), then stops
+    /// serving once requests in flight finish.
+    async fn retire(mut self, delay: Duration) {
+        self.ready.store(false, Ordering::SeqCst);
+        tokio::time::sleep(delay).await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Runtime {
+    worker: Worker,
+    cache: ContentCache,
+    client: Mutex<ManagerClient>,
+    joiner: ManagerClient,
+    instances: Mutex<BTreeMap<(String, String), Instance>>,
+    draining: AtomicBool,
+    started: Instant,
+}
+
+impl Runtime {
+    fn client(&self) -> ManagerClient {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Instance>> {
+        self.instances.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn heartbeat(&self) -> Heartbeat {
+        let draining = self.draining.load(Ordering::SeqCst);
+        Heartbeat {
+            draining,
+            instances: self.lock().values().map(Instance::status).collect(),
+        }
+    }
+
+    /// Brings the instances to `wanted`; false when one failed.
+    async fn apply(self: &Arc<Self>, wanted: Vec<Assignment>) -> bool {
+        if self.draining.load(Ordering::SeqCst) {
+            return true;
+        }
+        let keys: BTreeSet<(String, String)> = wanted
+            .iter()
+            .map(|a| (a.app.clone(), a.slot.clone()))
+            .collect();
+        let removed: Vec<Instance> = {
+            let mut map = self.lock();
+            let gone: Vec<_> = map.keys().filter(|k| !keys.contains(*k)).cloned().collect();
+            gone.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for inst in removed {
+            (self.worker.log)(&format!(
+                "worker: stopping {}/{} (no longer assigned here)",
+                inst.assignment.app, inst.assignment.slot
+            ));
+            tokio::spawn(inst.retire(self.worker.drain_delay));
+        }
+        let mut ok = true;
+        for a in wanted {
+            let same = self.lock().get(&(a.app.clone(), a.slot.clone())).map(|i| {
+                i.assignment.deployment == a.deployment
+                    && i.assignment.manifest == a.manifest
+                    && i.assignment.settings_version == a.settings_version
+            });
+            if same == Some(true) {
+                continue;
+            }
+            if let Err(e) = self.run_assignment(&a, same.is_some()).await {
+                (self.worker.log)(&format!(
+                    "worker: error: cannot run {}/{} deployment {}: {e}",
+                    a.app, a.slot, a.deployment
+                ));
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    /// Fetches, materialises and loads an assignment's app; swaps it into
+    /// the running instance (`running`) or starts a new one.
+    async fn run_assignment(self: &Arc<Self>, a: &Assignment, running: bool) -> Result<()> {
+        let begun = Instant::now();
+        let client = self.client();
+        let cached = self.cache.app_dir(&a.manifest).is_dir();
+        let manifest = self.cache.fetch(&client, &a.manifest).await?;
+        let config: SlotConfig = client
+            .get(
+                &format!("/apps/{}/slots/{}/config", a.app, a.slot),
+                Duration::from_secs(30),
+            )
+            .await?;
+        let (cache, digest) = (self.cache.clone(), a.manifest.clone());
+        let settings = config.settings.clone();
+        let label = format!("{}/{}", a.app, a.slot);
+        let app = tokio::task::spawn_blocking(move || {
+            let dir = cache.materialise(&digest, &manifest)?;
+            load_app(&dir, &settings, &label)
+        })
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))??;
+        if running {
+            let host = self
+                .lock()
+                .get(&(a.app.clone(), a.slot.clone()))
+                .map(|i| i.host.clone());
+            if let Some(host) = host {
+                let old = host.swap(app).await.map_err(|e| Error::App {
+                    app: format!("{}/{}", a.app, a.slot),
+                    message: format!("its executors could not start: {e}"),
+                })?;
+                if let Some(i) = self.lock().get_mut(&(a.app.clone(), a.slot.clone())) {
+                    i.assignment = a.clone();
+                }
+                let deadline = self.worker.drain_deadline;
+                tokio::spawn(fnhost_deploy::hot::retire(old, deadline));
+                (self.worker.log)(&format!(
+                    "worker: {}/{} now serves deployment {} (swapped in {} ms)",
+                    a.app,
+                    a.slot,
+                    a.deployment,
+                    begun.elapsed().as_millis()
+                ));
+                return Ok(());
+            }
+        }
+        let instance = self.start_instance(a, app, &config).await?;
+        let endpoint = instance.endpoint.clone();
+        self.lock()
+            .insert((a.app.clone(), a.slot.clone()), instance);
+        (self.worker.log)(&format!(
+            "worker: ready {}/{} deployment {} at {endpoint} in {} ms ({}; {} ms since start)",
+            a.app,
+            a.slot,
+            a.deployment,
+            begun.elapsed().as_millis(),
+            if cached { "warm" } else { "cold" },
+            self.started.elapsed().as_millis()
+        ));
+        Ok(())
+    }
+
+    async fn start_instance(
+        self: &Arc<Self>,
+        a: &Assignment,
+        app: FunctionApp,
+        config: &SlotConfig,
+    ) -> Result<Instance> {
+        let fail = |message: String| Error::App {
+            app: format!("{}/{}", a.app, a.slot),
+            message,
+        };
+        let host = Arc::new(Host::builder().with_default_executors().build(app));
+        let keys = match &config.secrets {
+            Some(s) => KeyStore::from_secrets(s.clone()),
+            None => KeyStore::in_memory().map_err(|e| fail(e.to_string()))?,
+        };
+        let log = self.worker.log.clone();
+        let listener = self.listener().await?;
+        let front = HttpFront::new(host.clone())
+            .with_keys(Arc::new(keys))
+            .with_limits(Limits::default().with_shutdown_timeout(self.worker.drain_deadline))
+            .with_log(Arc::new(move |l: &str| log(l)))
+            .from_listener(listener)
+            .map_err(|e| fail(format!("cannot serve: {e}")))?;
+        host.start()
+            .await
+            .map_err(|e| fail(format!("the executors could not start: {e}")))?;
+        let addr = front.local_addr();
+        let shown = if addr.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        } else {
+            addr
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let host2 = host.clone();
+        let task = tokio::spawn(async move {
+            front
+                .serve(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            host2.shutdown().await;
+        });
+        Ok(Instance {
+            assignment: a.clone(),
+            endpoint: format!("http://{shown}"),
+            host,
+            ready: Arc::new(AtomicBool::new(true)),
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    /// A listening socket on the worker's port, or the next free one.
+    async fn listener(&self) -> Result<tokio::net::TcpListener> {
+        let base = self.worker.port;
+        let tries = if base == 0 { 1 } else { 256 };
+        let mut last = None;
+        for i in 0..tries {
+            let port = if base == 0 { 0 } else { base.saturating_add(i) };
+            match tokio::net::TcpListener::bind(SocketAddr::new(self.worker.host, port)).await {
+                Ok(l) => return Ok(l),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::Invalid(format!(
+            "cannot listen on {}:{base} or the ports after it: {}",
+            self.worker.host,
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+
+    /// Stops taking work, tells the manager at once, waits for gateways
+    /// to learn it, then stops every instance once its requests finish.
+    async fn drain(self: &Arc<Self>) {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        (self.worker.log)(&format!("worker {} draining", self.worker.name));
+        for i in self.lock().values() {
+            i.ready.store(false, Ordering::SeqCst);
+        }
+        let _ = send_heartbeat(self).await;
+        let all: Vec<Instance> = std::mem::take(&mut *self.lock()).into_values().collect();
+        let delay = self.worker.drain_delay;
+        let mut set = tokio::task::JoinSet::new();
+        for i in all {
+            set.spawn(i.retire(delay));
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+fn load_app(
+    dir: &std::path::Path,
+    settings: &BTreeMap<String, String>,
+    label: &str,
+) -> Result<FunctionApp> {
+    let mut loader = FunctionApp::loader(dir);
+    for (k, v) in settings {
+        loader = loader.with_setting(k.clone(), v.clone());
+    }
+    let app = loader.load().map_err(|e| Error::App {
+        app: label.into(),
+        message: e.to_string(),
+    })?;
+    if !app.is_valid() {
+        let errors: Vec<String> = app
+            .diagnostics()
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect();
+        return Err(Error::App {
+            app: label.into(),
+            message: format!("the app has errors: {}", errors.join("; ")),
+        });
+    }
+    Ok(app)
+}
+
+async fn send_heartbeat(rt: &Arc<Runtime>) -> Result<HeartbeatResponse> {
+    let hb = rt.heartbeat();
+    rt.client()
+        .send(
+            Method::PUT,
+            &format!("/workers/{}/heartbeat", rt.worker.name),
+            &hb,
+            Duration::from_secs(5),
+        )
+        .await
+}
+
+async fn heartbeats(rt: Arc<Runtime>, every_ms: i64, drain: watch::Sender<bool>) {
+    let every = Duration::from_millis(every_ms.max(100) as u64);
+    loop {
+        match send_heartbeat(&rt).await {
+            Ok(resp) => {
+                if resp.drain && !rt.draining.load(Ordering::SeqCst) {
+                    (rt.worker.log)(&format!(
+                        "worker {}: the manager asks it to drain",
+                        rt.worker.name
+                    ));
+                    let _ = drain.send(true);
+                }
+            }
+            Err(Error::Unauthorized { .. }) | Err(Error::Manager { .. })
+                if !rt.draining.load(Ordering::SeqCst) =>
+            {
+                // Forgotten by the manager (removed, or a new state
+                // store): join again with the join token.
+                if let Ok((client, _)) = register(&rt.joiner, &rt.worker).await {
+                    (rt.worker.log)(&format!("worker {} joined again", rt.worker.name));
+                    *rt.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(every).await;
+    }
+}
