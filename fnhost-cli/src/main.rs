@@ -10,6 +10,7 @@ mod invoke;
 mod keys;
 mod list;
 mod manage;
+mod portal;
 mod scaffold;
 mod serve;
 mod validate;
@@ -65,6 +66,9 @@ enum Command {
     Manage(manage::Args),
     #[command(flatten)]
     Cd(cd::Command),
+    /// The management portal's accounts.
+    #[command(subcommand)]
+    Portal(portal::Command),
     /// Install or list the language workers that run Azure's Node.js and
     /// Python programming models.
     #[command(subcommand)]
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Command::Deploy(command) => deploy::run(command, &cli.home),
         Command::Manage(args) => manage::run(args, &cli.home),
         Command::Cd(command) => cd::run(command, &cli.home),
+        Command::Portal(command) => portal::run(command, &cli.home),
         Command::Workers(command) => workers::run(command),
     };
     match result {

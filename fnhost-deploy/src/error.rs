@@ -156,6 +156,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A portal account cannot be added, removed or checked.
+    #[error("portal user {user:?}: {message}")]
+    PortalUser {
+        /// The user name.
+        user: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Exporting as a git repository failed.
     #[error("{}: cannot export as a git repository: {message}", path.display())]
     Git {

@@ -48,6 +48,9 @@
 //! `Retry-After` during a lockout). Passwords are never logged nor echoed.
 //! [`Manage::with_tls`] serves HTTPS (rustls); without it the endpoint
 //! speaks plain HTTP, for loopback or behind a TLS-terminating proxy.
+//! A state-changing request a browser sends from another site is refused
+//! (403; `Sec-Fetch-Site`, else `Origin` against `Host`), on every route.
+//! [`Manage::with_portal`] adds the pages of the management portal.
 
 mod api;
 mod auth;
@@ -55,6 +58,7 @@ mod body;
 mod error;
 mod git_http;
 mod paths;
+mod portal;
 mod tls;
 mod vfs;
 mod webhook;
@@ -88,6 +92,7 @@ use crate::store::Manifest;
 
 pub use body::{Upload, json, text};
 pub use error::ApiError;
+pub use portal::Portal;
 
 /// Where log lines go (requests, failures). Never given a secret.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -252,6 +257,7 @@ pub struct Manage {
     log: LogSink,
     routes: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    portal: Option<Portal>,
 }
 
 impl fmt::Debug for Manage {
@@ -278,6 +284,7 @@ impl Manage {
             log: Arc::new(|_| {}),
             routes,
             tls: None,
+            portal: None,
         }
     }
 
@@ -300,6 +307,14 @@ impl Manage {
     ) -> crate::Result<Self> {
         self.tls = Some(tls::acceptor(cert_chain_pem.as_ref(), key_pem.as_ref())?);
         Ok(self)
+    }
+
+    /// Serves the management portal (pages for a browser) under
+    /// `/portal/`, and `/` redirects there; see the `portal` section of
+    /// `docs/portal.md`.
+    pub fn with_portal(mut self, portal: Portal) -> Self {
+        self.portal = Some(portal);
+        self
     }
 
     /// Sends log lines to `log`.
@@ -348,7 +363,7 @@ impl Manage {
         Ok(Server {
             listener,
             tls: self.tls,
-            router: router(self.routes, &shared),
+            router: router(self.routes, &shared, self.portal.as_ref()),
             shared,
             local_addr,
         })
@@ -358,7 +373,7 @@ impl Manage {
 /// The routes under both bases of every app, behind the layers: the log
 /// (outermost), authentication, then, once a route matched, the slot's
 /// existence (a zip deployment creates a slot, so it is not checked).
-fn router(routes: Router, shared: &Arc<Shared>) -> Router {
+fn router(routes: Router, shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
     let base = routes
         .route_layer(from_fn(slot_exists))
         .merge(with_slash("/api/zipdeploy", post(api::zipdeploy)));
@@ -372,7 +387,9 @@ fn router(routes: Router, shared: &Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), auth::layer));
     Router::new()
         .nest("/apps/{app}", app)
+        .merge(portal::routes(shared, portal))
         .fallback(|| async { text(StatusCode::NOT_FOUND, NOT_MANAGEMENT) })
+        .layer(from_fn(portal::cross_site))
         .layer(from_fn_with_state(shared.clone(), log_layer))
 }
 

@@ -1,0 +1,67 @@
+// The fnhost portal's script: copy buttons, masked values shown on
+// request, confirmations. Values are put into the page as text, never as
+// HTML.
+"use strict";
+
+function copyText(text, button) {
+  const done = () => {
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done, () => fallbackCopy(text, done));
+  } else {
+    fallbackCopy(text, done);
+  }
+}
+
+function fallbackCopy(text, done) {
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "offscreen";
+  document.body.appendChild(area);
+  area.select();
+  try { document.execCommand("copy"); done(); } catch (e) { /* the text stays selectable */ }
+  area.remove();
+}
+
+async function secretOf(cell) {
+  if (cell.dataset.value !== undefined) return cell.dataset.value;
+  const resp = await fetch(cell.dataset.secretUrl, { credentials: "same-origin", cache: "no-store" });
+  if (!resp.ok) throw new Error(await resp.text());
+  const value = await resp.text();
+  cell.dataset.value = value;
+  return value;
+}
+
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button");
+  if (!button) return;
+  if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+    event.preventDefault();
+    return;
+  }
+  if (button.classList.contains("copy")) {
+    copyText(button.dataset.copy, button);
+    return;
+  }
+  const cell = button.parentElement.querySelector(".secret");
+  if (!cell) return;
+  try {
+    if (button.classList.contains("reveal")) {
+      if (button.textContent === "Hide") {
+        cell.textContent = "••••••••";
+        button.textContent = "Show";
+      } else {
+        cell.textContent = await secretOf(cell);
+        button.textContent = "Hide";
+      }
+    } else if (button.classList.contains("copy-secret")) {
+      copyText(await secretOf(cell), button);
+    }
+  } catch (e) {
+    cell.textContent = "cannot read: " + e.message;
+  }
+});

@@ -1,0 +1,611 @@
+//! The management portal as a browser meets it, without a browser: `curl`
+//! on loopback against `Manage::with_portal`. Sign-in, the session
+//! cookie's flags, throttling, the cross-site check (portal and API),
+//! escaping of hostile values, masked secrets, read-only slots.
+
+#![cfg(feature = "server")]
+#![allow(clippy::unwrap_used)] // tests panic on what they do not expect
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fnhost_deploy::manage::{Limits, Manage, Portal};
+use fnhost_deploy::{Content, DeployRequest, Site};
+
+const ADMIN: &str = "ann";
+const ADMIN_PASS: &str = "portal-pass-1";
+const DEPLOYER: &str = "deployer";
+const DEPLOY_PASS: &str = "deploy-pass-1";
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// A running endpoint with the portal; stops when dropped.
+struct Server {
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _tmp: tempfile::TempDir,
+    site: Site,
+    dir: PathBuf,
+}
+
+fn start(limits: Limits, tls: bool) -> Server {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let site = Site::open(dir.join("home")).unwrap();
+    site.create_app("demo").unwrap();
+    site.set_credentials("demo", DEPLOYER, DEPLOY_PASS).unwrap();
+    site.create_app("other").unwrap();
+    site.add_portal_user(ADMIN, ADMIN_PASS).unwrap();
+    let mut manage = Manage::new(site.clone())
+        .with_limits(limits)
+        .with_portal(Portal::default().with_functions_url("http://fn.example:7071"));
+    if tls {
+        let (cert, key) = self_signed(&dir);
+        manage = manage.with_tls(cert, key).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = manage.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            tx.send(server.local_addr()).unwrap();
+            server
+                .serve(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let scheme = if tls { "https" } else { "http" };
+    Server {
+        base: format!("{scheme}://{addr}"),
+        _stop: stop_tx,
+        _tmp: tmp,
+        site,
+        dir,
+    }
+}
+
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is needed to make a test certificate (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// An answer: status, headers (lower-case names), body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A request with `curl`: `extra` are curl arguments (headers, data).
+fn request(method: &str, url: &str, extra: &[&str]) -> Answer {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-k", "--max-time", "30", "-i", "-X", method])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl is needed by the portal tests");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Answer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// The text of escaped HTML (the entities the templates write).
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Whether an HTML page has an inline event handler (` onclick=`...).
+fn inline_handler(html: &str) -> bool {
+    html.match_indices(" on").any(|(i, _)| {
+        let rest = &html[i + 3..];
+        let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        name_len > 0 && rest[name_len..].starts_with('=')
+    })
+}
+
+/// Signs in; the session cookie (`name=value`) and the answer.
+fn sign_in(s: &Server, user: &str, password: &str, app: &str) -> (Option<String>, Answer) {
+    let form = format!("user={user}&password={password}&app={app}");
+    let a = request(
+        "POST",
+        &format!("{}/portal/login", s.base),
+        &["-H", "Sec-Fetch-Site: same-origin", "--data-raw", &form],
+    );
+    let cookie = a
+        .header("set-cookie")
+        .map(|c| c.split(';').next().unwrap().to_string());
+    (cookie, a)
+}
+
+fn admin(s: &Server) -> String {
+    let (cookie, a) = sign_in(s, ADMIN, ADMIN_PASS, "");
+    assert_eq!(a.status, 303, "{a:?}");
+    cookie.unwrap()
+}
+
+fn get(s: &Server, cookie: &str, path: &str) -> Answer {
+    request(
+        "GET",
+        &format!("{}{path}", s.base),
+        &["-H", &format!("Cookie: {cookie}")],
+    )
+}
+
+/// A form posted from the portal's own page (as a browser does).
+fn post(s: &Server, cookie: &str, path: &str, form: &str) -> Answer {
+    request(
+        "POST",
+        &format!("{}{path}", s.base),
+        &[
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "-H",
+            "Sec-Fetch-Site: same-origin",
+            "--data-raw",
+            form,
+        ],
+    )
+}
+
+/// Deploys an app with one HTTP function, `author` and `message` as given.
+fn deploy(s: &Server, app: &str, author: &str, message: &str) -> String {
+    let dir = s.dir.join(format!("src-{app}"));
+    let f = dir.join("Hello");
+    std::fs::create_dir_all(&f).unwrap();
+    std::fs::write(dir.join("host.json"), r#"{"version": "2.0"}"#).unwrap();
+    std::fs::write(
+        f.join("function.json"),
+        r#"{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "function", "methods": ["get"]}, {"type": "http", "direction": "out", "name": "res"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        f.join("index.js"),
+        "module.exports = async () => ({ body: 'hi' });",
+    )
+    .unwrap();
+    let out = s
+        .site
+        .deploy(
+            DeployRequest::new(app, Content::Folder(dir))
+                .with_author(author)
+                .with_message(message),
+        )
+        .unwrap();
+    out.deployment.id
+}
+
+#[test]
+fn sign_in_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
+    let s = start(Limits::default(), false);
+    // Not signed in: pages lead to the login form, nothing is shown.
+    let a = request("GET", &format!("{}/portal/", s.base), &[]);
+    assert_eq!(a.status, 303);
+    assert_eq!(
+        a.header("location"),
+        Some("/portal/login?next=%2Fportal%2F")
+    );
+    let a = request("GET", &format!("{}/", s.base), &[]);
+    assert_eq!((a.status, a.header("location")), (303, Some("/portal/")));
+    let login = request("GET", &format!("{}/portal/login", s.base), &[]);
+    assert!(
+        login
+            .body
+            .contains("<form method=\"post\" action=\"/portal/login\"")
+    );
+    // The policy allows no inline script; the page has none.
+    let csp = login.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        !login.body.contains("<script>") && !inline_handler(&login.body),
+        "no inline script"
+    );
+
+    let (cookie, a) = sign_in(&s, ADMIN, ADMIN_PASS, "");
+    assert_eq!((a.status, a.header("location")), (303, Some("/portal/")));
+    let set = a.header("set-cookie").unwrap();
+    assert!(set.starts_with("fnhost_portal="), "{set}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(flag), "{flag} missing: {set}");
+    }
+    assert!(!set.contains("Secure"), "not over plain HTTP: {set}");
+    let cookie = cookie.unwrap();
+    let apps = get(&s, &cookie, "/portal/");
+    assert_eq!(apps.status, 200);
+    assert!(apps.body.contains("/portal/apps/demo/production/functions"));
+    assert!(
+        apps.body
+            .contains("/portal/apps/other/production/functions")
+    );
+    assert_eq!(apps.header("cache-control"), Some("no-store"));
+
+    let out = post(&s, &cookie, "/portal/logout", "");
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        get(&s, &cookie, "/portal/").status,
+        303,
+        "the old cookie is dead"
+    );
+
+    // A wrong password: the form again, no cookie.
+    let (cookie, a) = sign_in(&s, ADMIN, "wrong-password", "");
+    assert_eq!(a.status, 401);
+    assert!(cookie.is_none());
+    assert!(a.body.contains("Wrong user name or password"));
+
+    // Removing the account ends its sessions.
+    let cookie = admin(&s);
+    s.site.remove_portal_user(ADMIN).unwrap();
+    assert_eq!(get(&s, &cookie, "/portal/").status, 303);
+}
+
+#[test]
+fn under_tls_the_cookie_is_secure_and_host_prefixed() {
+    let s = start(Limits::default(), true);
+    let (cookie, a) = sign_in(&s, ADMIN, ADMIN_PASS, "");
+    assert_eq!(a.status, 303);
+    let set = a.header("set-cookie").unwrap();
+    assert!(set.starts_with("__Host-fnhost_portal="), "{set}");
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict")
+    );
+    assert_eq!(get(&s, &cookie.unwrap(), "/portal/").status, 200);
+}
+
+#[test]
+fn failed_sign_ins_are_throttled_like_deployment_credentials() {
+    let limits =
+        Limits::default().with_auth_throttle(2, Duration::from_secs(2), Duration::from_secs(4));
+    let s = start(limits, false);
+    for _ in 0..3 {
+        assert_eq!(sign_in(&s, ADMIN, "wrong-guess", "").1.status, 401);
+    }
+    // Locked out: even the right password is refused for now.
+    let (cookie, a) = sign_in(&s, ADMIN, ADMIN_PASS, "");
+    assert_eq!(a.status, 429);
+    assert!(cookie.is_none());
+    assert!(a.body.contains("Too many failed sign-ins"));
+    // The same lockout covers the API's basic auth from that address.
+    let api = request(
+        "GET",
+        &format!("{}/apps/demo/api/deployments", s.base),
+        &["-u", &format!("{DEPLOYER}:{DEPLOY_PASS}")],
+    );
+    assert_eq!(api.status, 429);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(sign_in(&s, ADMIN, ADMIN_PASS, "").1.status, 303);
+}
+
+#[test]
+fn deployment_credentials_reach_their_app_only() {
+    let s = start(Limits::default(), false);
+    let (cookie, a) = sign_in(&s, DEPLOYER, DEPLOY_PASS, "demo");
+    assert_eq!(a.status, 303);
+    assert_eq!(
+        a.header("location"),
+        Some("/portal/apps/demo/production/functions")
+    );
+    let cookie = cookie.unwrap();
+    let apps = get(&s, &cookie, "/portal/");
+    assert!(apps.body.contains("/portal/apps/demo/"));
+    assert!(!apps.body.contains("/portal/apps/other/"), "{}", apps.body);
+    assert!(
+        !apps.body.contains("Create app"),
+        "only portal accounts create apps"
+    );
+    assert_eq!(
+        get(&s, &cookie, "/portal/apps/demo/production/keys").status,
+        200
+    );
+    assert_eq!(
+        get(&s, &cookie, "/portal/apps/other/production/keys").status,
+        404
+    );
+    assert_eq!(post(&s, &cookie, "/portal/apps", "name=third").status, 403);
+    // The same credentials for another app: refused.
+    assert_eq!(sign_in(&s, DEPLOYER, DEPLOY_PASS, "other").1.status, 401);
+    // New credentials end the sessions made with the old ones.
+    s.site
+        .set_credentials("demo", DEPLOYER, "another-pass-2")
+        .unwrap();
+    assert_eq!(
+        get(&s, &cookie, "/portal/apps/demo/production/keys").status,
+        303
+    );
+}
+
+#[test]
+fn cross_site_posts_are_refused_on_the_portal_and_the_api() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let url = format!("{}/portal/apps", s.base);
+    let c = format!("Cookie: {cookie}");
+    for headers in [
+        ["-H", "Sec-Fetch-Site: cross-site"],
+        ["-H", "Sec-Fetch-Site: same-site"],
+        ["-H", "Origin: http://evil.example"],
+        ["-H", "Origin: null"],
+    ] {
+        let a = request(
+            "POST",
+            &url,
+            &[
+                &["-H", c.as_str(), "--data-raw", "name=evil"][..],
+                &headers[..],
+            ]
+            .concat(),
+        );
+        assert_eq!(a.status, 403, "{headers:?}: {a:?}");
+        assert!(a.body.contains("cross-site request refused"), "{}", a.body);
+    }
+    assert!(s.site.app_info("evil").is_err(), "nothing was created");
+    // The page's own form (same origin) works.
+    let host = s.base.trim_start_matches("http://");
+    let origin = format!("Origin: http://{host}");
+    let a = request(
+        "POST",
+        &url,
+        &["-H", &c, "-H", &origin, "--data-raw", "name=good"],
+    );
+    assert_eq!(a.status, 303, "{a:?}");
+    assert!(s.site.app_info("good").is_ok());
+
+    // The API: a browser that once sent basic credentials sends them
+    // again from any site; such a request is refused before anything runs.
+    let zip = s.dir.join("empty.zip");
+    std::fs::write(&zip, b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
+    let auth = format!("{DEPLOYER}:{DEPLOY_PASS}");
+    let data = format!("@{}", zip.display());
+    let api = format!("{}/apps/demo/api/zipdeploy", s.base);
+    let a = request(
+        "POST",
+        &api,
+        &[
+            "-u",
+            &auth,
+            "-H",
+            "Sec-Fetch-Site: cross-site",
+            "--data-binary",
+            &data,
+        ],
+    );
+    assert_eq!(a.status, 403);
+    assert!(s.site.deployments("demo", None).unwrap().is_empty());
+    let a = request(
+        "POST",
+        &api,
+        &[
+            "-u",
+            &auth,
+            "-H",
+            "Origin: https://evil.example",
+            "--data-binary",
+            &data,
+        ],
+    );
+    assert_eq!(a.status, 403);
+    // curl, CI and git send neither header: they pass the check.
+    let a = request(
+        "GET",
+        &format!("{}/apps/demo/api/deployments", s.base),
+        &["-u", &auth],
+    );
+    assert_eq!(a.status, 200);
+}
+
+#[test]
+fn hostile_values_are_escaped_and_secrets_masked() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let id = deploy(&s, "demo", HOSTILE, &format!("msg {HOSTILE}"));
+    let mut settings = std::collections::BTreeMap::new();
+    settings.insert(HOSTILE.to_string(), "setting-secret-value".to_string());
+    s.site
+        .set_app_settings("demo", "production", settings)
+        .unwrap();
+    let escaped = "&lt;script&gt;alert(1)&lt;";
+    for path in [
+        "/portal/apps/demo/production/deployments".to_string(),
+        format!("/portal/apps/demo/production/deployments/{id}"),
+        "/portal/apps/demo/production/settings".to_string(),
+    ] {
+        let a = get(&s, &cookie, &path);
+        assert_eq!(a.status, 200, "{path}");
+        assert!(!a.body.contains(HOSTILE), "{path} has the raw value");
+        assert!(a.body.contains(escaped), "{path} lacks the escaped value");
+    }
+    // The function and its URL (from the portal's functions URL).
+    let f = get(&s, &cookie, "/portal/apps/demo/production/functions");
+    assert!(
+        unescape(&f.body).contains("http://fn.example:7071/api/Hello"),
+        "{}",
+        f.body
+    );
+    assert!(f.body.contains("httpTrigger") && f.body.contains("enabled"));
+
+    // Settings and keys: masked in the page, given one at a time.
+    let page = get(&s, &cookie, "/portal/apps/demo/production/settings");
+    assert!(!page.body.contains("setting-secret-value"));
+    let name: String = form_urlencoded::byte_serialize(HOSTILE.as_bytes()).collect();
+    let value = get(
+        &s,
+        &cookie,
+        &format!("/portal/apps/demo/production/settings/value?name={name}"),
+    );
+    assert_eq!(
+        (value.status, value.body.as_str()),
+        (200, "setting-secret-value")
+    );
+    assert_eq!(value.header("cache-control"), Some("no-store"));
+    let keys = get(&s, &cookie, "/portal/apps/demo/production/keys");
+    let store =
+        fnhost_core::keys::KeyStore::open(s.site.secrets_path("demo", "production").unwrap())
+            .unwrap();
+    let master = store.secrets().master;
+    assert!(!keys.body.contains(&master), "the master key is masked");
+    let shown = get(
+        &s,
+        &cookie,
+        "/portal/apps/demo/production/keys/value?kind=master&name=_master",
+    );
+    assert_eq!(shown.body, master);
+    // Not signed in: no value.
+    let anon = request(
+        "GET",
+        &format!(
+            "{}/portal/apps/demo/production/keys/value?kind=master",
+            s.base
+        ),
+        &[],
+    );
+    assert_ne!(anon.status, 200);
+    assert!(!anon.body.contains(&master));
+    // Renew and revoke.
+    assert_eq!(
+        post(
+            &s,
+            &cookie,
+            "/portal/apps/demo/production/keys/renew",
+            "kind=host&name=ci"
+        )
+        .status,
+        303
+    );
+    let host = get(
+        &s,
+        &cookie,
+        "/portal/apps/demo/production/keys/value?kind=host&name=ci",
+    );
+    assert_eq!(host.status, 200);
+    assert_eq!(
+        post(
+            &s,
+            &cookie,
+            "/portal/apps/demo/production/keys/revoke",
+            "kind=host&name=ci"
+        )
+        .status,
+        303
+    );
+    assert_eq!(
+        get(
+            &s,
+            &cookie,
+            "/portal/apps/demo/production/keys/value?kind=host&name=ci"
+        )
+        .status,
+        404
+    );
+    let after = get(&s, &cookie, "/portal/apps/demo/production/keys");
+    assert!(
+        after.body.contains("The host key ci is revoked."),
+        "the flash message"
+    );
+}
+
+#[test]
+fn deployments_roll_back_and_redeploy_and_content_downloads() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let first = deploy(&s, "demo", "a", "first");
+    std::fs::write(s.dir.join("src-demo/extra.txt"), "two").unwrap();
+    let second = deploy(&s, "demo", "a", "second");
+    let active = || {
+        s.site
+            .active("demo", "production")
+            .unwrap()
+            .unwrap()
+            .deployment
+    };
+    assert_eq!(active(), second);
+    let a = post(
+        &s,
+        &cookie,
+        "/portal/apps/demo/production/deployments/rollback",
+        "",
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(active(), first);
+    let a = post(
+        &s,
+        &cookie,
+        &format!("/portal/apps/demo/production/deployments/{second}/activate"),
+        "",
+    );
+    assert_eq!(a.status, 303);
+    assert_eq!(active(), second);
+    let log = get(
+        &s,
+        &cookie,
+        &format!("/portal/apps/demo/production/deployments/{second}"),
+    );
+    assert!(log.body.contains("data-test=\"deployment-log\""));
+
+    let zip = get(
+        &s,
+        &cookie,
+        "/portal/apps/demo/production/download/content.zip?settings=1",
+    );
+    assert_eq!(zip.status, 200);
+    assert!(zip.body.contains("extra.txt") && zip.body.contains("local.settings.json"));
+    let zip = get(
+        &s,
+        &cookie,
+        "/portal/apps/demo/production/download/content.zip",
+    );
+    assert!(!zip.body.contains("local.settings.json"));
+}
