@@ -18,6 +18,8 @@ const ADMIN_PASS: &str = "portal-pass-1";
 const DEPLOYER: &str = "deployer";
 const DEPLOY_PASS: &str = "deploy-pass-1";
 const HOSTILE: &str = "<script>alert(1)</script>";
+/// A file name a browser would run if it were not escaped.
+const HOSTILE_FILE: &str = "<img src=x onerror=alert(1)>.txt";
 
 /// A running endpoint with the portal; stops when dropped.
 struct Server {
@@ -608,4 +610,201 @@ fn deployments_roll_back_and_redeploy_and_content_downloads() {
         "/portal/apps/demo/production/download/content.zip",
     );
     assert!(!zip.body.contains("local.settings.json"));
+}
+
+#[test]
+fn the_editor_saves_a_new_deployment_and_shows_diagnostics_at_their_line() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let first = deploy(&s, "demo", "a", "first");
+    let base = "/portal/apps/demo/production";
+    let page = get(&s, &cookie, &format!("{base}/code?function=Hello"));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("module.exports"),
+        "the script is in the editor"
+    );
+    let body = "module.exports = async () => ({ body: 'edited' });";
+    let form = format!(
+        "function=Hello&path=Hello%2Findex.js&content={}",
+        form_urlencoded::byte_serialize(body.as_bytes()).collect::<String>()
+    );
+    let a = post(&s, &cookie, &format!("{base}/code"), &form);
+    assert_eq!(a.status, 303, "{}", a.body);
+    let active = s.site.active("demo", "production").unwrap().unwrap();
+    assert_ne!(active.deployment, first, "a new deployment");
+    let saved = std::fs::read_to_string(active.path.join("Hello/index.js")).unwrap();
+    assert_eq!(saved, body);
+    let record = s.site.deployment("demo", &active.deployment).unwrap();
+    assert_eq!(record.deployer, "Portal");
+    assert_eq!(record.author, ADMIN);
+    // The first deployment is untouched (never an edit in place).
+    let old = s.site.deployment("demo", &first).unwrap();
+    assert_eq!(old.status.to_string(), "success");
+
+    // A function.json that is not JSON: refused, the problem at its line.
+    let bad = "{\n  \"bindings\": [\n    {\"type\": \"httpTrigger\",,}\n  ]\n}";
+    let form = format!(
+        "function=Hello&path=Hello%2Ffunction.json&content={}",
+        form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+    );
+    let a = post(&s, &cookie, &format!("{base}/code"), &form);
+    assert_eq!(a.status, 422);
+    assert!(a.body.contains("line 3</a>: not valid JSON"), "{}", a.body);
+    // Valid JSON the validator refuses: its diagnostic at its line.
+    let bad = "{\n  \"bindings\": [\n    {\"type\": \"httpTrigger\", \"direction\": \"in\", \"name\": \"req\", \"authLevel\": \"sometimes\"}\n  ]\n}";
+    let form = format!(
+        "function=Hello&path=Hello%2Ffunction.json&content={}",
+        form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+    );
+    let a = post(&s, &cookie, &format!("{base}/code"), &form);
+    assert_eq!(a.status, 422, "{}", a.body);
+    assert!(a.body.contains("data-test=\"diagnostics\""), "{}", a.body);
+    assert!(unescape(&a.body).contains("sometimes"), "{}", a.body);
+    assert_eq!(
+        s.site
+            .active("demo", "production")
+            .unwrap()
+            .unwrap()
+            .deployment,
+        active.deployment,
+        "nothing broken was activated"
+    );
+}
+
+#[test]
+fn files_are_listed_escaped_downloaded_and_uploaded_as_deployments() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    std::fs::create_dir_all(s.dir.join("src-demo")).unwrap();
+    std::fs::write(s.dir.join("src-demo").join(HOSTILE_FILE), "<b>bold</b>").unwrap();
+    deploy(&s, "demo", "a", "first");
+    let base = "/portal/apps/demo/production";
+    let list = get(&s, &cookie, &format!("{base}/files"));
+    assert_eq!(list.status, 200);
+    assert!(!list.body.contains("<img"), "a file name is escaped");
+    assert!(list.body.contains("&lt;img src=x onerror=alert(1)&gt;.txt"));
+    assert!(list.body.contains("Hello/"), "folders listed");
+    let name: String = form_urlencoded::byte_serialize(HOSTILE_FILE.as_bytes()).collect();
+    let file = get(&s, &cookie, &format!("{base}/files/download?path={name}"));
+    assert_eq!(file.status, 200);
+    assert_eq!(file.body, "<b>bold</b>");
+    assert!(
+        file.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(
+        file.header("content-type"),
+        Some("application/octet-stream")
+    );
+    // The editor shows file content as text.
+    let edit = get(&s, &cookie, &format!("{base}/code?path={name}"));
+    assert!(edit.body.contains("&lt;b&gt;bold&lt;"), "{}", edit.body);
+    assert!(!edit.body.contains("<b>bold</b>"));
+
+    let upload = s.dir.join("notes.txt");
+    std::fs::write(&upload, "uploaded").unwrap();
+    let a = request(
+        "POST",
+        &format!("{}{base}/files/upload?path=docs%2Fnotes.txt", s.base),
+        &[
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "-H",
+            "Sec-Fetch-Site: same-origin",
+            "--data-binary",
+            &format!("@{}", upload.display()),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.starts_with("deployment "));
+    let active = s.site.active_path("demo", "production").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(active.join("docs/notes.txt")).unwrap(),
+        "uploaded"
+    );
+}
+
+#[test]
+fn a_read_only_slot_refuses_every_content_change_with_the_reason() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let first = deploy(&s, "demo", "a", "first");
+    std::fs::write(s.dir.join("src-demo/extra.txt"), "two").unwrap();
+    let second = deploy(&s, "demo", "a", "second");
+    let source = "https://git.example/repo.git#main";
+    s.site
+        .set_continuous_deployment("demo", "production", Some(source))
+        .unwrap();
+    let base = "/portal/apps/demo/production";
+    // Every page says why.
+    for page in [
+        "functions",
+        "files",
+        "code?function=Hello",
+        "deployments",
+        "keys",
+    ] {
+        let a = get(&s, &cookie, &format!("{base}/{page}"));
+        assert!(a.body.contains("data-test=\"read-only\""), "{page}");
+        assert!(
+            unescape(&a.body).contains(source),
+            "{page} names the source"
+        );
+    }
+    let editor = get(&s, &cookie, &format!("{base}/code?function=Hello"));
+    assert!(editor.body.contains(" readonly>") && !editor.body.contains("Save (a new deployment)"));
+    // Every control that changes content is refused by the server.
+    let refused = [
+        post(
+            &s,
+            &cookie,
+            &format!("{base}/code"),
+            "path=Hello%2Findex.js&content=x",
+        ),
+        post(
+            &s,
+            &cookie,
+            &format!("{base}/code"),
+            "path=Hello%2Ffunction.json&content=%7B%7D",
+        ),
+        post(&s, &cookie, &format!("{base}/files/upload?path=a.txt"), "x"),
+        post(
+            &s,
+            &cookie,
+            &format!("{base}/files/upload?path=&unzip=1"),
+            "x",
+        ),
+    ];
+    for a in refused {
+        assert_eq!(a.status, 409, "{a:?}");
+        assert!(unescape(&a.body).contains(source), "{}", a.body);
+    }
+    assert_eq!(
+        s.site
+            .active("demo", "production")
+            .unwrap()
+            .unwrap()
+            .deployment,
+        second
+    );
+    assert_eq!(
+        s.site.deployments("demo", None).unwrap().len(),
+        2,
+        "nothing deployed"
+    );
+    // A rollback is a pointer switch, not an edit: still allowed.
+    assert_eq!(
+        post(&s, &cookie, &format!("{base}/deployments/rollback"), "").status,
+        303
+    );
+    assert_eq!(
+        s.site
+            .active("demo", "production")
+            .unwrap()
+            .unwrap()
+            .deployment,
+        first
+    );
 }

@@ -27,6 +27,7 @@
 //! [`Site::add_portal_user`]: crate::Site::add_portal_user
 
 mod access;
+mod files;
 mod pages;
 mod secrets;
 mod session;
@@ -124,6 +125,10 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         .route("/deployments/rollback", post(pages::rollback))
         .route("/deployments/{id}", get(pages::deployment))
         .route("/deployments/{id}/activate", post(pages::activate))
+        .route("/files", get(files::files))
+        .route("/files/download", get(files::download_file))
+        .route("/files/upload", post(files::upload))
+        .route("/code", get(files::editor).post(files::save))
         .route("/download", get(pages::download_page))
         .route("/download/content.zip", get(pages::download))
         .route(

@@ -26,6 +26,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("deployment.html", include_str!("templates/deployment.html")),
     ("download.html", include_str!("templates/download.html")),
+    ("files.html", include_str!("templates/files.html")),
+    ("editor.html", include_str!("templates/editor.html")),
     (
         "credentials.html",
         include_str!("templates/credentials.html"),
@@ -124,4 +126,27 @@ pub(super) async fn security_headers(req: Request, next: Next) -> Response {
     h.entry(CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_is_listed_and_compiles() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/manage/portal/templates");
+        for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            assert!(
+                TEMPLATES.iter().any(|(n, _)| *n == name),
+                "{name} is not in TEMPLATES"
+            );
+        }
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            if let Err(e) = env.add_template(name, source) {
+                panic!("{name}: {e:#}");
+            }
+        }
+    }
 }

@@ -65,3 +65,29 @@ document.addEventListener("click", async (event) => {
     cell.textContent = "cannot read: " + e.message;
   }
 });
+
+// Files: upload the chosen file as the request body; the server makes a
+// new deployment and answers a line of text.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button.upload-go");
+  if (!button) return;
+  const box = button.closest(".upload");
+  const result = box.querySelector(".upload-result");
+  const file = box.querySelector("input[type=file]").files[0];
+  if (!file) { result.textContent = "Choose a file first."; return; }
+  const unzip = box.querySelector("#upload-unzip").checked;
+  const dir = box.dataset.dir;
+  const path = unzip ? dir : (dir ? dir + "/" : "") + file.name;
+  const url = box.dataset.uploadUrl + "?path=" + encodeURIComponent(path) + (unzip ? "&unzip=1" : "");
+  button.disabled = true;
+  result.textContent = "Uploading…";
+  try {
+    const resp = await fetch(url, { method: "POST", body: file, credentials: "same-origin" });
+    result.textContent = (await resp.text()).trim();
+    if (resp.ok) setTimeout(() => window.location.reload(), 800);
+  } catch (e) {
+    result.textContent = "The upload failed: " + e.message;
+  } finally {
+    button.disabled = false;
+  }
+});
