@@ -808,3 +808,105 @@ fn a_read_only_slot_refuses_every_content_change_with_the_reason() {
         first
     );
 }
+
+/// An open log stream read over raw TCP.
+struct Stream {
+    tcp: std::net::TcpStream,
+    seen: String,
+}
+
+impl Stream {
+    fn open(s: &Server, cookie: &str, last_event_id: Option<u64>) -> Stream {
+        use std::io::Write as _;
+        let addr = s.base.trim_start_matches("http://");
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        let last = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+        write!(
+            tcp,
+            "GET /portal/apps/demo/production/logstream/events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n{last}\r\n"
+        )
+        .unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        Stream {
+            tcp,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until `done` holds of what was read, for 10 s at most.
+    fn until(&mut self, done: impl Fn(&str) -> bool) {
+        use std::io::Read as _;
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 8192];
+        while !done(&self.seen) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "stream so far: {}",
+                self.seen
+            );
+            match self.tcp.read(&mut buf) {
+                Ok(0) => panic!("the stream ended: {}", self.seen),
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The ids of the `log` events read.
+    fn ids(&self) -> Vec<u64> {
+        self.seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|id| id.trim().parse().unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn the_log_stream_resumes_after_a_reconnect_without_loss_or_repeat() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let auth = format!("{DEPLOYER}:{DEPLOY_PASS}");
+    let api = |marker: &str| {
+        let url = format!("{}/apps/demo/api/deployments/{marker}", s.base);
+        request("GET", &url, &["-u", &auth]).status
+    };
+    for i in 0..3 {
+        assert_eq!(api(&format!("before-{i}")), 404);
+    }
+    let mut stream = Stream::open(&s, &cookie, None);
+    stream.until(|t| t.contains("before-2"));
+    assert!(stream.seen.contains("content-type: text/event-stream"));
+    assert!(stream.seen.contains("event: log"));
+    let first = stream.ids();
+    let last = *first.last().unwrap();
+    drop(stream);
+    // Lines while disconnected, about this app and another.
+    assert_eq!(api("while-away"), 404);
+    request(
+        "GET",
+        &format!("{}/apps/other/api/deployments", s.base),
+        &[],
+    );
+    let mut stream = Stream::open(&s, &cookie, Some(last));
+    stream.until(|t| t.contains("while-away"));
+    let again = stream.ids();
+    assert!(
+        again.iter().all(|id| *id > last),
+        "no line repeated: {again:?} after {last}"
+    );
+    assert!(!stream.seen.contains("before-2"), "no line repeated");
+    assert!(
+        !stream.seen.contains("/apps/other/"),
+        "only this app's lines"
+    );
+    assert!(!stream.seen.contains("event: gap"));
+    // A new line reaches the open stream at once.
+    let sent = std::time::Instant::now();
+    assert_eq!(api("live-line"), 404);
+    stream.until(|t| t.contains("live-line"));
+    let latency = sent.elapsed();
+    eprintln!("log line to open stream (including the curl request): {latency:?}");
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+}

@@ -353,7 +353,10 @@ impl Manage {
             throttle: auth::Throttle::default(),
             site: self.site,
             limits: self.limits,
-            log: self.log,
+            log: match &self.portal {
+                Some(portal) => portal.log_sink(self.log),
+                None => self.log,
+            },
             queues: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             tmp,

@@ -28,6 +28,7 @@
 
 mod access;
 mod files;
+mod logstream;
 mod pages;
 mod secrets;
 mod session;
@@ -59,6 +60,10 @@ pub struct Portal {
     pub session_max: Duration,
     /// Sessions kept at once; the oldest end beyond.
     pub max_sessions: usize,
+    /// Log streams open at once; 429 beyond.
+    pub max_streams: usize,
+    /// The endpoint's last log lines, for the Log stream page.
+    log: Arc<logstream::LogRing>,
 }
 
 impl Default for Portal {
@@ -68,15 +73,25 @@ impl Default for Portal {
             session_idle: Duration::from_secs(30 * 60),
             session_max: Duration::from_secs(12 * 3600),
             max_sessions: 10_000,
+            max_streams: 64,
+            log: Arc::new(logstream::LogRing::new(LOG_LINES)),
         }
     }
 }
+
+/// Log lines kept for the Log stream page.
+const LOG_LINES: usize = 5000;
 
 impl Portal {
     /// Sets [`Portal::functions_url`] (a trailing `/` is dropped).
     pub fn with_functions_url(mut self, url: impl Into<String>) -> Self {
         self.functions_url = url.into().trim_end_matches('/').to_string();
         self
+    }
+
+    /// `next`, with each line also kept for the Log stream page.
+    pub(super) fn log_sink(&self, next: super::LogSink) -> super::LogSink {
+        logstream::tee(self.log.clone(), next)
     }
 
     /// Sets [`Portal::session_idle`] and [`Portal::session_max`].
@@ -93,6 +108,8 @@ struct PortalState {
     config: Portal,
     sessions: session::Sessions,
     views: view::Views,
+    /// Permits for open log streams.
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 type St = Arc<PortalState>;
@@ -108,6 +125,7 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         sessions: session::Sessions::new(portal),
         config: portal.clone(),
         views: view::Views::new(),
+        streams: Arc::new(tokio::sync::Semaphore::new(portal.max_streams.max(1))),
     });
     let slot = Router::new()
         .route("/functions", get(pages::functions))
@@ -129,6 +147,8 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         .route("/files/download", get(files::download_file))
         .route("/files/upload", post(files::upload))
         .route("/code", get(files::editor).post(files::save))
+        .route("/logstream", get(logstream::page))
+        .route("/logstream/events", get(logstream::events))
         .route("/download", get(pages::download_page))
         .route("/download/content.zip", get(pages::download))
         .route(

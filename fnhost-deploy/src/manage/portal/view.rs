@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("download.html", include_str!("templates/download.html")),
     ("files.html", include_str!("templates/files.html")),
     ("editor.html", include_str!("templates/editor.html")),
+    ("logstream.html", include_str!("templates/logstream.html")),
     (
         "credentials.html",
         include_str!("templates/credentials.html"),

@@ -91,3 +91,37 @@ document.addEventListener("click", async (event) => {
     button.disabled = false;
   }
 });
+
+// Log stream: one EventSource a page, closed when the page goes away; the
+// browser reconnects by itself and sends Last-Event-ID, so nothing is
+// lost or repeated. Lines are appended as text, at most 2,000 kept.
+(function () {
+  const pre = document.getElementById("logstream");
+  if (!pre) return;
+  const state = document.querySelector(".stream-state");
+  const pause = document.querySelector(".stream-pause");
+  let paused = false;
+  const held = [];
+  const show = (line) => {
+    pre.appendChild(document.createTextNode(line + "\n"));
+    while (pre.childNodes.length > 2000) pre.removeChild(pre.firstChild);
+    pre.scrollTop = pre.scrollHeight;
+  };
+  const source = new EventSource(pre.dataset.eventsUrl);
+  source.onopen = () => { state.textContent = "connected"; };
+  source.onerror = () => { state.textContent = "reconnecting…"; };
+  source.addEventListener("log", (e) => {
+    const l = JSON.parse(e.data);
+    const line = l.time + " " + l.text;
+    if (paused) held.push(line); else show(line);
+  });
+  source.addEventListener("gap", (e) => show("… " + e.data));
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume" : "Pause";
+    state.textContent = paused ? "paused" : "connected";
+    if (!paused) held.splice(0).forEach(show);
+  });
+  document.querySelector(".stream-clear").addEventListener("click", () => { pre.textContent = ""; });
+  window.addEventListener("pagehide", () => source.close());
+})();
