@@ -910,3 +910,38 @@ fn the_log_stream_resumes_after_a_reconnect_without_loss_or_repeat() {
     eprintln!("log line to open stream (including the curl request): {latency:?}");
     assert!(latency < Duration::from_secs(2), "{latency:?}");
 }
+
+#[test]
+fn new_functions_come_from_the_templates_as_deployments() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    // Nothing deployed yet: the app is made too, in the language chosen.
+    let base = "/portal/apps/other/production";
+    let page = get(&s, &cookie, &format!("{base}/new"));
+    assert!(page.body.contains("<option value=\"http\">"));
+    let a = post(
+        &s,
+        &cookie,
+        &format!("{base}/new"),
+        "template=http&name=Hi&runtime=python",
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let active = s.site.active_path("other", "production").unwrap();
+    assert!(active.join("host.json").is_file());
+    let app = std::fs::read_to_string(active.join("function_app.py")).unwrap();
+    assert!(app.contains("def Hi") || app.contains("\"Hi\""), "{app}");
+    // A second one is added beside it.
+    let a = post(
+        &s,
+        &cookie,
+        &format!("{base}/new"),
+        "template=timer&name=Tick",
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let active = s.site.active_path("other", "production").unwrap();
+    let app = std::fs::read_to_string(active.join("function_app.py")).unwrap();
+    assert!(app.contains("Hi") && app.contains("Tick"), "{app}");
+    // The same name again: refused, saying why.
+    let a = post(&s, &cookie, &format!("{base}/new"), "template=http&name=Hi");
+    assert_eq!(a.status, 400, "{}", a.body);
+}

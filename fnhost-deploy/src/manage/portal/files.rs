@@ -57,7 +57,7 @@ fn scope(
     }
 }
 
-fn peer_of(req: &Request) -> SocketAddr {
+pub(super) fn peer_of(req: &Request) -> SocketAddr {
     req.extensions()
         .get::<SocketAddr>()
         .copied()

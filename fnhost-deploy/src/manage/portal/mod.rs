@@ -27,6 +27,7 @@
 //! [`Site::add_portal_user`]: crate::Site::add_portal_user
 
 mod access;
+mod create;
 mod files;
 mod logstream;
 mod pages;
@@ -147,6 +148,7 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         .route("/files/download", get(files::download_file))
         .route("/files/upload", post(files::upload))
         .route("/code", get(files::editor).post(files::save))
+        .route("/new", get(create::page).post(create::create))
         .route("/logstream", get(logstream::page))
         .route("/logstream/events", get(logstream::events))
         .route("/download", get(pages::download_page))

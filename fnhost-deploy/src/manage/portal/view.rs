@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("files.html", include_str!("templates/files.html")),
     ("editor.html", include_str!("templates/editor.html")),
     ("logstream.html", include_str!("templates/logstream.html")),
+    ("new.html", include_str!("templates/new.html")),
     (
         "credentials.html",
         include_str!("templates/credentials.html"),
