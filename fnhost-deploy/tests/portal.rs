@@ -945,3 +945,57 @@ fn new_functions_come_from_the_templates_as_deployments() {
     let a = post(&s, &cookie, &format!("{base}/new"), "template=http&name=Hi");
     assert_eq!(a.status, 400, "{}", a.body);
 }
+
+#[test]
+fn test_run_answers_through_the_server_with_the_invocation_log_escaped() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    let dir = s.dir.join("src-run");
+    let f = dir.join("Echo");
+    std::fs::create_dir_all(&f).unwrap();
+    std::fs::write(dir.join("host.json"), r#"{"version": "2.0"}"#).unwrap();
+    std::fs::write(
+        f.join("function.json"),
+        r#"{"scriptFile": "run.sh", "bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get", "post"]}, {"type": "http", "direction": "out", "name": "res"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        f.join("run.sh"),
+        "cat > /dev/null\necho \"stderr <b>line</b>\" >&2\nprintf '%s' '{\"Outputs\":{\"res\":{\"statusCode\":201,\"body\":\"<script>alert(1)</script>\"}},\"Logs\":[\"from the script\"]}'\n",
+    )
+    .unwrap();
+    s.site
+        .deploy(DeployRequest::new("demo", Content::Folder(dir)))
+        .unwrap();
+    let base = "/portal/apps/demo/production";
+    let form = "function=Echo&method=POST&query=name%3Dx&headers=X-Test%3A+1&body=hello";
+    let a = post(&s, &cookie, &format!("{base}/code/run"), form);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("data-test=\"run-status\">201<"),
+        "{}",
+        a.body
+    );
+    assert!(
+        !a.body.contains(HOSTILE),
+        "the function's output is escaped"
+    );
+    assert!(a.body.contains("&lt;script&gt;alert(1)&lt;"));
+    assert!(
+        a.body.contains("stderr &lt;b&gt;line&lt;"),
+        "the invocation's log lines"
+    );
+    assert!(a.body.contains("from the script"));
+    // Monitor lists it, with its counts.
+    let m = get(&s, &cookie, &format!("{base}/monitor"));
+    assert!(
+        m.body.contains("<td>Echo</td><td>yes</td><td>201</td>"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("<td>Echo</td><td>1</td><td>0</td>"),
+        "{}",
+        m.body
+    );
+}

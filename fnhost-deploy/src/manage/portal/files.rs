@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::access::{Place, Viewer, form};
 use super::pages::{failure, page_context, site_failure};
+use super::run::RunInput;
 use super::view::see_other;
 use super::{PortalState, St};
 use crate::manage::vfs::{Change, change};
@@ -402,9 +403,23 @@ pub(super) async fn editor(
 ) -> Response {
     let q = query(&req);
     let function = q.get("function").cloned().unwrap_or_default();
-    let manifest = match active_manifest(&st, &place) {
+    let path = q.get("path").cloned().unwrap_or_default();
+    show_editor(&st, &viewer, &place, &function, path, None).await
+}
+
+/// The editor of `path` (or the function's main file), with the result
+/// of a Test/Run when there was one.
+pub(super) async fn show_editor(
+    st: &PortalState,
+    viewer: &Viewer,
+    place: &Place,
+    function: &str,
+    requested: String,
+    run: Option<(RunInput, Value)>,
+) -> Response {
+    let manifest = match active_manifest(st, place) {
         Ok(m) => m,
-        Err(e) => return site_failure(&st, &viewer, Some(&place), &e),
+        Err(e) => return site_failure(st, viewer, Some(place), &e),
     };
     // A function's files, with host.json; else every file.
     let prefix = format!("{function}/");
@@ -415,7 +430,6 @@ pub(super) async fn editor(
         .filter(|e| function.is_empty() || e.path.starts_with(&prefix) || e.path == "host.json")
         .map(|e| e.path.clone())
         .collect();
-    let requested = q.get("path").cloned().unwrap_or_default();
     let path = if requested.is_empty() {
         files
             .iter()
@@ -426,7 +440,7 @@ pub(super) async fn editor(
     } else {
         requested
     };
-    let (content, problem) = match read_active(&st, &place, &path, MAX_EDIT_BYTES).await {
+    let (content, problem) = match read_active(st, place, &path, MAX_EDIT_BYTES).await {
         Ok(data) => match String::from_utf8(data) {
             Ok(text) => (Some(text), None),
             Err(_) => (
@@ -437,58 +451,77 @@ pub(super) async fn editor(
         Err((_, why)) if !path.is_empty() => (None, Some(why)),
         Err(_) => (None, None),
     };
-    editor_page(
-        &st,
-        &viewer,
-        &place,
-        &function,
+    let page = EditorPage {
+        function,
         files,
-        &path,
+        path: &path,
         content,
         problem,
-        Vec::new(),
-        StatusCode::OK,
-    )
+        diagnostics: Vec::new(),
+        run,
+    };
+    page.render(st, viewer, place, StatusCode::OK)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn editor_page(
-    st: &PortalState,
-    viewer: &Viewer,
-    place: &Place,
-    function: &str,
+/// What the editor page shows.
+struct EditorPage<'a> {
+    function: &'a str,
     files: Vec<String>,
-    path: &str,
+    path: &'a str,
     content: Option<String>,
     problem: Option<String>,
     diagnostics: Vec<(u32, String)>,
-    status: StatusCode,
-) -> Response {
-    let text_of = |line: u32| {
-        let i = usize::try_from(line).unwrap_or(0).checked_sub(1)?;
-        content.as_deref()?.lines().nth(i).map(str::to_string)
-    };
-    let lines: Vec<Value> = diagnostics
-        .iter()
-        .map(|(line, message)| {
-            context! { line => *line, message => message.clone(), text => text_of(*line) }
-        })
-        .collect();
-    let nav = if path.ends_with("function.json") {
-        "integration"
-    } else {
-        "code"
-    };
-    let values = context! {
-        function => function,
-        files => files,
-        path => path,
-        content => content,
-        problem => problem,
-        diagnostics => lines,
-    };
-    let ctx = page_context(st, viewer, Some(place), nav, values);
-    st.views.page(status, "editor.html", ctx)
+    run: Option<(RunInput, Value)>,
+}
+
+impl EditorPage<'_> {
+    fn render(
+        self,
+        st: &PortalState,
+        viewer: &Viewer,
+        place: &Place,
+        status: StatusCode,
+    ) -> Response {
+        let content = self.content;
+        let text_of = |line: u32| {
+            let i = usize::try_from(line).unwrap_or(0).checked_sub(1)?;
+            content.as_deref()?.lines().nth(i).map(str::to_string)
+        };
+        let lines: Vec<Value> = self
+            .diagnostics
+            .iter()
+            .map(|(line, message)| {
+                context! { line => *line, message => message.clone(), text => text_of(*line) }
+            })
+            .collect();
+        let nav = if self.path.ends_with("function.json") {
+            "integration"
+        } else {
+            "code"
+        };
+        let (input, result) = match self.run {
+            Some((input, result)) => (input, Some(result)),
+            None => (
+                RunInput {
+                    method: "GET".into(),
+                    ..RunInput::default()
+                },
+                None,
+            ),
+        };
+        let values = context! {
+            function => self.function,
+            files => self.files,
+            path => self.path,
+            content => content,
+            problem => self.problem,
+            diagnostics => lines,
+            run_input => Value::from(Serde(&input)),
+            run => result,
+        };
+        let ctx = page_context(st, viewer, Some(place), nav, values);
+        st.views.page(status, "editor.html", ctx)
+    }
 }
 
 /// `POST .../code` (`path`, `content`, `function`): saves the file as a
@@ -561,18 +594,18 @@ pub(super) async fn save(
     if diagnostics.is_empty() {
         return refused.page;
     }
-    editor_page(
-        &st,
-        &viewer,
-        &place,
-        &function,
-        vec![path.clone()],
-        &path,
-        Some(content),
-        Some("Not saved: the app would not load. Fix the problems shown at their line.".into()),
+    let page = EditorPage {
+        function: &function,
+        files: vec![path.clone()],
+        path: &path,
+        content: Some(content),
+        problem: Some(
+            "Not saved: the app would not load. Fix the problems shown at their line.".into(),
+        ),
         diagnostics,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+        run: None,
+    };
+    page.render(&st, &viewer, &place, StatusCode::UNPROCESSABLE_ENTITY)
 }
 
 /// A diagnostic about `path` (`PATH:LINE[:COL]: MESSAGE`) with its line.

@@ -31,6 +31,7 @@ mod create;
 mod files;
 mod logstream;
 mod pages;
+mod run;
 mod secrets;
 mod session;
 mod view;
@@ -111,6 +112,8 @@ struct PortalState {
     views: view::Views,
     /// Permits for open log streams.
     streams: Arc<tokio::sync::Semaphore>,
+    /// Test/Run's hosts and the invocations made.
+    runner: run::Runner,
 }
 
 type St = Arc<PortalState>;
@@ -127,6 +130,7 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         config: portal.clone(),
         views: view::Views::new(),
         streams: Arc::new(tokio::sync::Semaphore::new(portal.max_streams.max(1))),
+        runner: run::Runner::default(),
     });
     let slot = Router::new()
         .route("/functions", get(pages::functions))
@@ -148,6 +152,8 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         .route("/files/download", get(files::download_file))
         .route("/files/upload", post(files::upload))
         .route("/code", get(files::editor).post(files::save))
+        .route("/code/run", post(run::run))
+        .route("/monitor", get(run::monitor))
         .route("/new", get(create::page).post(create::create))
         .route("/logstream", get(logstream::page))
         .route("/logstream/events", get(logstream::events))

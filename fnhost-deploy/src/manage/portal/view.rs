@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("editor.html", include_str!("templates/editor.html")),
     ("logstream.html", include_str!("templates/logstream.html")),
     ("new.html", include_str!("templates/new.html")),
+    ("monitor.html", include_str!("templates/monitor.html")),
     (
         "credentials.html",
         include_str!("templates/credentials.html"),
