@@ -999,3 +999,132 @@ fn test_run_answers_through_the_server_with_the_invocation_log_escaped() {
         m.body
     );
 }
+
+/// Runs git in `dir`.
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git is needed by the Deployment Center test");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_deployment_center_connects_a_git_source_in_six_steps() {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    deploy(&s, "demo", "a", "first");
+    // A repository with the app on main.
+    let repo = s.dir.join("repo");
+    std::fs::create_dir_all(repo.join("Hello")).unwrap();
+    for (from, to) in [
+        ("src-demo/host.json", "host.json"),
+        ("src-demo/Hello/function.json", "Hello/function.json"),
+        ("src-demo/Hello/index.js", "Hello/index.js"),
+    ] {
+        std::fs::copy(s.dir.join(from), repo.join(to)).unwrap();
+    }
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "from git"]);
+    let base = "/portal/apps/demo/production";
+    let page = get(&s, &cookie, &format!("{base}/center"));
+    for step in [
+        "1. Source",
+        "2. Authorize",
+        "3. Build provider",
+        "4. Repository and branch",
+        "5. Review",
+    ] {
+        assert!(page.body.contains(step), "{step}");
+    }
+    let location: String =
+        form_urlencoded::byte_serialize(repo.display().to_string().as_bytes()).collect();
+    let fields =
+        format!("source=git&location={location}&branch=main&build=none&username=&password=");
+    let review = post(
+        &s,
+        &cookie,
+        &format!("{base}/center"),
+        &format!("step=review&{fields}"),
+    );
+    assert_eq!(review.status, 200);
+    assert!(review.body.contains("5. Summary") && review.body.contains("6. Finish"));
+    assert!(
+        s.site
+            .continuous_deployment("demo", "production")
+            .unwrap()
+            .is_none(),
+        "nothing yet"
+    );
+    let done = post(
+        &s,
+        &cookie,
+        &format!("{base}/center"),
+        &format!("step=finish&{fields}"),
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    let active = s.site.active("demo", "production").unwrap().unwrap();
+    let record = s.site.deployment("demo", &active.deployment).unwrap();
+    assert_eq!(
+        (record.deployer.as_str(), record.message.as_str()),
+        ("git", "from git")
+    );
+    let center = get(&s, &cookie, &format!("{base}/center"));
+    assert!(center.body.contains("data-test=\"connected\""));
+    assert!(
+        unescape(&center.body).contains("/apps/demo/deploy"),
+        "the webhook URL"
+    );
+    // Read-only now: the editor refuses, naming the source.
+    let refused = post(
+        &s,
+        &cookie,
+        &format!("{base}/code"),
+        "path=Hello%2Findex.js&content=x",
+    );
+    assert_eq!(refused.status, 409);
+    // A new commit, then Sync now: deployed.
+    std::fs::write(
+        repo.join("Hello/index.js"),
+        "module.exports = async () => ({ body: 'v2' });",
+    )
+    .unwrap();
+    git(&repo, &["commit", "-q", "-am", "second commit"]);
+    assert_eq!(
+        post(&s, &cookie, &format!("{base}/center/sync"), "").status,
+        303
+    );
+    let active = s.site.active("demo", "production").unwrap().unwrap();
+    assert_eq!(
+        s.site
+            .deployment("demo", &active.deployment)
+            .unwrap()
+            .message,
+        "second commit"
+    );
+    // A webhook secret, shown only when asked for.
+    assert_eq!(
+        post(&s, &cookie, &format!("{base}/center/secret"), "").status,
+        303
+    );
+    let secret = get(&s, &cookie, &format!("{base}/center/secret"));
+    assert_eq!((secret.status, secret.body.len()), (200, 48));
+    assert!(
+        !get(&s, &cookie, &format!("{base}/center"))
+            .body
+            .contains(&secret.body)
+    );
+    // Disconnect: writable again.
+    assert_eq!(
+        post(&s, &cookie, &format!("{base}/center/disconnect"), "").status,
+        303
+    );
+    assert!(s.site.check_writable("demo", "production").is_ok());
+}

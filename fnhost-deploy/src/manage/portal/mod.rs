@@ -27,6 +27,7 @@
 //! [`Site::add_portal_user`]: crate::Site::add_portal_user
 
 mod access;
+mod center;
 mod create;
 mod files;
 mod logstream;
@@ -155,6 +156,13 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         .route("/code/run", post(run::run))
         .route("/monitor", get(run::monitor))
         .route("/new", get(create::page).post(create::create))
+        .route("/center", get(center::page).post(center::connect))
+        .route("/center/sync", post(center::sync))
+        .route("/center/disconnect", post(center::disconnect))
+        .route(
+            "/center/secret",
+            get(center::secret_value).post(center::new_secret),
+        )
         .route("/logstream", get(logstream::page))
         .route("/logstream/events", get(logstream::events))
         .route("/download", get(pages::download_page))

@@ -83,7 +83,7 @@ fn query(req: &Request) -> HashMap<String, String> {
 }
 
 /// A secret value as plain text, never stored by the browser.
-fn secret_text(value: &str) -> Response {
+pub(super) fn secret_text(value: &str) -> Response {
     (
         [
             (CONTENT_TYPE, "text/plain; charset=utf-8"),

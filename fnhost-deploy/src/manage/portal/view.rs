@@ -31,6 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("logstream.html", include_str!("templates/logstream.html")),
     ("new.html", include_str!("templates/new.html")),
     ("monitor.html", include_str!("templates/monitor.html")),
+    ("center.html", include_str!("templates/center.html")),
     (
         "credentials.html",
         include_str!("templates/credentials.html"),
