@@ -44,7 +44,8 @@ pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
     match command {
         UsersCommand::Add { user } => {
             let password = read_password()?;
-            site.add_portal_user(&user, &password).map_err(failed)?;
+            site.add_portal_user(&user, &password)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             eprintln!("portal user {user} can sign in at /portal/ of `fnhost manage`");
         }
         UsersCommand::Remove { user } => {
