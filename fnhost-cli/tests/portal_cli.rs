@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use support::{fnhost, fnhost_stdin};
+use support::{fnhost, fnhost_stdin, spawn_manage};
 
 #[test]
 fn portal_users_are_added_listed_removed_and_sign_in_to_fnhost_manage() {
@@ -34,23 +33,7 @@ fn portal_users_are_added_listed_removed_and_sign_in_to_fnhost_manage() {
     assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
 
     // fnhost manage serves the portal; the account signs in.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
-        .arg("--home")
-        .arg(&home)
-        .args(["manage", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let root = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let (mut child, root) = spawn_manage(&home, &[]);
     let login = Command::new("curl")
         .args([
             "-s",
