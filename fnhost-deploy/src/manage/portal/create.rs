@@ -8,7 +8,7 @@ use std::path::Path;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use fnhost_core::scaffold::{self, Template, WorkerRuntime};
+use fnhost_core::scaffold::{self, Model, Template, WorkerRuntime};
 use minijinja::context;
 
 use super::St;
@@ -62,9 +62,17 @@ pub(super) async fn create(
         Ok(a) => a.map(|a| a.path),
         Err(e) => return super::pages::site_failure(&st, &viewer, Some(&place), &e),
     };
-    let runtime: Option<WorkerRuntime> = if active.is_none() {
-        match runtime.parse() {
-            Ok(r) => Some(r),
+    // `RUNTIME` or `RUNTIME-MODEL` (`node-v3`) for a new app.
+    let runtime: Option<(WorkerRuntime, Option<Model>)> = if active.is_none() {
+        let (r, m) = runtime
+            .split_once('-')
+            .map_or((runtime.as_str(), None), |(r, m)| (r, Some(m)));
+        let model = match m.map(str::parse::<Model>).transpose() {
+            Ok(m) => m,
+            Err(e) => return bad(format!("{e}")),
+        };
+        match r.parse() {
+            Ok(r) => Some((r, model)),
             Err(e) => return bad(format!("{e}")),
         }
     } else {
@@ -109,7 +117,7 @@ pub(super) async fn create(
 fn scaffold_files(
     tmp_root: &Path,
     active: Option<&Path>,
-    runtime: Option<WorkerRuntime>,
+    runtime: Option<(WorkerRuntime, Option<Model>)>,
     template: Template,
     name: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, String> {
@@ -122,8 +130,9 @@ fn scaffold_files(
                 copy_skeleton(app, &scratch).map_err(|e| format!("cannot read the app: {e}"))?
             }
             None => {
-                let runtime = runtime.unwrap_or_default();
-                written = scaffold::init_app(&scratch, runtime, None).map_err(|e| e.to_string())?;
+                let (runtime, model) = runtime.unwrap_or_default();
+                written =
+                    scaffold::init_app(&scratch, runtime, model).map_err(|e| e.to_string())?;
             }
         }
         let made = scaffold::new_function(&scratch, template, name).map_err(|e| e.to_string())?;
