@@ -115,6 +115,10 @@ struct PortalState {
     streams: Arc<tokio::sync::Semaphore>,
     /// Test/Run's hosts and the invocations made.
     runner: run::Runner,
+    /// The functions of a deployment, by (app, deployment): a deployment
+    /// never changes.
+    function_lists:
+        std::sync::Mutex<std::collections::HashMap<(String, String), Arc<pages::FunctionList>>>,
 }
 
 type St = Arc<PortalState>;
@@ -132,6 +136,7 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         views: view::Views::new(),
         streams: Arc::new(tokio::sync::Semaphore::new(portal.max_streams.max(1))),
         runner: run::Runner::default(),
+        function_lists: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let slot = Router::new()
         .route("/functions", get(pages::functions))

@@ -67,6 +67,31 @@ pub(super) fn site_failure(
     failure(st, viewer, place, status, &e.to_string())
 }
 
+/// One page of a long list (`?page=N`, from 1): the items, and what the
+/// pager shows.
+pub(super) fn paged<T>(items: Vec<T>, query: Option<&str>, per_page: usize) -> (Vec<T>, Value) {
+    let total = items.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let page = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let items: Vec<T> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let pager = context! {
+        page => page,
+        pages => pages,
+        total => total,
+        first => (page - 1) * per_page + 1,
+        last => ((page - 1) * per_page + items.len()),
+    };
+    (items, pager)
+}
+
 /// Runs blocking library work off the async threads.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
@@ -155,8 +180,8 @@ pub(super) async fn create_app(State(st): State<St>, viewer: Viewer, req: Reques
     }
 }
 
-#[derive(Serialize)]
-struct FunctionRow {
+#[derive(Debug, Serialize)]
+pub(super) struct FunctionRow {
     name: String,
     trigger: String,
     route: Option<String>,
@@ -166,48 +191,99 @@ struct FunctionRow {
     disabled: bool,
 }
 
-/// `GET /portal/apps/{app}/{slot}/functions`: the functions of the active
-/// deployment.
-pub(super) async fn functions(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+/// `GET /portal/apps/{app}/{slot}/functions[?page=N]`: the functions of
+/// the active deployment (loaded once a deployment, then cached).
+pub(super) async fn functions(
+    State(st): State<St>,
+    viewer: Viewer,
+    place: Place,
+    req: Request,
+) -> Response {
     let site = st.shared.site.clone();
     let (app, slot) = (place.app.clone(), place.slot.clone());
-    let base_url = st.config.functions_url.clone();
-    let loaded = blocking(move || {
-        let Some(active) = site.active(&app, &slot)? else {
-            return Ok((None, Vec::new(), Vec::new()));
-        };
-        let fa = FunctionApp::load(&active.path);
-        let (rows, problems) = match fa {
-            Ok(fa) => {
-                let rows = fa
-                    .functions()
-                    .iter()
-                    .map(|f| FunctionRow {
-                        name: f.name.clone(),
-                        trigger: f.trigger_type().to_string(),
-                        route: f.http.as_ref().map(|h| h.path()),
-                        methods: f.http.as_ref().map(|h| h.methods.to_string()),
-                        auth_level: f.http.as_ref().map(|h| h.auth_level.to_string()),
-                        url: f.http.as_ref().map(|h| format!("{base_url}{}", h.path())),
-                        disabled: f.disabled,
-                    })
-                    .collect();
-                let problems: Vec<String> =
-                    fa.diagnostics().iter().map(|d| d.to_string()).collect();
-                (rows, problems)
+    let active = match site.active(&app, &slot) {
+        Ok(a) => a,
+        Err(e) => return site_failure(&st, &viewer, Some(&place), &e),
+    };
+    let Some(active) = active else {
+        let values = context! { active => None::<String>, functions => Vec::<Value>::new(), problems => Vec::<String>::new() };
+        let ctx = page_context(&st, &viewer, Some(&place), "functions", values);
+        return st.views.page(StatusCode::OK, "functions.html", ctx);
+    };
+    let key = (app.clone(), active.deployment.clone());
+    let cached = st
+        .function_lists
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    let list = match cached {
+        Some(list) => list,
+        None => {
+            let base_url = st.config.functions_url.clone();
+            let path = active.path.clone();
+            let loaded = tokio::task::spawn_blocking(move || function_list(&path, &base_url)).await;
+            let Ok(list) = loaded else {
+                let why = "the functions could not be read";
+                return failure(
+                    &st,
+                    &viewer,
+                    Some(&place),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    why,
+                );
+            };
+            let list = std::sync::Arc::new(list);
+            let mut cache = st.function_lists.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= 64 {
+                cache.clear();
             }
-            Err(e) => (Vec::new(), vec![e.to_string()]),
-        };
-        Ok((Some(active.deployment), rows, problems))
-    })
-    .await;
-    match loaded {
-        Ok((active, rows, problems)) => {
-            let values = context! { active => active, functions => Value::from(Serde(&rows)), problems => problems };
-            let ctx = page_context(&st, &viewer, Some(&place), "functions", values);
-            st.views.page(StatusCode::OK, "functions.html", ctx)
+            cache.insert(key, list.clone());
+            list
         }
-        Err(e) => site_failure(&st, &viewer, Some(&place), &e),
+    };
+    let (rows, pager) = paged(
+        list.0.iter().collect::<Vec<_>>(),
+        req.uri().query(),
+        PER_PAGE,
+    );
+    let values = context! {
+        active => active.deployment,
+        functions => Value::from(Serde(&rows)),
+        problems => list.1.clone(),
+        pager => pager,
+    };
+    let ctx = page_context(&st, &viewer, Some(&place), "functions", values);
+    st.views.page(StatusCode::OK, "functions.html", ctx)
+}
+
+/// Rows a page of a long list shows.
+pub(super) const PER_PAGE: usize = 100;
+
+/// The functions of the app in `dir` (with their URL under `base_url`),
+/// and the loader's problems.
+pub(super) type FunctionList = (Vec<FunctionRow>, Vec<String>);
+
+fn function_list(dir: &std::path::Path, base_url: &str) -> FunctionList {
+    match FunctionApp::load(dir) {
+        Ok(fa) => {
+            let rows = fa
+                .functions()
+                .iter()
+                .map(|f| FunctionRow {
+                    name: f.name.clone(),
+                    trigger: f.trigger_type().to_string(),
+                    route: f.http.as_ref().map(|h| h.path()),
+                    methods: f.http.as_ref().map(|h| h.methods.to_string()),
+                    auth_level: f.http.as_ref().map(|h| h.auth_level.to_string()),
+                    url: f.http.as_ref().map(|h| format!("{base_url}{}", h.path())),
+                    disabled: f.disabled,
+                })
+                .collect();
+            let problems = fa.diagnostics().iter().map(|d| d.to_string()).collect();
+            (rows, problems)
+        }
+        Err(e) => (Vec::new(), vec![e.to_string()]),
     }
 }
 
@@ -223,8 +299,13 @@ struct DeploymentRow {
     files: u64,
 }
 
-/// `GET .../deployments`: the slot's history, newest first.
-pub(super) async fn deployments(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+/// `GET .../deployments[?page=N]`: the slot's history, newest first.
+pub(super) async fn deployments(
+    State(st): State<St>,
+    viewer: Viewer,
+    place: Place,
+    req: Request,
+) -> Response {
     let site = st.shared.site.clone();
     let (app, slot) = (place.app.clone(), place.slot.clone());
     let listed = blocking(move || {
@@ -248,13 +329,9 @@ pub(super) async fn deployments(State(st): State<St>, viewer: Viewer, place: Pla
     .await;
     match listed {
         Ok(rows) => {
-            let ctx = page_context(
-                &st,
-                &viewer,
-                Some(&place),
-                "deployments",
-                context! { deployments => Value::from(Serde(&rows)) },
-            );
+            let (rows, pager) = paged(rows, req.uri().query(), PER_PAGE / 2);
+            let values = context! { deployments => Value::from(Serde(&rows)), pager => pager };
+            let ctx = page_context(&st, &viewer, Some(&place), "deployments", values);
             st.views.page(StatusCode::OK, "deployments.html", ctx)
         }
         Err(e) => site_failure(&st, &viewer, Some(&place), &e),

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::St;
 use super::access::{Place, Viewer, form};
-use super::pages::{blocking, failure, page_context, site_failure};
+use super::pages::{PER_PAGE, blocking, failure, page_context, paged, site_failure};
 use super::view::see_other;
 use crate::error::Error;
 
@@ -57,11 +57,17 @@ fn key_rows(secrets: &Secrets) -> Vec<KeyRow> {
     rows
 }
 
-/// `GET .../keys`: the master, host and function keys, masked.
-pub(super) async fn keys(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+/// `GET .../keys[?page=N]`: the master, host and function keys, masked.
+pub(super) async fn keys(
+    State(st): State<St>,
+    viewer: Viewer,
+    place: Place,
+    req: Request,
+) -> Response {
     match key_store(&st, &place) {
         Ok(store) => {
-            let values = context! { keys => Value::from(Serde(key_rows(&store.secrets()))) };
+            let (rows, pager) = paged(key_rows(&store.secrets()), req.uri().query(), PER_PAGE);
+            let values = context! { keys => Value::from(Serde(rows)), pager => pager };
             let ctx = page_context(&st, &viewer, Some(&place), "keys", values);
             st.views.page(StatusCode::OK, "keys.html", ctx)
         }

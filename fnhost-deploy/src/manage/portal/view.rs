@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("new.html", include_str!("templates/new.html")),
     ("monitor.html", include_str!("templates/monitor.html")),
     ("center.html", include_str!("templates/center.html")),
+    ("pager.html", include_str!("templates/pager.html")),
     (
         "credentials.html",
         include_str!("templates/credentials.html"),
