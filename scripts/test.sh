@@ -27,6 +27,8 @@ need hg || apt_install mercurial
 need pkg-config || apt_install pkg-config
 # The ssh:// source test runs an OpenSSH server on 127.0.0.1.
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
+# The portal's browser test drives Debian's Chromium (never a downloaded one).
+need chromium || apt_install chromium chromium-driver
 # git2's https support links the system OpenSSL.
 if need dpkg && ! dpkg -s libssl-dev >/dev/null 2>&1; then apt_install libssl-dev; fi
 
@@ -157,6 +159,20 @@ if [ -z "${FNHOST_RABBITMQ_URI:-}" ] && ! rabbit_up; then
     for _ in $(seq 1 120); do rabbit_up && break; sleep 0.5; done
     rabbit_up || { echo "test.sh: rabbitmq-server did not listen on 127.0.0.1:5672" >&2; exit 2; }
 fi
+# The portal's browser test: playwright-core (drives the system Chromium
+# through executablePath; --ignore-scripts: no download of any kind) and
+# axe-core, pinned.
+portal_e2e_dir="$PWD/target/fnhost-test-cache/portal-e2e-pw1.65.2-axe4.14.1"
+if [ ! -f "$portal_e2e_dir/node_modules/axe-core/axe.min.js" ] || [ ! -f "$portal_e2e_dir/node_modules/playwright-core/package.json" ]; then
+    echo "test.sh: installing playwright-core and axe-core into $portal_e2e_dir" >&2
+    rm -rf "$portal_e2e_dir.installing"
+    mkdir -p "$portal_e2e_dir.installing"
+    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
+        --prefix "$portal_e2e_dir.installing" playwright-core@1.65.2 axe-core@4.14.1 >/dev/null
+    rm -rf "$portal_e2e_dir"
+    mv "$portal_e2e_dir.installing" "$portal_e2e_dir"
+fi
+export FNHOST_PORTAL_E2E_DIR="$portal_e2e_dir"
 corpus="${FNHOST_CORPUS:-../shared/corpus}"
 if [ ! -f "$corpus/expected.json" ]; then
     echo "test.sh: NOTE: no corpus at $corpus: the corpus tests skip (they fail under CI=true)" >&2

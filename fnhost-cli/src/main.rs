@@ -13,6 +13,7 @@ mod keys;
 mod kube;
 mod list;
 mod manage;
+mod portal;
 mod scaffold;
 mod serve;
 mod validate;
@@ -72,6 +73,9 @@ enum Command {
     /// replica, content fetched by digest or baked into an image).
     #[command(subcommand)]
     Kube(kube::Command),
+    /// The management portal's accounts.
+    #[command(subcommand)]
+    Portal(portal::Command),
     /// Install or list the language workers that run Azure's Node.js and
     /// Python programming models; list, drain or invite cluster workers.
     #[command(subcommand)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => cluster::worker(args, &cli.home),
         Command::Gateway(args) => cluster::gateway(args),
         Command::Fetch(args) => cluster::fetch(args),
+        Command::Portal(command) => portal::run(command, &cli.home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

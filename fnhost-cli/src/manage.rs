@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fnhost_deploy::manage::{Limits, LogSink, Manage};
+use fnhost_deploy::manage::{Limits, LogSink, Manage, Portal};
 use fnhost_deploy::{Durability, Site};
 
 use crate::deploy::DurabilityArg;
@@ -56,6 +56,13 @@ pub(crate) struct Args {
     /// PostgreSQL state, another takes over within it.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     lease_ttl: u64,
+    /// Serve only the API, not the portal's pages at /portal/.
+    #[arg(long)]
+    no_portal: bool,
+    /// Where `fnhost serve` serves the apps, for the functions' URLs the
+    /// portal shows.
+    #[arg(long, default_value = "http://127.0.0.1:7071", value_name = "URL")]
+    functions_url: String,
 }
 
 /// How long shutdown waits for requests and deployments in flight.
@@ -83,6 +90,9 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         .with_lease_ttl(Duration::from_secs(args.lease_ttl))
         .with_log(log.clone());
     let mut manage = Manage::new(site).with_router(cluster.router());
+    if !args.no_portal {
+        manage = manage.with_portal(Portal::default().with_functions_url(&args.functions_url));
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         manage = manage
             .with_tls(cert, key)
@@ -105,6 +115,9 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         let _ = std::io::stdout().flush();
         for app in &apps {
             eprintln!("fnhost: app {0}: {scheme}://{local}/apps/{0}", app.name);
+        }
+        if !args.no_portal {
+            eprintln!("fnhost: portal: {scheme}://{local}/portal/ (accounts: `fnhost portal users add NAME`)");
         }
         if apps.is_empty() {
             eprintln!("fnhost: no apps yet: create one with `fnhost apps create APP` and set its credentials");

@@ -395,6 +395,34 @@ impl KeyStore {
         Ok(out)
     }
 
+    /// Removes the host key `name`; whether there was one.
+    pub fn revoke_host_key(&self, name: &str) -> Result<bool, KeyError> {
+        let mut found = false;
+        self.update(|s| {
+            found = s.host.remove(name).is_some();
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// Removes the key `name` of `function` (its name compared without
+    /// case); whether there was one.
+    pub fn revoke_function_key(&self, function: &str, name: &str) -> Result<bool, KeyError> {
+        let mut found = false;
+        self.update(|s| {
+            if let Some(keys) = s
+                .functions
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(function))
+                .map(|(_, k)| k)
+            {
+                found = keys.remove(name).is_some();
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
     /// Checks a presented key for a function of this auth level (see
     /// [`Secrets::authorize`]), reloading the file first if it changed
     /// since it was read and the key matches nothing.

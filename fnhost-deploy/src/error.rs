@@ -164,6 +164,14 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A portal account cannot be added, removed or checked.
+    #[error("portal user {user:?}: {message}")]
+    PortalUser {
+        /// The user name.
+        user: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Exporting as a git repository failed.
     #[error("{}: cannot export as a git repository: {message}", path.display())]
     Git {

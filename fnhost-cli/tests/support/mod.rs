@@ -125,3 +125,29 @@ pub fn curl_status(scratch: &Path, args: &[&str]) -> (u16, Vec<u8>) {
     let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     (status, fs::read(&body).unwrap_or_default())
 }
+
+/// Starts `fnhost manage --port 0` (with `extra` arguments) on `home`; the
+/// child and its root URL (`http://127.0.0.1:PORT`), from the first line
+/// it prints. Kill the child when done.
+pub fn spawn_manage(home: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fnhost"))
+        .arg("--home")
+        .arg(home)
+        .args(["manage", "--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let root = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    (child, root)
+}

@@ -177,35 +177,68 @@ async fn authenticate(
     peer: SocketAddr,
 ) -> Result<String, ApiError> {
     let ip = peer.ip();
-    if let Some(wait) = shared.throttle.locked(ip) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let why = "too many failed authentications from this address: try again later";
-        let resp = text(StatusCode::TOO_MANY_REQUESTS, why);
-        let retry = [(RETRY_AFTER, secs.max(1).to_string())];
-        return Err(ApiError::response((retry, resp)));
+    if let Some(locked) = lockout(shared, ip) {
+        return Err(locked);
     }
     let Some(header) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return Err(unauthorized(
             "authentication needed: HTTP basic auth with the app's deployment credentials",
         ));
     };
-    let limits = &shared.limits;
-    let fail = |why: &str| {
-        shared.throttle.failed(
-            ip,
-            limits.auth_free_failures,
-            limits.auth_lockout,
-            limits.auth_max_lockout,
-        );
-        (shared.log)(&format!(
-            "manage: failed authentication for app {app} from {ip}: {why}"
-        ));
-        unauthorized("wrong deployment credentials for this app")
-    };
     let Some((user, password)) = basic(header) else {
-        return Err(fail("not basic credentials"));
+        failed(shared, ip, app, "not basic credentials");
+        return Err(unauthorized("wrong deployment credentials for this app"));
     };
-    let key = cache_key(app, &user, &password);
+    if check_app_credentials(shared, app, &user, &password, ip).await? {
+        Ok(user)
+    } else {
+        Err(unauthorized("wrong deployment credentials for this app"))
+    }
+}
+
+/// 429 with `Retry-After` while the client at `ip` is locked out after
+/// failed authentications.
+pub(super) fn lockout(shared: &Shared, ip: IpAddr) -> Option<ApiError> {
+    let wait = shared.throttle.locked(ip)?;
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let why = "too many failed authentications from this address: try again later";
+    let resp = text(StatusCode::TOO_MANY_REQUESTS, why);
+    let retry = [(RETRY_AFTER, secs.max(1).to_string())];
+    Some(ApiError::response((retry, resp)))
+}
+
+/// Counts a failed authentication from `ip` (to `what`: an app, the
+/// portal) towards its lockout, and logs it (never the password).
+pub(super) fn failed(shared: &Shared, ip: IpAddr, what: &str, why: &str) {
+    let limits = &shared.limits;
+    shared.throttle.failed(
+        ip,
+        limits.auth_free_failures,
+        limits.auth_lockout,
+        limits.auth_max_lockout,
+    );
+    (shared.log)(&format!(
+        "manage: failed authentication for {what} from {ip}: {why}"
+    ));
+}
+
+/// A successful authentication from `ip`: its failures are forgotten.
+pub(super) fn succeeded(shared: &Shared, ip: IpAddr) {
+    shared.throttle.succeeded(ip);
+}
+
+/// Whether `user` and `password` are `app`'s deployment credentials
+/// (remembered a while once good); a failure counts towards the lockout
+/// of `ip`. An error only when they cannot be checked.
+pub(super) async fn check_app_credentials(
+    shared: &Shared,
+    app: &str,
+    user: &str,
+    password: &str,
+    ip: IpAddr,
+) -> Result<bool, ApiError> {
+    let what = format!("app {app}");
+    let key = cache_key(app, user, password);
     let version = shared.site.credentials_version(app).ok().flatten();
     if let Some(v) = &version {
         let good = shared
@@ -217,16 +250,16 @@ async fn authenticate(
             && known == v
             && when.elapsed() < CACHE_TTL
         {
-            return Ok(user);
+            return Ok(true);
         }
     }
     let site = shared.site.clone();
-    let (app_c, user_c) = (app.to_string(), user.clone());
+    let (app_c, user_c, password) = (app.to_string(), user.to_string(), password.to_string());
     // argon2 takes tens of milliseconds: off the async threads.
     let checked =
         tokio::task::spawn_blocking(move || site.check_credentials(&app_c, &user_c, &password))
             .await;
-    match checked {
+    let why = match checked {
         Ok(Ok(true)) => {
             shared.throttle.succeeded(ip);
             if let Some(v) = version {
@@ -243,24 +276,28 @@ async fn authenticate(
                 }
                 good.insert(key, (v, Instant::now()));
             }
-            Ok(user)
+            return Ok(true);
         }
-        Ok(Ok(false)) => Err(fail("wrong user or password")),
-        Ok(Err(Error::AppNotFound { .. })) => Err(fail("no such app")),
-        Ok(Err(Error::InvalidName { .. })) => Err(fail("invalid app name")),
-        Ok(Err(Error::Credentials { .. })) => Err(fail("the app has no deployment credentials")),
+        Ok(Ok(false)) => "wrong user or password",
+        Ok(Err(Error::AppNotFound { .. })) => "no such app",
+        Ok(Err(Error::InvalidName { .. })) => "invalid app name",
+        Ok(Err(Error::Credentials { .. })) => "the app has no deployment credentials",
         Ok(Err(e)) => {
             (shared.log)(&format!(
                 "manage: cannot check credentials of app {app}: {e}"
             ));
             let why = "the credentials could not be checked (see the server log)";
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why))
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why));
         }
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the credentials could not be checked",
-        )),
-    }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the credentials could not be checked",
+            ));
+        }
+    };
+    failed(shared, ip, &what, why);
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -64,22 +64,10 @@ impl IntoResponse for ApiError {
 /// store) are logged; the client gets no server paths (uploads are named
 /// after the endpoint's temporary folder `tmp`: "the upload" instead).
 pub(super) fn site_error_response(e: &Error, tmp: &str, log: &dyn Fn(&str)) -> Response {
-    let status = match e {
-        Error::AppNotFound { .. }
-        | Error::DeploymentNotFound { .. }
-        | Error::NoActiveDeployment { .. } => StatusCode::NOT_FOUND,
-        Error::InvalidName { .. } | Error::Package { .. } | Error::DeploymentFailed { .. } => {
-            StatusCode::BAD_REQUEST
-        }
-        Error::Busy { .. }
-        | Error::ReadOnly { .. }
-        | Error::DeploymentInUse { .. }
-        | Error::NoRollbackTarget { .. } => StatusCode::CONFLICT,
-        _ => {
-            log(&format!("manage: {e}"));
-            let why = "internal error (see the server log)";
-            return text(StatusCode::INTERNAL_SERVER_ERROR, why);
-        }
+    let Some(status) = client_status(e) else {
+        log(&format!("manage: {e}"));
+        let why = "internal error (see the server log)";
+        return text(StatusCode::INTERNAL_SERVER_ERROR, why);
     };
     let message = match e {
         Error::Busy { holder, .. } => format!(
@@ -92,4 +80,24 @@ pub(super) fn site_error_response(e: &Error, tmp: &str, log: &dyn Fn(&str)) -> R
         e => e.to_string(),
     };
     text(status, &message.replace(&format!("{tmp}/"), "upload "))
+}
+
+/// The status of a library error the client can act on (404, 400, 409);
+/// `None` for an internal error (to log, not to show).
+pub(super) fn client_status(e: &Error) -> Option<StatusCode> {
+    Some(match e {
+        Error::AppNotFound { .. }
+        | Error::DeploymentNotFound { .. }
+        | Error::NoActiveDeployment { .. } => StatusCode::NOT_FOUND,
+        Error::InvalidName { .. }
+        | Error::Package { .. }
+        | Error::DeploymentFailed { .. }
+        | Error::Credentials { .. }
+        | Error::PortalUser { .. } => StatusCode::BAD_REQUEST,
+        Error::Busy { .. }
+        | Error::ReadOnly { .. }
+        | Error::DeploymentInUse { .. }
+        | Error::NoRollbackTarget { .. } => StatusCode::CONFLICT,
+        _ => return None,
+    })
 }

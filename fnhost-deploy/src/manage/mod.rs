@@ -48,6 +48,9 @@
 //! `Retry-After` during a lockout). Passwords are never logged nor echoed.
 //! [`Manage::with_tls`] serves HTTPS (rustls); without it the endpoint
 //! speaks plain HTTP, for loopback or behind a TLS-terminating proxy.
+//! A state-changing request a browser sends from another site is refused
+//! (403; `Sec-Fetch-Site`, else `Origin` against `Host`), on every route.
+//! [`Manage::with_portal`] adds the pages of the management portal.
 
 mod api;
 mod auth;
@@ -57,6 +60,7 @@ mod error;
 pub mod ftp;
 mod git_http;
 mod paths;
+mod portal;
 mod tls;
 mod vfs;
 mod webhook;
@@ -90,6 +94,7 @@ use crate::store::Manifest;
 
 pub use body::{Upload, json, text};
 pub use error::ApiError;
+pub use portal::Portal;
 
 /// Where log lines go (requests, failures). Never given a secret.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -257,6 +262,7 @@ pub struct Manage {
     /// authentication.
     extra: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    portal: Option<Portal>,
 }
 
 impl fmt::Debug for Manage {
@@ -284,6 +290,7 @@ impl Manage {
             routes,
             extra: Router::new(),
             tls: None,
+            portal: None,
         }
     }
 
@@ -322,6 +329,14 @@ impl Manage {
         Ok(self)
     }
 
+    /// Serves the management portal (pages for a browser) under
+    /// `/portal/`, and `/` redirects there; see the `portal` section of
+    /// `docs/portal.md`.
+    pub fn with_portal(mut self, portal: Portal) -> Self {
+        self.portal = Some(portal);
+        self
+    }
+
     /// Sends log lines to `log`.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
@@ -358,7 +373,10 @@ impl Manage {
             throttle: auth::Throttle::default(),
             site: self.site,
             limits: self.limits,
-            log: self.log,
+            log: match &self.portal {
+                Some(portal) => portal.log_sink(self.log),
+                None => self.log,
+            },
             queues: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             tmp,
@@ -368,7 +386,7 @@ impl Manage {
         Ok(Server {
             listener,
             tls: self.tls,
-            router: router(self.routes, self.extra, &shared),
+            router: router(self.routes, self.extra, &shared, self.portal.as_ref()),
             shared,
             local_addr,
         })
@@ -378,7 +396,7 @@ impl Manage {
 /// The routes under both bases of every app, behind the layers: the log
 /// (outermost), authentication, then, once a route matched, the slot's
 /// existence (a zip deployment creates a slot, so it is not checked).
-fn router(routes: Router, extra: Router, shared: &Arc<Shared>) -> Router {
+fn router(routes: Router, extra: Router, shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
     let base = routes
         .route_layer(from_fn(slot_exists))
         .merge(with_slash("/api/zipdeploy", post(api::zipdeploy)));
@@ -393,7 +411,9 @@ fn router(routes: Router, extra: Router, shared: &Arc<Shared>) -> Router {
     Router::new()
         .nest("/apps/{app}", app)
         .merge(extra.layer(axum::middleware::map_response(quiet)))
+        .merge(portal::routes(shared, portal))
         .fallback(|| async { text(StatusCode::NOT_FOUND, NOT_MANAGEMENT) })
+        .layer(from_fn(portal::cross_site))
         .layer(from_fn_with_state(shared.clone(), log_layer))
 }
 

@@ -323,20 +323,23 @@ fn mime(name: &str) -> &'static str {
 }
 
 /// A change to the active content.
-enum Change {
+pub(super) enum Change {
     /// Put the upload at `path`.
     File { path: String, mode: u32 },
     /// Remove a file, or a folder and everything in it.
     Remove { path: String, folder: bool },
     /// Unpack the uploaded zip under `prefix`.
     Zip { prefix: String },
+    /// Put these files (path, content), keeping the mode of a file
+    /// replaced (the portal's editor).
+    Files(Vec<(String, Vec<u8>)>),
 }
 
 /// Makes a new deployment from the active content and a change checked by
 /// `decide` (which sees the active manifest, in the slot's turn so that
 /// `If-Match` holds until the deployment is made). Returns the upload
 /// (`body`, received) with the deployment's result.
-async fn change(
+pub(super) async fn change(
     scope: &Scope,
     headers: &HeaderMap,
     body: Option<Body>,
@@ -359,6 +362,10 @@ async fn change(
         Change::File { path, .. } => format!("vfs: put {path}"),
         Change::Remove { path, .. } => format!("vfs: delete {path}"),
         Change::Zip { prefix } => format!("zip: unpacked into /{prefix}"),
+        Change::Files(files) => {
+            let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+            format!("edit: {}", names.join(", "))
+        }
     };
     let out = TempFile::new(&scope.shared.tmp, ".zip");
     let store = scope.site().store().clone();
@@ -429,6 +436,9 @@ fn overlay(
             }
             archive = Some(z);
         }
+        Change::Files(files) => {
+            replaced.extend(files.iter().map(|(p, _)| p.clone()));
+        }
     }
     let f = File::create(out).map_err(io_err)?;
     let mut zw = zip::ZipWriter::new(BufWriter::new(f));
@@ -470,6 +480,18 @@ fn overlay(
             io::copy(&mut File::open(src).map_err(io_err)?, &mut zw).map_err(io_err)?;
         }
         Change::Remove { .. } => {}
+        Change::Files(files) => {
+            for (path, data) in files {
+                let mode = base
+                    .files
+                    .iter()
+                    .find(|e| &e.path == path && !e.is_symlink())
+                    .map_or(0o644, |e| e.mode & 0o777);
+                zw.start_file(path.as_str(), opts.unix_permissions(mode))
+                    .map_err(zerr)?;
+                io::Write::write_all(&mut zw, data).map_err(io_err)?;
+            }
+        }
         Change::Zip { prefix } => {
             if let Some(mut z) = archive {
                 for i in 0..z.len() {

@@ -25,13 +25,36 @@ struct CredentialsFile {
     updated_time: String,
 }
 
-fn check_user(app: &str, user: &str) -> Result<()> {
-    let ok = !user.is_empty()
+/// An argon2id PHC string of `password` with a new random salt, or why
+/// not.
+pub(crate) fn hash_password(password: &str) -> std::result::Result<String, String> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for the salt: {e}"))?;
+    Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+/// Whether `password` matches the argon2 PHC string `hash`.
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// Whether `user` is a valid user name: 1 to 64 ASCII letters, digits,
+/// `.`, `_`, `-`, `$` or `@`.
+pub(crate) fn valid_user(user: &str) -> bool {
+    !user.is_empty()
         && user.len() <= 64
         && user
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-$@".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"._-$@".contains(&b))
+}
+
+fn check_user(app: &str, user: &str) -> Result<()> {
+    if valid_user(user) {
         Ok(())
     } else {
         Err(Error::Credentials {
@@ -56,18 +79,10 @@ impl Site {
                 ),
             });
         }
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(|e| Error::Credentials {
+        let hash = hash_password(password).map_err(|message| Error::Credentials {
             app: app.into(),
-            message: format!("no randomness for the salt: {e}"),
+            message,
         })?;
-        let hash = Argon2::default()
-            .hash_password_with_salt(password.as_bytes(), &salt)
-            .map_err(|e| Error::Credentials {
-                app: app.into(),
-                message: format!("cannot hash the password: {e}"),
-            })?
-            .to_string();
         let file = CredentialsFile {
             user: user.into(),
             hash,
@@ -108,9 +123,7 @@ impl Site {
             message: e.to_string(),
         })?;
         // Verify even for a wrong user, so that timing tells nothing.
-        let good = Argon2::default()
-            .verify_password(password.as_bytes(), file.hash.as_str())
-            .is_ok();
+        let good = verify_password(password, &file.hash);
         Ok(good && file.user == user)
     }
 

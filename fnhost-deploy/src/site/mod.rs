@@ -38,6 +38,7 @@ mod deploy;
 mod export;
 mod locks;
 mod maintenance;
+mod portal_users;
 mod records;
 mod settings;
 mod spare;
@@ -54,6 +55,7 @@ pub use apps::{AppInfo, SlotInfo};
 pub use credentials::MIN_PASSWORD_LEN;
 pub use deploy::{Content, DeployOutcome, DeployRequest, Observer, Prepare};
 pub use maintenance::GC_EVERY;
+pub use portal_users::PortalUser;
 pub use settings::ContinuousDeployment;
 
 use crate::deployment::DEFAULT_RETENTION;
