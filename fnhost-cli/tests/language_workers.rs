@@ -732,12 +732,7 @@ fn a_missing_worker_names_the_install_command() {
 fn node_v4_queue_trigger_writes_its_queue_and_blob_outputs() {
     use fnhost_triggers::MessageEncoding;
     use fnhost_triggers::queue::encode_message;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let azurite = rt.block_on(storage_support::Azurite::start_with_blobs());
+    let (rt, azurite) = storage_support::runtime_and_azurite();
     let work = azurite.service().queue("work");
     rt.block_on(work.create()).unwrap();
     let dir = tempfile::tempdir().unwrap();

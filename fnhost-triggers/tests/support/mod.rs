@@ -216,6 +216,18 @@ impl Azurite {
     }
 }
 
+/// For tests without an async runtime of their own: a Tokio runtime and
+/// an Azurite (queues and blobs) started on it.
+pub fn runtime_and_azurite() -> (tokio::runtime::Runtime, Azurite) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let azurite = rt.block_on(Azurite::start_with_blobs());
+    (rt, azurite)
+}
+
 /// Writes an app: host.json and one folder per function.
 pub fn write_app(dir: &Path, host_json: &str, functions: &[(&str, String)]) {
     std::fs::write(dir.join("host.json"), host_json).expect("write host.json");
