@@ -129,6 +129,11 @@ impl QueueClient {
         &self.name
     }
 
+    /// The queue service's endpoint, as configured.
+    pub fn endpoint(&self) -> &str {
+        &self.transport.account().queue_endpoint
+    }
+
     fn check_name(&self) -> Result<(), StorageError> {
         if is_valid_queue_name(&self.name) {
             Ok(())
