@@ -98,7 +98,7 @@ impl QueueListener {
         let options = &ctx.spec.options;
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::new(MIN_POLLING_INTERVAL, options.max_polling_interval);
-        let wake = super::watcher(&ctx.queue.endpoint(), ctx.queue.name());
+        let wake = super::watcher(ctx.queue.endpoint(), ctx.queue.name());
         let mut failing: Option<String> = None;
         let mut failures = 0u64;
         'poll: loop {
