@@ -207,6 +207,17 @@ async fn serve_killed_mid_batch_loses_no_message() {
         "{}",
         String::from_utf8_lossy(&listed.stdout)
     );
+    let listed = Command::new(BIN)
+        .args(["list", "--json"])
+        .arg(app)
+        .env_remove("AzureWebJobsStorage")
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        listed[0]["listener"],
+        serde_json::json!({"source": "queue work", "connection": "AzureWebJobsStorage"})
+    );
 
     const N: usize = 300;
     for i in 0..N {
