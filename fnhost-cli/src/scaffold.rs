@@ -23,7 +23,7 @@ pub(crate) struct InitArgs {
 /// Arguments of `fnhost new`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NewArgs {
-    /// The template: http, timer, queue, blob, manual, eventgrid, servicebus, eventhub.
+    /// The template: http, timer, queue, blob, manual, eventgrid, servicebus, eventhub, rabbitmq.
     #[arg(long, short)]
     template: Template,
     /// The function name.

@@ -607,12 +607,7 @@ fn a_missing_worker_names_the_install_command() {
 fn node_v4_queue_trigger_writes_its_queue_and_blob_outputs() {
     use fnhost_triggers::MessageEncoding;
     use fnhost_triggers::queue::encode_message;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let azurite = rt.block_on(storage_support::Azurite::start_with_blobs());
+    let (rt, azurite) = storage_support::runtime_and_azurite();
     let work = azurite.service().queue("work");
     rt.block_on(work.create()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -684,6 +679,82 @@ app.storageQueue('Work', {
         .collect();
     texts.sort();
     assert_eq!(texts, ["again ada", "again bob", "done ada", "done bob"]);
+    drop(served);
+    rt.block_on(azurite.stop());
+}
+
+#[test]
+fn python_v2_queue_trigger_writes_its_queue_and_blob_outputs() {
+    use fnhost_triggers::MessageEncoding;
+    use fnhost_triggers::queue::encode_message;
+    let (rt, azurite) = storage_support::runtime_and_azurite();
+    let work = azurite.service().queue("pywork");
+    rt.block_on(work.create()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("host.json"),
+        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("local.settings.json"),
+        serde_json::json!({"IsEncrypted": false, "Values": {
+            "FUNCTIONS_WORKER_RUNTIME": "python",
+            "AzureWebJobsStorage": azurite.connection_string(),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("function_app.py"),
+        r#"import azure.functions as func
+
+app = func.FunctionApp()
+
+
+@app.queue_trigger(arg_name="msg", queue_name="pywork", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="done", queue_name="pydone", connection="AzureWebJobsStorage")
+@app.blob_output(arg_name="out", path="pyresults/{id}.txt", connection="AzureWebJobsStorage")
+def work(msg: func.QueueMessage, done: func.Out[str], out: func.Out[str]) -> None:
+    text = msg.get_body().decode("utf-8")
+    done.set("done " + text)
+    out.set("got " + text)
+"#,
+    )
+    .unwrap();
+    let served = serve(dir.path(), &["."], &[]);
+    served.wait_log(
+        "listening to queue pywork for work",
+        Duration::from_secs(60),
+    );
+    rt.block_on(work.put(&encode_message("ada", MessageEncoding::Base64), None))
+        .unwrap();
+    let done = azurite.service().queue("pydone");
+    let blobs = azurite.blobs();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let count = rt.block_on(done.approximate_count()).ok().flatten();
+        let page = rt.block_on(blobs.container("pyresults").list("", None, 10));
+        if let (Some(1), Ok(page)) = (count, &page)
+            && page.blobs.len() == 1
+        {
+            let (bytes, _) = rt
+                .block_on(blobs.container("pyresults").blob(&page.blobs[0].name).get())
+                .unwrap()
+                .unwrap();
+            assert_eq!(&bytes[..], b"got ada");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outputs were not written; the log:\n{}",
+            served.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = &rt.block_on(done.peek(1)).unwrap()[0];
+    let text = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &m.text).unwrap();
+    assert_eq!(text, b"done ada");
     drop(served);
     rt.block_on(azurite.stop());
 }

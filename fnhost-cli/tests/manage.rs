@@ -492,7 +492,10 @@ fn authentication_is_required_and_secrets_stay_out_of_logs() {
     assert_eq!(r.status, 404, "{}", r.text());
     let r = curl(s.dir(), &["-u", &auth(), &url]);
     assert_eq!(r.status, 200);
+    // The root is the portal's front door; other paths are not routes.
     let r = curl(s.dir(), &[&format!("{}/", s.root)]);
+    assert_eq!(r.status, 303);
+    let r = curl(s.dir(), &[&format!("{}/not-a-route", s.root)]);
     assert_eq!(r.status, 404);
     let mut s = s;
     s.manage.run.stop();

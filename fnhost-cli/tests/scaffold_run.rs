@@ -67,7 +67,14 @@ struct Served {
 
 /// `fnhost serve APP --port 0` in `cwd`, once it says where it listens.
 fn serve(cwd: &Path, app: &str) -> Served {
-    let run = Running::spawn(fnhost_cmd(cwd, &["serve", app, "--port", "0"]));
+    serve_with(cwd, app, &[])
+}
+
+/// `serve` with environment variables.
+fn serve_with(cwd: &Path, app: &str, env: &[(&str, &str)]) -> Served {
+    let mut cmd = fnhost_cmd(cwd, &["serve", app, "--port", "0"]);
+    cmd.envs(env.iter().copied());
+    let run = Running::spawn(cmd);
     let addr = run.listening(WAIT);
     Served { run, addr }
 }
@@ -286,6 +293,7 @@ fn every_template_is_valid_code() {
         "eventgrid",
         "servicebus",
         "eventhub",
+        "rabbitmq",
     ];
     for (runtime, model) in [
         ("node", "v4"),
@@ -322,8 +330,8 @@ fn every_template_is_valid_code() {
             }
         }
         let expected = match model {
-            "v4" => 7,
-            "v3" | "v1" => 8,
+            "v4" => 8,
+            "v3" | "v1" => 9,
             _ => 1,
         };
         assert_eq!(scripts.len(), expected, "{model}: {scripts:?}");
@@ -348,4 +356,135 @@ fn every_template_is_valid_code() {
             );
         }
     }
+}
+
+#[path = "../../fnhost-triggers/tests/support/mod.rs"]
+mod storage_support;
+
+/// Waits until the server's log has a line with `needle`.
+fn wait_log(served: &Served, seen: &mut String, needle: &str) {
+    served.run.wait_stderr(needle, WAIT);
+    *seen = served.run.stderr();
+}
+
+/// `fnhost new --template queue|blob|rabbitmq` in a Node.js v4 app from
+/// `fnhost init`: with the connections set, `fnhost serve` runs each on a
+/// queue message, a blob and a RabbitMQ message (Azurite and the test
+/// broker).
+#[test]
+fn queue_blob_and_rabbitmq_templates_run() {
+    use fnhost_triggers::MessageEncoding;
+    use fnhost_triggers::queue::encode_message;
+    use fnhost_triggers::storage::PutOptions;
+    let (rt, azurite) = storage_support::runtime_and_azurite();
+    let rabbit_uri = std::env::var("FNHOST_RABBITMQ_URI")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let rabbit_fn = format!("Rabbit{}", std::process::id());
+    let rabbit_queue = format!("{}-queue", rabbit_fn.to_ascii_lowercase());
+    let (conn, channel) = rt.block_on(async {
+        let conn = lapin::Connection::connect(&rabbit_uri, lapin::ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("no RabbitMQ at {rabbit_uri} ({e}): scripts/test.sh starts one")
+            });
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .queue_declare(
+                rabbit_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions::default(),
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (conn, channel)
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    fnhost_ok(cwd, &["init", "myapp", "--worker-runtime", "node"]);
+    for (template, name) in [
+        ("queue", "Orders"),
+        ("blob", "Images"),
+        ("rabbitmq", rabbit_fn.as_str()),
+    ] {
+        fnhost_ok(
+            cwd,
+            &["new", "--template", template, "--name", name, "myapp"],
+        );
+    }
+    let settings_path = cwd.join("myapp/local.settings.json");
+    let mut settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&settings_path).unwrap()).unwrap();
+    settings["Values"]["AzureWebJobsStorage"] = azurite.connection_string().into();
+    settings["Values"]["RabbitMQConnection"] = rabbit_uri.clone().into();
+    std::fs::write(&settings_path, settings.to_string()).unwrap();
+
+    let served = serve_with(cwd, "myapp", &[("FNHOST_BLOB_SCAN_INTERVAL", "0.2")]);
+    let mut seen = String::new();
+    wait_log(
+        &served,
+        &mut seen,
+        "listening to queue orders-items for Orders",
+    );
+    wait_log(
+        &served,
+        &mut seen,
+        "listening to blob container images for Images",
+    );
+    wait_log(
+        &served,
+        &mut seen,
+        &format!("listening to rabbitMQ queue {rabbit_queue} for {rabbit_fn}"),
+    );
+    rt.block_on(async {
+        let q = azurite.service().queue("orders-items");
+        q.create().await.unwrap();
+        q.put(&encode_message("order 42", MessageEncoding::Base64), None)
+            .await
+            .unwrap();
+        let c = azurite.blobs().container("images");
+        c.create().await.unwrap();
+        c.blob("cat.png")
+            .put(&b"12345"[..], PutOptions::default())
+            .await
+            .unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                rabbit_queue.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                b"job 7",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    wait_log(
+        &served,
+        &mut seen,
+        "Storage queue function processed work item: order 42",
+    );
+    wait_log(
+        &served,
+        &mut seen,
+        "Storage blob function processed blob \"cat.png\" with size 5 bytes",
+    );
+    wait_log(
+        &served,
+        &mut seen,
+        "RabbitMQ function processed message: job 7",
+    );
+    drop(served);
+    rt.block_on(async {
+        let _ = channel
+            .queue_delete(
+                rabbit_queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await;
+        let _ = conn.close(200, "OK".into()).await;
+        azurite.stop().await;
+    });
 }

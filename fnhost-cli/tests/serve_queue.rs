@@ -40,14 +40,7 @@ async fn serve_listens_to_queues_and_runs_each_message() {
     let (mut child, rx) = start_serve(app, &[]);
     wait_line(&rx, "fnhost: listening to queue jobs for Jobs");
 
-    for i in 0..5 {
-        q.put(
-            &encode_message(&format!("job {i}"), MessageEncoding::Base64),
-            None,
-        )
-        .await
-        .unwrap();
-    }
+    put_jobs(&q, 5).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let files = loop {
         let files: Vec<_> = std::fs::read_dir(out.path())
@@ -214,6 +207,17 @@ async fn serve_killed_mid_batch_loses_no_message() {
         "{}",
         String::from_utf8_lossy(&listed.stdout)
     );
+    let listed = Command::new(BIN)
+        .args(["list", "--json"])
+        .arg(app)
+        .env_remove("AzureWebJobsStorage")
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        listed[0]["listener"],
+        serde_json::json!({"source": "queue work", "connection": "AzureWebJobsStorage"})
+    );
 
     const N: usize = 300;
     for i in 0..N {
@@ -272,4 +276,60 @@ async fn serve_killed_mid_batch_loses_no_message() {
     child.kill().unwrap();
     child.wait().unwrap();
     azurite.stop().await;
+}
+
+/// An https queue endpoint (Azurite with a self-signed certificate):
+/// `fnhost serve` trusts the system's roots, here `SSL_CERT_FILE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reaches_an_https_queue() {
+    let (azurite, cert) = Azurite::start_https().await;
+    let tls = fnhost_triggers::storage::tls_trusting(&cert).unwrap();
+    let q = fnhost_triggers::storage::QueueService::with_tls(
+        fnhost_triggers::storage::StorageAccount::emulator(&azurite.endpoint),
+        tls,
+    )
+    .unwrap()
+    .queue("secure");
+    q.create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    write_queue_app(
+        dir.path(),
+        &azurite,
+        out.path(),
+        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#,
+        "Secure",
+        "secure",
+        "#!/bin/sh\nf=\"$JOBS_OUT/$$-$(date +%s%N)\"\ncat > \"$f.part\" && mv \"$f.part\" \"$f.json\"\n",
+    );
+    let cert_env = cert.to_str().unwrap();
+    let (mut child, rx) = start_serve(dir.path(), &[("SSL_CERT_FILE", cert_env)]);
+    wait_line(&rx, "fnhost: listening to queue secure for Secure");
+    put_jobs(&q, 3).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs(out.path()).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the https queue's messages did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut jobs = runs(out.path());
+    jobs.sort();
+    assert_eq!(jobs, ["job 0", "job 1", "job 2"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    azurite.stop().await;
+}
+
+/// Puts `job 0` ... `job {n-1}`.
+async fn put_jobs(q: &fnhost_triggers::storage::QueueClient, n: usize) {
+    for i in 0..n {
+        q.put(
+            &encode_message(&format!("job {i}"), MessageEncoding::Base64),
+            None,
+        )
+        .await
+        .unwrap();
+    }
 }

@@ -218,11 +218,13 @@ pub enum Template {
     ServiceBus,
     /// An Event Hub trigger.
     EventHub,
+    /// A RabbitMQ queue trigger (`rabbitMQTrigger`).
+    RabbitMq,
 }
 
 impl Template {
     /// Every template.
-    pub const ALL: [Template; 8] = [
+    pub const ALL: [Template; 9] = [
         Template::Http,
         Template::Timer,
         Template::Queue,
@@ -231,6 +233,7 @@ impl Template {
         Template::EventGrid,
         Template::ServiceBus,
         Template::EventHub,
+        Template::RabbitMq,
     ];
 
     /// The short name, as `fnhost new --template` takes it.
@@ -244,6 +247,7 @@ impl Template {
             Template::EventGrid => "eventgrid",
             Template::ServiceBus => "servicebus",
             Template::EventHub => "eventhub",
+            Template::RabbitMq => "rabbitmq",
         }
     }
 
@@ -258,6 +262,7 @@ impl Template {
             Template::EventGrid => "eventGridTrigger",
             Template::ServiceBus => "serviceBusTrigger",
             Template::EventHub => "eventHubTrigger",
+            Template::RabbitMq => "rabbitMQTrigger",
         }
     }
 
@@ -289,6 +294,9 @@ impl Template {
             ]),
             Template::EventHub => json!([
                 {"type": "eventHubTrigger", "direction": "in", "name": "events", "eventHubName": format!("{lower}-hub"), "cardinality": "many", "connection": "EventHubConnection"}
+            ]),
+            Template::RabbitMq => json!([
+                {"type": "rabbitMQTrigger", "direction": "in", "name": "message", "queueName": format!("{lower}-queue"), "connectionStringSetting": "RabbitMQConnection"}
             ]),
         };
         json!({ "bindings": bindings })
@@ -345,7 +353,7 @@ pub enum ScaffoldError {
     InvalidName(String),
     /// No template has that name.
     #[error(
-        "'{0}' is not a template: use one of http, timer, queue, blob, manual, eventgrid, servicebus, eventhub"
+        "'{0}' is not a template: use one of http, timer, queue, blob, manual, eventgrid, servicebus, eventhub, rabbitmq"
     )]
     UnknownTemplate(String),
     /// No runtime has that name.
@@ -747,10 +755,11 @@ const NO_NAME: &str = "This HTTP triggered function executed successfully. Pass 
 
 /// `src/functions/NAME.js` of a Node.js v4 app.
 fn node_v4_script(template: Template, name: &str, esm: bool) -> String {
-    let import = if esm {
-        "import { app } from '@azure/functions';"
-    } else {
-        "const { app } = require('@azure/functions');"
+    let import = match (esm, template == Template::RabbitMq) {
+        (true, false) => "import { app } from '@azure/functions';",
+        (false, false) => "const { app } = require('@azure/functions');",
+        (true, true) => "import { app, trigger } from '@azure/functions';",
+        (false, true) => "const { app, trigger } = require('@azure/functions');",
     };
     let body = match template {
         Template::Http => NODE_V4_HTTP,
@@ -760,6 +769,7 @@ fn node_v4_script(template: Template, name: &str, esm: bool) -> String {
         Template::EventGrid => NODE_V4_EVENTGRID,
         Template::ServiceBus => NODE_V4_SERVICEBUS,
         Template::EventHub => NODE_V4_EVENTHUB,
+        Template::RabbitMq => NODE_V4_RABBITMQ,
         // Refused before: the v4 model has no manual trigger.
         Template::Manual => "",
     };
@@ -846,6 +856,18 @@ const NODE_V4_SERVICEBUS: &str = r#"app.serviceBusQueue('%NAME%', {
 });
 "#;
 
+const NODE_V4_RABBITMQ: &str = r#"app.generic('%NAME%', {
+    trigger: trigger.generic({
+        type: 'rabbitMQTrigger',
+        queueName: '%RES%-queue',
+        connectionStringSetting: 'RabbitMQConnection',
+    }),
+    handler: (message, context) => {
+        context.log('RabbitMQ function processed message:', message);
+    },
+});
+"#;
+
 const NODE_V4_EVENTHUB: &str = r#"app.eventHub('%NAME%', {
     connection: 'EventHubConnection',
     eventHubName: '%RES%-hub',
@@ -890,6 +912,9 @@ fn script_function_json(template: Template, name: &str, script_file: Option<&str
         }
         Template::EventHub => {
             json!({"name": if python { "events" } else { "eventHubMessages" }, "type": "eventHubTrigger", "direction": "in", "eventHubName": format!("{res}-hub"), "connection": "EventHubConnection", "cardinality": "many", "consumerGroup": "$Default"})
+        }
+        Template::RabbitMq => {
+            json!({"name": if python { "msg" } else { "myQueueItem" }, "type": "rabbitMQTrigger", "direction": "in", "queueName": format!("{res}-queue"), "connectionStringSetting": "RabbitMQConnection"})
         }
     };
     let mut bindings = vec![trigger];
@@ -971,6 +996,12 @@ fn node_v3_script(template: Template) -> String {
     eventHubMessages.forEach((message, index) => {
         context.log(`Processed message ${index}:`, message);
     });
+};
+"#
+        }
+        Template::RabbitMq => {
+            r#"module.exports = async function (context, myQueueItem) {
+    context.log('JavaScript RabbitMQ trigger function processed message', myQueueItem);
 };
 "#
         }
@@ -1064,6 +1095,12 @@ fn python_v1_script(template: Template) -> String {
                      event.get_body().decode('utf-8'))
 "#,
         ),
+        Template::RabbitMq => (
+            "import logging\n",
+            r#"def main(msg: str) -> None:
+    logging.info('Python RabbitMQ trigger function processed message: %s', msg)
+"#,
+        ),
     };
     fill(
         &format!("{imports}\nimport azure.functions as func\n\n\n{main}"),
@@ -1149,6 +1186,7 @@ fn append_python_v2(path: &Path, template: Template, name: &str) -> Result<(), S
         Template::EventGrid => PYTHON_V2_EVENTGRID,
         Template::ServiceBus => PYTHON_V2_SERVICEBUS,
         Template::EventHub => PYTHON_V2_EVENTHUB,
+        Template::RabbitMq => PYTHON_V2_RABBITMQ,
         // Refused before: the v2 model has no manual trigger.
         Template::Manual => "",
     };
@@ -1264,6 +1302,12 @@ const PYTHON_V2_EVENTHUB: &str = r#"@%APP%.event_hub_message_trigger(arg_name="a
 def %IDENT%(azeventhub: func.EventHubEvent):
     logging.info('Python EventHub trigger processed an event: %s',
                  azeventhub.get_body().decode('utf-8'))
+"#;
+
+const PYTHON_V2_RABBITMQ: &str = r#"@%APP%.generic_trigger(arg_name="msg", type="rabbitMQTrigger", queue_name="%RES%-queue",
+                       connection_string_setting="RabbitMQConnection")
+def %IDENT%(msg: str) -> None:
+    logging.info('Python RabbitMQ trigger function processed message: %s', msg)
 "#;
 
 /// Writes every file, or none: refuses when any exists, and removes what

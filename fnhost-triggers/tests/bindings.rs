@@ -385,3 +385,67 @@ async fn custom_handlers_can_ask_for_plain_shapes() {
         "{files:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_output_wakes_an_idle_listener_of_the_same_host() {
+    let azurite = Azurite::start().await;
+    azurite.service().queue("second").create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("host.json"),
+        r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:01:00"}}}"#,
+    )
+    .unwrap();
+    write_function(
+        dir.path(),
+        "First",
+        json!([
+            {"type": "manualTrigger", "direction": "in", "name": "input"},
+            {"type": "queue", "direction": "out", "name": "$return", "queueName": "second", "connection": "Conn"}
+        ]),
+    );
+    write_function(
+        dir.path(),
+        "Second",
+        json!([{"type": "queueTrigger", "direction": "in", "name": "item", "queueName": "second", "connection": "Conn"}]),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let native = NativeExecutor::new()
+        .function("First", |_inv: Invocation| async move {
+            Ok(InvocationResult::returning(json!("next")))
+        })
+        .function("Second", move |_inv: Invocation| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(std::time::Instant::now());
+                Ok(InvocationResult::new())
+            }
+        });
+    let host = Arc::new(
+        Host::builder()
+            .native(native)
+            .middleware(Arc::new(StorageBindings::new()))
+            .build(load(dir.path(), &azurite, &[])),
+    );
+    let (log, _) = collecting_log();
+    let handle = Listeners::new(host.clone()).with_log(log).start();
+    // Idle long enough that its next poll is seconds away: empty polls
+    // wait about 0.2, 0.4, 0.8, 1.6, 3.2 s (5 to 7.4 s in all, with the
+    // host's randomisation), then about 6.4 s more.
+    tokio::time::sleep(Duration::from_millis(8500)).await;
+    let put = std::time::Instant::now();
+    host.invoke("First", Invocation::new(json!({})))
+        .await
+        .unwrap();
+    let ran = tokio::time::timeout(LIMIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let waited = ran.duration_since(put);
+    assert!(
+        waited < Duration::from_millis(1000),
+        "the listener was not woken: {waited:?}"
+    );
+    assert!(handle.stop(STOP).await);
+    azurite.stop().await;
+}

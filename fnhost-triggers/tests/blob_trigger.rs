@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use fnhost_core::invoke::{ExecutorError, InvocationResult};
+use fnhost_core::invoke::{BindingData, ExecutorError, InvocationResult};
 use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
 use fnhost_triggers::Listeners;
 use fnhost_triggers::storage::{BlobService, PutOptions};
@@ -114,7 +114,7 @@ async fn each_blob_version_is_processed_once_across_restarts() {
         assert_eq!(seen.len(), N, "{:?}", seen.keys().collect::<Vec<_>>());
         assert!(seen.values().all(|v| v.len() == 1));
         let inv = &seen["samples/img-7.v1.png"][0];
-        assert_eq!(inv.trigger.to_json(), "content 7");
+        assert_eq!(inv.trigger, BindingData::Bytes(b"content 7".to_vec()));
         assert_eq!(inv.metadata["name"], "7.v1");
         assert_eq!(inv.metadata["ext"], "png");
         assert_eq!(inv.metadata["Metadata"]["owner"], "ada");
@@ -154,8 +154,8 @@ async fn each_blob_version_is_processed_once_across_restarts() {
         let seen = seen.lock().unwrap();
         assert_eq!(total_of(&seen), N + 2);
         assert_eq!(
-            seen["samples/img-3.v1.png"][1].trigger.to_json(),
-            "rewritten"
+            seen["samples/img-3.v1.png"][1].trigger,
+            BindingData::Bytes(b"rewritten".to_vec())
         );
     }
     // One receipt per version.

@@ -130,11 +130,37 @@ async fn a_wrong_key_is_refused_and_a_closed_port_is_unreachable() {
     assert!(e.is_transient());
 }
 
-#[test]
-fn https_endpoints_are_refused_with_a_reason() {
-    let e = QueueService::from_connection_string(
-        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5",
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("http only"), "{e}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoints_are_reached_over_tls_and_verified() {
+    let (azurite, cert) = Azurite::start_https().await;
+    assert!(
+        azurite.endpoint.starts_with("https://"),
+        "{}",
+        azurite.endpoint
+    );
+    let account = StorageAccount::emulator(&azurite.endpoint);
+    // Trusting the certificate: every operation works.
+    let tls = fnhost_triggers::storage::tls_trusting(&cert).unwrap();
+    let q = QueueService::with_tls(account.clone(), tls)
+        .unwrap()
+        .queue("secure");
+    assert!(q.create().await.unwrap());
+    q.put("over tls", None).await.unwrap();
+    let got = q.receive(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got[0].text, "over tls");
+    q.delete_message(&got[0].id, &got[0].pop_receipt)
+        .await
+        .unwrap();
+    // The system's roots do not know a self-signed certificate: refused.
+    let e = QueueService::new(account)
+        .unwrap()
+        .queue("secure")
+        .approximate_count()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().to_ascii_lowercase().contains("certificate"),
+        "{e}"
+    );
+    azurite.stop().await;
 }

@@ -303,3 +303,67 @@ async fn a_broker_that_is_not_there_is_retried_and_logged_not_fatal() {
         .count();
     assert_eq!(logged, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_twice() {
+    let (_conn, channel) = broker().await;
+    let first = unique("swap-a");
+    let second = unique("swap-b");
+    declare(&channel, &first, FieldTable::default()).await;
+    declare(&channel, &second, FieldTable::default()).await;
+    let trigger = |queue: &str| json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": queue, "connectionStringSetting": "Rabbit"}]);
+    let v1 = tempfile::tempdir().unwrap();
+    write_app(v1.path(), trigger(&first));
+    let v2 = tempfile::tempdir().unwrap();
+    write_app(v2.path(), trigger(&second));
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let recorded = seen.clone();
+    let native = NativeExecutor::new().function("Work", move |inv: Invocation| {
+        let seen = recorded.clone();
+        async move {
+            // Slow enough that the swap finds runs in flight.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let text = inv.trigger.to_json().as_str().unwrap().to_owned();
+            *seen.lock().unwrap().entry(text).or_default() += 1;
+            Ok(InvocationResult::new())
+        }
+    });
+    let host = Arc::new(
+        Host::builder()
+            .native(native)
+            .build(load(v1.path(), &uri())),
+    );
+    let (log, lines) = collecting_log();
+    let handle = Listeners::new(host.clone()).with_log(log).start();
+    for i in 0..100 {
+        publish(&channel, &first, &format!("a{i}")).await;
+    }
+    wait_until(LIMIT, "some of the first queue run", async || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    let old = host.swap(load(v2.path(), &uri())).await.unwrap();
+    wait_until(LIMIT, "the old listener to stop", async || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| *l == format!("stopped listening to rabbitMQ queue {first} for Work"))
+    })
+    .await;
+    old.shutdown().await;
+    for i in 0..20 {
+        publish(&channel, &second, &format!("b{i}")).await;
+    }
+    wait_until(LIMIT, "the second queue run", async || {
+        (0..20).all(|i| seen.lock().unwrap().contains_key(&format!("b{i}")))
+    })
+    .await;
+    assert!(handle.stop(STOP).await);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.values().all(|c| *c == 1), "ran twice: {seen:?}");
+    // What the old version had not taken is still in its queue.
+    let ran_first = seen.keys().filter(|k| k.starts_with('a')).count() as u32;
+    assert_eq!(ran_first + count(&channel, &first).await, 100);
+    delete(&channel, &[&first, &second]).await;
+}

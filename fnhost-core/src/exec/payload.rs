@@ -79,10 +79,12 @@ pub(crate) fn request_body(
     } else {
         info.trigger_name.as_str()
     };
-    data.insert(
-        trigger_name.to_owned(),
-        shape.value(invocation.trigger.to_json()),
-    );
+    // Bytes travel as base64 text in either shape (the host's byte[]).
+    let trigger = match &invocation.trigger {
+        BindingData::Bytes(_) => invocation.trigger.to_json(),
+        other => shape.value(other.to_json()),
+    };
+    data.insert(trigger_name.to_owned(), trigger);
     for (name, value) in &invocation.inputs {
         data.insert(name.clone(), shape.value(value.clone()));
     }

@@ -243,6 +243,8 @@ impl StorageBindings {
                 Err(e) => return Err(e.to_string()),
             }
         }
+        // Listeners of this queue in this process poll at once.
+        crate::queue::watcher(queue.endpoint(), queue.name()).notify_waiters();
         Ok(())
     }
 

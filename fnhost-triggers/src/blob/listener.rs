@@ -462,8 +462,9 @@ async fn renew(receipt: &BlobClient, lease: &Lease) -> std::convert::Infallible 
     }
 }
 
-/// The invocation of a blob: its content (text, or bytes when the binding
-/// says `dataType: binary` or it is not UTF-8) and the host's metadata.
+/// The invocation of a blob: its content (bytes, as Azure hands blobs to
+/// workers; text when the binding says `dataType: string`) and the host's
+/// metadata.
 fn invocation_for(
     ctx: &Ctx,
     item: &BlobItem,
@@ -471,13 +472,13 @@ fn invocation_for(
     content: Vec<u8>,
     params: Map<String, Value>,
 ) -> Invocation {
-    let trigger = if ctx.spec.data_type == Some(DataType::Binary) {
-        BindingData::Bytes(content)
-    } else {
+    let trigger = if ctx.spec.data_type == Some(DataType::String) {
         match String::from_utf8(content) {
             Ok(text) => BindingData::Json(Value::String(text)),
             Err(e) => BindingData::Bytes(e.into_bytes()),
         }
+    } else {
+        BindingData::Bytes(content)
     };
     let container = &ctx.spec.pattern.container;
     let mut metadata = Map::new();

@@ -20,7 +20,18 @@ impl BlobService {
     /// A client of `account`'s blob service (no request is made).
     pub fn new(account: StorageAccount) -> Result<BlobService, StorageError> {
         Ok(BlobService {
-            transport: Transport::new(account.clone(), &account.blob_endpoint)?,
+            transport: Transport::new(account.clone(), &account.blob_endpoint, None)?,
+        })
+    }
+
+    /// A client whose `https` requests trust `tls`'s roots instead of the
+    /// system's (see [`super::tls_trusting`]).
+    pub fn with_tls(
+        account: StorageAccount,
+        tls: super::TlsConfig,
+    ) -> Result<BlobService, StorageError> {
+        Ok(BlobService {
+            transport: Transport::new(account.clone(), &account.blob_endpoint, Some(tls))?,
         })
     }
 

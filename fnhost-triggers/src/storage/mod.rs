@@ -3,9 +3,11 @@
 //! service ([`BlobService`], [`ContainerClient`], [`BlobClient`]).
 //!
 //! Requests carry a fixed `x-ms-version` ([`API_VERSION`]), which both
-//! Azure and Azurite serve. Only `http` endpoints are reached in this
-//! version (Azurite, or a TLS-terminating proxy): an `https` endpoint is a
-//! configuration error that says so.
+//! Azure and Azurite serve. `https` endpoints (Azure's) are reached over
+//! rustls, trusting the system's root certificates (`SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` are honoured), or the roots of a
+//! [`TlsConfig`] given to [`QueueService::with_tls`] or
+//! [`BlobService::with_tls`].
 
 mod account;
 mod blob;
@@ -18,12 +20,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Method, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use account::{Credentials, DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, StorageAccount};
+// `TlsConfig` and `tls_trusting` are defined below.
 pub use blob::{
     BlobClient, BlobItem, BlobPage, BlobProperties, BlobService, ContainerClient, Lease,
     PutOptions, is_valid_container_name,
@@ -111,11 +115,70 @@ impl StorageError {
     }
 }
 
+/// The TLS client configuration of `https` endpoints (rustls).
+pub type TlsConfig = std::sync::Arc<tokio_rustls::rustls::ClientConfig>;
+
+/// A client configuration (ring, the safe protocol versions) trusting
+/// `roots`.
+fn tls_config(roots: tokio_rustls::rustls::RootCertStore) -> Result<TlsConfig, String> {
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("no TLS protocol version: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// The system's root certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// honoured), loaded once: the configuration every client uses unless
+/// given another. `Err` says why there is none.
+fn system_tls() -> Result<TlsConfig, String> {
+    static CONFIG: std::sync::OnceLock<Result<TlsConfig, String>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map_or_else(|| "none found".to_owned(), ToString::to_string);
+                return Err(format!(
+                    "no root certificates on this system ({why}): install ca-certificates, or set SSL_CERT_FILE"
+                ));
+            }
+            tls_config(roots)
+        })
+        .clone()
+}
+
+/// A TLS configuration that trusts the certificates of a PEM file (a
+/// private CA, a self-signed test certificate) and nothing else.
+pub fn tls_trusting(pem_file: &std::path::Path) -> Result<TlsConfig, StorageError> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let bad = |e: String| {
+        StorageError::Config(format!(
+            "cannot read certificates from {}: {e}",
+            pem_file.display()
+        ))
+    };
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pem_file).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    tls_config(roots).map_err(bad)
+}
+
 /// The HTTP client and signer of one account's service (queue or blob).
 #[derive(Clone)]
 pub(crate) struct Transport {
     account: StorageAccount,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// The service endpoint, as configured.
     endpoint: String,
     /// `scheme://authority`.
@@ -184,25 +247,38 @@ impl<'a> Call<'a> {
 }
 
 impl Transport {
-    pub(crate) fn new(account: StorageAccount, endpoint: &str) -> Result<Transport, StorageError> {
+    pub(crate) fn new(
+        account: StorageAccount,
+        endpoint: &str,
+        tls: Option<TlsConfig>,
+    ) -> Result<Transport, StorageError> {
         let uri: Uri = endpoint.parse().map_err(|e| {
             StorageError::Config(format!(
                 "the storage endpoint '{endpoint}' is not a URL: {e}"
             ))
         })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(StorageError::Config(format!(
-                    "the storage endpoint {endpoint} is https, and this version of fnhost reaches storage over http only (Azurite, or a TLS-terminating proxy given as QueueEndpoint=http://... or BlobEndpoint=http://...)"
-                )));
-            }
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) => s.to_owned(),
             other => {
                 return Err(StorageError::Config(format!(
-                    "the storage endpoint '{endpoint}' has the scheme {other:?}: use http"
+                    "the storage endpoint '{endpoint}' has the scheme {other:?}: use https (or http for Azurite)"
                 )));
             }
-        }
+        };
+        let tls = match tls {
+            Some(t) => t,
+            None => match system_tls() {
+                Ok(t) => t,
+                Err(e) if scheme == "https" => {
+                    return Err(StorageError::Config(format!(
+                        "cannot reach {endpoint}: {e}"
+                    )));
+                }
+                // Plain http needs no roots: an empty store will do.
+                Err(_) => tls_config(tokio_rustls::rustls::RootCertStore::empty())
+                    .map_err(StorageError::Config)?,
+            },
+        };
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_owned())
@@ -212,11 +288,17 @@ impl Transport {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         Ok(Transport {
-            origin: format!("http://{authority}"),
+            origin: format!("{scheme}://{authority}"),
             base_path: uri.path().trim_end_matches('/').to_owned(),
             endpoint: endpoint.to_owned(),
             account,

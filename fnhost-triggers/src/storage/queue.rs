@@ -19,7 +19,18 @@ impl QueueService {
     /// A client of `account`'s queue service (no request is made).
     pub fn new(account: StorageAccount) -> Result<QueueService, StorageError> {
         Ok(QueueService {
-            transport: Transport::new(account.clone(), &account.queue_endpoint)?,
+            transport: Transport::new(account.clone(), &account.queue_endpoint, None)?,
+        })
+    }
+
+    /// A client whose `https` requests trust `tls`'s roots instead of the
+    /// system's (see [`super::tls_trusting`]).
+    pub fn with_tls(
+        account: StorageAccount,
+        tls: super::TlsConfig,
+    ) -> Result<QueueService, StorageError> {
+        Ok(QueueService {
+            transport: Transport::new(account.clone(), &account.queue_endpoint, Some(tls))?,
         })
     }
 
@@ -116,6 +127,11 @@ impl QueueClient {
     /// The queue's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The queue service's endpoint, as configured.
+    pub fn endpoint(&self) -> &str {
+        &self.transport.account().queue_endpoint
     }
 
     fn check_name(&self) -> Result<(), StorageError> {

@@ -107,8 +107,14 @@ pub struct Azurite {
 
 /// Starts one Azurite service binary on a free port; returns it and its
 /// endpoint.
-async fn spawn_service(bin: &Path, service: &str, workdir: &Path) -> (Child, String) {
+async fn spawn_service(
+    bin: &Path,
+    service: &str,
+    workdir: &Path,
+    extra: &[&str],
+) -> (Child, String) {
     let mut child = Command::new(bin)
+        .args(extra)
         .args([
             &format!("--{service}Host"),
             "127.0.0.1",
@@ -145,7 +151,10 @@ async fn spawn_service(bin: &Path, service: &str, workdir: &Path) -> (Child, Str
         Ok(None) => panic!("Azurite ({service}) exited before listening"),
         Err(_) => panic!("Azurite ({service}) did not listen within 60 s"),
     };
-    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("https://127.0.0.1:"),
+        "{endpoint}"
+    );
     // Keep draining its output so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, endpoint)
@@ -154,9 +163,14 @@ async fn spawn_service(bin: &Path, service: &str, workdir: &Path) -> (Child, Str
 impl Azurite {
     /// The queue service only.
     pub async fn start() -> Azurite {
-        let bin = ensure_installed();
         let workdir = tempfile::tempdir().expect("a temporary folder");
-        let (child, endpoint) = spawn_service(&bin, "queue", workdir.path()).await;
+        Self::queue_in(workdir, &[]).await
+    }
+
+    /// The queue service, its files in `workdir`, with `extra` arguments.
+    async fn queue_in(workdir: tempfile::TempDir, extra: &[&str]) -> Azurite {
+        let bin = ensure_installed();
+        let (child, endpoint) = spawn_service(&bin, "queue", workdir.path(), extra).await;
         Azurite {
             child,
             blob_child: None,
@@ -166,11 +180,45 @@ impl Azurite {
         }
     }
 
+    /// The queue service over HTTPS, with a self-signed certificate for
+    /// 127.0.0.1 made with `openssl`; returns it and the certificate's
+    /// PEM file.
+    pub async fn start_https() -> (Azurite, PathBuf) {
+        let workdir = tempfile::tempdir().expect("a temporary folder");
+        let cert = workdir.path().join("cert.pem");
+        let key = workdir.path().join("key.pem");
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            // A server certificate, not a CA (rustls refuses a CA as the
+            // server's own certificate).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (scripts/test.sh installs it with OpenSSL's headers)");
+        assert!(status.success(), "openssl could not make a certificate");
+        let (cert_s, key_s) = (
+            cert.to_str().expect("utf-8").to_owned(),
+            key.to_str().expect("utf-8").to_owned(),
+        );
+        let azurite = Self::queue_in(workdir, &["--cert", &cert_s, "--key", &key_s]).await;
+        (azurite, cert)
+    }
+
     /// The queue and blob services.
     pub async fn start_with_blobs() -> Azurite {
         let mut azurite = Azurite::start().await;
         let bin = azurite_blob_bin(&azurite_dir());
-        let (child, endpoint) = spawn_service(&bin, "blob", azurite._workdir.path()).await;
+        let (child, endpoint) = spawn_service(&bin, "blob", azurite._workdir.path(), &[]).await;
         azurite.blob_child = Some(child);
         azurite.blob_endpoint = Some(endpoint);
         azurite
@@ -214,6 +262,18 @@ impl Azurite {
             let _ = b.kill().await;
         }
     }
+}
+
+/// For tests without an async runtime of their own: a Tokio runtime and
+/// an Azurite (queues and blobs) started on it.
+pub fn runtime_and_azurite() -> (tokio::runtime::Runtime, Azurite) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let azurite = rt.block_on(Azurite::start_with_blobs());
+    (rt, azurite)
 }
 
 /// Writes an app: host.json and one folder per function.
