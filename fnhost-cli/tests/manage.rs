@@ -518,7 +518,11 @@ fn authentication_is_required_and_secrets_stay_out_of_logs() {
     assert_eq!(r.status, 404, "{}", r.text());
     let r = curl(s.dir(), &["-u", &auth(), &url]);
     assert_eq!(r.status, 200);
+    // `/` is the portal's (a redirect to its sign-in); other paths are
+    // not the endpoint's.
     let r = curl(s.dir(), &[&format!("{}/", s.root)]);
+    assert_eq!(r.status, 303);
+    let r = curl(s.dir(), &[&format!("{}/nowhere", s.root)]);
     assert_eq!(r.status, 404);
     let log = fs::read_to_string(&s.stderr).unwrap();
     assert!(log.contains("failed authentication for app demo"), "{log}");
