@@ -74,7 +74,7 @@ cargo clippy --workspace --quiet -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== lint the JavaScript and Python fnhost ships"
-js_files=$(find workers/node examples/apps fnhost-core/src -name node_modules -prune -o \( -name '*.js' -o -name '*.mjs' -o -name '*.cjs' \) -print)
+js_files=$(find workers/node examples/apps fnhost-core/src fnhost-deploy/src/manage/portal/static fnhost-cli/tests/portal_e2e -name node_modules -prune -o \( -name '*.js' -o -name '*.mjs' -o -name '*.cjs' \) -print)
 for f in $js_files; do node --check "$f"; done
 lint_venv=target/lint-venv
 if [ ! -x "$lint_venv/bin/pyflakes" ]; then

@@ -52,6 +52,25 @@ fn portal_users_are_added_listed_removed_and_sign_in_to_fnhost_manage() {
     assert!(head.starts_with("HTTP/1.1 303"), "{head}");
     assert!(head.contains("set-cookie: fnhost_portal="), "{head}");
 
+    // --no-portal: the API only.
+    let (mut child, root) = spawn_manage(&home, &["--no-portal"]);
+    let status = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "30",
+        ])
+        .arg(format!("{root}/portal/login"))
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "404");
+
     let rm = fnhost(&home, &["portal", "users", "remove", "ann"]);
     assert!(rm.status.success());
     let again = fnhost(&home, &["portal", "users", "remove", "ann"]);

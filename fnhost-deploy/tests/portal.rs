@@ -685,6 +685,22 @@ fn files_are_listed_escaped_downloaded_and_uploaded_as_deployments() {
     assert!(!list.body.contains("<img"), "a file name is escaped");
     assert!(list.body.contains("&lt;img src=x onerror=alert(1)&gt;.txt"));
     assert!(list.body.contains("Hello/"), "folders listed");
+    // Long folders come in pages whose links keep the folder.
+    let many = s.dir.join("src-demo/many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..150 {
+        std::fs::write(many.join(format!("f{i:03}.txt")), "x").unwrap();
+    }
+    deploy(&s, "demo", "a", "many files");
+    let page = get(&s, &cookie, &format!("{base}/files?path=many"));
+    assert!(page.body.contains("1–100 of 150"), "{}", page.body);
+    assert!(
+        page.body.contains("href=\"?path=many&amp;page=2\""),
+        "{}",
+        page.body
+    );
+    let second = get(&s, &cookie, &format!("{base}/files?path=many&page=2"));
+    assert!(second.body.contains("f149.txt") && !second.body.contains("f000.txt"));
     let name: String = form_urlencoded::byte_serialize(HOSTILE_FILE.as_bytes()).collect();
     let file = get(&s, &cookie, &format!("{base}/files/download?path={name}"));
     assert_eq!(file.status, 200);

@@ -16,7 +16,7 @@ use minijinja::{Value, context};
 use serde::Serialize;
 
 use super::access::{Place, Viewer, form};
-use super::pages::{failure, page_context, site_failure};
+use super::pages::{PER_PAGE, failure, page_context, paged, site_failure};
 use super::run::RunInput;
 use super::view::see_other;
 use super::{PortalState, St};
@@ -215,12 +215,13 @@ pub(super) async fn files(
         Ok(m) => m,
         Err(e) => return site_failure(&st, &viewer, Some(&place), &e),
     };
-    let entries = listing(&manifest, &dir);
+    let (entries, pager) = paged(listing(&manifest, &dir), req.uri().query(), PER_PAGE);
     let parent = dir.rsplit_once('/').map_or("", |(p, _)| p).to_string();
     let values = context! {
         dir => dir,
         parent => parent,
         entries => Value::from(Serde(&entries)),
+        pager => pager,
     };
     let ctx = page_context(&st, &viewer, Some(&place), "files", values);
     st.views.page(StatusCode::OK, "files.html", ctx)

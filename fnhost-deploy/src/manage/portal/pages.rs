@@ -82,7 +82,21 @@ pub(super) fn paged<T>(items: Vec<T>, query: Option<&str>, per_page: usize) -> (
         .skip((page - 1) * per_page)
         .take(per_page)
         .collect();
+    // The links keep the other parameters (a folder's path).
+    let mut keep = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "page" {
+            keep.append_pair(&k, &v);
+        }
+    }
+    let keep = keep.finish();
+    let link = if keep.is_empty() {
+        "?page=".to_string()
+    } else {
+        format!("?{keep}&page=")
+    };
     let pager = context! {
+        link => link,
         page => page,
         pages => pages,
         total => total,

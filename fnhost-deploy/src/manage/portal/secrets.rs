@@ -66,7 +66,7 @@ pub(super) async fn keys(
 ) -> Response {
     match key_store(&st, &place) {
         Ok(store) => {
-            let (rows, pager) = paged(key_rows(&store.secrets()), req.uri().query(), PER_PAGE);
+            let (rows, pager) = paged(key_rows(&store.secrets()), req.uri().query(), PER_PAGE / 2);
             let values = context! { keys => Value::from(Serde(rows)), pager => pager };
             let ctx = page_context(&st, &viewer, Some(&place), "keys", values);
             st.views.page(StatusCode::OK, "keys.html", ctx)
