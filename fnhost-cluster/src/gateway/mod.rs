@@ -67,6 +67,7 @@ const COOLDOWN_MS: i64 = 2_000;
 enum Source {
     Manager(Box<ManagerClient>),
     Cluster(Cluster),
+    Fixed(Arc<RouteTable>),
 }
 
 impl Source {
@@ -74,6 +75,7 @@ impl Source {
         match self {
             Source::Manager(c) => c.get("/routes", Duration::from_secs(10)).await,
             Source::Cluster(c) => c.route_table().await,
+            Source::Fixed(t) => Ok((**t).clone()),
         }
     }
 }
@@ -105,6 +107,12 @@ impl Gateway {
     /// A gateway inside the manager's process.
     pub fn embedded(cluster: Cluster) -> Gateway {
         Gateway::from_source(Source::Cluster(cluster))
+    }
+
+    /// A gateway over a route table given once (no manager): tests,
+    /// benchmarks, or instances placed by other means.
+    pub fn with_table(table: RouteTable) -> Gateway {
+        Gateway::from_source(Source::Fixed(Arc::new(table)))
     }
 
     fn from_source(source: Source) -> Gateway {

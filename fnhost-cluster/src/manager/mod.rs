@@ -30,6 +30,7 @@
 //! | `DELETE /workers/{name}` | the worker | leave after draining |
 //! | `GET /manifests/{digest}` | any | a deployment's manifest by content id |
 //! | `GET /blobs/{digest}` | any | a file's content by sha256 |
+//! | `POST /blobs` | any | many files: the body a JSON array of digests (at most [`MAX_BATCH`]); the answer each one's content in order, each after its length (8 bytes, big-endian) |
 //! | `GET /apps/{app}/slots/{slot}/config` | any | settings and keys |
 //! | `GET /apps/{app}/slots/{slot}/active` | any | the active deployment's manifest digest |
 //! | `GET /routes` | join token | every placed slot's routes, keys and ready instances (gateways) |
@@ -90,6 +91,9 @@ pub(crate) struct Inner {
     pub(crate) lease_ttl_ms: i64,
     pub(crate) log: Arc<dyn Fn(&str) + Send + Sync>,
     changed: Notify,
+    /// A worker joined, left or began draining: place now, not at the
+    /// next half second.
+    place_now: Notify,
     pub(crate) http: crate::client::Http,
 }
 
@@ -154,6 +158,7 @@ impl Cluster {
                 lease_ttl_ms: DEFAULT_LEASE_TTL.as_millis() as i64,
                 log: Arc::new(|_| {}),
                 changed: Notify::new(),
+                place_now: Notify::new(),
                 http: crate::client::http(),
             }),
         }
@@ -221,6 +226,7 @@ impl Cluster {
             .route(&format!("{p}/workers/{{name}}/drain"), post(drain))
             .route(&format!("{p}/manifests/{{digest}}"), get(manifest))
             .route(&format!("{p}/blobs/{{digest}}"), get(blob))
+            .route(&format!("{p}/blobs"), post(blobs))
             .route(
                 &format!("{p}/apps/{{app}}/slots/{{slot}}/config"),
                 get(config),
@@ -331,7 +337,8 @@ async fn leader_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(if leading { 100 } else { 1000 })) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = inner.place_now.notified() => last_reconcile = 0,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         }
     }
     if was_leader {
@@ -512,6 +519,7 @@ async fn register(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byt
             .await
             .map_err(store_error)?;
         (inner.log)(&format!("cluster: worker {} joined", req.name));
+        inner.place_now.notify_one();
         Ok::<_, ApiError>(json_response(&RegisterResponse {
             credential: format!("{}.{secret}", req.name),
             heartbeat_ms: inner.heartbeat_ms,
@@ -535,6 +543,9 @@ async fn heartbeat(
             WorkerState::Ready
         };
         let status = String::from_utf8_lossy(&body).into_owned();
+        if hb.draining {
+            inner.place_now.notify_one();
+        }
         let record = inner
             .state
             .heartbeat(&name, state, &status, now_ms())
@@ -568,6 +579,7 @@ async fn leave(
             .map_err(store_error)?;
         (inner.log)(&format!("cluster: worker {name} left"));
         inner.changed.notify_waiters();
+        inner.place_now.notify_one();
         Ok::<_, ApiError>(json_response(&serde_json::json!({"left": name})))
     };
     run.await
@@ -718,6 +730,54 @@ async fn blob(
         )
     };
     run.await
+}
+
+/// The most blobs one `POST /blobs` asks for.
+pub const MAX_BATCH: usize = 1024;
+
+async fn blobs(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Answer {
+    authorize(&inner, &headers).await?;
+    let wanted: Vec<String> = parse_json(&body)?;
+    if wanted.len() > MAX_BATCH {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!("{} blobs asked at once; at most {MAX_BATCH}", wanted.len()),
+        ));
+    }
+    let digests = wanted
+        .iter()
+        .map(|d| {
+            d.parse::<Digest>().map_err(|_| {
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("{d} is not a sha256 digest"),
+                )
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let store = inner.slots.site().store().clone();
+    let data = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for d in &digests {
+            let mut r = store
+                .open(d)
+                .map_err(|e| fail(StatusCode::NOT_FOUND, format!("no blob {d}: {e}")))?;
+            let at = out.len();
+            out.extend_from_slice(&[0u8; 8]);
+            let n = std::io::Read::read_to_end(&mut r, &mut out)
+                .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("blob {d}: {e}")))?;
+            out[at..at + 8].copy_from_slice(&(n as u64).to_be_bytes());
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from(data),
+    )
+        .into_response())
 }
 
 async fn slot_info(

@@ -178,7 +178,7 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves or the manager asks it to drain;
-    /// then drains and leaves.
+    /// then drains and leaves. The future is `Send`: spawn it.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let started = Instant::now();
         let cache = ContentCache::open(&self.cache)?;
@@ -220,7 +220,7 @@ impl Worker {
                     }
                 },
                 _ = &mut shutdown => break,
-                _ = drain_rx.wait_for(|d| *d) => break,
+                _ = async { let _ = drain_rx.wait_for(|d| *d).await; } => break,
             }
         }
         rt.drain().await;
@@ -371,22 +371,20 @@ impl Runtime {
         let begun = Instant::now();
         let client = self.client();
         let cached = self.cache.app_dir(&a.manifest).is_dir();
-        let manifest = self.cache.fetch(&client, &a.manifest).await?;
+        let (dir, _) = self.cache.app(&client, &a.manifest).await?;
+        let fetched = begun.elapsed();
         let config: SlotConfig = client
             .get(
                 &format!("/apps/{}/slots/{}/config", a.app, a.slot),
                 Duration::from_secs(30),
             )
             .await?;
-        let (cache, digest) = (self.cache.clone(), a.manifest.clone());
         let settings = config.settings.clone();
         let label = format!("{}/{}", a.app, a.slot);
-        let app = tokio::task::spawn_blocking(move || {
-            let dir = cache.materialise(&digest, &manifest)?;
-            load_app(&dir, &settings, &label)
-        })
-        .await
-        .map_err(|e| Error::Invalid(e.to_string()))??;
+        let app = tokio::task::spawn_blocking(move || load_app(&dir, &settings, &label))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))??;
+        let loaded = begun.elapsed();
         if running {
             let host = self
                 .lock()
@@ -417,12 +415,15 @@ impl Runtime {
         self.lock()
             .insert((a.app.clone(), a.slot.clone()), instance);
         (self.worker.log)(&format!(
-            "worker: ready {}/{} deployment {} at {endpoint} in {} ms ({}; {} ms since start)",
+            "worker: ready {}/{} deployment {} at {endpoint} in {} ms ({}: fetched {} ms, loaded {} ms, started {} ms; {} ms since the worker started)",
             a.app,
             a.slot,
             a.deployment,
             begun.elapsed().as_millis(),
             if cached { "warm" } else { "cold" },
+            fetched.as_millis(),
+            (loaded - fetched).as_millis(),
+            (begun.elapsed() - loaded).as_millis(),
             self.started.elapsed().as_millis()
         ));
         Ok(())
@@ -586,5 +587,16 @@ async fn heartbeats(rt: Arc<Runtime>, every_ms: i64, drain: watch::Sender<bool>)
             Err(_) => {}
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn a_worker_can_be_spawned() {
+        let w = super::Worker::new("http://127.0.0.1:1", "t");
+        is_send(&w.run(std::future::pending()));
     }
 }
