@@ -359,16 +359,36 @@ fn start_up() {
     let local = Local::new(&node_src, 1);
     let cache = scratch.path().join("cache-warm");
     let first = local.first_ready(&cache, "warm");
-    let mut warm: Vec<Duration> = (0..if quick() { 1 } else { 5 })
+    let rounds = if quick() { 1 } else { 5 };
+    let mut warm: Vec<Duration> = (0..rounds)
         .map(|_| local.first_ready(&cache, "warm"))
         .collect();
+    // The handler's own start, for comparison: node listening, then exit.
+    let mut node: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = std::process::Command::new("node")
+                .args([
+                    "-e",
+                    "require('http').createServer().listen(0, '127.0.0.1', () => process.exit(0))",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "node runs");
+            t.elapsed()
+        })
+        .collect();
     warm.sort();
-    let w = warm[warm.len() / 2];
+    node.sort();
+    let (w, n) = (warm[warm.len() / 2], node[node.len() / 2]);
     println!(
-        "first start {}; warm restart to ready: median {} of {} (target <= 100 ms: {})",
+        "first start {}; warm restart to ready: median {} of {} (target <= 100 ms: {}); \
+         node alone to listening: median {}; the worker's own part: {}",
         format_duration(first),
         format_duration(w),
         warm.len(),
-        verdict(w <= Duration::from_millis(100))
+        verdict(w <= Duration::from_millis(100)),
+        format_duration(n),
+        format_duration(w.saturating_sub(n))
     );
 }
