@@ -821,7 +821,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
 
     // The gateway inside the manager routes to a worker.
     let cache = tmp.path().join("cache");
-    let (_w1, _) = Proc::start(
+    let (mut w1, _) = Proc::start(
         "w1",
         &home,
         &worker_args(&murl, &token, "w1", cache.to_str().unwrap()),
@@ -841,4 +841,14 @@ fn fetch_and_a_gateway_inside_the_manager() {
         list.contains("Cluster workers:") && list.contains("w1\tready"),
         "{list}"
     );
+
+    // SIGTERM drains the worker: it finishes, leaves, exits 0.
+    w1.signal("-TERM");
+    let status = w1
+        .wait_exit(Duration::from_secs(15))
+        .expect("w1 exits after SIGTERM");
+    assert!(status.success(), "{}", w1.stderr());
+    assert!(w1.stderr().contains("drained and left"), "{}", w1.stderr());
+    let list = fnhost(&home, &["workers", "list", "--json"]);
+    assert!(!list.contains("\"w1\""), "{list}");
 }

@@ -574,19 +574,27 @@ async fn heartbeats(rt: Arc<Runtime>, every_ms: i64, drain: watch::Sender<bool>)
                     let _ = drain.send(true);
                 }
             }
-            Err(Error::Unauthorized { .. }) | Err(Error::Manager { .. })
-                if !rt.draining.load(Ordering::SeqCst) =>
+            // Forgotten (404) or refused: not a manager that is down.
+            Err(Error::Unauthorized { .. }) if !rt.draining.load(Ordering::SeqCst) => {
+                rejoin(&rt).await;
+            }
+            Err(Error::Manager { message, .. })
+                if message.starts_with("404") && !rt.draining.load(Ordering::SeqCst) =>
             {
-                // Forgotten by the manager (removed, or a new state
-                // store): join again with the join token.
-                if let Ok((client, _)) = register(&rt.joiner, &rt.worker).await {
-                    (rt.worker.log)(&format!("worker {} joined again", rt.worker.name));
-                    *rt.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
-                }
+                rejoin(&rt).await;
             }
             Err(_) => {}
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Joins again with the join token: the manager forgot the worker
+/// (removed, or a new state store).
+async fn rejoin(rt: &Arc<Runtime>) {
+    if let Ok((client, _)) = register(&rt.joiner, &rt.worker).await {
+        (rt.worker.log)(&format!("worker {} joined again", rt.worker.name));
+        *rt.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
     }
 }
 
