@@ -660,3 +660,53 @@ impl fmt::Debug for Shared {
         f.debug_struct("Shared").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(slots: &[(&str, &str)]) -> Table {
+        Table {
+            slots: slots
+                .iter()
+                .map(|(a, s)| ((a.to_string(), s.to_string()), SlotEntry::default()))
+                .collect(),
+            source: RouteTable::default(),
+        }
+    }
+
+    fn found(t: &Table, host: &str) -> Option<(String, String)> {
+        Shared::slot_for(t, host).map(|(k, _)| k.clone())
+    }
+
+    #[test]
+    fn host_names_address_apps_and_slots_as_azure_does() {
+        let t = table(&[
+            ("orders", "production"),
+            ("orders", "staging"),
+            ("my-app", "production"),
+            ("my-app", "blue"),
+        ]);
+        let pair = |a: &str, s: &str| Some((a.to_string(), s.to_string()));
+        assert_eq!(
+            found(&t, "orders.localhost:8080"),
+            pair("orders", "production")
+        );
+        assert_eq!(
+            found(&t, "Orders.example.com"),
+            pair("orders", "production")
+        );
+        assert_eq!(
+            found(&t, "orders-staging.localhost"),
+            pair("orders", "staging")
+        );
+        assert_eq!(found(&t, "my-app.localhost"), pair("my-app", "production"));
+        assert_eq!(
+            found(&t, "my-app-blue.example.com:443"),
+            pair("my-app", "blue")
+        );
+        assert_eq!(found(&t, "orders-nope.localhost"), None);
+        assert_eq!(found(&t, "other.localhost"), None);
+        assert_eq!(found(&t, ""), None);
+    }
+}

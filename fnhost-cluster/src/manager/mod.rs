@@ -298,18 +298,39 @@ async fn leader_loop(
     let mut timers = crate::timers::Dispatcher::new(inner.clone());
     let mut was_leader = false;
     let mut last_reconcile = 0i64;
+    // The lease held: its token and when it was last renewed. Renewed
+    // every fifth of its time to live; acted on only while that renewal
+    // is younger than the time to live minus a margin, so a manager that
+    // stalled (a paused process, a slow store) stops before another can
+    // take over.
+    let mut held: Option<(i64, i64)> = None;
+    let renew_every = (inner.lease_ttl_ms / 5).max(100);
+    let trust_for = inner.lease_ttl_ms - renew_every;
     loop {
         let now = now_ms();
-        let token = match inner
-            .state
-            .acquire_lease(LEADER_LEASE, &inner.id, inner.lease_ttl_ms, now)
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                (inner.log)(&format!("cluster: cannot renew the leader lease: {e}"));
-                None
-            }
+        let fresh = held.filter(|&(_, at)| now - at < renew_every);
+        let token = match fresh {
+            Some((token, _)) => Some(token),
+            None => match inner
+                .state
+                .acquire_lease(LEADER_LEASE, &inner.id, inner.lease_ttl_ms, now)
+                .await
+            {
+                Ok(Some(t)) => {
+                    held = Some((t, now));
+                    Some(t)
+                }
+                Ok(None) => {
+                    held = None;
+                    None
+                }
+                Err(e) => {
+                    (inner.log)(&format!("cluster: cannot renew the leader lease: {e}"));
+                    // Still ours until it may have lapsed.
+                    held.filter(|&(_, at)| now_ms() - at < trust_for)
+                        .map(|(t, _)| t)
+                }
+            },
         };
         let leading = token.is_some();
         if leading != was_leader {
