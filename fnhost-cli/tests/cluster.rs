@@ -58,9 +58,14 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT), '127.0.0.1');
 "#;
 
+/// A timer every 2 seconds.
+const EVERY_2S: Option<&str> = Some(r#""schedule": "*/2 * * * * *""#);
+/// A timer on the 1st of January that runs on startup.
+const ON_STARTUP: Option<&str> = Some(r#""schedule": "0 0 0 1 1 *", "runOnStartup": true"#);
+
 /// The app: `hello` (anonymous), `secure` (function key), and `Tick` (a
-/// timer every 2 seconds) when `timer`.
-fn write_app(dir: &Path, version: &str, timer: bool) {
+/// timer with `timer`'s settings) when given.
+fn write_app(dir: &Path, version: &str, timer: Option<&str>) {
     write(
         &dir.join("host.json"),
         r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "node", "defaultWorkerPath": "handler.js"}, "enableForwardingHttpRequest": true}}"#,
@@ -72,17 +77,19 @@ fn write_app(dir: &Path, version: &str, timer: bool) {
     };
     write(&dir.join("hello/function.json"), &http("anonymous"));
     write(&dir.join("secure/function.json"), &http("function"));
-    if timer {
+    if let Some(settings) = timer {
         write(
             &dir.join("Tick/function.json"),
-            r#"{"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "*/2 * * * * *"}]}"#,
+            &format!(
+                r#"{{"bindings": [{{"type": "timerTrigger", "direction": "in", "name": "timer", {settings}}}]}}"#
+            ),
         );
     }
     write(&dir.join("handler.js"), HANDLER);
     write(&dir.join("version.txt"), version);
 }
 
-fn deploy(home: &Path, src: &Path, version: &str, timer: bool) {
+fn deploy(home: &Path, src: &Path, version: &str, timer: Option<&str>) {
     write_app(src, version, timer);
     fnhost(
         home,
@@ -353,7 +360,7 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
     let home = tmp.path().join("home");
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "web"]);
-    deploy(&home, &src, "v1", false);
+    deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
     assert_eq!(token.len(), 64);
     let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
@@ -496,7 +503,7 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
     // A rollout under load: no request fails, then v2 everywhere.
     let load = Load::start(&gaddr, 4);
     std::thread::sleep(Duration::from_millis(300));
-    deploy(&home, &src, "v2", false);
+    deploy(&home, &src, "v2", None);
     let took = wait_for("v2 on every instance", Duration::from_secs(20), || {
         let seen = answering(&gaddr, 12);
         seen.len() >= 2 && seen.values().all(|v| v == "v2")
@@ -639,7 +646,7 @@ fn timers_fire_once_per_tick_across_a_leader_kill() {
             &format!("TICKS_FILE={}", ticks.display()),
         ],
     );
-    deploy(&home, &src, "v1", true);
+    deploy(&home, &src, "v1", EVERY_2S);
     let state = ["--state", pg.url.as_str()];
     let token = fnhost(&home, &["workers", "token", state[0], state[1]])
         .trim()
@@ -765,7 +772,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
     let home = tmp.path().join("home");
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "web"]);
-    deploy(&home, &src, "v1", false);
+    deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
     let (manager, maddr) = Proc::start(
         "manager",
@@ -851,4 +858,62 @@ fn fetch_and_a_gateway_inside_the_manager() {
     assert!(w1.stderr().contains("drained and left"), "{}", w1.stderr());
     let list = fnhost(&home, &["workers", "list", "--json"]);
     assert!(!list.contains("\"w1\""), "{list}");
+}
+
+#[test]
+fn run_on_startup_runs_once_per_deployment_cluster_wide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let src = tmp.path().join("src");
+    let ticks = tmp.path().join("ticks.txt");
+    fnhost(&home, &["apps", "create", "web"]);
+    fnhost(
+        &home,
+        &[
+            "settings",
+            "set",
+            "web",
+            &format!("TICKS_FILE={}", ticks.display()),
+        ],
+    );
+    deploy(&home, &src, "v1", ON_STARTUP);
+    let token = fnhost(&home, &["workers", "token"]).trim().to_string();
+    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    let mut workers = Vec::new();
+    for name in ["w1", "w2"] {
+        let cache = tmp.path().join(format!("cache-{name}"));
+        workers.push(
+            Proc::start(
+                name,
+                &home,
+                &worker_args(&murl, &token, name, cache.to_str().unwrap()),
+                false,
+            )
+            .0,
+        );
+    }
+    fnhost(&home, &["apps", "scale", "web", "--instances", "2"]);
+    let lines = || {
+        std::fs::read_to_string(&ticks)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for("the startup run", Duration::from_secs(20), || lines() >= 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(), 1, "once across two instances");
+    deploy(&home, &src, "v2", ON_STARTUP);
+    wait_for(
+        "the new deployment's startup run",
+        Duration::from_secs(20),
+        || lines() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&ticks).unwrap();
+    assert_eq!(text.lines().count(), 2, "once per deployment:\n{text}");
+    assert!(
+        text.lines().all(|l| l.contains("|false|")),
+        "not past due:\n{text}"
+    );
 }
