@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -633,20 +633,7 @@ impl Drop for Pg {
 fn timers_fire_once_per_tick_across_a_leader_kill() {
     let pg = Pg::new();
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    let ticks = tmp.path().join("ticks.txt");
-    fnhost(&home, &["apps", "create", "web"]);
-    fnhost(
-        &home,
-        &[
-            "settings",
-            "set",
-            "web",
-            &format!("TICKS_FILE={}", ticks.display()),
-        ],
-    );
-    deploy(&home, &src, "v1", EVERY_2S);
+    let (home, _src, ticks) = timer_app(tmp.path(), EVERY_2S);
     let state = ["--state", pg.url.as_str()];
     let token = fnhost(&home, &["workers", "token", state[0], state[1]])
         .trim()
@@ -860,23 +847,24 @@ fn fetch_and_a_gateway_inside_the_manager() {
     assert!(!list.contains("\"w1\""), "{list}");
 }
 
+/// The app with a `Tick` timer (`timer`) writing its runs to a file
+/// (the app setting TICKS_FILE), deployed in a new home under `tmp`:
+/// the home, the source folder and the runs' file.
+fn timer_app(tmp: &Path, timer: Option<&str>) -> (PathBuf, PathBuf, PathBuf) {
+    let home = tmp.join("home");
+    let src = tmp.join("src");
+    let ticks = tmp.join("ticks.txt");
+    fnhost(&home, &["apps", "create", "web"]);
+    let setting = format!("TICKS_FILE={}", ticks.display());
+    fnhost(&home, &["settings", "set", "web", &setting]);
+    deploy(&home, &src, "v1", timer);
+    (home, src, ticks)
+}
+
 #[test]
 fn run_on_startup_runs_once_per_deployment_cluster_wide() {
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    let ticks = tmp.path().join("ticks.txt");
-    fnhost(&home, &["apps", "create", "web"]);
-    fnhost(
-        &home,
-        &[
-            "settings",
-            "set",
-            "web",
-            &format!("TICKS_FILE={}", ticks.display()),
-        ],
-    );
-    deploy(&home, &src, "v1", ON_STARTUP);
+    let (home, src, ticks) = timer_app(tmp.path(), ON_STARTUP);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
     let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
     let murl = format!("http://{maddr}");
