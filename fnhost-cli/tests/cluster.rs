@@ -322,6 +322,31 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Du
     panic!("timed out after {within:?} waiting for {what}");
 }
 
+/// Runs `action` (a deployment, a rollback) with clients sending requests
+/// through the gateway; asserts none fails and `version` answers
+/// everywhere after.
+fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) {
+    let load = Load::start(gateway, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    action();
+    let took = wait_for(
+        &format!("{version} on every instance"),
+        Duration::from_secs(20),
+        || {
+            let seen = answering(gateway, 12);
+            seen.len() >= 2 && seen.values().all(|v| v == version)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed, seen) = load.finish();
+    eprintln!(
+        "{what} under load: {ok} ok, {} failed, {version} everywhere {} ms after it; answers {seen:?}",
+        failed.len(),
+        took.as_millis()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
 /// The workers answering through the gateway in `n` requests.
 fn answering(gateway: &str, n: usize) -> BTreeMap<String, String> {
     let mut seen = BTreeMap::new();
@@ -500,22 +525,12 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
     eprintln!("warm restart under load: {ok} ok, {} failed", failed.len());
     assert!(failed.is_empty(), "{failed:?}");
 
-    // A rollout under load: no request fails, then v2 everywhere.
-    let load = Load::start(&gaddr, 4);
-    std::thread::sleep(Duration::from_millis(300));
-    deploy(&home, &src, "v2", None);
-    let took = wait_for("v2 on every instance", Duration::from_secs(20), || {
-        let seen = answering(&gaddr, 12);
-        seen.len() >= 2 && seen.values().all(|v| v == "v2")
+    // A rollout and a rollback under load: no request fails, then the
+    // version everywhere.
+    rolled_out(&gaddr, "rollout", "v2", || deploy(&home, &src, "v2", None));
+    rolled_out(&gaddr, "rollback", "v1", || {
+        fnhost(&home, &["rollback", "web"]);
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let (ok, failed, seen) = load.finish();
-    eprintln!(
-        "rollout under load: {ok} ok, {} failed, v2 everywhere {} ms after the deployment; answers {seen:?}",
-        failed.len(),
-        took.as_millis()
-    );
-    assert!(failed.is_empty(), "{failed:?}");
 
     // Two instances on three workers; SIGKILL one that serves, under load.
     fnhost(&home, &["apps", "scale", "web", "--instances", "2"]);
