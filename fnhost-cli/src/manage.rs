@@ -126,7 +126,13 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             cluster.state().describe()
         );
         eprintln!("fnhost: press Ctrl-C to stop");
-        server.serve(fnhost_core::http::shutdown_signal()).await;
+        let closing = cluster.clone();
+        server
+            .serve(async move {
+                fnhost_core::http::shutdown_signal().await;
+                closing.close();
+            })
+            .await;
         leader.stop().await;
         if let Some(g) = gateway {
             let _ = g.await;

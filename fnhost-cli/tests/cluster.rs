@@ -776,24 +776,35 @@ fn fetch_and_a_gateway_inside_the_manager() {
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
-    let (manager, maddr) = Proc::start(
-        "manager",
-        &home,
-        &["manage", "--port", "0", "--gateway-port", "0"],
-        true,
-    );
-    let murl = format!("http://{maddr}");
-    let line = manager
-        .wait_line("gateway on http://", Duration::from_secs(10))
-        .unwrap();
-    let gaddr = line
-        .split("gateway on http://")
-        .nth(1)
+    // A fixed port, so that the manager can come back at the same URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .split_whitespace()
-        .next()
+        .local_addr()
         .unwrap()
+        .port()
         .to_string();
+    let manage = || {
+        let (manager, maddr) = Proc::start(
+            "manager",
+            &home,
+            &["manage", "--port", &port, "--gateway-port", "0"],
+            true,
+        );
+        let line = manager
+            .wait_line("gateway on http://", Duration::from_secs(10))
+            .unwrap();
+        let gaddr = line
+            .split("gateway on http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        (manager, maddr, gaddr)
+    };
+    let (mut manager, maddr, gaddr) = manage();
+    let murl = format!("http://{maddr}");
 
     // `fnhost fetch`: the active content, as deployed, into a new folder.
     let dest = tmp.path().join("fetched");
@@ -850,6 +861,29 @@ fn fetch_and_a_gateway_inside_the_manager() {
         list.contains("Cluster workers:") && list.contains("w1\tready"),
         "{list}"
     );
+
+    // The manager stops and comes back 4 s later (more than three
+    // heartbeats): the worker keeps its instance, no restart.
+    manager.signal("-TERM");
+    assert!(
+        manager
+            .wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (_manager, _, gaddr) = manage();
+    wait_for(
+        "w1 through the new manager's gateway",
+        Duration::from_secs(10),
+        || answering(&gaddr, 1).contains_key("w1"),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !w1.stderr().contains("stopping web/production"),
+        "the instance was not moved: {}",
+        w1.stderr()
+    );
+    assert_eq!(w1.stderr().matches("ready web/production").count(), 1);
 
     // SIGTERM drains the worker: it finishes, leaves, exits 0.
     w1.signal("-TERM");

@@ -94,6 +94,10 @@ pub(crate) struct Inner {
     /// A worker joined, left or began draining: place now, not at the
     /// next half second.
     place_now: Notify,
+    /// The manager stops: long-polls answer at once.
+    closing: std::sync::atomic::AtomicBool,
+    /// When this manager started (Unix ms).
+    started_at: i64,
     pub(crate) http: crate::client::Http,
 }
 
@@ -159,6 +163,8 @@ impl Cluster {
                 log: Arc::new(|_| {}),
                 changed: Notify::new(),
                 place_now: Notify::new(),
+                closing: std::sync::atomic::AtomicBool::new(false),
+                started_at: now_ms(),
                 http: crate::client::http(),
             }),
         }
@@ -251,6 +257,16 @@ impl Cluster {
             leader: leader_rx,
             task,
         }
+    }
+
+    /// Lets the assignments long-polls answer at once (call it when the
+    /// endpoint starts shutting down, so its drain does not wait for
+    /// them).
+    pub fn close(&self) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
     }
 
     /// Places instances once (what the leader does every half second).
@@ -367,6 +383,22 @@ async fn leader_loop(
     }
 }
 
+impl Inner {
+    /// The time to judge staleness at: now, except in the first four
+    /// heartbeat intervals of this manager, when no worker is stale (0):
+    /// workers whose heartbeats failed while no manager ran (a restart)
+    /// are not taken for dead and their instances are not moved; a
+    /// worker that is really gone is found stale after the grace.
+    pub(crate) fn staleness_now(&self) -> i64 {
+        let now = now_ms();
+        if now - self.started_at < 4 * self.heartbeat_ms {
+            0
+        } else {
+            now
+        }
+    }
+}
+
 /// The instances a worker reported at its last heartbeat.
 pub(crate) fn instances_of(w: &WorkerRecord) -> Vec<InstanceStatus> {
     serde_json::from_str::<Heartbeat>(&w.status)
@@ -376,7 +408,7 @@ pub(crate) fn instances_of(w: &WorkerRecord) -> Vec<InstanceStatus> {
 
 /// Places every slot's instances and writes the assignments that changed.
 async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
-    let now = now_ms();
+    let now = inner.staleness_now();
     let workers: Vec<WorkerRecord> = inner
         .state
         .workers()
@@ -638,7 +670,8 @@ async fn assignments(
                         format!("no worker {name}: register again"),
                     )
                 })?;
-            if w.generation > since || tokio::time::Instant::now() >= until {
+            let closing = inner.closing.load(std::sync::atomic::Ordering::SeqCst);
+            if w.generation > since || closing || tokio::time::Instant::now() >= until {
                 let list = inner
                     .state
                     .assignments()
@@ -892,7 +925,7 @@ pub(crate) fn ready_instances(
 
 async fn route_table(inner: &Arc<Inner>) -> Result<RouteTable> {
     let workers = inner.state.workers().await?;
-    let ready = ready_instances(&workers, now_ms(), inner.heartbeat_ms);
+    let ready = ready_instances(&workers, inner.staleness_now(), inner.heartbeat_ms);
     let mut slots = Vec::new();
     for p in inner.state.placements().await? {
         let (inner2, a, s) = (inner.clone(), p.app.clone(), p.slot.clone());

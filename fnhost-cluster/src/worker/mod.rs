@@ -200,6 +200,7 @@ impl Worker {
         let (drain_tx, mut drain_rx) = watch::channel(false);
         let beats = tokio::spawn(heartbeats(rt.clone(), heartbeat_ms, drain_tx.clone()));
         let mut generation = -1i64;
+        let mut unreachable = false;
         tokio::pin!(shutdown);
         loop {
             let client = rt.client();
@@ -207,6 +208,9 @@ impl Worker {
             tokio::select! {
                 got = client.get::<Assignments>(&path, Duration::from_secs(40)) => match got {
                     Ok(a) => {
+                        if std::mem::take(&mut unreachable) {
+                            (rt.worker.log)("worker: the manager answers again");
+                        }
                         generation = a.generation;
                         if !rt.apply(a.assignments).await {
                             // Something failed: ask again soon.
@@ -215,7 +219,12 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        (rt.worker.log)(&format!("worker: cannot get assignments: {e}"));
+                        // Once per outage; the instances keep serving.
+                        if !std::mem::replace(&mut unreachable, true) {
+                            (rt.worker.log)(&format!(
+                                "worker: cannot get assignments (retrying every second; the instances keep serving): {e}"
+                            ));
+                        }
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
