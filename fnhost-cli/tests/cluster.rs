@@ -862,6 +862,37 @@ fn fetch_and_a_gateway_inside_the_manager() {
         "{list}"
     );
 
+    // A new function key works at once through the gateway and the
+    // worker (which checks keys too) after the worker reloads them.
+    let key = fnhost(
+        &home,
+        &[
+            "keys",
+            "new",
+            "--app",
+            "web",
+            "--function",
+            "secure",
+            "--name",
+            "k2",
+        ],
+    )
+    .trim()
+    .to_string();
+    wait_for(
+        "the new key accepted end to end",
+        Duration::from_secs(10),
+        || {
+            request(
+                &gaddr,
+                "web.localhost",
+                "/api/secure",
+                &[("x-functions-key", &key)],
+            )
+            .is_ok_and(|(code, _, _)| code == 200)
+        },
+    );
+
     // The manager stops and comes back 4 s later (more than three
     // heartbeats): the worker keeps its instance, no restart.
     manager.signal("-TERM");

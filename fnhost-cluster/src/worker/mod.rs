@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_core::http::{HttpFront, Limits};
-use fnhost_core::keys::KeyStore;
+use fnhost_core::keys::{KeyStore, Secrets};
 use fnhost_core::{FunctionApp, Host};
 use hyper::Method;
 use tokio::sync::{oneshot, watch};
@@ -400,6 +400,9 @@ impl Runtime {
                 .get(&(a.app.clone(), a.slot.clone()))
                 .map(|i| i.host.clone());
             if let Some(host) = host {
+                if let Some(secrets) = &config.secrets {
+                    self.write_keys(a, secrets)?;
+                }
                 let old = host.swap(app).await.map_err(|e| Error::App {
                     app: format!("{}/{}", a.app, a.slot),
                     message: format!("its executors could not start: {e}"),
@@ -449,8 +452,13 @@ impl Runtime {
             message,
         };
         let host = Arc::new(Host::builder().with_default_executors().build(app));
+        // In a file the worker rewrites when the slot's keys change: the
+        // store reads it again when a key it does not know is presented.
         let keys = match &config.secrets {
-            Some(s) => KeyStore::from_secrets(s.clone()),
+            Some(secrets) => {
+                let path = self.write_keys(a, secrets)?;
+                KeyStore::open(&path).map_err(|e| fail(e.to_string()))?
+            }
             None => KeyStore::in_memory().map_err(|e| fail(e.to_string()))?,
         };
         let log = self.worker.log.clone();
@@ -488,6 +496,29 @@ impl Runtime {
             stop: Some(stop_tx),
             task: Some(task),
         })
+    }
+
+    /// Writes a slot's keys where its instance reads them (owner-only,
+    /// replaced atomically).
+    fn write_keys(&self, a: &Assignment, secrets: &Secrets) -> Result<PathBuf> {
+        let dir = self.cache.root().join("keys");
+        let path = dir.join(format!("{}.{}.json", a.app, a.slot));
+        let tmp = dir.join(format!(".{}.{}.{}.tmp", a.app, a.slot, std::process::id()));
+        let text = serde_json::to_vec_pretty(secrets).map_err(|e| Error::Invalid(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                opts.mode(0o600);
+            }
+            std::io::Write::write_all(&mut opts.open(&tmp)?, &text)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| Error::io(&path, e))?;
+        Ok(path)
     }
 
     /// A listening socket on the worker's port, or the next free one.
