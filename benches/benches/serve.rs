@@ -19,7 +19,7 @@ use fnhost_core::{FunctionApp, Host, NativeExecutor};
 use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 /// Keep-alive connections of the client.
@@ -151,17 +151,7 @@ async fn start_bare() -> SocketAddr {
 }
 
 async fn connect(addr: SocketAddr) -> Vec<Client> {
-    let mut clients = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let _ = stream.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        clients.push(Arc::new(Mutex::new(send)));
-    }
-    clients
+    fnhost_benches::client::connect(addr, CONNECTIONS).await
 }
 
 async fn one(client: &Client, path: &str) -> Vec<u8> {

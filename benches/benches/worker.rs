@@ -77,7 +77,6 @@ use fnhost_core::worker::proto::{self, streaming_message::Content, typed_data::D
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use prost::Message as _;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
@@ -610,17 +609,7 @@ fn write_stand_in_worker(dir: &Path) {
 }
 
 async fn connect(addr: SocketAddr) -> Vec<Client> {
-    let mut clients = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        let _ = stream.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(conn);
-        clients.push(Arc::new(Mutex::new(send)));
-    }
-    clients
+    fnhost_benches::client::connect(addr, CONNECTIONS).await
 }
 
 async fn one(client: &Client) -> Vec<u8> {

@@ -102,3 +102,49 @@ pub fn report(
     );
     ok
 }
+
+/// The keep-alive HTTP/1.1 client the HTTP benchmarks share: one
+/// connection per [`client::Client`], requests one at a time on each.
+pub mod client {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper::client::conn::http1::SendRequest;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpStream;
+    use tokio::sync::Mutex;
+
+    /// One keep-alive connection.
+    pub type Client = Arc<Mutex<SendRequest<Empty<Bytes>>>>;
+
+    /// `n` connections to `addr` (TCP_NODELAY).
+    pub async fn connect(addr: SocketAddr, n: usize) -> Vec<Client> {
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let _ = stream.set_nodelay(true);
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            clients.push(Arc::new(Mutex::new(send)));
+        }
+        clients
+    }
+
+    /// `GET path` with `Host: host`: the status and the body.
+    pub async fn get(client: &Client, host: &str, path: &str) -> (u16, Bytes) {
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, host)
+            .body(Empty::<Bytes>::new())
+            .expect("a request");
+        let mut send = client.lock().await;
+        send.ready().await.expect("ready");
+        let resp = send.send_request(req).await.expect("a response");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("a body").to_bytes();
+        (status, body)
+    }
+}

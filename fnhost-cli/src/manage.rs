@@ -154,7 +154,13 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             cluster.state().describe()
         );
         eprintln!("fnhost: press Ctrl-C to stop");
-        server.serve(fnhost_core::http::shutdown_signal()).await;
+        let closing = cluster.clone();
+        server
+            .serve(async move {
+                fnhost_core::http::shutdown_signal().await;
+                closing.close();
+            })
+            .await;
         leader.stop().await;
         let _ = stop_ftp.send(());
         if let Some(ftp) = ftp {

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -58,9 +58,14 @@ http.createServer((req, res) => {
 }).listen(Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT), '127.0.0.1');
 "#;
 
+/// A timer every 2 seconds.
+const EVERY_2S: Option<&str> = Some(r#""schedule": "*/2 * * * * *""#);
+/// A timer on the 1st of January that runs on startup.
+const ON_STARTUP: Option<&str> = Some(r#""schedule": "0 0 0 1 1 *", "runOnStartup": true"#);
+
 /// The app: `hello` (anonymous), `secure` (function key), and `Tick` (a
-/// timer every 2 seconds) when `timer`.
-fn write_app(dir: &Path, version: &str, timer: bool) {
+/// timer with `timer`'s settings) when given.
+fn write_app(dir: &Path, version: &str, timer: Option<&str>) {
     write(
         &dir.join("host.json"),
         r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "node", "defaultWorkerPath": "handler.js"}, "enableForwardingHttpRequest": true}}"#,
@@ -72,17 +77,19 @@ fn write_app(dir: &Path, version: &str, timer: bool) {
     };
     write(&dir.join("hello/function.json"), &http("anonymous"));
     write(&dir.join("secure/function.json"), &http("function"));
-    if timer {
+    if let Some(settings) = timer {
         write(
             &dir.join("Tick/function.json"),
-            r#"{"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "*/2 * * * * *"}]}"#,
+            &format!(
+                r#"{{"bindings": [{{"type": "timerTrigger", "direction": "in", "name": "timer", {settings}}}]}}"#
+            ),
         );
     }
     write(&dir.join("handler.js"), HANDLER);
     write(&dir.join("version.txt"), version);
 }
 
-fn deploy(home: &Path, src: &Path, version: &str, timer: bool) {
+fn deploy(home: &Path, src: &Path, version: &str, timer: Option<&str>) {
     write_app(src, version, timer);
     fnhost(
         home,
@@ -315,6 +322,31 @@ fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Du
     panic!("timed out after {within:?} waiting for {what}");
 }
 
+/// Runs `action` (a deployment, a rollback) with clients sending requests
+/// through the gateway; asserts none fails and `version` answers
+/// everywhere after.
+fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) {
+    let load = Load::start(gateway, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    action();
+    let took = wait_for(
+        &format!("{version} on every instance"),
+        Duration::from_secs(20),
+        || {
+            let seen = answering(gateway, 12);
+            seen.len() >= 2 && seen.values().all(|v| v == version)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed, seen) = load.finish();
+    eprintln!(
+        "{what} under load: {ok} ok, {} failed, {version} everywhere {} ms after it; answers {seen:?}",
+        failed.len(),
+        took.as_millis()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
 /// The workers answering through the gateway in `n` requests.
 fn answering(gateway: &str, n: usize) -> BTreeMap<String, String> {
     let mut seen = BTreeMap::new();
@@ -353,7 +385,7 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
     let home = tmp.path().join("home");
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "web"]);
-    deploy(&home, &src, "v1", false);
+    deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
     assert_eq!(token.len(), 64);
     let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
@@ -493,22 +525,12 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
     eprintln!("warm restart under load: {ok} ok, {} failed", failed.len());
     assert!(failed.is_empty(), "{failed:?}");
 
-    // A rollout under load: no request fails, then v2 everywhere.
-    let load = Load::start(&gaddr, 4);
-    std::thread::sleep(Duration::from_millis(300));
-    deploy(&home, &src, "v2", false);
-    let took = wait_for("v2 on every instance", Duration::from_secs(20), || {
-        let seen = answering(&gaddr, 12);
-        seen.len() >= 2 && seen.values().all(|v| v == "v2")
+    // A rollout and a rollback under load: no request fails, then the
+    // version everywhere.
+    rolled_out(&gaddr, "rollout", "v2", || deploy(&home, &src, "v2", None));
+    rolled_out(&gaddr, "rollback", "v1", || {
+        fnhost(&home, &["rollback", "web"]);
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let (ok, failed, seen) = load.finish();
-    eprintln!(
-        "rollout under load: {ok} ok, {} failed, v2 everywhere {} ms after the deployment; answers {seen:?}",
-        failed.len(),
-        took.as_millis()
-    );
-    assert!(failed.is_empty(), "{failed:?}");
 
     // Two instances on three workers; SIGKILL one that serves, under load.
     fnhost(&home, &["apps", "scale", "web", "--instances", "2"]);
@@ -626,20 +648,7 @@ impl Drop for Pg {
 fn timers_fire_once_per_tick_across_a_leader_kill() {
     let pg = Pg::new();
     let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    let ticks = tmp.path().join("ticks.txt");
-    fnhost(&home, &["apps", "create", "web"]);
-    fnhost(
-        &home,
-        &[
-            "settings",
-            "set",
-            "web",
-            &format!("TICKS_FILE={}", ticks.display()),
-        ],
-    );
-    deploy(&home, &src, "v1", true);
+    let (home, _src, ticks) = timer_app(tmp.path(), EVERY_2S);
     let state = ["--state", pg.url.as_str()];
     let token = fnhost(&home, &["workers", "token", state[0], state[1]])
         .trim()
@@ -765,26 +774,37 @@ fn fetch_and_a_gateway_inside_the_manager() {
     let home = tmp.path().join("home");
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "web"]);
-    deploy(&home, &src, "v1", false);
+    deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
-    let (manager, maddr) = Proc::start(
-        "manager",
-        &home,
-        &["manage", "--port", "0", "--gateway-port", "0"],
-        true,
-    );
-    let murl = format!("http://{maddr}");
-    let line = manager
-        .wait_line("gateway on http://", Duration::from_secs(10))
-        .unwrap();
-    let gaddr = line
-        .split("gateway on http://")
-        .nth(1)
+    // A fixed port, so that the manager can come back at the same URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .split_whitespace()
-        .next()
+        .local_addr()
         .unwrap()
+        .port()
         .to_string();
+    let manage = || {
+        let (manager, maddr) = Proc::start(
+            "manager",
+            &home,
+            &["manage", "--port", &port, "--gateway-port", "0"],
+            true,
+        );
+        let line = manager
+            .wait_line("gateway on http://", Duration::from_secs(10))
+            .unwrap();
+        let gaddr = line
+            .split("gateway on http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        (manager, maddr, gaddr)
+    };
+    let (mut manager, maddr, gaddr) = manage();
+    let murl = format!("http://{maddr}");
 
     // `fnhost fetch`: the active content, as deployed, into a new folder.
     let dest = tmp.path().join("fetched");
@@ -821,7 +841,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
 
     // The gateway inside the manager routes to a worker.
     let cache = tmp.path().join("cache");
-    let (_w1, _) = Proc::start(
+    let (mut w1, _) = Proc::start(
         "w1",
         &home,
         &worker_args(&murl, &token, "w1", cache.to_str().unwrap()),
@@ -840,5 +860,128 @@ fn fetch_and_a_gateway_inside_the_manager() {
     assert!(
         list.contains("Cluster workers:") && list.contains("w1\tready"),
         "{list}"
+    );
+
+    // A new function key works at once through the gateway and the
+    // worker (which checks keys too) after the worker reloads them.
+    let key = fnhost(
+        &home,
+        &[
+            "keys",
+            "new",
+            "--app",
+            "web",
+            "--function",
+            "secure",
+            "--name",
+            "k2",
+        ],
+    )
+    .trim()
+    .to_string();
+    wait_for(
+        "the new key accepted end to end",
+        Duration::from_secs(10),
+        || {
+            request(
+                &gaddr,
+                "web.localhost",
+                "/api/secure",
+                &[("x-functions-key", &key)],
+            )
+            .is_ok_and(|(code, _, _)| code == 200)
+        },
+    );
+
+    // The manager stops and comes back 4 s later (more than three
+    // heartbeats): the worker keeps its instance, no restart.
+    manager.signal("-TERM");
+    assert!(
+        manager
+            .wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let (_manager, _, gaddr) = manage();
+    wait_for(
+        "w1 through the new manager's gateway",
+        Duration::from_secs(10),
+        || answering(&gaddr, 1).contains_key("w1"),
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !w1.stderr().contains("stopping web/production"),
+        "the instance was not moved: {}",
+        w1.stderr()
+    );
+    assert_eq!(w1.stderr().matches("ready web/production").count(), 1);
+
+    // SIGTERM drains the worker: it finishes, leaves, exits 0.
+    w1.signal("-TERM");
+    let status = w1
+        .wait_exit(Duration::from_secs(15))
+        .expect("w1 exits after SIGTERM");
+    assert!(status.success(), "{}", w1.stderr());
+    assert!(w1.stderr().contains("drained and left"), "{}", w1.stderr());
+    let list = fnhost(&home, &["workers", "list", "--json"]);
+    assert!(!list.contains("\"w1\""), "{list}");
+}
+
+/// The app with a `Tick` timer (`timer`) writing its runs to a file
+/// (the app setting TICKS_FILE), deployed in a new home under `tmp`:
+/// the home, the source folder and the runs' file.
+fn timer_app(tmp: &Path, timer: Option<&str>) -> (PathBuf, PathBuf, PathBuf) {
+    let home = tmp.join("home");
+    let src = tmp.join("src");
+    let ticks = tmp.join("ticks.txt");
+    fnhost(&home, &["apps", "create", "web"]);
+    let setting = format!("TICKS_FILE={}", ticks.display());
+    fnhost(&home, &["settings", "set", "web", &setting]);
+    deploy(&home, &src, "v1", timer);
+    (home, src, ticks)
+}
+
+#[test]
+fn run_on_startup_runs_once_per_deployment_cluster_wide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, src, ticks) = timer_app(tmp.path(), ON_STARTUP);
+    let token = fnhost(&home, &["workers", "token"]).trim().to_string();
+    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    let mut workers = Vec::new();
+    for name in ["w1", "w2"] {
+        let cache = tmp.path().join(format!("cache-{name}"));
+        workers.push(
+            Proc::start(
+                name,
+                &home,
+                &worker_args(&murl, &token, name, cache.to_str().unwrap()),
+                false,
+            )
+            .0,
+        );
+    }
+    fnhost(&home, &["apps", "scale", "web", "--instances", "2"]);
+    let lines = || {
+        std::fs::read_to_string(&ticks)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_for("the startup run", Duration::from_secs(20), || lines() >= 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lines(), 1, "once across two instances");
+    deploy(&home, &src, "v2", ON_STARTUP);
+    wait_for(
+        "the new deployment's startup run",
+        Duration::from_secs(20),
+        || lines() >= 2,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let text = std::fs::read_to_string(&ticks).unwrap();
+    assert_eq!(text.lines().count(), 2, "once per deployment:\n{text}");
+    assert!(
+        text.lines().all(|l| l.contains("|false|")),
+        "not past due:\n{text}"
     );
 }

@@ -93,9 +93,20 @@ impl ManagerClient {
         body: &B,
         timeout: Duration,
     ) -> Result<T> {
-        let data = serde_json::to_vec(body).map_err(|e| self.error(path, e))?;
-        let body = self.call(method, path, Bytes::from(data), timeout).await?;
+        let body = self.send_for_bytes(method, path, body, timeout).await?;
         self.parse(path, &body)
+    }
+
+    /// `method {PREFIX}{path}` with a JSON body; the answer's bytes.
+    pub async fn send_for_bytes<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<Bytes> {
+        let data = serde_json::to_vec(body).map_err(|e| self.error(path, e))?;
+        self.call(method, path, Bytes::from(data), timeout).await
     }
 
     fn parse<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> Result<T> {

@@ -34,6 +34,18 @@ async fn liar(manifest: Vec<u8>, blob: &'static [u8]) -> String {
         .route(
             "/cluster/v1/blobs/{d}",
             get(move |Path(_d): Path<String>| async move { blob }),
+        )
+        .route(
+            "/cluster/v1/blobs",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let asked: Vec<String> = serde_json::from_slice(&body).unwrap();
+                let mut out = Vec::new();
+                for _ in asked {
+                    out.extend_from_slice(&(blob.len() as u64).to_be_bytes());
+                    out.extend_from_slice(blob);
+                }
+                out
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -87,5 +99,15 @@ async fn a_manifest_or_blob_that_does_not_match_its_digest_is_refused() {
     );
     let m = cache.manifest(&digest).unwrap();
     assert_eq!(cache.missing(&m).len(), 2, "no tampered blob kept");
+    // The worker's path (blobs written straight into the app folder):
+    // refused the same, no app folder left.
+    let err = cache.app(&client, &digest).await.unwrap_err();
+    assert!(matches!(&err, Error::DigestMismatch { .. }), "{err}");
     assert!(!cache.app_dir(&digest).exists());
+    assert_eq!(cache.missing(&m).len(), 2, "no tampered blob kept");
+    assert_eq!(
+        std::fs::read_dir(cache.root().join("tmp")).unwrap().count(),
+        0,
+        "no half-made folder left"
+    );
 }

@@ -67,6 +67,7 @@ const COOLDOWN_MS: i64 = 2_000;
 enum Source {
     Manager(Box<ManagerClient>),
     Cluster(Cluster),
+    Fixed(Arc<RouteTable>),
 }
 
 impl Source {
@@ -74,6 +75,7 @@ impl Source {
         match self {
             Source::Manager(c) => c.get("/routes", Duration::from_secs(10)).await,
             Source::Cluster(c) => c.route_table().await,
+            Source::Fixed(t) => Ok((**t).clone()),
         }
     }
 }
@@ -105,6 +107,12 @@ impl Gateway {
     /// A gateway inside the manager's process.
     pub fn embedded(cluster: Cluster) -> Gateway {
         Gateway::from_source(Source::Cluster(cluster))
+    }
+
+    /// A gateway over a route table given once (no manager): tests,
+    /// benchmarks, or instances placed by other means.
+    pub fn with_table(table: RouteTable) -> Gateway {
+        Gateway::from_source(Source::Fixed(Arc::new(table)))
     }
 
     fn from_source(source: Source) -> Gateway {
@@ -650,5 +658,55 @@ impl hyper::body::Body for Counted {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(slots: &[(&str, &str)]) -> Table {
+        Table {
+            slots: slots
+                .iter()
+                .map(|(a, s)| ((a.to_string(), s.to_string()), SlotEntry::default()))
+                .collect(),
+            source: RouteTable::default(),
+        }
+    }
+
+    fn found(t: &Table, host: &str) -> Option<(String, String)> {
+        Shared::slot_for(t, host).map(|(k, _)| k.clone())
+    }
+
+    #[test]
+    fn host_names_address_apps_and_slots_as_azure_does() {
+        let t = table(&[
+            ("orders", "production"),
+            ("orders", "staging"),
+            ("my-app", "production"),
+            ("my-app", "blue"),
+        ]);
+        let pair = |a: &str, s: &str| Some((a.to_string(), s.to_string()));
+        assert_eq!(
+            found(&t, "orders.localhost:8080"),
+            pair("orders", "production")
+        );
+        assert_eq!(
+            found(&t, "Orders.example.com"),
+            pair("orders", "production")
+        );
+        assert_eq!(
+            found(&t, "orders-staging.localhost"),
+            pair("orders", "staging")
+        );
+        assert_eq!(found(&t, "my-app.localhost"), pair("my-app", "production"));
+        assert_eq!(
+            found(&t, "my-app-blue.example.com:443"),
+            pair("my-app", "blue")
+        );
+        assert_eq!(found(&t, "orders-nope.localhost"), None);
+        assert_eq!(found(&t, "other.localhost"), None);
+        assert_eq!(found(&t, ""), None);
     }
 }

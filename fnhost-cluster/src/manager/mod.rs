@@ -30,6 +30,7 @@
 //! | `DELETE /workers/{name}` | the worker | leave after draining |
 //! | `GET /manifests/{digest}` | any | a deployment's manifest by content id |
 //! | `GET /blobs/{digest}` | any | a file's content by sha256 |
+//! | `POST /blobs` | any | many files: the body a JSON array of digests (at most [`MAX_BATCH`]); the answer each one's content in order, each after its length (8 bytes, big-endian) |
 //! | `GET /apps/{app}/slots/{slot}/config` | any | settings and keys |
 //! | `GET /apps/{app}/slots/{slot}/active` | any | the active deployment's manifest digest |
 //! | `GET /routes` | join token | every placed slot's routes, keys and ready instances (gateways) |
@@ -90,6 +91,13 @@ pub(crate) struct Inner {
     pub(crate) lease_ttl_ms: i64,
     pub(crate) log: Arc<dyn Fn(&str) + Send + Sync>,
     changed: Notify,
+    /// A worker joined, left or began draining: place now, not at the
+    /// next half second.
+    place_now: Notify,
+    /// The manager stops: long-polls answer at once.
+    closing: std::sync::atomic::AtomicBool,
+    /// When this manager started (Unix ms).
+    started_at: i64,
     pub(crate) http: crate::client::Http,
 }
 
@@ -154,6 +162,9 @@ impl Cluster {
                 lease_ttl_ms: DEFAULT_LEASE_TTL.as_millis() as i64,
                 log: Arc::new(|_| {}),
                 changed: Notify::new(),
+                place_now: Notify::new(),
+                closing: std::sync::atomic::AtomicBool::new(false),
+                started_at: now_ms(),
                 http: crate::client::http(),
             }),
         }
@@ -221,6 +232,7 @@ impl Cluster {
             .route(&format!("{p}/workers/{{name}}/drain"), post(drain))
             .route(&format!("{p}/manifests/{{digest}}"), get(manifest))
             .route(&format!("{p}/blobs/{{digest}}"), get(blob))
+            .route(&format!("{p}/blobs"), post(blobs))
             .route(
                 &format!("{p}/apps/{{app}}/slots/{{slot}}/config"),
                 get(config),
@@ -245,6 +257,16 @@ impl Cluster {
             leader: leader_rx,
             task,
         }
+    }
+
+    /// Lets the assignments long-polls answer at once (call it when the
+    /// endpoint starts shutting down, so its drain does not wait for
+    /// them).
+    pub fn close(&self) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.changed.notify_waiters();
     }
 
     /// Places instances once (what the leader does every half second).
@@ -292,18 +314,39 @@ async fn leader_loop(
     let mut timers = crate::timers::Dispatcher::new(inner.clone());
     let mut was_leader = false;
     let mut last_reconcile = 0i64;
+    // The lease held: its token and when it was last renewed. Renewed
+    // every fifth of its time to live; acted on only while that renewal
+    // is younger than the time to live minus a margin, so a manager that
+    // stalled (a paused process, a slow store) stops before another can
+    // take over.
+    let mut held: Option<(i64, i64)> = None;
+    let renew_every = (inner.lease_ttl_ms / 5).max(100);
+    let trust_for = inner.lease_ttl_ms - renew_every;
     loop {
         let now = now_ms();
-        let token = match inner
-            .state
-            .acquire_lease(LEADER_LEASE, &inner.id, inner.lease_ttl_ms, now)
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                (inner.log)(&format!("cluster: cannot renew the leader lease: {e}"));
-                None
-            }
+        let fresh = held.filter(|&(_, at)| now - at < renew_every);
+        let token = match fresh {
+            Some((token, _)) => Some(token),
+            None => match inner
+                .state
+                .acquire_lease(LEADER_LEASE, &inner.id, inner.lease_ttl_ms, now)
+                .await
+            {
+                Ok(Some(t)) => {
+                    held = Some((t, now));
+                    Some(t)
+                }
+                Ok(None) => {
+                    held = None;
+                    None
+                }
+                Err(e) => {
+                    (inner.log)(&format!("cluster: cannot renew the leader lease: {e}"));
+                    // Still ours until it may have lapsed.
+                    held.filter(|&(_, at)| now_ms() - at < trust_for)
+                        .map(|(t, _)| t)
+                }
+            },
         };
         let leading = token.is_some();
         if leading != was_leader {
@@ -331,11 +374,28 @@ async fn leader_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(if leading { 100 } else { 1000 })) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = inner.place_now.notified() => last_reconcile = 0,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         }
     }
     if was_leader {
         let _ = inner.state.release_lease(LEADER_LEASE, &inner.id).await;
+    }
+}
+
+impl Inner {
+    /// The time to judge staleness at: now, except in the first four
+    /// heartbeat intervals of this manager, when no worker is stale (0):
+    /// workers whose heartbeats failed while no manager ran (a restart)
+    /// are not taken for dead and their instances are not moved; a
+    /// worker that is really gone is found stale after the grace.
+    pub(crate) fn staleness_now(&self) -> i64 {
+        let now = now_ms();
+        if now - self.started_at < 4 * self.heartbeat_ms {
+            0
+        } else {
+            now
+        }
     }
 }
 
@@ -348,7 +408,7 @@ pub(crate) fn instances_of(w: &WorkerRecord) -> Vec<InstanceStatus> {
 
 /// Places every slot's instances and writes the assignments that changed.
 async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
-    let now = now_ms();
+    let now = inner.staleness_now();
     let workers: Vec<WorkerRecord> = inner
         .state
         .workers()
@@ -512,6 +572,7 @@ async fn register(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byt
             .await
             .map_err(store_error)?;
         (inner.log)(&format!("cluster: worker {} joined", req.name));
+        inner.place_now.notify_one();
         Ok::<_, ApiError>(json_response(&RegisterResponse {
             credential: format!("{}.{secret}", req.name),
             heartbeat_ms: inner.heartbeat_ms,
@@ -535,6 +596,9 @@ async fn heartbeat(
             WorkerState::Ready
         };
         let status = String::from_utf8_lossy(&body).into_owned();
+        if hb.draining {
+            inner.place_now.notify_one();
+        }
         let record = inner
             .state
             .heartbeat(&name, state, &status, now_ms())
@@ -568,6 +632,7 @@ async fn leave(
             .map_err(store_error)?;
         (inner.log)(&format!("cluster: worker {name} left"));
         inner.changed.notify_waiters();
+        inner.place_now.notify_one();
         Ok::<_, ApiError>(json_response(&serde_json::json!({"left": name})))
     };
     run.await
@@ -605,7 +670,8 @@ async fn assignments(
                         format!("no worker {name}: register again"),
                     )
                 })?;
-            if w.generation > since || tokio::time::Instant::now() >= until {
+            let closing = inner.closing.load(std::sync::atomic::Ordering::SeqCst);
+            if w.generation > since || closing || tokio::time::Instant::now() >= until {
                 let list = inner
                     .state
                     .assignments()
@@ -720,6 +786,54 @@ async fn blob(
     run.await
 }
 
+/// The most blobs one `POST /blobs` asks for.
+pub const MAX_BATCH: usize = 1024;
+
+async fn blobs(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Answer {
+    authorize(&inner, &headers).await?;
+    let wanted: Vec<String> = parse_json(&body)?;
+    if wanted.len() > MAX_BATCH {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!("{} blobs asked at once; at most {MAX_BATCH}", wanted.len()),
+        ));
+    }
+    let digests = wanted
+        .iter()
+        .map(|d| {
+            d.parse::<Digest>().map_err(|_| {
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("{d} is not a sha256 digest"),
+                )
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let store = inner.slots.site().store().clone();
+    let data = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for d in &digests {
+            let mut r = store
+                .open(d)
+                .map_err(|e| fail(StatusCode::NOT_FOUND, format!("no blob {d}: {e}")))?;
+            let at = out.len();
+            out.extend_from_slice(&[0u8; 8]);
+            let n = std::io::Read::read_to_end(&mut r, &mut out)
+                .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, format!("blob {d}: {e}")))?;
+            out[at..at + 8].copy_from_slice(&(n as u64).to_be_bytes());
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from(data),
+    )
+        .into_response())
+}
+
 async fn slot_info(
     inner: &Arc<Inner>,
     app: &str,
@@ -811,7 +925,7 @@ pub(crate) fn ready_instances(
 
 async fn route_table(inner: &Arc<Inner>) -> Result<RouteTable> {
     let workers = inner.state.workers().await?;
-    let ready = ready_instances(&workers, now_ms(), inner.heartbeat_ms);
+    let ready = ready_instances(&workers, inner.staleness_now(), inner.heartbeat_ms);
     let mut slots = Vec::new();
     for p in inner.state.placements().await? {
         let (inner2, a, s) = (inner.clone(), p.app.clone(), p.slot.clone());

@@ -256,9 +256,14 @@ impl WorkerRecord {
         }
     }
 
-    /// Whether it may get new instances at `now`.
+    /// Whether it may get new instances at `now`: ready or just joined,
+    /// not draining, not stale.
     pub fn takes_work(&self, now: i64, interval_ms: i64) -> bool {
-        !self.drain_requested && self.effective_state(now, interval_ms) == WorkerState::Ready
+        !self.drain_requested
+            && matches!(
+                self.effective_state(now, interval_ms),
+                WorkerState::Ready | WorkerState::Joining
+            )
     }
 }
 

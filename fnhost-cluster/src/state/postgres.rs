@@ -13,30 +13,63 @@ use crate::error::{Error, Result};
 const MIGRATION_LOCK: i64 = 0x666e_686f_7374;
 
 /// A PostgreSQL database.
-#[derive(Debug)]
 pub struct PostgresDb {
+    url: String,
     described: String,
     client: tokio::sync::Mutex<Client>,
+}
+
+impl std::fmt::Debug for PostgresDbUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(self.0))
+    }
+}
+
+/// A URL shown without its password.
+struct PostgresDbUrl<'a>(&'a str);
+
+impl std::fmt::Debug for PostgresDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresDb")
+            .field("url", &PostgresDbUrl(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+async fn open_client(url: &str, described: &str) -> Result<Client> {
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| Error::State {
+                store: described.to_string(),
+                message: format!("cannot connect: {e}"),
+            })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 impl PostgresDb {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/db`).
     pub async fn connect(url: &str) -> Result<PostgresDb> {
         let described = redact(url);
-        let (client, connection) =
-            tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(|e| Error::State {
-                    store: described.clone(),
-                    message: format!("cannot connect: {e}"),
-                })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = open_client(url, &described).await?;
         Ok(PostgresDb {
+            url: url.to_string(),
             described,
             client: tokio::sync::Mutex::new(client),
         })
+    }
+
+    /// The connection, made again when the server closed it (a restart,
+    /// a failover).
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() {
+            *client = open_client(&self.url, &self.described).await?;
+        }
+        Ok(client)
     }
 
     fn fail(&self, e: tokio_postgres::Error) -> Error {
@@ -102,7 +135,7 @@ impl Db for PostgresDb {
 
     async fn execute(&self, sql: &str, values: &[Value]) -> Result<u64> {
         let p = params(values);
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         client
             .execute(sql, &refs(&p))
             .await
@@ -111,7 +144,7 @@ impl Db for PostgresDb {
 
     async fn query(&self, sql: &str, values: &[Value]) -> Result<Vec<Vec<Value>>> {
         let p = params(values);
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let rows = client
             .query(sql, &refs(&p))
             .await
@@ -120,7 +153,7 @@ impl Db for PostgresDb {
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.fail(e))?;
         let mut counts = Vec::with_capacity(statements.len());
         for (sql, values) in statements {
@@ -136,7 +169,7 @@ impl Db for PostgresDb {
     }
 
     async fn migrate(&self, migrations: &[Migration]) -> Result<()> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.fail(e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await

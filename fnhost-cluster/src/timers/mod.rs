@@ -91,7 +91,7 @@ impl Dispatcher {
         }
         let workers = inner.state.workers().await?;
         let now = now_ms();
-        let ready = ready_instances(&workers, now, inner.heartbeat_ms);
+        let ready = ready_instances(&workers, inner.staleness_now(), inner.heartbeat_ms);
         for p in placements {
             let instances: Vec<(String, InstanceStatus)> = ready
                 .iter()

@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_core::http::{HttpFront, Limits};
-use fnhost_core::keys::KeyStore;
+use fnhost_core::keys::{KeyStore, Secrets};
 use fnhost_core::{FunctionApp, Host};
 use hyper::Method;
 use tokio::sync::{oneshot, watch};
@@ -178,7 +178,7 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves or the manager asks it to drain;
-    /// then drains and leaves.
+    /// then drains and leaves. The future is `Send`: spawn it.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let started = Instant::now();
         let cache = ContentCache::open(&self.cache)?;
@@ -200,6 +200,7 @@ impl Worker {
         let (drain_tx, mut drain_rx) = watch::channel(false);
         let beats = tokio::spawn(heartbeats(rt.clone(), heartbeat_ms, drain_tx.clone()));
         let mut generation = -1i64;
+        let mut unreachable = false;
         tokio::pin!(shutdown);
         loop {
             let client = rt.client();
@@ -207,6 +208,9 @@ impl Worker {
             tokio::select! {
                 got = client.get::<Assignments>(&path, Duration::from_secs(40)) => match got {
                     Ok(a) => {
+                        if std::mem::take(&mut unreachable) {
+                            (rt.worker.log)("worker: the manager answers again");
+                        }
                         generation = a.generation;
                         if !rt.apply(a.assignments).await {
                             // Something failed: ask again soon.
@@ -215,12 +219,17 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        (rt.worker.log)(&format!("worker: cannot get assignments: {e}"));
+                        // Once per outage; the instances keep serving.
+                        if !std::mem::replace(&mut unreachable, true) {
+                            (rt.worker.log)(&format!(
+                                "worker: cannot get assignments (retrying every second; the instances keep serving): {e}"
+                            ));
+                        }
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
                 _ = &mut shutdown => break,
-                _ = drain_rx.wait_for(|d| *d) => break,
+                _ = async { let _ = drain_rx.wait_for(|d| *d).await; } => break,
             }
         }
         rt.drain().await;
@@ -371,28 +380,29 @@ impl Runtime {
         let begun = Instant::now();
         let client = self.client();
         let cached = self.cache.app_dir(&a.manifest).is_dir();
-        let manifest = self.cache.fetch(&client, &a.manifest).await?;
+        let (dir, _) = self.cache.app(&client, &a.manifest).await?;
+        let fetched = begun.elapsed();
         let config: SlotConfig = client
             .get(
                 &format!("/apps/{}/slots/{}/config", a.app, a.slot),
                 Duration::from_secs(30),
             )
             .await?;
-        let (cache, digest) = (self.cache.clone(), a.manifest.clone());
         let settings = config.settings.clone();
         let label = format!("{}/{}", a.app, a.slot);
-        let app = tokio::task::spawn_blocking(move || {
-            let dir = cache.materialise(&digest, &manifest)?;
-            load_app(&dir, &settings, &label)
-        })
-        .await
-        .map_err(|e| Error::Invalid(e.to_string()))??;
+        let app = tokio::task::spawn_blocking(move || load_app(&dir, &settings, &label))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))??;
+        let loaded = begun.elapsed();
         if running {
             let host = self
                 .lock()
                 .get(&(a.app.clone(), a.slot.clone()))
                 .map(|i| i.host.clone());
             if let Some(host) = host {
+                if let Some(secrets) = &config.secrets {
+                    self.write_keys(a, secrets)?;
+                }
                 let old = host.swap(app).await.map_err(|e| Error::App {
                     app: format!("{}/{}", a.app, a.slot),
                     message: format!("its executors could not start: {e}"),
@@ -417,12 +427,15 @@ impl Runtime {
         self.lock()
             .insert((a.app.clone(), a.slot.clone()), instance);
         (self.worker.log)(&format!(
-            "worker: ready {}/{} deployment {} at {endpoint} in {} ms ({}; {} ms since start)",
+            "worker: ready {}/{} deployment {} at {endpoint} in {} ms ({}: fetched {} ms, loaded {} ms, started {} ms; {} ms since the worker started)",
             a.app,
             a.slot,
             a.deployment,
             begun.elapsed().as_millis(),
             if cached { "warm" } else { "cold" },
+            fetched.as_millis(),
+            (loaded - fetched).as_millis(),
+            (begun.elapsed() - loaded).as_millis(),
             self.started.elapsed().as_millis()
         ));
         Ok(())
@@ -439,8 +452,13 @@ impl Runtime {
             message,
         };
         let host = Arc::new(Host::builder().with_default_executors().build(app));
+        // In a file the worker rewrites when the slot's keys change: the
+        // store reads it again when a key it does not know is presented.
         let keys = match &config.secrets {
-            Some(s) => KeyStore::from_secrets(s.clone()),
+            Some(secrets) => {
+                let path = self.write_keys(a, secrets)?;
+                KeyStore::open(&path).map_err(|e| fail(e.to_string()))?
+            }
             None => KeyStore::in_memory().map_err(|e| fail(e.to_string()))?,
         };
         let log = self.worker.log.clone();
@@ -478,6 +496,29 @@ impl Runtime {
             stop: Some(stop_tx),
             task: Some(task),
         })
+    }
+
+    /// Writes a slot's keys where its instance reads them (owner-only,
+    /// replaced atomically).
+    fn write_keys(&self, a: &Assignment, secrets: &Secrets) -> Result<PathBuf> {
+        let dir = self.cache.root().join("keys");
+        let path = dir.join(format!("{}.{}.json", a.app, a.slot));
+        let tmp = dir.join(format!(".{}.{}.{}.tmp", a.app, a.slot, std::process::id()));
+        let text = serde_json::to_vec_pretty(secrets).map_err(|e| Error::Invalid(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                opts.mode(0o600);
+            }
+            std::io::Write::write_all(&mut opts.open(&tmp)?, &text)?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| Error::io(&path, e))?;
+        Ok(path)
     }
 
     /// A listening socket on the worker's port, or the next free one.
@@ -573,18 +614,37 @@ async fn heartbeats(rt: Arc<Runtime>, every_ms: i64, drain: watch::Sender<bool>)
                     let _ = drain.send(true);
                 }
             }
-            Err(Error::Unauthorized { .. }) | Err(Error::Manager { .. })
-                if !rt.draining.load(Ordering::SeqCst) =>
+            // Forgotten (404) or refused: not a manager that is down.
+            Err(Error::Unauthorized { .. }) if !rt.draining.load(Ordering::SeqCst) => {
+                rejoin(&rt).await;
+            }
+            Err(Error::Manager { message, .. })
+                if message.starts_with("404") && !rt.draining.load(Ordering::SeqCst) =>
             {
-                // Forgotten by the manager (removed, or a new state
-                // store): join again with the join token.
-                if let Ok((client, _)) = register(&rt.joiner, &rt.worker).await {
-                    (rt.worker.log)(&format!("worker {} joined again", rt.worker.name));
-                    *rt.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
-                }
+                rejoin(&rt).await;
             }
             Err(_) => {}
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Joins again with the join token: the manager forgot the worker
+/// (removed, or a new state store).
+async fn rejoin(rt: &Arc<Runtime>) {
+    if let Ok((client, _)) = register(&rt.joiner, &rt.worker).await {
+        (rt.worker.log)(&format!("worker {} joined again", rt.worker.name));
+        *rt.client.lock().unwrap_or_else(|e| e.into_inner()) = client;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn is_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn a_worker_can_be_spawned() {
+        let w = super::Worker::new("http://127.0.0.1:1", "t");
+        is_send(&w.run(std::future::pending()));
     }
 }
