@@ -13,8 +13,8 @@ use fnhost_deploy::cd::{
 use fnhost_deploy::{Error, PRODUCTION, Site};
 use serde_json::{Value, json};
 
-use crate::deploy::{Progress, deployment_json, failure, read_password};
-use crate::{CmdResult, Failure, print_json};
+use crate::deploy::{Progress, failure, read_password};
+use crate::{CmdResult, Failure, Output, print_json};
 
 /// The continuous deployment commands, flattened into the top-level list.
 #[derive(Debug, clap::Subcommand)]
@@ -42,9 +42,6 @@ pub(crate) enum SourceCommand {
         /// The slot.
         #[arg(long, short, default_value = PRODUCTION)]
         slot: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Set the secret webhooks to the slot are signed with (read from
     /// stdin, stored owner-only): `POST {base}/deploy` then needs GitHub's
@@ -125,9 +122,6 @@ pub(crate) struct SetArgs {
     /// Configure only: no initial deployment.
     #[arg(long)]
     no_deploy: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--build`.
@@ -152,9 +146,6 @@ pub(crate) struct SyncArgs {
     /// Deploy the source's head even if it was deployed (or failed) already.
     #[arg(long)]
     force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Arguments of `fnhost watch`.
@@ -167,21 +158,21 @@ pub(crate) struct WatchArgs {
     interval: f64,
 }
 
-pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
+pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
     let site = Site::open(home).map_err(failure)?;
     match command {
-        Command::Source(SourceCommand::Set(a)) => set(site, *a),
-        Command::Source(SourceCommand::Show { app, slot, json }) => {
-            show(&ContinuousDeployer::new(site), &app, &slot, json)
+        Command::Source(SourceCommand::Set(a)) => set(site, *a, out),
+        Command::Source(SourceCommand::Show { app, slot }) => {
+            show(&ContinuousDeployer::new(site), &app, &slot, out.json)
         }
         Command::Source(SourceCommand::Clear { app, slot }) => {
             let cd = ContinuousDeployer::new(site);
             if cd.clear(&app, &slot).map_err(cd_failure)? {
-                println!(
+                eprintln!(
                     "{app}/{slot}: no longer follows a source; direct deployments are allowed again"
                 );
             } else {
-                println!("{app}/{slot}: had no source");
+                eprintln!("{app}/{slot}: had no source");
             }
             Ok(())
         }
@@ -190,18 +181,18 @@ pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
             if clear {
                 cd.set_webhook_secret(&app, &slot, None)
                     .map_err(cd_failure)?;
-                println!("{app}/{slot}: webhook secret removed");
+                eprintln!("{app}/{slot}: webhook secret removed");
             } else {
                 let secret = read_password()?;
                 cd.set_webhook_secret(&app, &slot, Some(secret.as_bytes()))
                     .map_err(cd_failure)?;
-                println!(
+                eprintln!(
                     "{app}/{slot}: webhook secret set; webhooks need X-Hub-Signature-256 (or X-Gitlab-Token)"
                 );
             }
             Ok(())
         }
-        Command::Sync(a) => sync(site, a),
+        Command::Sync(a) => sync(site, a, out),
         Command::Watch(a) => watch(site, a),
     }
 }
@@ -221,7 +212,7 @@ fn deployer(site: Site, verbose: bool) -> (ContinuousDeployer, Arc<Progress>) {
     (cd, progress)
 }
 
-fn set(site: Site, a: SetArgs) -> CmdResult {
+fn set(site: Site, a: SetArgs, out: Output) -> CmdResult {
     let (kind, location) = if let Some(url) = a.git {
         (SourceKind::Git, url)
     } else if a.local_git {
@@ -286,12 +277,12 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
         }
         None
     };
-    let (cd, progress) = deployer(site, !a.json);
+    let (cd, progress) = deployer(site, !out.json);
     let config = cd
         .configure(&a.app, &a.slot, config, credentials)
         .map_err(cd_failure)?;
     let (app, slot) = (a.app.as_str(), a.slot.as_str());
-    if !a.json {
+    if !out.json {
         println!(
             "{app}/{slot}: follows {}, build {}; read-only to direct deployments",
             config.describe(),
@@ -306,7 +297,7 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
         }
     }
     if a.no_deploy {
-        if a.json {
+        if out.json {
             print_json(&config_json(&cd, app, slot)?)?;
         }
         return Ok(());
@@ -314,8 +305,8 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
     let wait = Duration::from_millis(config.quiet_period_ms.unwrap_or(2000) * 3 + 1000);
     let result = cd.sync_when_ready(app, slot, wait);
     progress.finish();
-    let code = report(&cd, app, slot, result, a.json, true);
-    if a.json {
+    let code = report(&cd, app, slot, result, out.json, true);
+    if out.json {
         print_json(&config_json(&cd, app, slot)?)?;
     }
     code
@@ -431,7 +422,7 @@ fn report(
             }
             out(json!({
                 "result": "deployed",
-                "deployments": deployments.iter().map(|d| deployment_json(d, false)).collect::<Vec<_>>(),
+                "deployments": deployments.iter().map(|d| d.report(false)).collect::<Vec<_>>(),
             }))
         }
         Ok(SyncOutcome::UpToDate { source_id }) => {
@@ -483,9 +474,7 @@ fn report(
                 && !quiet_json
                 && let Ok(d) = cd.site().deployment(app, &id)
             {
-                print_json(
-                    &json!({ "result": "failed", "deployment": deployment_json(&d, true) }),
-                )?;
+                print_json(&json!({ "result": "failed", "deployment": d.report(true) }))?;
             }
             eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
             eprintln!(
@@ -501,11 +490,11 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn sync(site: Site, a: SyncArgs) -> CmdResult {
-    let (cd, progress) = deployer(site, !a.json);
+fn sync(site: Site, a: SyncArgs, out: Output) -> CmdResult {
+    let (cd, progress) = deployer(site, !out.json);
     let result = cd.sync(&a.app, &a.slot, a.force);
     progress.finish();
-    report(&cd, &a.app, &a.slot, result, a.json, false)
+    report(&cd, &a.app, &a.slot, result, out.json, false)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

@@ -12,7 +12,7 @@ use fnhost_deploy::{Durability, Site};
 
 use crate::deploy::DurabilityArg;
 use crate::serve::runtime;
-use crate::{CmdResult, Failure};
+use crate::{CmdResult, Failure, Output};
 
 /// Arguments of `fnhost manage`.
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub(crate) struct Args {
 /// How long shutdown waits for requests and deployments in flight.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
 
-pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     let site = Site::open(home)
         .map_err(|e| Failure::Usage(e.to_string()))?
         .with_durability(match args.durability {
@@ -82,8 +82,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         let local = server.local_addr();
         let scheme = if server.is_tls() { "https" } else { "http" };
         // The first line on stdout is the address (for scripts and tests).
-        println!("listening on {scheme}://{local}");
-        let _ = std::io::stdout().flush();
+        crate::print_listening(out, &format!("{scheme}://{local}"), Default::default());
         for app in &apps {
             eprintln!("fnhost: app {0}: {scheme}://{local}/apps/{0}", app.name);
         }
@@ -93,7 +92,12 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         let (stop_ftp, ftp_stopped) = tokio::sync::oneshot::channel::<()>();
         let ftp = ftp.map(|ftp| {
             let how = if ftp.is_tls() { "explicit TLS" } else { "plain" };
-            println!("ftp listening on ftp://{} ({how})", ftp.local_addr());
+            let url = format!("ftp://{}", ftp.local_addr());
+            if out.json {
+                println!("{}", serde_json::json!({"ftp": url, "tls": ftp.is_tls()}));
+            } else {
+                println!("ftp listening on {url} ({how})");
+            }
             let _ = std::io::stdout().flush();
             tokio::spawn(ftp.serve(async move {
                 let _ = ftp_stopped.await;

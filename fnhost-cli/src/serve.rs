@@ -14,7 +14,7 @@ use fnhost_deploy::hot::{EventSink, HotSwap, HotSwapEvent};
 use fnhost_deploy::{PRODUCTION, Site};
 
 use crate::keys::{SecretsArg, open_store, open_store_at};
-use crate::{CmdResult, Failure, app_dir, load_app};
+use crate::{CmdResult, Failure, Output, app_dir, load_app};
 
 /// Arguments of `fnhost serve`.
 #[derive(Debug, clap::Args)]
@@ -59,7 +59,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// How long shutdown waits for invocations in flight.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
-pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     // With --app: the slot's watcher and the deployment served first.
     let (app, follow, app_secrets) = match &args.app {
         Some(name) => {
@@ -123,7 +123,21 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             eprintln!("fnhost: warning: cannot create the functions' keys: {e}");
         }
         drop(names);
-        print_functions(&host, local, zone);
+        let functions = if out.json {
+            let now = chrono::Utc::now();
+            let list = host
+                .current()
+                .app()
+                .functions()
+                .iter()
+                .map(|f| crate::list::function_json(f, now))
+                .collect();
+            warn_unserved(&host);
+            serde_json::Map::from_iter([("functions".to_owned(), serde_json::Value::Array(list))])
+        } else {
+            print_functions(&host, local, zone);
+            serde_json::Map::new()
+        };
         if let Some(path) = keys.path() {
             eprintln!(
                 "fnhost: keys are in {} (`fnhost keys list` prints them)",
@@ -141,7 +155,9 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
                 .with_drain_deadline(SHUTDOWN_DEADLINE)
                 .start(host.clone(), &active)
         });
-        eprintln!("fnhost: listening on http://{local} (Ctrl-C to stop)");
+        // The ready line on stdout, as `fnhost manage` prints it.
+        crate::print_listening(out, &format!("http://{local}"), functions);
+        eprintln!("fnhost: press Ctrl-C to stop");
         let timers = TimerScheduler::new(host.clone())
             .with_zone(zone)
             .with_log(log.clone())
@@ -224,7 +240,7 @@ fn print_functions(host: &Host, addr: SocketAddr, zone: impl std::fmt::Display) 
         _ => addr,
     };
     println!("Functions:");
-    for (i, f) in version.app().functions().iter().enumerate() {
+    for f in version.app().functions() {
         let disabled = if f.disabled { " (disabled)" } else { "" };
         if let Some(h) = &f.http {
             let methods = if h.methods.is_all() {
@@ -250,6 +266,14 @@ fn print_functions(host: &Host, addr: SocketAddr, zone: impl std::fmt::Display) 
         } else {
             println!("    {}: {}{disabled}", f.name, f.trigger_type());
         }
+    }
+    warn_unserved(host);
+}
+
+/// Warns about functions no executor runs.
+fn warn_unserved(host: &Host) {
+    let version = host.current();
+    for (i, f) in version.app().functions().iter().enumerate() {
         if version.executor(i).is_none() {
             eprintln!(
                 "fnhost: warning: no executor runs '{}': its invocations fail",

@@ -9,7 +9,7 @@ use std::process::Command as Process;
 use fnhost_core::worker::{WorkerConfig, default_workers_dir, list_workers};
 use serde_json::{Value, json};
 
-use crate::{CmdResult, Failure, print_json};
+use crate::{CmdResult, Failure, Output, print_json};
 
 include!(concat!(env!("OUT_DIR"), "/workers.rs"));
 
@@ -56,15 +56,12 @@ pub(crate) struct InstallArgs {
 pub(crate) struct ListArgs {
     #[command(flatten)]
     dir: DirArg,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-pub(crate) fn run(command: Command) -> CmdResult {
+pub(crate) fn run(command: Command, out: Output) -> CmdResult {
     match command {
         Command::Install(args) => install(args),
-        Command::List(args) => list(args),
+        Command::List(args) => list(args, out),
     }
 }
 
@@ -270,7 +267,7 @@ fn install_one(dir: &Path, lang: &str, force: bool) -> CmdResult {
     Ok(())
 }
 
-fn list(args: ListArgs) -> CmdResult {
+fn list(args: ListArgs, out: Output) -> CmdResult {
     let dir = workers_dir(&args.dir)?;
     let mut rows = Vec::new();
     for found in list_workers(&dir) {
@@ -298,7 +295,7 @@ fn list(args: ListArgs) -> CmdResult {
             })),
         }
     }
-    if args.json {
+    if out.json {
         return print_json(&json!({"dir": dir.display().to_string(), "workers": rows}));
     }
     if rows.is_empty() {
