@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fnhost_deploy::cd::{
-    BuildKind, CdError, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind,
-    SyncOutcome,
+    BuildKind, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind, SyncOutcome,
 };
 use fnhost_deploy::{Error, PRODUCTION, Site};
 use serde_json::{Value, json};
@@ -167,7 +166,7 @@ pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
         }
         Command::Source(SourceCommand::Clear { app, slot }) => {
             let cd = ContinuousDeployer::new(site);
-            if cd.clear(&app, &slot).map_err(cd_failure)? {
+            if cd.clear(&app, &slot).map_err(failure)? {
                 eprintln!(
                     "{app}/{slot}: no longer follows a source; direct deployments are allowed again"
                 );
@@ -179,13 +178,12 @@ pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
         Command::Source(SourceCommand::WebhookSecret { app, slot, clear }) => {
             let cd = ContinuousDeployer::new(site);
             if clear {
-                cd.set_webhook_secret(&app, &slot, None)
-                    .map_err(cd_failure)?;
+                cd.set_webhook_secret(&app, &slot, None).map_err(failure)?;
                 eprintln!("{app}/{slot}: webhook secret removed");
             } else {
                 let secret = read_password()?;
                 cd.set_webhook_secret(&app, &slot, Some(secret.as_bytes()))
-                    .map_err(cd_failure)?;
+                    .map_err(failure)?;
                 eprintln!(
                     "{app}/{slot}: webhook secret set; webhooks need X-Hub-Signature-256 (or X-Gitlab-Token)"
                 );
@@ -194,15 +192,6 @@ pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
         }
         Command::Sync(a) => sync(site, a, out),
         Command::Watch(a) => watch(site, a),
-    }
-}
-
-fn cd_failure(e: CdError) -> Failure {
-    match e {
-        CdError::Deploy(e) => failure(e),
-        CdError::NotConfigured { .. } | CdError::Invalid(_) => Failure::Usage(e.to_string()),
-        CdError::Source(e) => Failure::Message(e.to_string()),
-        other => Failure::Message(other.to_string()),
     }
 }
 
@@ -280,7 +269,7 @@ fn set(site: Site, a: SetArgs, out: Output) -> CmdResult {
     let (cd, progress) = deployer(site, !out.json);
     let config = cd
         .configure(&a.app, &a.slot, config, credentials)
-        .map_err(cd_failure)?;
+        .map_err(failure)?;
     let (app, slot) = (a.app.as_str(), a.slot.as_str());
     if !out.json {
         println!(
@@ -313,8 +302,8 @@ fn set(site: Site, a: SetArgs, out: Output) -> CmdResult {
 }
 
 fn config_json(cd: &ContinuousDeployer, app: &str, slot: &str) -> Result<Value, Failure> {
-    let config = cd.config(app, slot).map_err(cd_failure)?;
-    let state = cd.state(app, slot).map_err(cd_failure)?;
+    let config = cd.config(app, slot).map_err(failure)?;
+    let state = cd.state(app, slot).map_err(failure)?;
     Ok(match config {
         None => json!({ "app": app, "slot": slot, "source": null }),
         Some(c) => json!({
@@ -398,7 +387,7 @@ fn report(
     cd: &ContinuousDeployer,
     app: &str,
     slot: &str,
-    result: Result<SyncOutcome, CdError>,
+    result: Result<SyncOutcome, Error>,
     json: bool,
     quiet_json: bool,
 ) -> CmdResult {
@@ -469,7 +458,7 @@ fn report(
             println!("{app}/{slot}: {other:?}");
             Ok(())
         }
-        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
+        Err(Error::DeploymentFailed { id, reason, .. }) => {
             if json
                 && !quiet_json
                 && let Ok(d) = cd.site().deployment(app, &id)
@@ -482,7 +471,7 @@ fn report(
             );
             Err(Failure::Failed)
         }
-        Err(e) => Err(cd_failure(e)),
+        Err(e) => Err(failure(e)),
     }
 }
 
@@ -531,7 +520,7 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         return Err(Failure::Usage("--interval must be above 0".into()));
     }
     let (cd, _progress) = deployer(site, false);
-    let slots = cd.configured(&a.apps).map_err(cd_failure)?;
+    let slots = cd.configured(&a.apps).map_err(failure)?;
     stop_on_signals()?;
     eprintln!(
         "fnhost: watching {} slot{} (every {} s); Ctrl-C to stop",
@@ -539,7 +528,7 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         if slots.len() == 1 { "" } else { "s" },
         a.interval
     );
-    let reporter = |app: &str, slot: &str, r: &Result<SyncOutcome, CdError>| match r {
+    let reporter = |app: &str, slot: &str, r: &Result<SyncOutcome, Error>| match r {
         Ok(SyncOutcome::Deployed { deployments }) => {
             for d in deployments {
                 println!(
@@ -551,7 +540,7 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
             }
         }
         Ok(_) => {}
-        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
+        Err(Error::DeploymentFailed { id, reason, .. }) => {
             eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
         }
         Err(e) => eprintln!("fnhost: error: {app}/{slot}: {e}"),
@@ -562,7 +551,7 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         &STOP,
         &reporter,
     )
-    .map_err(cd_failure)?;
+    .map_err(failure)?;
     eprintln!("fnhost: stopped watching");
     Ok(())
 }

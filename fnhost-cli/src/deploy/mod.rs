@@ -78,6 +78,8 @@ pub(crate) fn failure(e: Error) -> Failure {
         | Error::AppExists { .. }
         | Error::DeploymentNotFound { .. }
         | Error::NoActiveDeployment { .. }
+        | Error::NotConfigured { .. }
+        | Error::InvalidSource { .. }
         | Error::Io { .. } => Failure::Usage(e.to_string()),
         _ => Failure::Message(e.to_string()),
     }
