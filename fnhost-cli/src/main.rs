@@ -12,6 +12,7 @@ mod invoke;
 mod keys;
 mod kube;
 mod list;
+mod log;
 mod manage;
 mod scaffold;
 mod serve;
@@ -54,6 +55,17 @@ pub(crate) struct Output {
     /// print their address as one JSON line) instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// How log lines are written on stderr: `text` (`fnhost: LINE`) or
+    /// `json` (one object a line, with the deployment's or invocation's
+    /// span).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: log::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +117,7 @@ pub(crate) type CmdResult = Result<(), Failure>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = cli.output;
+    log::install(out.log_format);
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, out),
         Command::List(args) => list::run(args, out),

@@ -4,13 +4,13 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use fnhost_deploy::manage::{Limits, LogSink, Manage};
 use fnhost_deploy::{Durability, Site};
 
 use crate::deploy::DurabilityArg;
+use crate::log::log_line;
 use crate::serve::runtime;
 use crate::{CmdResult, Failure, Output};
 
@@ -69,10 +69,17 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     }
     let runtime = runtime()?;
     runtime.block_on(async move {
-        let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+        let log: LogSink = crate::log::sink();
         let tls = args.tls_cert.as_ref().zip(args.tls_key.as_ref());
-        let ftp = crate::ftp::bind(&args.ftp, ftp_site, args.host, tls, limits.clone(), log.clone())
-            .await?;
+        let ftp = crate::ftp::bind(
+            &args.ftp,
+            ftp_site,
+            args.host,
+            tls,
+            limits.clone(),
+            log.clone(),
+        )
+        .await?;
         let server = manage
             .with_limits(limits)
             .with_log(log)
@@ -84,14 +91,20 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
         // The first line on stdout is the address (for scripts and tests).
         crate::print_listening(out, &format!("{scheme}://{local}"), Default::default());
         for app in &apps {
-            eprintln!("fnhost: app {0}: {scheme}://{local}/apps/{0}", app.name);
+            log_line!("app {0}: {scheme}://{local}/apps/{0}", app.name);
         }
         if apps.is_empty() {
-            eprintln!("fnhost: no apps yet: create one with `fnhost apps create APP` and set its credentials");
+            log_line!(
+                "no apps yet: create one with `fnhost apps create APP` and set its credentials"
+            );
         }
         let (stop_ftp, ftp_stopped) = tokio::sync::oneshot::channel::<()>();
         let ftp = ftp.map(|ftp| {
-            let how = if ftp.is_tls() { "explicit TLS" } else { "plain" };
+            let how = if ftp.is_tls() {
+                "explicit TLS"
+            } else {
+                "plain"
+            };
             let url = format!("ftp://{}", ftp.local_addr());
             if out.json {
                 println!("{}", serde_json::json!({"ftp": url, "tls": ftp.is_tls()}));
@@ -103,13 +116,13 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
                 let _ = ftp_stopped.await;
             }))
         });
-        eprintln!("fnhost: press Ctrl-C to stop");
+        log_line!("press Ctrl-C to stop");
         server.serve(fnhost_core::http::shutdown_signal()).await;
         let _ = stop_ftp.send(());
         if let Some(ftp) = ftp {
             let _ = ftp.await;
         }
-        eprintln!("fnhost: stopped");
+        log_line!("stopped");
         Ok(())
     })
 }

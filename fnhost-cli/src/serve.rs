@@ -14,6 +14,7 @@ use fnhost_deploy::hot::{EventSink, HotSwap, HotSwapEvent};
 use fnhost_deploy::{PRODUCTION, Site};
 
 use crate::keys::{SecretsArg, open_store, open_store_at};
+use crate::log::log_line;
 use crate::{CmdResult, Failure, Output, app_dir, load_app};
 
 /// Arguments of `fnhost serve`.
@@ -93,7 +94,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     };
     let (zone, warning) = fnhost_core::timer::zone_from_env().map_err(Failure::Usage)?;
     if let Some(w) = warning {
-        eprintln!("fnhost: warning: {w}");
+        log_line!(warn, "warning: {w}");
     }
     let keys = match (&args.secrets.secrets, app_secrets) {
         (None, Some(path)) => open_store_at(&app, path)?,
@@ -103,7 +104,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     let runtime = runtime()?;
     runtime.block_on(async move {
         let host = Arc::new(build_host(app));
-        let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+        let log: LogSink = crate::log::sink();
         let server = HttpFront::new(host.clone())
             .with_keys(keys.clone())
             .with_limits(Limits::default().with_shutdown_timeout(SHUTDOWN_DEADLINE))
@@ -120,7 +121,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
         if let Err(e) =
             keys.ensure_function_keys(names.app().functions().iter().map(|f| f.name.as_str()))
         {
-            eprintln!("fnhost: warning: cannot create the functions' keys: {e}");
+            log_line!(warn, "warning: cannot create the functions' keys: {e}");
         }
         drop(names);
         let functions = if out.json {
@@ -139,15 +140,16 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
             serde_json::Map::new()
         };
         if let Some(path) = keys.path() {
-            eprintln!(
-                "fnhost: keys are in {} (`fnhost keys list` prints them)",
+            log_line!(
+                "keys are in {} (`fnhost keys list` prints them)",
                 path.display()
             );
         }
         let watcher = follow.map(|(hot, active)| {
-            eprintln!(
-                "fnhost: serving deployment {} (generation {}); following its slot",
-                active.deployment, active.generation
+            log_line!(
+                "serving deployment {} (generation {}); following its slot",
+                active.deployment,
+                active.generation
             );
             let keys = keys.clone();
             let events: EventSink = Arc::new(move |e: &HotSwapEvent<'_>| report(e, &keys));
@@ -157,7 +159,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
         });
         // The ready line on stdout, as `fnhost manage` prints it.
         crate::print_listening(out, &format!("http://{local}"), functions);
-        eprintln!("fnhost: press Ctrl-C to stop");
+        log_line!("press Ctrl-C to stop");
         let timers = TimerScheduler::new(host.clone())
             .with_zone(zone)
             .with_log(log.clone())
@@ -167,7 +169,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
             .with_log(log.clone())
             .start();
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
-        eprintln!("fnhost: stopping");
+        log_line!("stopping");
         let (timers_done, listeners_done) = tokio::join!(
             timers.stop(SHUTDOWN_DEADLINE),
             listeners.stop(SHUTDOWN_DEADLINE)
@@ -177,12 +179,13 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
         }
         host.shutdown().await;
         if !stopped.drained || !timers_done || !listeners_done {
-            eprintln!(
-                "fnhost: warning: {} connection(s) cancelled at the shutdown deadline",
+            log_line!(
+                warn,
+                "warning: {} connection(s) cancelled at the shutdown deadline",
                 stopped.cancelled
             );
         }
-        eprintln!("fnhost: stopped");
+        log_line!("stopped");
         Ok(())
     })
 }
@@ -197,10 +200,10 @@ fn report(event: &HotSwapEvent<'_>, keys: &KeyStore) {
         } => {
             let names = version.app().functions().iter().map(|f| f.name.as_str());
             if let Err(e) = keys.ensure_function_keys(names) {
-                eprintln!("fnhost: warning: cannot create the new functions' keys: {e}");
+                log_line!(warn, "warning: cannot create the new functions' keys: {e}");
             }
-            eprintln!(
-                "fnhost: now serving deployment {} (generation {}), loaded and started in {} ms",
+            log_line!(
+                "now serving deployment {} (generation {}), loaded and started in {} ms",
                 active.deployment,
                 active.generation,
                 elapsed.as_millis()
@@ -216,18 +219,20 @@ fn report(event: &HotSwapEvent<'_>, keys: &KeyStore) {
             } else {
                 "at the drain deadline, invocations still running"
             };
-            eprintln!(
-                "fnhost: stopped the previous version ({}) {how}, {} ms after the switch",
+            log_line!(
+                "stopped the previous version ({}) {how}, {} ms after the switch",
                 root.display(),
                 elapsed.as_millis()
             );
         }
-        HotSwapEvent::Failed { active, reason } => eprintln!(
-            "fnhost: error: cannot serve deployment {} (generation {}); the previous one goes on: {reason}",
-            active.deployment, active.generation
+        HotSwapEvent::Failed { active, reason } => log_line!(
+            error,
+            "error: cannot serve deployment {} (generation {}); the previous one goes on: {reason}",
+            active.deployment,
+            active.generation
         ),
         HotSwapEvent::PollFailed { reason } => {
-            eprintln!("fnhost: warning: cannot read the active deployment: {reason}")
+            log_line!(warn, "warning: cannot read the active deployment: {reason}")
         }
         _ => {}
     }
@@ -275,8 +280,9 @@ fn warn_unserved(host: &Host) {
     let version = host.current();
     for (i, f) in version.app().functions().iter().enumerate() {
         if version.executor(i).is_none() {
-            eprintln!(
-                "fnhost: warning: no executor runs '{}': its invocations fail",
+            log_line!(
+                warn,
+                "warning: no executor runs '{}': its invocations fail",
                 f.name
             );
         }

@@ -252,3 +252,83 @@ fn serve_and_manage_print_their_address_the_same_way() {
         assert_eq!(run.stdout().trim(), line, "{json:?}: {}", run.output());
     }
 }
+
+/// Every stderr line of `out` as JSON.
+fn json_lines(args: &[&str], stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{args:?}: stderr line not JSON ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn log_format_json_prints_one_object_a_line_with_the_deployment_span() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let v1 = tmp.path().join("v1");
+    make_app(&v1, "one");
+    fnhost_ok(&home, &["apps", "create", "demo"], "");
+    let args = [
+        "--log-format",
+        "json",
+        "deploy",
+        "demo",
+        "--dir",
+        v1.to_str().unwrap(),
+    ];
+    let out = fnhost_ok(&home, &args, "");
+    let lines = json_lines(&args, &text(&out.stderr));
+    let logged: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["name"] == "deployment")
+        .collect();
+    assert!(!logged.is_empty(), "no deployment events: {lines:?}");
+    for l in &logged {
+        assert_eq!(l["span"]["app"], "demo", "{l}");
+        assert_eq!(l["span"]["slot"], "production", "{l}");
+        assert!(l["span"]["id"].as_str().unwrap().len() > 20, "{l}");
+        assert!(
+            l["message"].is_string() && l["timestamp"].is_string(),
+            "{l}"
+        );
+    }
+    // The result line on stdout is as without the flag.
+    assert!(text(&out.stdout).starts_with("demo/production: deployment "));
+
+    // A server's log lines: JSON, and the text format is `fnhost: LINE`.
+    let app = tmp.path().join("app");
+    script_app(&app);
+    for format in ["json", "text"] {
+        let args = [
+            "--log-format",
+            format,
+            "serve",
+            app.to_str().unwrap(),
+            "--port",
+            "0",
+        ];
+        let mut run = start(&home, &args);
+        run.listening(Duration::from_secs(30));
+        run.wait_stderr("press Ctrl-C to stop", Duration::from_secs(10));
+        run.stop();
+        let stderr = run.stderr();
+        if format == "json" {
+            let lines = json_lines(&args, &stderr);
+            let ready = lines
+                .iter()
+                .find(|l| l["message"] == "press Ctrl-C to stop")
+                .unwrap();
+            assert_eq!(ready["level"], "INFO");
+            assert_eq!(ready["target"], "fnhost");
+        } else {
+            assert!(
+                stderr.lines().any(|l| l == "fnhost: press Ctrl-C to stop"),
+                "{stderr}"
+            );
+            assert!(stderr.lines().all(|l| !l.starts_with('{')), "{stderr}");
+        }
+    }
+}

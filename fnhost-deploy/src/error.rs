@@ -174,8 +174,8 @@ pub enum Error {
         app: String,
         /// The slot.
         slot: String,
-        /// What the source provider said.
-        source: SourceError,
+        /// What the source provider said (boxed: it is large).
+        source: Box<SourceError>,
     },
     /// The slot follows no source ([`crate::cd`]).
     #[error("{app}/{slot}: no source is configured; set one with `fnhost source set {app}`")]
@@ -221,7 +221,7 @@ impl Error {
         Error::Source {
             app: app.into(),
             slot: slot.into(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fnhost_core::invoke::{AppVersion, Host};
-use fnhost_core::timer::{LogSink, no_log};
+use fnhost_core::timer::LogSink;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -52,7 +52,7 @@ impl Listeners {
     pub fn new(host: Arc<Host>) -> Listeners {
         Listeners {
             host,
-            log: no_log(),
+            log: fnhost_core::timer::tracing_log(),
             visibility: DEFAULT_MESSAGE_VISIBILITY,
         }
     }
@@ -60,6 +60,8 @@ impl Listeners {
     /// Sends log lines (listeners started and stopped, failed messages,
     /// poison messages, an unreachable queue service) to `log`. Lines
     /// come without a prefix.
+    /// Default: [`tracing_log`](fnhost_core::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Listeners {
         self.log = log;
         self

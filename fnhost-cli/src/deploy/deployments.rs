@@ -170,6 +170,11 @@ impl Observer for Progress {
     }
 
     fn log(&self, entry: &LogEntry) {
+        // With `--log-format json` the line is an event of the deployment's
+        // span already.
+        if crate::log::is_json() {
+            return;
+        }
         if self.verbose || entry.level != fnhost_deploy::Level::Info {
             self.say(&format!("{}: {}", entry.level, entry.message));
         }

@@ -489,10 +489,9 @@ impl ContinuousDeployer {
     /// [`SourceProvider::head`]).
     pub fn head(&self, app: &str, slot: &str) -> Result<String, Error> {
         let config = self.require_config(app, slot)?;
-        Ok(self
-            .provider(config.kind)
+        self.provider(config.kind)
             .head(&self.spec(app, slot, &config))
-            .map_err(|e| Error::source(app, slot, e))?)
+            .map_err(|e| Error::source(app, slot, e))
     }
 
     pub(super) fn require_config(&self, app: &str, slot: &str) -> Result<SourceConfig, Error> {

@@ -300,17 +300,18 @@ impl ContinuousDeployer {
         let checkout = self.cd_dir(app, slot).join(CHECKOUT);
         let snapshot = match self.checkout(app, slot, provider, spec, &checkout) {
             Ok(s) => s,
-            Err(Error::Source {
-                source: SourceError::NotReady { .. },
-                ..
-            }) => return Ok(None),
+            Err(Error::Source { source, .. })
+                if matches!(*source, SourceError::NotReady { .. }) =>
+            {
+                return Ok(None);
+            }
             Err(e) => return Err((None, e)),
         };
         let temp = work.join("temp");
         let settings: Vec<(String, String)> = self
             .site()
             .app_settings(app, slot)
-            .map_err(|e| (None, e.into()))?
+            .map_err(|e| (None, e))?
             .into_iter()
             .collect();
         let builder: Box<dyn BuildProvider> = match config.build {
@@ -350,7 +351,7 @@ impl ContinuousDeployer {
         }
         match self.site().deploy(req) {
             Ok(outcome) => Ok(Some((snapshot, outcome.deployment))),
-            Err(e) => Err((Some(snapshot), e.into())),
+            Err(e) => Err((Some(snapshot), e)),
         }
     }
 }

@@ -277,7 +277,7 @@ impl Manage {
         Manage {
             site,
             limits: Limits::default(),
-            log: Arc::new(|_| {}),
+            log: fnhost_core::timer::tracing_log(),
             routes,
             tls: None,
         }
@@ -305,6 +305,8 @@ impl Manage {
     }
 
     /// Sends log lines to `log`.
+    /// Default: [`tracing_log`](fnhost_core::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self
