@@ -84,7 +84,7 @@ impl TimerScheduler {
     }
 
     /// Sends log lines (runs, skipped ticks, failures) to `log`.
-    /// Default: [`tracing_log`](crate::timer::tracing_log), each
+    /// Default: [`tracing_log`], each
     /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
