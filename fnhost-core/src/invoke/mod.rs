@@ -499,6 +499,10 @@ impl FunctionHandle {
             function = self.info().name(),
             id = %invocation.id
         );
+        // No subscriber wants it: no span to enter at each poll.
+        if span.is_disabled() {
+            return invoke_in(&self.version, self.index, invocation).await;
+        }
         invoke_in(&self.version, self.index, invocation)
             .instrument(span)
             .await
