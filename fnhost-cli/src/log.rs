@@ -23,6 +23,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The target of the CLI's own log lines.
 pub(crate) const TARGET: &str = "fnhost";
+/// The target of lines passed on as they are (a custom handler's or a
+/// language worker's output): the text format adds no prefix.
+const RAW: &str = "fnhost::raw";
 
 /// A log line of the CLI: `log_line!("...")` (INFO), `log_line!(warn,
 /// "...")`, `log_line!(error, "...")`; printed as `fnhost: ...`.
@@ -59,7 +62,7 @@ pub(crate) fn install(format: LogFormat) {
             .with_writer(std::io::stderr)
             .event_format(Plain)
             .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                m.target() == TARGET
+                m.target() == TARGET || m.target() == RAW
             }))
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -70,7 +73,9 @@ pub(crate) fn install(format: LogFormat) {
             .with_span_list(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|m| {
                 *m.level() <= Level::INFO
-                    && (m.target() == TARGET || m.target().starts_with("fnhost_"))
+                    && (m.target() == TARGET
+                        || m.target() == RAW
+                        || m.target().starts_with("fnhost_"))
             }))
             .boxed(),
     };
@@ -84,7 +89,13 @@ pub(crate) fn sink() -> Arc<dyn Fn(&str) + Send + Sync> {
     Arc::new(|line: &str| log_line!("{line}"))
 }
 
-/// `fnhost: MESSAGE`, the text format of every line before tracing.
+/// A line of a process fnhost runs, logged as it is.
+pub(crate) fn raw_line(line: &str) {
+    tracing::info!(target: RAW, "{line}");
+}
+
+/// `fnhost: MESSAGE`, the text format of every line before tracing
+/// (`MESSAGE` alone for [`raw_line`]s).
 struct Plain;
 
 impl<S, N> FormatEvent<S, N> for Plain
@@ -98,7 +109,9 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        writer.write_str("fnhost: ")?;
+        if event.metadata().target() != RAW {
+            writer.write_str("fnhost: ")?;
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

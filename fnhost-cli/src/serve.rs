@@ -45,8 +45,30 @@ pub(crate) struct Args {
 /// when host.json configures one, else the one-shot process executor for
 /// each function's script (native functions cannot come from the command
 /// line).
+///
+/// The custom handler's and the language worker's output lines go to the
+/// log channel as they are (`crate::log::raw_line`), so that
+/// `--log-format json` writes them as JSON too.
 pub(crate) fn build_host(app: FunctionApp) -> Host {
-    Host::builder().with_default_executors().build(app)
+    use fnhost_core::exec::{
+        CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink as HandlerLog,
+        ProcessExecutorFactory,
+    };
+    let handler = HandlerLog::new(|stream, line| match stream {
+        HandlerStream::Stdout => crate::log::raw_line(&format!("[custom handler] {line}")),
+        HandlerStream::Stderr => crate::log::raw_line(&format!("[custom handler stderr] {line}")),
+    });
+    let worker: LogSink = Arc::new(|line: &str| crate::log::raw_line(line));
+    // The order of `with_default_executors`.
+    Host::builder()
+        .factory(Arc::new(CustomHandlerFactory::with_options(
+            CustomHandlerOptions::default().with_log_sink(handler),
+        )))
+        .factory(Arc::new(
+            fnhost_core::worker::LanguageWorkerFactory::new().with_log(worker),
+        ))
+        .factory(Arc::new(ProcessExecutorFactory::new()))
+        .build(app)
 }
 
 /// The Tokio runtime of the commands that run functions.
