@@ -13,6 +13,7 @@ use fnhost_deploy::{Error, PRODUCTION, Site};
 use serde_json::{Value, json};
 
 use crate::deploy::{Progress, failure, read_password};
+use crate::log::log_line;
 use crate::{CmdResult, Failure, Output, print_json};
 
 /// The continuous deployment commands, flattened into the top-level list.
@@ -522,8 +523,8 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
     let (cd, _progress) = deployer(site, false);
     let slots = cd.configured(&a.apps).map_err(failure)?;
     stop_on_signals()?;
-    eprintln!(
-        "fnhost: watching {} slot{} (every {} s); Ctrl-C to stop",
+    log_line!(
+        "watching {} slot{} (every {} s); Ctrl-C to stop",
         slots.len(),
         if slots.len() == 1 { "" } else { "s" },
         a.interval
@@ -541,9 +542,12 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         }
         Ok(_) => {}
         Err(Error::DeploymentFailed { id, reason, .. }) => {
-            eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
+            log_line!(
+                error,
+                "error: deployment {id} to {app}/{slot} failed: {reason}"
+            );
         }
-        Err(e) => eprintln!("fnhost: error: {app}/{slot}: {e}"),
+        Err(e) => log_line!(error, "error: {app}/{slot}: {e}"),
     };
     cd.watch(
         &a.apps,
@@ -552,6 +556,6 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         &reporter,
     )
     .map_err(failure)?;
-    eprintln!("fnhost: stopped watching");
+    log_line!("stopped watching");
     Ok(())
 }
