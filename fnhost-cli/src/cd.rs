@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fnhost_deploy::cd::{
-    BuildKind, CdError, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind,
-    SyncOutcome,
+    BuildKind, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind, SyncOutcome,
 };
 use fnhost_deploy::{Error, PRODUCTION, Site};
 use serde_json::{Value, json};
 
-use crate::deploy::{Progress, deployment_json, failure, read_password};
-use crate::{CmdResult, Failure, print_json};
+use crate::deploy::{Progress, failure, read_password};
+use crate::log::log_line;
+use crate::{CmdResult, Failure, Output, print_json};
 
 /// The continuous deployment commands, flattened into the top-level list.
 #[derive(Debug, clap::Subcommand)]
@@ -42,9 +42,6 @@ pub(crate) enum SourceCommand {
         /// The slot.
         #[arg(long, short, default_value = PRODUCTION)]
         slot: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Set the secret webhooks to the slot are signed with (read from
     /// stdin, stored owner-only): `POST {base}/deploy` then needs GitHub's
@@ -125,9 +122,6 @@ pub(crate) struct SetArgs {
     /// Configure only: no initial deployment.
     #[arg(long)]
     no_deploy: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--build`.
@@ -152,9 +146,6 @@ pub(crate) struct SyncArgs {
     /// Deploy the source's head even if it was deployed (or failed) already.
     #[arg(long)]
     force: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Arguments of `fnhost watch`.
@@ -167,51 +158,41 @@ pub(crate) struct WatchArgs {
     interval: f64,
 }
 
-pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
+pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
     let site = Site::open(home).map_err(failure)?;
     match command {
-        Command::Source(SourceCommand::Set(a)) => set(site, *a),
-        Command::Source(SourceCommand::Show { app, slot, json }) => {
-            show(&ContinuousDeployer::new(site), &app, &slot, json)
+        Command::Source(SourceCommand::Set(a)) => set(site, *a, out),
+        Command::Source(SourceCommand::Show { app, slot }) => {
+            show(&ContinuousDeployer::new(site), &app, &slot, out.json)
         }
         Command::Source(SourceCommand::Clear { app, slot }) => {
             let cd = ContinuousDeployer::new(site);
-            if cd.clear(&app, &slot).map_err(cd_failure)? {
-                println!(
+            if cd.clear(&app, &slot).map_err(failure)? {
+                eprintln!(
                     "{app}/{slot}: no longer follows a source; direct deployments are allowed again"
                 );
             } else {
-                println!("{app}/{slot}: had no source");
+                eprintln!("{app}/{slot}: had no source");
             }
             Ok(())
         }
         Command::Source(SourceCommand::WebhookSecret { app, slot, clear }) => {
             let cd = ContinuousDeployer::new(site);
             if clear {
-                cd.set_webhook_secret(&app, &slot, None)
-                    .map_err(cd_failure)?;
-                println!("{app}/{slot}: webhook secret removed");
+                cd.set_webhook_secret(&app, &slot, None).map_err(failure)?;
+                eprintln!("{app}/{slot}: webhook secret removed");
             } else {
                 let secret = read_password()?;
                 cd.set_webhook_secret(&app, &slot, Some(secret.as_bytes()))
-                    .map_err(cd_failure)?;
-                println!(
+                    .map_err(failure)?;
+                eprintln!(
                     "{app}/{slot}: webhook secret set; webhooks need X-Hub-Signature-256 (or X-Gitlab-Token)"
                 );
             }
             Ok(())
         }
-        Command::Sync(a) => sync(site, a),
+        Command::Sync(a) => sync(site, a, out),
         Command::Watch(a) => watch(site, a),
-    }
-}
-
-fn cd_failure(e: CdError) -> Failure {
-    match e {
-        CdError::Deploy(e) => failure(e),
-        CdError::NotConfigured { .. } | CdError::Invalid(_) => Failure::Usage(e.to_string()),
-        CdError::Source(e) => Failure::Message(e.to_string()),
-        other => Failure::Message(other.to_string()),
     }
 }
 
@@ -221,7 +202,7 @@ fn deployer(site: Site, verbose: bool) -> (ContinuousDeployer, Arc<Progress>) {
     (cd, progress)
 }
 
-fn set(site: Site, a: SetArgs) -> CmdResult {
+fn set(site: Site, a: SetArgs, out: Output) -> CmdResult {
     let (kind, location) = if let Some(url) = a.git {
         (SourceKind::Git, url)
     } else if a.local_git {
@@ -286,12 +267,12 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
         }
         None
     };
-    let (cd, progress) = deployer(site, !a.json);
+    let (cd, progress) = deployer(site, !out.json);
     let config = cd
         .configure(&a.app, &a.slot, config, credentials)
-        .map_err(cd_failure)?;
+        .map_err(failure)?;
     let (app, slot) = (a.app.as_str(), a.slot.as_str());
-    if !a.json {
+    if !out.json {
         println!(
             "{app}/{slot}: follows {}, build {}; read-only to direct deployments",
             config.describe(),
@@ -306,7 +287,7 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
         }
     }
     if a.no_deploy {
-        if a.json {
+        if out.json {
             print_json(&config_json(&cd, app, slot)?)?;
         }
         return Ok(());
@@ -314,16 +295,16 @@ fn set(site: Site, a: SetArgs) -> CmdResult {
     let wait = Duration::from_millis(config.quiet_period_ms.unwrap_or(2000) * 3 + 1000);
     let result = cd.sync_when_ready(app, slot, wait);
     progress.finish();
-    let code = report(&cd, app, slot, result, a.json, true);
-    if a.json {
+    let code = report(&cd, app, slot, result, out.json, true);
+    if out.json {
         print_json(&config_json(&cd, app, slot)?)?;
     }
     code
 }
 
 fn config_json(cd: &ContinuousDeployer, app: &str, slot: &str) -> Result<Value, Failure> {
-    let config = cd.config(app, slot).map_err(cd_failure)?;
-    let state = cd.state(app, slot).map_err(cd_failure)?;
+    let config = cd.config(app, slot).map_err(failure)?;
+    let state = cd.state(app, slot).map_err(failure)?;
     Ok(match config {
         None => json!({ "app": app, "slot": slot, "source": null }),
         Some(c) => json!({
@@ -407,7 +388,7 @@ fn report(
     cd: &ContinuousDeployer,
     app: &str,
     slot: &str,
-    result: Result<SyncOutcome, CdError>,
+    result: Result<SyncOutcome, Error>,
     json: bool,
     quiet_json: bool,
 ) -> CmdResult {
@@ -431,7 +412,7 @@ fn report(
             }
             out(json!({
                 "result": "deployed",
-                "deployments": deployments.iter().map(|d| deployment_json(d, false)).collect::<Vec<_>>(),
+                "deployments": deployments.iter().map(|d| d.report(false)).collect::<Vec<_>>(),
             }))
         }
         Ok(SyncOutcome::UpToDate { source_id }) => {
@@ -478,14 +459,12 @@ fn report(
             println!("{app}/{slot}: {other:?}");
             Ok(())
         }
-        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
+        Err(Error::DeploymentFailed { id, reason, .. }) => {
             if json
                 && !quiet_json
                 && let Ok(d) = cd.site().deployment(app, &id)
             {
-                print_json(
-                    &json!({ "result": "failed", "deployment": deployment_json(&d, true) }),
-                )?;
+                print_json(&json!({ "result": "failed", "deployment": d.report(true) }))?;
             }
             eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
             eprintln!(
@@ -493,7 +472,7 @@ fn report(
             );
             Err(Failure::Failed)
         }
-        Err(e) => Err(cd_failure(e)),
+        Err(e) => Err(failure(e)),
     }
 }
 
@@ -501,11 +480,11 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn sync(site: Site, a: SyncArgs) -> CmdResult {
-    let (cd, progress) = deployer(site, !a.json);
+fn sync(site: Site, a: SyncArgs, out: Output) -> CmdResult {
+    let (cd, progress) = deployer(site, !out.json);
     let result = cd.sync(&a.app, &a.slot, a.force);
     progress.finish();
-    report(&cd, &a.app, &a.slot, result, a.json, false)
+    report(&cd, &a.app, &a.slot, result, out.json, false)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -542,15 +521,15 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         return Err(Failure::Usage("--interval must be above 0".into()));
     }
     let (cd, _progress) = deployer(site, false);
-    let slots = cd.configured(&a.apps).map_err(cd_failure)?;
+    let slots = cd.configured(&a.apps).map_err(failure)?;
     stop_on_signals()?;
-    eprintln!(
-        "fnhost: watching {} slot{} (every {} s); Ctrl-C to stop",
+    log_line!(
+        "watching {} slot{} (every {} s); Ctrl-C to stop",
         slots.len(),
         if slots.len() == 1 { "" } else { "s" },
         a.interval
     );
-    let reporter = |app: &str, slot: &str, r: &Result<SyncOutcome, CdError>| match r {
+    let reporter = |app: &str, slot: &str, r: &Result<SyncOutcome, Error>| match r {
         Ok(SyncOutcome::Deployed { deployments }) => {
             for d in deployments {
                 println!(
@@ -562,10 +541,13 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
             }
         }
         Ok(_) => {}
-        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
-            eprintln!("fnhost: error: deployment {id} to {app}/{slot} failed: {reason}");
+        Err(Error::DeploymentFailed { id, reason, .. }) => {
+            log_line!(
+                error,
+                "error: deployment {id} to {app}/{slot} failed: {reason}"
+            );
         }
-        Err(e) => eprintln!("fnhost: error: {app}/{slot}: {e}"),
+        Err(e) => log_line!(error, "error: {app}/{slot}: {e}"),
     };
     cd.watch(
         &a.apps,
@@ -573,7 +555,7 @@ fn watch(site: Site, a: WatchArgs) -> CmdResult {
         &STOP,
         &reporter,
     )
-    .map_err(cd_failure)?;
-    eprintln!("fnhost: stopped watching");
+    .map_err(failure)?;
+    log_line!("stopped watching");
     Ok(())
 }

@@ -8,7 +8,7 @@ use fnhost_core::invoke::{BindingData, InvocationResult};
 use serde_json::{Value, json};
 
 use crate::serve::build_host;
-use crate::{CmdResult, Failure, load_app, print_json};
+use crate::{CmdResult, Failure, Output, load_app, print_json};
 
 /// Arguments of `fnhost invoke`.
 #[derive(Debug, clap::Args)]
@@ -21,12 +21,9 @@ pub(crate) struct Args {
     /// For HTTP functions it is the body of a POST request.
     #[arg(long, value_name = "JSON|@FILE")]
     data: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-pub(crate) fn run(args: Args) -> CmdResult {
+pub(crate) fn run(args: Args, out: Output) -> CmdResult {
     let (dir, function) = match args.args.as_slice() {
         [f] => (PathBuf::from("."), f.clone()),
         [d, f] => (PathBuf::from(d), f.clone()),
@@ -82,7 +79,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                     eprintln!("{}: {line}", info.name());
                 }
                 let http = http_json(info, &result);
-                if args.json {
+                if out.json {
                     print_json(&json!({
                         "function": info.name(),
                         "id": id,
@@ -100,7 +97,7 @@ pub(crate) fn run(args: Args) -> CmdResult {
                 for line in e.logs() {
                     eprintln!("{}: {line}", info.name());
                 }
-                if args.json {
+                if out.json {
                     print_json(&json!({
                         "function": info.name(),
                         "id": id,

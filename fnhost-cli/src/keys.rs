@@ -6,7 +6,7 @@ use std::sync::Arc;
 use fnhost_core::keys::{DEFAULT_KEY_NAME, KeyStore};
 use fnhost_deploy::{PRODUCTION, Site};
 
-use crate::{CmdResult, Failure, app_dir, load_app, print_json};
+use crate::{CmdResult, Failure, Output, app_dir, load_app, print_json};
 
 /// Arguments of `fnhost keys`.
 #[derive(Debug, clap::Args)]
@@ -82,9 +82,6 @@ impl Target {
 struct ListArgs {
     #[command(flatten)]
     target: Target,
-    /// Print `{"master": KEY, "host": {NAME: KEY}, "functions": {FUNCTION: {NAME: KEY}}}`.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     secrets: SecretsArg,
 }
@@ -110,9 +107,9 @@ struct NewArgs {
     secrets: SecretsArg,
 }
 
-pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     match args.command {
-        KeysCommand::List(a) => list(a, home),
+        KeysCommand::List(a) => list(a, home, out),
         KeysCommand::New(a) => new(a, home),
     }
 }
@@ -143,10 +140,12 @@ pub(crate) fn open_store_at(
     Ok(Arc::new(store))
 }
 
-fn list(args: ListArgs, home: &Path) -> CmdResult {
+/// With `--json`: `{"master": KEY, "host": {NAME: KEY}, "functions":
+/// {FUNCTION: {NAME: KEY}}}`.
+fn list(args: ListArgs, home: &Path, out: Output) -> CmdResult {
     let (_, store, _) = args.target.open(&args.secrets, home)?;
     let secrets = store.secrets();
-    if args.json {
+    if out.json {
         return print_json(&secrets);
     }
     println!("master: {}", secrets.master);

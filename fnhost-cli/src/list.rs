@@ -7,30 +7,27 @@ use fnhost_core::{Function, FunctionApp};
 use fnhost_triggers::ListenerSpec;
 use serde_json::{Value, json};
 
-use crate::{CmdResult, app_dir, load_app, print_json};
+use crate::{CmdResult, Output, app_dir, load_app, print_json};
 
 /// Arguments of `fnhost list`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The app folder (default: the current folder).
     app_dir: Option<PathBuf>,
-    /// Print a JSON array instead of text.
-    #[arg(long)]
-    json: bool,
     /// Start the app's language worker and list the functions it indexes
     /// too (Python v2 and Node.js v4 apps declare functions in code).
     #[arg(long)]
     index: bool,
 }
 
-pub(crate) fn run(args: Args) -> CmdResult {
+pub(crate) fn run(args: Args, out: Output) -> CmdResult {
     let dir = app_dir(args.app_dir);
     let mut app = load_app(&dir)?;
     if args.index {
         app = index(app)?;
     }
     let now = Utc::now();
-    if args.json {
+    if out.json {
         let items: Vec<Value> = app
             .functions()
             .iter()
@@ -66,7 +63,8 @@ fn next_three(f: &Function, now: chrono::DateTime<Utc>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn function_json(f: &Function, app: &FunctionApp, now: chrono::DateTime<Utc>) -> Value {
+/// A function as `list --json` (and `serve --json`) prints it.
+pub(crate) fn function_json(f: &Function, app: &FunctionApp, now: chrono::DateTime<Utc>) -> Value {
     let mut item = json!({
         "name": f.name,
         "trigger": f.trigger_type(),

@@ -1,8 +1,9 @@
 //! The `fnhost` command: a thin consumer of fnhost-core and fnhost-deploy.
 //!
-//! Data goes to stdout (text for people, `--json` for programs), messages
-//! to stderr. Exit codes: 0 success, 1 the command ran and found a failure
-//! (an invalid app, a failed deployment), 2 a usage or environment error.
+//! Data goes to stdout (text for people, the global `--json` for
+//! programs), messages to stderr (see docs/cli.md, "Output"). Exit codes: 0
+//! success, 1 the command ran and found a failure (an invalid app, a failed
+//! deployment), 2 a usage or environment error.
 
 mod cd;
 mod cluster;
@@ -12,6 +13,7 @@ mod invoke;
 mod keys;
 mod kube;
 mod list;
+mod log;
 mod manage;
 mod portal;
 mod scaffold;
@@ -42,8 +44,30 @@ struct Cli {
         value_name = "DIR"
     )]
     home: PathBuf,
+    #[command(flatten)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How a command prints: the options every command takes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct Output {
+    /// Print the command's data as JSON (one document on stdout; servers
+    /// print their address as one JSON line) instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// How log lines are written on stderr: `text` (`fnhost: LINE`) or
+    /// `json` (one object a line, with the deployment's or invocation's
+    /// span).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: log::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,19 +130,21 @@ pub(crate) type CmdResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let out = cli.output;
+    log::install(out.log_format);
     let result = match cli.command {
-        Command::Validate(args) => validate::run(args),
-        Command::List(args) => list::run(args),
+        Command::Validate(args) => validate::run(args, out),
+        Command::List(args) => list::run(args, out),
         Command::Init(args) => scaffold::init(args),
         Command::New(args) => scaffold::new(args),
-        Command::Serve(args) => serve::run(args, &cli.home),
-        Command::Invoke(args) => invoke::run(args),
-        Command::Keys(args) => keys::run(args, &cli.home),
-        Command::Deploy(command) => deploy::run(command, &cli.home),
-        Command::Manage(args) => manage::run(args, &cli.home),
-        Command::Cd(command) => cd::run(command, &cli.home),
+        Command::Serve(args) => serve::run(args, &cli.home, out),
+        Command::Invoke(args) => invoke::run(args, out),
+        Command::Keys(args) => keys::run(args, &cli.home, out),
+        Command::Deploy(command) => deploy::run(command, &cli.home, out),
+        Command::Manage(args) => manage::run(args, &cli.home, out),
+        Command::Cd(command) => cd::run(command, &cli.home, out),
         Command::Kube(command) => kube::run(command, &cli.home),
-        Command::Workers(command) => workers::run(command, &cli.home),
+        Command::Workers(command) => workers::run(command, &cli.home, out),
         Command::Worker(args) => cluster::worker(args, &cli.home),
         Command::Gateway(args) => cluster::gateway(args),
         Command::Fetch(args) => cluster::fetch(args),
@@ -146,6 +172,25 @@ pub(crate) fn app_dir(dir: Option<PathBuf>) -> PathBuf {
 /// Loads an app, mapping "no such folder" to a usage error.
 pub(crate) fn load_app(dir: &std::path::Path) -> Result<fnhost_core::FunctionApp, Failure> {
     fnhost_core::FunctionApp::load(dir).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// Prints a server's ready line on stdout, flushed: `listening on URL`,
+/// or with `--json` one line `{"listening": URL, ...more}`.
+pub(crate) fn print_listening(
+    out: Output,
+    url: &str,
+    more: serde_json::Map<String, serde_json::Value>,
+) {
+    use std::io::Write;
+    if out.json {
+        let mut line = serde_json::Map::new();
+        line.insert("listening".into(), url.into());
+        line.extend(more);
+        println!("{}", serde_json::Value::Object(line));
+    } else {
+        println!("listening on {url}");
+    }
+    let _ = std::io::stdout().flush();
 }
 
 /// Prints JSON to stdout.

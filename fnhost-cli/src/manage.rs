@@ -4,15 +4,15 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use fnhost_deploy::manage::{Limits, LogSink, Manage, Portal};
 use fnhost_deploy::{Durability, Site};
 
 use crate::deploy::DurabilityArg;
+use crate::log::log_line;
 use crate::serve::runtime;
-use crate::{CmdResult, Failure};
+use crate::{CmdResult, Failure, Output};
 
 /// Arguments of `fnhost manage`.
 #[derive(Debug, clap::Args)]
@@ -68,7 +68,7 @@ pub(crate) struct Args {
 /// How long shutdown waits for requests and deployments in flight.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
 
-pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     let site = Site::open(home)
         .map_err(|e| Failure::Usage(e.to_string()))?
         .with_durability(match args.durability {
@@ -84,7 +84,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
     let ftp_site = site.clone();
     let runtime = runtime()?;
     let state = runtime.block_on(args.state.open(home))?;
-    let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+    let log: LogSink = crate::log::sink();
     let cluster = fnhost_cluster::manager::Cluster::new(site.clone(), state)
         .with_heartbeat(Duration::from_millis(args.heartbeat_ms))
         .with_lease_ttl(Duration::from_secs(args.lease_ttl))
@@ -100,8 +100,15 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
     }
     runtime.block_on(async move {
         let tls = args.tls_cert.as_ref().zip(args.tls_key.as_ref());
-        let ftp = crate::ftp::bind(&args.ftp, ftp_site, args.host, tls, limits.clone(), log.clone())
-            .await?;
+        let ftp = crate::ftp::bind(
+            &args.ftp,
+            ftp_site,
+            args.host,
+            tls,
+            limits.clone(),
+            log.clone(),
+        )
+        .await?;
         let server = manage
             .with_limits(limits)
             .with_log(log.clone())
@@ -111,21 +118,33 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         let local = server.local_addr();
         let scheme = if server.is_tls() { "https" } else { "http" };
         // The first line on stdout is the address (for scripts and tests).
-        println!("listening on {scheme}://{local}");
-        let _ = std::io::stdout().flush();
+        crate::print_listening(out, &format!("{scheme}://{local}"), Default::default());
         for app in &apps {
-            eprintln!("fnhost: app {0}: {scheme}://{local}/apps/{0}", app.name);
+            log_line!("app {0}: {scheme}://{local}/apps/{0}", app.name);
         }
         if !args.no_portal {
-            eprintln!("fnhost: portal: {scheme}://{local}/portal/ (accounts: `fnhost portal users add NAME`)");
+            log_line!(
+                "portal: {scheme}://{local}/portal/ (accounts: `fnhost portal users add NAME`)"
+            );
         }
         if apps.is_empty() {
-            eprintln!("fnhost: no apps yet: create one with `fnhost apps create APP` and set its credentials");
+            log_line!(
+                "no apps yet: create one with `fnhost apps create APP` and set its credentials"
+            );
         }
         let (stop_ftp, ftp_stopped) = tokio::sync::oneshot::channel::<()>();
         let ftp = ftp.map(|ftp| {
-            let how = if ftp.is_tls() { "explicit TLS" } else { "plain" };
-            println!("ftp listening on ftp://{} ({how})", ftp.local_addr());
+            let how = if ftp.is_tls() {
+                "explicit TLS"
+            } else {
+                "plain"
+            };
+            let url = format!("ftp://{}", ftp.local_addr());
+            if out.json {
+                println!("{}", serde_json::json!({"ftp": url, "tls": ftp.is_tls()}));
+            } else {
+                println!("ftp listening on {url} ({how})");
+            }
             let _ = std::io::stdout().flush();
             tokio::spawn(ftp.serve(async move {
                 let _ = ftp_stopped.await;
@@ -139,8 +158,8 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
                     .bind(addr)
                     .await
                     .map_err(|e| Failure::Usage(format!("cannot listen on {addr}: {e}")))?;
-                eprintln!(
-                    "fnhost: gateway on http://{0} (APP.localhost:{1} reaches an app)",
+                log_line!(
+                    "gateway on http://{0} (APP.localhost:{1} reaches an app)",
                     g.local_addr(),
                     g.local_addr().port()
                 );
@@ -149,11 +168,11 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
             None => None,
         };
         let leader = cluster.start();
-        eprintln!(
-            "fnhost: cluster state in {}; workers join with a token from `fnhost workers token`",
+        log_line!(
+            "cluster state in {}; workers join with a token from `fnhost workers token`",
             cluster.state().describe()
         );
-        eprintln!("fnhost: press Ctrl-C to stop");
+        log_line!("press Ctrl-C to stop");
         let closing = cluster.clone();
         server
             .serve(async move {
@@ -169,7 +188,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         if let Some(g) = gateway {
             let _ = g.await;
         }
-        eprintln!("fnhost: stopped");
+        log_line!("stopped");
         Ok(())
     })
 }

@@ -14,7 +14,8 @@ use fnhost_deploy::hot::{EventSink, HotSwap, HotSwapEvent};
 use fnhost_deploy::{PRODUCTION, Site};
 
 use crate::keys::{SecretsArg, open_store, open_store_at};
-use crate::{CmdResult, Failure, app_dir, load_app};
+use crate::log::log_line;
+use crate::{CmdResult, Failure, Output, app_dir, load_app};
 
 /// Arguments of `fnhost serve`.
 #[derive(Debug, clap::Args)]
@@ -43,10 +44,30 @@ pub(crate) struct Args {
 /// The host `serve` and `invoke` run an app with: the custom handler
 /// when host.json configures one, else the one-shot process executor for
 /// each function's script (native functions cannot come from the command
-/// line); the queue and blob bindings for every function.
+/// line); the queue, blob and RabbitMQ bindings for every function.
+///
+/// The custom handler's and the language worker's output lines go to the
+/// log channel as they are (`crate::log::raw_line`), so that
+/// `--log-format json` writes them as JSON too.
 pub(crate) fn build_host(app: FunctionApp) -> Host {
+    use fnhost_core::exec::{
+        CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink as HandlerLog,
+        ProcessExecutorFactory,
+    };
+    let handler = HandlerLog::new(|stream, line| match stream {
+        HandlerStream::Stdout => crate::log::raw_line(&format!("[custom handler] {line}")),
+        HandlerStream::Stderr => crate::log::raw_line(&format!("[custom handler stderr] {line}")),
+    });
+    let worker: LogSink = Arc::new(|line: &str| crate::log::raw_line(line));
+    // The order of `with_default_executors`.
     Host::builder()
-        .with_default_executors()
+        .factory(Arc::new(CustomHandlerFactory::with_options(
+            CustomHandlerOptions::default().with_log_sink(handler),
+        )))
+        .factory(Arc::new(
+            fnhost_core::worker::LanguageWorkerFactory::new().with_log(worker),
+        ))
+        .factory(Arc::new(ProcessExecutorFactory::new()))
         .middleware(Arc::new(fnhost_triggers::StorageBindings::new()))
         .build(app)
 }
@@ -62,7 +83,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// How long shutdown waits for invocations in flight.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
-pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
+pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     // With --app: the slot's watcher and the deployment served first.
     let (app, follow, app_secrets) = match &args.app {
         Some(name) => {
@@ -96,7 +117,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
     };
     let (zone, warning) = fnhost_core::timer::zone_from_env().map_err(Failure::Usage)?;
     if let Some(w) = warning {
-        eprintln!("fnhost: warning: {w}");
+        log_line!(warn, "warning: {w}");
     }
     let keys = match (&args.secrets.secrets, app_secrets) {
         (None, Some(path)) => open_store_at(&app, path)?,
@@ -107,7 +128,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
     let runtime = runtime()?;
     runtime.block_on(async move {
         let host = Arc::new(build_host(app));
-        let log: LogSink = Arc::new(|line: &str| eprintln!("fnhost: {line}"));
+        let log: LogSink = crate::log::sink();
         let server = HttpFront::new(host.clone())
             .with_keys(keys.clone())
             .with_limits(Limits::default().with_shutdown_timeout(SHUTDOWN_DEADLINE))
@@ -124,20 +145,35 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         if let Err(e) =
             keys.ensure_function_keys(names.app().functions().iter().map(|f| f.name.as_str()))
         {
-            eprintln!("fnhost: warning: cannot create the functions' keys: {e}");
+            log_line!(warn, "warning: cannot create the functions' keys: {e}");
         }
         drop(names);
-        print_functions(&host, local, zone);
+        let functions = if out.json {
+            let now = chrono::Utc::now();
+            let current = host.current();
+            let app = current.app();
+            let list = app
+                .functions()
+                .iter()
+                .map(|f| crate::list::function_json(f, app, now))
+                .collect();
+            warn_unserved(&host);
+            serde_json::Map::from_iter([("functions".to_owned(), serde_json::Value::Array(list))])
+        } else {
+            print_functions(&host, local, zone);
+            serde_json::Map::new()
+        };
         if let Some(path) = keys.path() {
-            eprintln!(
-                "fnhost: keys are in {} (`fnhost keys list` prints them)",
+            log_line!(
+                "keys are in {} (`fnhost keys list` prints them)",
                 path.display()
             );
         }
         let watcher = follow.map(|(hot, active)| {
-            eprintln!(
-                "fnhost: serving deployment {} (generation {}); following its slot",
-                active.deployment, active.generation
+            log_line!(
+                "serving deployment {} (generation {}); following its slot",
+                active.deployment,
+                active.generation
             );
             let keys = keys.clone();
             let events: EventSink = Arc::new(move |e: &HotSwapEvent<'_>| report(e, &keys));
@@ -145,7 +181,9 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
                 .with_drain_deadline(SHUTDOWN_DEADLINE)
                 .start(host.clone(), &active)
         });
-        eprintln!("fnhost: listening on http://{local} (Ctrl-C to stop)");
+        // The ready line on stdout, as `fnhost manage` prints it.
+        crate::print_listening(out, &format!("http://{local}"), functions);
+        log_line!("press Ctrl-C to stop");
         let timers = TimerScheduler::new(host.clone())
             .with_zone(zone)
             .with_log(log.clone())
@@ -165,7 +203,7 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         }
         let listeners = listeners.start();
         let stopped = server.serve(fnhost_core::http::shutdown_signal()).await;
-        eprintln!("fnhost: stopping");
+        log_line!("stopping");
         let (timers_done, listeners_done) = tokio::join!(
             timers.stop(SHUTDOWN_DEADLINE),
             listeners.stop(SHUTDOWN_DEADLINE)
@@ -175,12 +213,13 @@ pub(crate) fn run(args: Args, home: &Path) -> CmdResult {
         }
         host.shutdown().await;
         if !stopped.drained || !timers_done || !listeners_done {
-            eprintln!(
-                "fnhost: warning: {} connection(s) cancelled at the shutdown deadline",
+            log_line!(
+                warn,
+                "warning: {} connection(s) cancelled at the shutdown deadline",
                 stopped.cancelled
             );
         }
-        eprintln!("fnhost: stopped");
+        log_line!("stopped");
         Ok(())
     })
 }
@@ -211,10 +250,10 @@ fn report(event: &HotSwapEvent<'_>, keys: &KeyStore) {
         } => {
             let names = version.app().functions().iter().map(|f| f.name.as_str());
             if let Err(e) = keys.ensure_function_keys(names) {
-                eprintln!("fnhost: warning: cannot create the new functions' keys: {e}");
+                log_line!(warn, "warning: cannot create the new functions' keys: {e}");
             }
-            eprintln!(
-                "fnhost: now serving deployment {} (generation {}), loaded and started in {} ms",
+            log_line!(
+                "now serving deployment {} (generation {}), loaded and started in {} ms",
                 active.deployment,
                 active.generation,
                 elapsed.as_millis()
@@ -230,18 +269,20 @@ fn report(event: &HotSwapEvent<'_>, keys: &KeyStore) {
             } else {
                 "at the drain deadline, invocations still running"
             };
-            eprintln!(
-                "fnhost: stopped the previous version ({}) {how}, {} ms after the switch",
+            log_line!(
+                "stopped the previous version ({}) {how}, {} ms after the switch",
                 root.display(),
                 elapsed.as_millis()
             );
         }
-        HotSwapEvent::Failed { active, reason } => eprintln!(
-            "fnhost: error: cannot serve deployment {} (generation {}); the previous one goes on: {reason}",
-            active.deployment, active.generation
+        HotSwapEvent::Failed { active, reason } => log_line!(
+            error,
+            "error: cannot serve deployment {} (generation {}); the previous one goes on: {reason}",
+            active.deployment,
+            active.generation
         ),
         HotSwapEvent::PollFailed { reason } => {
-            eprintln!("fnhost: warning: cannot read the active deployment: {reason}")
+            log_line!(warn, "warning: cannot read the active deployment: {reason}")
         }
         _ => {}
     }
@@ -254,7 +295,7 @@ fn print_functions(host: &Host, addr: SocketAddr, zone: impl std::fmt::Display) 
         _ => addr,
     };
     println!("Functions:");
-    for (i, f) in version.app().functions().iter().enumerate() {
+    for f in version.app().functions() {
         let disabled = if f.disabled { " (disabled)" } else { "" };
         if let Some(h) = &f.http {
             let methods = if h.methods.is_all() {
@@ -280,9 +321,18 @@ fn print_functions(host: &Host, addr: SocketAddr, zone: impl std::fmt::Display) 
         } else {
             println!("    {}: {}{disabled}", f.name, f.trigger_type());
         }
+    }
+    warn_unserved(host);
+}
+
+/// Warns about functions no executor runs.
+fn warn_unserved(host: &Host) {
+    let version = host.current();
+    for (i, f) in version.app().functions().iter().enumerate() {
         if version.executor(i).is_none() {
-            eprintln!(
-                "fnhost: warning: no executor runs '{}': its invocations fail",
+            log_line!(
+                warn,
+                "warning: no executor runs '{}': its invocations fail",
                 f.name
             );
         }

@@ -2,34 +2,30 @@
 
 use std::path::PathBuf;
 
-use fnhost_core::Diagnostic;
 use serde_json::json;
 
-use crate::{CmdResult, Failure, app_dir, load_app, print_json};
+use crate::{CmdResult, Failure, Output, app_dir, load_app, print_json};
 
 /// Arguments of `fnhost validate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The app folder (default: the current folder).
     app_dir: Option<PathBuf>,
-    /// Print a JSON report instead of one line per problem.
-    #[arg(long)]
-    json: bool,
 }
 
-pub(crate) fn run(args: Args) -> CmdResult {
+pub(crate) fn run(args: Args, out: Output) -> CmdResult {
     let dir = app_dir(args.app_dir);
     let app = load_app(&dir)?;
     let diags = app.diagnostics();
     let indexed = indexed_at_start(&app);
-    if args.json {
+    if out.json {
         print_json(&json!({
             "app": dir.display().to_string(),
             "functions": app.functions().len(),
             "indexedAtStart": indexed.as_ref().map(|(source, runtime)| json!({"source": source, "worker": runtime})),
             "errors": diags.error_count(),
             "warnings": diags.warning_count(),
-            "diagnostics": diags.iter().map(diagnostic_json).collect::<Vec<_>>(),
+            "diagnostics": diags.iter().collect::<Vec<_>>(),
         }))?;
     } else {
         for d in diags {
@@ -57,19 +53,6 @@ pub(crate) fn run(args: Args) -> CmdResult {
     } else {
         Ok(())
     }
-}
-
-/// A diagnostic as the JSON report writes it (paths with `/`).
-pub(crate) fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
-    json!({
-        "severity": d.severity.as_str(),
-        "code": d.code.as_str(),
-        "message": d.message,
-        "file": d.file.as_ref().map(|f| f.to_string_lossy().replace('\\', "/")),
-        "line": d.line,
-        "column": d.column,
-        "function": d.function,
-    })
 }
 
 fn plural(n: usize) -> &'static str {

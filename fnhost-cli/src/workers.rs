@@ -11,7 +11,7 @@ use std::process::Command as Process;
 use fnhost_core::worker::{WorkerConfig, default_workers_dir, list_workers};
 use serde_json::{Value, json};
 
-use crate::{CmdResult, Failure, print_json};
+use crate::{CmdResult, Failure, Output, print_json};
 
 include!(concat!(env!("OUT_DIR"), "/workers.rs"));
 
@@ -65,17 +65,14 @@ pub(crate) struct InstallArgs {
 pub(crate) struct ListArgs {
     #[command(flatten)]
     dir: DirArg,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     cluster: crate::cluster::ClusterListArgs,
 }
 
-pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
+pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
     match command {
         Command::Install(args) => install(args),
-        Command::List(args) => list(args, home),
+        Command::List(args) => list(args, home, out),
         Command::Token(args) => crate::cluster::token(args, home),
         Command::Drain(args) => crate::cluster::drain(args, home),
     }
@@ -283,7 +280,7 @@ fn install_one(dir: &Path, lang: &str, force: bool) -> CmdResult {
     Ok(())
 }
 
-fn list(args: ListArgs, home: &Path) -> CmdResult {
+fn list(args: ListArgs, home: &Path, out: Output) -> CmdResult {
     let dir = workers_dir(&args.dir)?;
     let cluster = crate::cluster::cluster_workers(&args.cluster, home)?;
     let mut rows = Vec::new();
@@ -312,7 +309,7 @@ fn list(args: ListArgs, home: &Path) -> CmdResult {
             })),
         }
     }
-    if args.json {
+    if out.json {
         return print_json(&json!({
             "dir": dir.display().to_string(),
             "workers": rows,

@@ -162,7 +162,9 @@ pub struct Diagnostic {
     pub code: Code,
     /// What is wrong and what to do.
     pub message: String,
-    /// The file, relative to the app root.
+    /// The file, relative to the app root (serialised with `/` on every
+    /// platform).
+    #[serde(serialize_with = "slash_path")]
     pub file: Option<PathBuf>,
     /// The 1-based line in `file`.
     pub line: Option<u32>,
@@ -170,6 +172,14 @@ pub struct Diagnostic {
     pub column: Option<u32>,
     /// The function the problem belongs to.
     pub function: Option<String>,
+}
+
+/// Writes a relative path with `/` between its parts, as JSON reports do.
+fn slash_path<S: serde::Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => s.serialize_some(&p.to_string_lossy().replace('\\', "/")),
+        None => s.serialize_none(),
+    }
 }
 
 impl Diagnostic {

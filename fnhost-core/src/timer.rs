@@ -40,6 +40,14 @@ pub fn no_log() -> LogSink {
     Arc::new(|_| {})
 }
 
+/// The default log sink of the host's components: each line is a
+/// `tracing` event (INFO), so an embedder's subscriber gets them in its
+/// one channel, with the span they happen in; without a subscriber it
+/// costs a cached check.
+pub fn tracing_log() -> LogSink {
+    Arc::new(|line| tracing::info!("{line}"))
+}
+
 /// The longest the scheduler sleeps before it looks at the current app
 /// version again (so swapped-in versions are picked up).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -65,7 +73,7 @@ impl TimerScheduler {
         TimerScheduler {
             host,
             zone: Tz::UTC,
-            log: no_log(),
+            log: tracing_log(),
         }
     }
 
@@ -76,6 +84,8 @@ impl TimerScheduler {
     }
 
     /// Sends log lines (runs, skipped ticks, failures) to `log`.
+    /// Default: [`tracing_log`], each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self

@@ -217,6 +217,106 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// The record as reports show it (`fnhost deployments --json`): its
+    /// fields with Kudu's `status_code` and whether it is `complete`, and
+    /// with `with_log` its log in Kudu's shape.
+    pub fn report(&self, with_log: bool) -> Report<'_> {
+        Report {
+            id: &self.id,
+            app: &self.app,
+            slot: &self.slot,
+            status: self.status,
+            status_code: self.status.code(),
+            active: self.active,
+            complete: self.status.is_final(),
+            author: &self.author,
+            message: &self.message,
+            deployer: &self.deployer,
+            source_id: &self.source_id,
+            source: &self.source,
+            received_time: &self.received_time,
+            start_time: self.start_time.as_deref(),
+            end_time: self.end_time.as_deref(),
+            files: self.files,
+            bytes: self.bytes,
+            new_files: self.new_files,
+            log: with_log.then(|| self.log.iter().map(ReportLine::from).collect()),
+        }
+    }
+}
+
+/// A deployment record as reports show it; see [`Deployment::report`].
+/// The field names are the record's (Kudu's), in this order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<'a> {
+    /// The id.
+    pub id: &'a str,
+    /// The app.
+    pub app: &'a str,
+    /// The slot it was deployed to.
+    pub slot: &'a str,
+    /// How far it got.
+    pub status: Status,
+    /// Kudu's number for `status`.
+    pub status_code: u8,
+    /// Whether it is active in any slot.
+    pub active: bool,
+    /// Whether it has ended (failed or succeeded).
+    pub complete: bool,
+    /// Who made the content.
+    pub author: &'a str,
+    /// What it is about.
+    pub message: &'a str,
+    /// What started it.
+    pub deployer: &'a str,
+    /// The source's id.
+    pub source_id: &'a str,
+    /// Where the content came from.
+    pub source: &'a str,
+    /// When it was received.
+    pub received_time: &'a str,
+    /// When work on it started.
+    pub start_time: Option<&'a str>,
+    /// When it ended.
+    pub end_time: Option<&'a str>,
+    /// Files in the tree.
+    pub files: u64,
+    /// Bytes in the tree.
+    pub bytes: u64,
+    /// Files new to the store.
+    pub new_files: u64,
+    /// The log, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<Vec<ReportLine<'a>>>,
+}
+
+/// A log entry in Kudu's shape: `log_time`, `level`, `type` (Kudu's
+/// number for the level), `message`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportLine<'a> {
+    /// When.
+    pub log_time: &'a str,
+    /// How serious.
+    pub level: Level,
+    /// Kudu's number for `level`.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// What happened.
+    pub message: &'a str,
+}
+
+impl<'a> From<&'a LogEntry> for ReportLine<'a> {
+    fn from(e: &'a LogEntry) -> Self {
+        ReportLine {
+            log_time: &e.time,
+            level: e.level,
+            kind: e.level.code(),
+            message: &e.message,
+        }
+    }
+}
+
 /// The time now, RFC 3339 UTC with microseconds.
 pub fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)

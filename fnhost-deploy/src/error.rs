@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use fnhost_core::source::SourceError;
+
 /// A result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -172,6 +174,36 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The source a slot follows ([`crate::cd`]) cannot be read. The
+    /// message is the source's own (it names the provider and location).
+    #[error("{source}")]
+    Source {
+        /// The app.
+        app: String,
+        /// The slot.
+        slot: String,
+        /// What the source provider said (boxed: it is large).
+        source: Box<SourceError>,
+    },
+    /// The slot follows no source ([`crate::cd`]).
+    #[error("{app}/{slot}: no source is configured; set one with `fnhost source set {app}`")]
+    NotConfigured {
+        /// The app.
+        app: String,
+        /// The slot.
+        slot: String,
+    },
+    /// A continuous deployment setting is not acceptable (credentials for
+    /// a source that takes none, an empty webhook secret).
+    #[error("{message}")]
+    InvalidSource {
+        /// The app.
+        app: String,
+        /// The slot.
+        slot: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Exporting as a git repository failed.
     #[error("{}: cannot export as a git repository: {message}", path.display())]
     Git {
@@ -189,6 +221,15 @@ impl Error {
             what,
             path: path.into(),
             source,
+        }
+    }
+
+    /// An [`Error::Source`] of `app`/`slot`.
+    pub(crate) fn source(app: &str, slot: &str, source: SourceError) -> Self {
+        Error::Source {
+            app: app.into(),
+            slot: slot.into(),
+            source: Box::new(source),
         }
     }
 }

@@ -55,7 +55,7 @@ pub mod store;
 pub mod testkit;
 mod walk;
 
-pub use deployment::{Deployment, Level, LogEntry, Status};
+pub use deployment::{Deployment, Level, LogEntry, Report, ReportLine, Status};
 pub use error::{Error, Result};
 pub use package::ZipLimits;
 pub use site::{

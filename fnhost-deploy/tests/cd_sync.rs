@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fnhost_deploy::cd::{
-    BuildKind, CdError, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind,
-    SyncOutcome,
+    BuildKind, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind, SyncOutcome,
 };
 use fnhost_deploy::{Content, DeployRequest, Error, Site, Status};
 use fnhost_testsupport::app::{make_app, write};
@@ -153,7 +152,7 @@ fn git_source_initial_sync_read_only_and_new_commit() {
     assert_eq!(records(&cd, "production"), 3);
     assert!(matches!(
         cd.sync_once("app", "production"),
-        Err(CdError::NotConfigured { .. })
+        Err(Error::NotConfigured { .. })
     ));
 }
 
@@ -171,6 +170,11 @@ fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
+    // The crate's one error, with the slot it is about.
+    assert!(
+        matches!(&err, Error::Source { app, slot, .. } if app == "app" && slot == "production"),
+        "{err:?}"
+    );
     assert!(cd.config("app", "production").unwrap().is_none());
     assert!(
         cd.site()
@@ -219,7 +223,7 @@ fn failed_build_leaves_the_previous_deployment_active() {
     );
     let bad_id = commit(&src, "v2", "breaks the build");
     let err = cd.sync_once("app", "production").unwrap_err();
-    let CdError::Deploy(Error::DeploymentFailed { id, .. }) = &err else {
+    let Error::DeploymentFailed { id, .. } = &err else {
         panic!("{err}");
     };
     let record = cd.site().deployment("app", id).unwrap();
@@ -311,7 +315,7 @@ fn watch_coalesces_three_quick_commits() {
                                                                slot,
                                                                r: &Result<
                 SyncOutcome,
-                CdError,
+                Error,
             >| {
                 seen.lock().unwrap().push(format!("{app}/{slot}: {r:?}"));
             })

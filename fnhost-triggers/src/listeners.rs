@@ -8,7 +8,7 @@ use std::time::Duration;
 use fnhost_core::FunctionApp;
 use fnhost_core::app::Function;
 use fnhost_core::invoke::{AppVersion, FunctionHandle, Host};
-use fnhost_core::timer::{LogSink, no_log};
+use fnhost_core::timer::LogSink;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -108,7 +108,7 @@ impl Listeners {
     pub fn new(host: Arc<Host>) -> Listeners {
         Listeners {
             host,
-            log: no_log(),
+            log: fnhost_core::timer::tracing_log(),
             visibility: DEFAULT_MESSAGE_VISIBILITY,
             scan_interval: DEFAULT_SCAN_INTERVAL,
             host_id: None,
@@ -134,6 +134,8 @@ impl Listeners {
     /// Sends log lines (listeners started and stopped, failed messages,
     /// poison messages, an unreachable queue service) to `log`. Lines
     /// come without a prefix.
+    /// Default: [`tracing_log`](fnhost_core::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Listeners {
         self.log = log;
         self

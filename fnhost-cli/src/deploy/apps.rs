@@ -1,10 +1,9 @@
 //! `fnhost apps create|list|delete`.
 
-use fnhost_deploy::{AppInfo, PRODUCTION, Site};
-use serde_json::{Value, json};
+use fnhost_deploy::{PRODUCTION, Site};
 
 use super::failure;
-use crate::{CmdResult, print_json};
+use crate::{CmdResult, Output, print_json};
 
 /// `fnhost apps ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -13,16 +12,9 @@ pub(crate) enum AppsCommand {
     Create {
         /// The app's name (letters, digits and `-`).
         app: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// List the apps with their slots and active deployments.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Delete an app with its history and credentials.
     Delete {
         /// The app.
@@ -33,34 +25,21 @@ pub(crate) enum AppsCommand {
     Scale(crate::cluster::ScaleArgs),
 }
 
-fn app_json(a: &AppInfo) -> Value {
-    json!({
-        "name": a.name,
-        "created_time": a.created_time,
-        "slots": a.slots.iter().map(|s| json!({
-            "name": s.name,
-            "active": s.active,
-            "generation": s.generation,
-            "continuous_deployment": s.continuous_deployment,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-pub(super) fn run(site: &Site, c: AppsCommand) -> CmdResult {
+pub(super) fn run(site: &Site, c: AppsCommand, out: Output) -> CmdResult {
     match c {
-        AppsCommand::Create { app, json } => {
+        AppsCommand::Create { app } => {
             let info = site.create_app(&app).map_err(failure)?;
-            if json {
-                print_json(&app_json(&info))
+            if out.json {
+                print_json(&info)
             } else {
                 eprintln!("created app {app} (slot {PRODUCTION})");
                 Ok(())
             }
         }
-        AppsCommand::List { json } => {
+        AppsCommand::List => {
             let apps = site.apps().map_err(failure)?;
-            if json {
-                return print_json(&apps.iter().map(app_json).collect::<Vec<_>>());
+            if out.json {
+                return print_json(&apps);
             }
             for a in &apps {
                 for s in &a.slots {

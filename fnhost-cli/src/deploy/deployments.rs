@@ -8,10 +8,10 @@ use fnhost_deploy::{
     Content, DeployRequest, Deployment, Durability, Error, LogEntry, Observer, PRODUCTION, Site,
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::failure;
-use crate::{CmdResult, Failure, print_json};
+use crate::{CmdResult, Failure, Output, print_json};
 
 /// Arguments of `fnhost deploy`.
 #[derive(Debug, clap::Args)]
@@ -42,9 +42,6 @@ pub(crate) struct DeployArgs {
     /// crash or kill of fnhost, not a power cut; faster for many files).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Full)]
     durability: DurabilityArg,
-    /// Print the record as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--durability`.
@@ -67,9 +64,6 @@ pub(crate) struct DeploymentsArgs {
     /// Only this slot (deployed to it, or active in it).
     #[arg(long, short)]
     slot: Option<String>,
-    /// Print a JSON array.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `fnhost deployments show|log`.
@@ -81,9 +75,6 @@ pub(crate) enum DeploymentsCommand {
         app: String,
         /// The deployment id.
         id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Show one deployment's log.
     Log {
@@ -91,9 +82,6 @@ pub(crate) enum DeploymentsCommand {
         app: String,
         /// The deployment id.
         id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -107,9 +95,6 @@ pub(crate) struct RollbackArgs {
     /// The slot.
     #[arg(long, short, default_value = PRODUCTION)]
     slot: String,
-    /// Print the activated record as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Arguments of `fnhost swap`.
@@ -185,19 +170,24 @@ impl Observer for Progress {
     }
 
     fn log(&self, entry: &LogEntry) {
+        // With `--log-format json` the line is an event of the deployment's
+        // span already.
+        if crate::log::is_json() {
+            return;
+        }
         if self.verbose || entry.level != fnhost_deploy::Level::Info {
             self.say(&format!("{}: {}", entry.level, entry.message));
         }
     }
 }
 
-pub(super) fn deploy(site: &Site, a: DeployArgs) -> CmdResult {
+pub(super) fn deploy(site: &Site, a: DeployArgs, out: Output) -> CmdResult {
     let content = match (a.zip, a.dir) {
         (Some(z), None) => Content::Zip(z),
         (None, Some(d)) => Content::Folder(d),
         _ => return Err(Failure::Usage("give one of --zip FILE or --dir DIR".into())),
     };
-    let progress = Progress::new(!a.json);
+    let progress = Progress::new(!out.json);
     let site = site.clone().with_durability(match a.durability {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Process => Durability::Process,
@@ -214,10 +204,18 @@ pub(super) fn deploy(site: &Site, a: DeployArgs) -> CmdResult {
     match result {
         Ok(outcome) => {
             let d = &outcome.deployment;
-            if a.json {
-                let mut v = deployment_json(d, true);
-                v["unchanged"] = json!(outcome.unchanged);
-                print_json(&v)?;
+            if out.json {
+                /// The record with whether it was already active.
+                #[derive(serde::Serialize)]
+                struct Shown<'a> {
+                    #[serde(flatten)]
+                    report: fnhost_deploy::Report<'a>,
+                    unchanged: bool,
+                }
+                print_json(&Shown {
+                    report: d.report(true),
+                    unchanged: outcome.unchanged,
+                })?;
             } else if outcome.unchanged {
                 println!(
                     "{}/{}: unchanged; deployment {} is already active with this content",
@@ -239,10 +237,10 @@ pub(super) fn deploy(site: &Site, a: DeployArgs) -> CmdResult {
             Ok(())
         }
         Err(Error::DeploymentFailed { id, reason, .. }) => {
-            if a.json
+            if out.json
                 && let Ok(d) = site.deployment(&a.app, &id)
             {
-                print_json(&deployment_json(&d, true))?;
+                print_json(&d.report(true))?;
             }
             eprintln!(
                 "fnhost: error: deployment {id} to {}/{} failed: {reason}",
@@ -258,57 +256,15 @@ pub(super) fn deploy(site: &Site, a: DeployArgs) -> CmdResult {
     }
 }
 
-/// A record as the JSON output writes it (Kudu's field names, and
-/// `status_code` with Kudu's numbers).
-pub(crate) fn deployment_json(d: &Deployment, with_log: bool) -> Value {
-    let mut v = json!({
-        "id": d.id,
-        "app": d.app,
-        "slot": d.slot,
-        "status": d.status.as_str(),
-        "status_code": d.status.code(),
-        "active": d.active,
-        "complete": d.status.is_final(),
-        "author": d.author,
-        "message": d.message,
-        "deployer": d.deployer,
-        "source_id": d.source_id,
-        "source": d.source,
-        "received_time": d.received_time,
-        "start_time": d.start_time,
-        "end_time": d.end_time,
-        "files": d.files,
-        "bytes": d.bytes,
-        "new_files": d.new_files,
-    });
-    if with_log {
-        v["log"] = log_json(d);
-    }
-    v
-}
-
-fn log_json(d: &Deployment) -> Value {
-    json!(
-        d.log
-            .iter()
-            .map(|e| json!({
-                "log_time": e.time,
-                "level": e.level.as_str(),
-                "type": e.level.code(),
-                "message": e.message,
-            }))
-            .collect::<Vec<_>>()
-    )
-}
-
-pub(super) fn deployments(site: &Site, a: DeploymentsArgs) -> CmdResult {
+pub(super) fn deployments(site: &Site, a: DeploymentsArgs, out: Output) -> CmdResult {
     match a.command {
-        Some(DeploymentsCommand::Show { app, id, json }) => {
+        Some(DeploymentsCommand::Show { app, id }) => {
             let d = site.deployment(&app, &id).map_err(failure)?;
-            if json {
-                return print_json(&deployment_json(&d, true));
+            if out.json {
+                return print_json(&d.report(true));
             }
-            let v = deployment_json(&d, false);
+            let v = serde_json::to_value(d.report(false))
+                .map_err(|e| Failure::Message(format!("cannot show the record: {e}")))?;
             if let Some(map) = v.as_object() {
                 for (k, val) in map {
                     let text = match val {
@@ -321,10 +277,10 @@ pub(super) fn deployments(site: &Site, a: DeploymentsArgs) -> CmdResult {
             }
             Ok(())
         }
-        Some(DeploymentsCommand::Log { app, id, json }) => {
+        Some(DeploymentsCommand::Log { app, id }) => {
             let d = site.deployment(&app, &id).map_err(failure)?;
-            if json {
-                return print_json(&log_json(&d));
+            if out.json {
+                return print_json(&d.report(true).log);
             }
             for e in &d.log {
                 println!("{} {:7} {}", e.time, e.level.as_str(), e.message);
@@ -338,13 +294,8 @@ pub(super) fn deployments(site: &Site, a: DeploymentsArgs) -> CmdResult {
                 ));
             };
             let list = site.deployments(&app, a.slot.as_deref()).map_err(failure)?;
-            if a.json {
-                return print_json(
-                    &list
-                        .iter()
-                        .map(|d| deployment_json(d, false))
-                        .collect::<Vec<_>>(),
-                );
+            if out.json {
+                return print_json(&list.iter().map(|d| d.report(false)).collect::<Vec<_>>());
             }
             for d in &list {
                 println!(
@@ -363,12 +314,12 @@ pub(super) fn deployments(site: &Site, a: DeploymentsArgs) -> CmdResult {
 }
 
 /// `fnhost rollback`.
-pub(super) fn rollback(site: &Site, a: RollbackArgs) -> CmdResult {
+pub(super) fn rollback(site: &Site, a: RollbackArgs, out: Output) -> CmdResult {
     let d = site
         .rollback(&a.app, &a.slot, a.id.as_deref())
         .map_err(failure)?;
-    if a.json {
-        print_json(&deployment_json(&d, false))
+    if out.json {
+        print_json(&d.report(false))
     } else {
         println!("{}/{}: active deployment is now {}", a.app, a.slot, d.id);
         Ok(())
@@ -376,16 +327,33 @@ pub(super) fn rollback(site: &Site, a: RollbackArgs) -> CmdResult {
 }
 
 /// `fnhost swap`.
-pub(super) fn swap(site: &Site, a: SwapArgs) -> CmdResult {
+pub(super) fn swap(site: &Site, a: SwapArgs, out: Output) -> CmdResult {
+    /// A slot and its active deployment after the swap.
+    #[derive(serde::Serialize)]
+    struct Swapped<'a> {
+        app: &'a str,
+        slot: &'a str,
+        active: Option<String>,
+    }
     site.swap(&a.app, &a.slot_a, &a.slot_b).map_err(failure)?;
+    let mut slots = Vec::new();
     for slot in [&a.slot_a, &a.slot_b] {
         let active = site.active(&a.app, slot).map_err(failure)?;
+        slots.push(Swapped {
+            app: &a.app,
+            slot,
+            active: active.map(|x| x.deployment),
+        });
+    }
+    if out.json {
+        return print_json(&slots);
+    }
+    for s in &slots {
         println!(
-            "{}/{slot}: {}",
-            a.app,
-            active
-                .map(|x| x.deployment)
-                .unwrap_or_else(|| "(none)".into())
+            "{}/{}: {}",
+            s.app,
+            s.slot,
+            s.active.as_deref().unwrap_or("(none)")
         );
     }
     Ok(())

@@ -1,41 +1,36 @@
 //! `fnhost fsck` and `fnhost gc`.
 
-use fnhost_deploy::Site;
-use serde_json::json;
+use fnhost_deploy::{FsckReport, Site};
 
 use super::failure;
-use crate::{CmdResult, Failure, print_json};
+use crate::{CmdResult, Failure, Output, print_json};
 
 /// Arguments of `fnhost fsck`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FsckArgs {
     /// Only this app (default: the whole home, and unused stored files).
     app: Option<String>,
-    /// Print a JSON report.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Arguments of `fnhost gc`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct GcArgs {
-    /// Print a JSON report.
-    #[arg(long)]
-    json: bool,
-}
+pub(crate) struct GcArgs {}
 
 /// `fnhost fsck`.
-pub(super) fn fsck(site: &Site, a: FsckArgs) -> CmdResult {
+pub(super) fn fsck(site: &Site, a: FsckArgs, out: Output) -> CmdResult {
     let report = site.fsck(a.app.as_deref()).map_err(failure)?;
-    if a.json {
-        print_json(&json!({
-            "ok": report.is_ok(),
-            "manifests": report.manifests,
-            "blobs": report.blobs,
-            "bytes": report.bytes,
-            "problems": report.problems,
-            "notes": report.notes,
-        }))?;
+    if out.json {
+        /// The report with `ok` first.
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            ok: bool,
+            #[serde(flatten)]
+            report: &'a FsckReport,
+        }
+        print_json(&Shown {
+            ok: report.is_ok(),
+            report: &report,
+        })?;
     } else {
         for p in &report.problems {
             println!("damaged: {p}");
@@ -63,10 +58,10 @@ pub(super) fn fsck(site: &Site, a: FsckArgs) -> CmdResult {
 }
 
 /// `fnhost gc`.
-pub(super) fn gc(site: &Site, a: GcArgs) -> CmdResult {
+pub(super) fn gc(site: &Site, _: GcArgs, out: Output) -> CmdResult {
     let r = site.gc().map_err(failure)?;
-    if a.json {
-        print_json(&json!({ "blobs": r.blobs, "temporary": r.temporary }))
+    if out.json {
+        print_json(&r)
     } else {
         eprintln!(
             "removed {} unused stored files and {} temporary files",

@@ -14,9 +14,9 @@ use std::path::Path;
 use fnhost_deploy::{Error, Site};
 
 pub(crate) use credentials::read_password;
-pub(crate) use deployments::{DurabilityArg, Progress, deployment_json};
+pub(crate) use deployments::{DurabilityArg, Progress};
 
-use crate::{CmdResult, Failure};
+use crate::{CmdResult, Failure, Output};
 
 /// The deployment commands, flattened into the top-level command list.
 #[derive(Debug, clap::Subcommand)]
@@ -52,20 +52,20 @@ pub(crate) enum Command {
 }
 
 /// Runs a deployment command in the home folder `home`.
-pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
+pub(crate) fn run(command: Command, home: &Path, out: Output) -> CmdResult {
     let site = Site::open(home).map_err(failure)?;
     match command {
-        Command::Apps(c) => apps::run(&site, c),
-        Command::Deploy(a) => deployments::deploy(&site, a),
-        Command::Deployments(a) => deployments::deployments(&site, a),
-        Command::Rollback(a) => deployments::rollback(&site, a),
-        Command::Swap(a) => deployments::swap(&site, a),
+        Command::Apps(c) => apps::run(&site, c, out),
+        Command::Deploy(a) => deployments::deploy(&site, a, out),
+        Command::Deployments(a) => deployments::deployments(&site, a, out),
+        Command::Rollback(a) => deployments::rollback(&site, a, out),
+        Command::Swap(a) => deployments::swap(&site, a, out),
         Command::Download(a) => content::download(&site, a),
         Command::Export(a) => content::export(&site, a),
         Command::Credentials(c) => credentials::run(&site, c),
-        Command::Settings(c) => settings::run(&site, c),
-        Command::Fsck(a) => maintenance::fsck(&site, a),
-        Command::Gc(a) => maintenance::gc(&site, a),
+        Command::Settings(c) => settings::run(&site, c, out),
+        Command::Fsck(a) => maintenance::fsck(&site, a, out),
+        Command::Gc(a) => maintenance::gc(&site, a, out),
     }
 }
 
@@ -78,6 +78,8 @@ pub(crate) fn failure(e: Error) -> Failure {
         | Error::AppExists { .. }
         | Error::DeploymentNotFound { .. }
         | Error::NoActiveDeployment { .. }
+        | Error::NotConfigured { .. }
+        | Error::InvalidSource { .. }
         | Error::Io { .. } => Failure::Usage(e.to_string()),
         _ => Failure::Message(e.to_string()),
     }

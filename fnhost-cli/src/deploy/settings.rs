@@ -1,10 +1,9 @@
 //! `fnhost settings list|set|delete`.
 
 use fnhost_deploy::{PRODUCTION, Site};
-use serde_json::json;
 
 use super::failure;
-use crate::{CmdResult, Failure, print_json};
+use crate::{CmdResult, Failure, Output, print_json};
 
 /// `fnhost settings ...`: a slot's app settings, which `serve --app`
 /// applies (a running one reloads when they change) and `download
@@ -18,9 +17,6 @@ pub(crate) enum SettingsCommand {
         /// The slot.
         #[arg(long, short, default_value = PRODUCTION)]
         slot: String,
-        /// Print a JSON object instead.
-        #[arg(long)]
-        json: bool,
     },
     /// Add or change settings; the others stay.
     Set {
@@ -46,12 +42,14 @@ pub(crate) enum SettingsCommand {
     },
 }
 
-pub(super) fn run(site: &Site, c: SettingsCommand) -> CmdResult {
+/// With `--json`, `list` prints the settings as one object; `set` and
+/// `delete` print the settings after the change.
+pub(super) fn run(site: &Site, c: SettingsCommand, out: Output) -> CmdResult {
     let (app, slot, after) = match c {
-        SettingsCommand::List { app, slot, json } => {
+        SettingsCommand::List { app, slot } => {
             let settings = site.app_settings(&app, &slot).map_err(failure)?;
-            if json {
-                return print_json(&json!(settings));
+            if out.json {
+                return print_json(&settings);
             }
             for (name, value) in &settings {
                 println!("{name}={value}");
@@ -89,6 +87,9 @@ pub(super) fn run(site: &Site, c: SettingsCommand) -> CmdResult {
             (app, slot, after)
         }
     };
+    if out.json {
+        print_json(&after)?;
+    }
     eprintln!(
         "{app}/{slot}: {} app setting{} (a running `fnhost serve --app {app}` reloads)",
         after.len(),

@@ -107,7 +107,7 @@ use crate::invoke::http::{HttpRequest, HttpResponse};
 use crate::invoke::{BindingData, FunctionInfo, Host, Invocation, InvokeError};
 use crate::keys::{KeyError, KeyStore};
 use crate::route::{Method, RouteMatch};
-use crate::timer::{LogSink, no_log};
+use crate::timer::LogSink;
 
 /// The header that carries a function key.
 pub const KEY_HEADER: &str = "x-functions-key";
@@ -203,7 +203,7 @@ impl HttpFront {
             host,
             keys: None,
             limits: Limits::default(),
-            log: no_log(),
+            log: crate::timer::tracing_log(),
         }
     }
 
@@ -221,6 +221,8 @@ impl HttpFront {
 
     /// Sends log lines (failed invocations, function logs) to `log`. Keys
     /// are never logged.
+    /// Default: [`tracing_log`](crate::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self

@@ -110,7 +110,7 @@ impl Serve<Plain> {
             listener,
             handshake: Plain,
             limits,
-            log: crate::timer::no_log(),
+            log: crate::timer::tracing_log(),
             name,
             background: None,
         }
@@ -131,6 +131,8 @@ impl<H: Handshake> Serve<H> {
     }
 
     /// Where accept and handshake failures are logged.
+    /// Default: [`tracing_log`](crate::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self

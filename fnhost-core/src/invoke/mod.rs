@@ -36,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tracing::Instrument as _;
 
 pub use data::{
     BindingData, ExecutorError, Invocation, InvocationId, InvocationResult, InvokeError,
@@ -518,9 +519,22 @@ impl FunctionHandle {
         &self.version
     }
 
-    /// Runs one invocation through the whole pipeline.
+    /// Runs one invocation through the whole pipeline, in a `tracing`
+    /// span `invocation` (fields `function`, `id`). The span costs one
+    /// cached check when no subscriber wants it (the `invoke` benchmark).
     pub async fn invoke(&self, invocation: Invocation) -> Result<InvocationResult, InvokeError> {
-        invoke_in(&self.version, self.index, invocation).await
+        let span = tracing::info_span!(
+            "invocation",
+            function = self.info().name(),
+            id = %invocation.id
+        );
+        // No subscriber wants it: no span to enter at each poll.
+        if span.is_disabled() {
+            return invoke_in(&self.version, self.index, invocation).await;
+        }
+        invoke_in(&self.version, self.index, invocation)
+            .instrument(span)
+            .await
     }
 }
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use fnhost_core::source::{SourceProvider, SourceSnapshot, SourceSpec};
 use serde::{Deserialize, Serialize};
 
-use super::{CdError, ContinuousDeployer, io_err};
+use super::{ContinuousDeployer, io_err};
+use crate::error::Error;
 use crate::fsutil;
 
 /// The slot's checkout folder (the source's files, kept between syncs).
@@ -39,7 +40,7 @@ impl ContinuousDeployer {
         provider: &dyn SourceProvider,
         spec: &SourceSpec,
         dir: &Path,
-    ) -> Result<SourceSnapshot, CdError> {
+    ) -> Result<SourceSnapshot, Error> {
         let cd = self.cd_dir(app, slot);
         let record = cd.join(CHECKOUT_RECORD);
         let origin = format!(
@@ -58,17 +59,22 @@ impl ContinuousDeployer {
             fsutil::sync_dir(&cd).map_err(io_err("cannot flush", &cd))?;
         }
         let snapshot = match held {
-            Some(r) => provider.update(spec, dir, &r.id)?,
+            Some(r) => provider
+                .update(spec, dir, &r.id)
+                .map_err(|e| Error::source(app, slot, e))?,
             None => {
                 fnhost_core::source::empty_folder(dir).map_err(io_err("cannot empty", dir))?;
-                provider.fetch(spec, dir)?
+                provider
+                    .fetch(spec, dir)
+                    .map_err(|e| Error::source(app, slot, e))?
             }
         };
         let data = serde_json::to_vec(&CheckoutRecord {
             id: snapshot.id.clone(),
             origin,
         })
-        .map_err(io::Error::other)?;
+        .map_err(io::Error::other)
+        .map_err(io_err("cannot write", &record))?;
         fsutil::atomic_write(&record, &cd.join(".checkout.tmp"), &data, 0o600)
             .map_err(io_err("cannot write", &record))?;
         Ok(snapshot)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkout::{CHECKOUT, CHECKOUT_RECORD};
 use super::secrets::{SourceCredentials, write_secret};
-use super::{CdError, ContinuousDeployer, io_err, open_lock};
+use super::{ContinuousDeployer, io_err, open_lock};
 use crate::deployment;
 use crate::error::Error;
 use crate::fsutil;
@@ -235,19 +235,23 @@ impl ContinuousDeployer {
         slot: &str,
         mut config: SourceConfig,
         credentials: Option<SourceCredentials>,
-    ) -> Result<SourceConfig, CdError> {
+    ) -> Result<SourceConfig, Error> {
         self.check(app, slot)?;
         let dir = self.cd_dir(app, slot);
         if credentials.is_some() && config.kind != SourceKind::Git {
-            return Err(CdError::Invalid(format!(
-                "credentials are for git sources; a {} source takes none (hg uses the [auth] section of your hg configuration)",
-                config.kind.as_str()
-            )));
+            return Err(Error::InvalidSource {
+                app: app.into(),
+                slot: slot.into(),
+                message: format!(
+                    "credentials are for git sources; a {} source takes none (hg uses the [auth] section of your hg configuration)",
+                    config.kind.as_str()
+                ),
+            });
         }
         match config.kind {
             SourceKind::LocalGit => {
                 let repo = self.local_repository(app, slot);
-                create_local_repository(&repo)?;
+                create_local_repository(&repo).map_err(|e| Error::source(app, slot, e))?;
                 let repo = fs::canonicalize(&repo).map_err(io_err("cannot read", &repo))?;
                 config.location = repo.display().to_string();
             }
@@ -305,7 +309,7 @@ impl ContinuousDeployer {
                 Err(e) => {
                     let _ = fs::remove_file(&pw_tmp);
                     let _ = fs::remove_file(&key_tmp);
-                    return Err(e.into());
+                    return Err(Error::source(app, slot, e));
                 }
             }
         }
@@ -321,8 +325,10 @@ impl ContinuousDeployer {
             }
         }
         config.configured_time = deployment::now();
-        let data = serde_json::to_vec_pretty(&config).map_err(io::Error::other)?;
         let path = dir.join("config.json");
+        let data = serde_json::to_vec_pretty(&config)
+            .map_err(io::Error::other)
+            .map_err(io_err("cannot write", &path))?;
         fsutil::atomic_write(&path, &dir.join(".config.tmp"), &data, 0o600)
             .map_err(io_err("cannot write", &path))?;
         // A new source: what was deployed from the old one says nothing.
@@ -336,12 +342,16 @@ impl ContinuousDeployer {
         Ok(config)
     }
 
-    fn install_hook(&self, app: &str, slot: &str, repo: &Path) -> Result<(), CdError> {
+    fn install_hook(&self, app: &str, slot: &str, repo: &Path) -> Result<(), Error> {
         let exe = match &self.inner.executable {
             Some(p) => p.clone(),
-            None => std::env::current_exe()?,
+            None => std::env::current_exe().map_err(io_err(
+                "cannot install the push hook (fnhost's own executable is unknown)",
+                repo,
+            ))?,
         };
-        let home = fs::canonicalize(self.site().home())?;
+        let home = self.site().home();
+        let home = fs::canonicalize(home).map_err(io_err("cannot read", home))?;
         let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let script = format!(
             "#!/bin/sh\n\
@@ -368,18 +378,18 @@ impl ContinuousDeployer {
     }
 
     /// The slot's source configuration, if any.
-    pub fn config(&self, app: &str, slot: &str) -> Result<Option<SourceConfig>, CdError> {
+    pub fn config(&self, app: &str, slot: &str) -> Result<Option<SourceConfig>, Error> {
         self.check(app, slot)?;
         let path = self.cd_dir(app, slot).join("config.json");
         match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| {
-                CdError::Deploy(Error::Corrupt {
+            Ok(data) => serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
                     path,
                     message: e.to_string(),
-                })
-            }),
+                }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CdError::Deploy(Error::io("cannot read", path, e))),
+            Err(e) => Err(Error::io("cannot read", path, e)),
         }
     }
 
@@ -387,7 +397,7 @@ impl ContinuousDeployer {
     /// configuration and credentials and turns read-only mode off. The
     /// deployments (history) and a built-in repository stay. Returns
     /// whether a source was configured. Waits for a running sync.
-    pub fn clear(&self, app: &str, slot: &str) -> Result<bool, CdError> {
+    pub fn clear(&self, app: &str, slot: &str) -> Result<bool, Error> {
         self.check(app, slot)?;
         let dir = self.cd_dir(app, slot);
         let was = dir.join("config.json").exists();
@@ -416,7 +426,7 @@ impl ContinuousDeployer {
 
     /// Every slot with a source, as `(app, slot)`: of `apps`, or of all
     /// apps when `apps` is empty.
-    pub fn configured(&self, apps: &[String]) -> Result<Vec<(String, String)>, CdError> {
+    pub fn configured(&self, apps: &[String]) -> Result<Vec<(String, String)>, Error> {
         let names: Vec<String> = if apps.is_empty() {
             self.site().apps()?.into_iter().map(|a| a.name).collect()
         } else {
@@ -427,7 +437,7 @@ impl ContinuousDeployer {
             for slot in self.site().slots(&app).or_else(|e| {
                 // An app named on the command line must exist.
                 self.check(&app, crate::site::PRODUCTION)?;
-                Err(CdError::from(e))
+                Err(e)
             })? {
                 if self.cd_dir(&app, &slot).join("config.json").is_file() {
                     out.push((app.clone(), slot));
@@ -477,18 +487,17 @@ impl ContinuousDeployer {
 
     /// The id of the source's newest snapshot (cheap: see
     /// [`SourceProvider::head`]).
-    pub fn head(&self, app: &str, slot: &str) -> Result<String, CdError> {
+    pub fn head(&self, app: &str, slot: &str) -> Result<String, Error> {
         let config = self.require_config(app, slot)?;
-        Ok(self
-            .provider(config.kind)
-            .head(&self.spec(app, slot, &config))?)
+        self.provider(config.kind)
+            .head(&self.spec(app, slot, &config))
+            .map_err(|e| Error::source(app, slot, e))
     }
 
-    pub(super) fn require_config(&self, app: &str, slot: &str) -> Result<SourceConfig, CdError> {
-        self.config(app, slot)?
-            .ok_or_else(|| CdError::NotConfigured {
-                app: app.into(),
-                slot: slot.into(),
-            })
+    pub(super) fn require_config(&self, app: &str, slot: &str) -> Result<SourceConfig, Error> {
+        self.config(app, slot)?.ok_or_else(|| Error::NotConfigured {
+            app: app.into(),
+            slot: slot.into(),
+        })
     }
 }

@@ -7,7 +7,7 @@
 //! use fnhost_deploy::Site;
 //! use fnhost_deploy::cd::{BuildKind, ContinuousDeployer, SourceConfig, SourceKind, SyncOutcome};
 //!
-//! # fn main() -> Result<(), fnhost_deploy::cd::CdError> {
+//! # fn main() -> Result<(), fnhost_deploy::Error> {
 //! let cd = ContinuousDeployer::new(Site::open(".fnhost")?);
 //! let config = SourceConfig::new(SourceKind::Git, "https://example.com/orders.git")
 //!     .with_branch("main")
@@ -64,8 +64,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fnhost_core::source::SourceError;
-
 pub use config::{BuildKind, DEFAULT_BUILD_TIMEOUT, SourceConfig, SourceKind};
 pub use secrets::SourceCredentials;
 pub use sync::{SourceState, SyncOutcome};
@@ -75,38 +73,8 @@ use crate::error::Error;
 use crate::site::{Observer, Site, check_name};
 use crate::source::{FolderSource, GitSource, HgSource, LocalGitSource, ZipSource};
 
-/// Why continuous deployment failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CdError {
-    /// The site, or the deployment itself ([`Error::DeploymentFailed`]: a
-    /// failed build or an invalid app, with a Failed record).
-    #[error(transparent)]
-    Deploy(#[from] Error),
-    /// The source cannot be read.
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    /// The slot has no continuous deployment.
-    #[error("{app}/{slot}: no source is configured; set one with `fnhost source set {app}`")]
-    NotConfigured {
-        /// The app.
-        app: String,
-        /// The slot.
-        slot: String,
-    },
-    /// The configuration is invalid.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl From<io::Error> for CdError {
-    fn from(e: io::Error) -> Self {
-        CdError::Deploy(Error::io("continuous deployment", PathBuf::new(), e))
-    }
-}
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CdError + 'a {
-    move |e| CdError::Deploy(Error::io(what, path, e))
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |e| Error::io(what, path, e)
 }
 
 /// Keeps slots in step with their sources; cheap to clone and to share
@@ -197,7 +165,7 @@ impl ContinuousDeployer {
             .join(format!("{slot}.git"))
     }
 
-    fn check(&self, app: &str, slot: &str) -> Result<(), CdError> {
+    fn check(&self, app: &str, slot: &str) -> Result<(), Error> {
         check_name("slot", slot)?;
         // Checks the app exists.
         self.site().continuous_deployment(app, slot)?;
@@ -205,7 +173,7 @@ impl ContinuousDeployer {
     }
 }
 
-fn open_lock(dir: &Path) -> Result<File, CdError> {
+fn open_lock(dir: &Path) -> Result<File, Error> {
     fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
     let path = dir.join("lock");
     OpenOptions::new()

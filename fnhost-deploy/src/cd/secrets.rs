@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use super::{CdError, ContinuousDeployer, io_err};
+use super::{ContinuousDeployer, io_err};
 use crate::error::Error;
 
 /// Credentials for a source, given once to [`ContinuousDeployer::configure`]
@@ -56,12 +56,16 @@ impl ContinuousDeployer {
         app: &str,
         slot: &str,
         secret: Option<&[u8]>,
-    ) -> Result<(), CdError> {
+    ) -> Result<(), Error> {
         self.check(app, slot)?;
         let dir = self.cd_dir(app, slot);
         let path = dir.join("webhook_secret");
         match secret {
-            Some([]) => Err(CdError::Invalid("the webhook secret is empty".into())),
+            Some([]) => Err(Error::InvalidSource {
+                app: app.into(),
+                slot: slot.into(),
+                message: "the webhook secret is empty".into(),
+            }),
             Some(s) => {
                 fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
@@ -72,7 +76,7 @@ impl ContinuousDeployer {
             }
             None => match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(CdError::Deploy(Error::io("cannot remove", path, e)))
+                    Err(Error::io("cannot remove", path, e))
                 }
                 _ => Ok(()),
             },
@@ -80,17 +84,17 @@ impl ContinuousDeployer {
     }
 
     /// The slot's webhook secret, if one is set.
-    pub fn webhook_secret(&self, app: &str, slot: &str) -> Result<Option<Vec<u8>>, CdError> {
+    pub fn webhook_secret(&self, app: &str, slot: &str) -> Result<Option<Vec<u8>>, Error> {
         let path = self.cd_dir(app, slot).join("webhook_secret");
         match fs::read(&path) {
             Ok(d) => Ok(Some(d)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CdError::Deploy(Error::io("cannot read", path, e))),
+            Err(e) => Err(Error::io("cannot read", path, e)),
         }
     }
 }
 
-pub(super) fn write_secret(path: &Path, data: &[u8]) -> Result<(), CdError> {
+pub(super) fn write_secret(path: &Path, data: &[u8]) -> Result<(), Error> {
     let _ = fs::remove_file(path);
     let mut f = OpenOptions::new()
         .write(true)

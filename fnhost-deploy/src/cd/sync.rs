@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkout::CHECKOUT;
 use super::config::{BuildKind, SourceConfig};
-use super::{CdError, ContinuousDeployer, io_err, open_lock};
+use super::{ContinuousDeployer, io_err, open_lock};
 use crate::build::{AutoBuild, NoneBuild, PipelineBuild};
 use crate::deployment::{self, Deployment};
 use crate::error::Error;
@@ -83,7 +83,7 @@ pub enum SyncOutcome {
 
 impl ContinuousDeployer {
     /// What the slot's syncs deployed last.
-    pub fn state(&self, app: &str, slot: &str) -> Result<SourceState, CdError> {
+    pub fn state(&self, app: &str, slot: &str) -> Result<SourceState, Error> {
         self.check(app, slot)?;
         let path = self.cd_dir(app, slot).join("state.json");
         Ok(fs::read(&path)
@@ -97,10 +97,12 @@ impl ContinuousDeployer {
         app: &str,
         slot: &str,
         state: &SourceState,
-    ) -> Result<(), CdError> {
+    ) -> Result<(), Error> {
         let dir = self.cd_dir(app, slot);
-        let data = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
         let path = dir.join("state.json");
+        let data = serde_json::to_vec_pretty(state)
+            .map_err(io::Error::other)
+            .map_err(io_err("cannot write", &path))?;
         fsutil::atomic_write(&path, &dir.join(".state.tmp"), &data, 0o600)
             .map_err(io_err("cannot write", &path))
     }
@@ -113,13 +115,13 @@ impl ContinuousDeployer {
     /// ([`SyncOutcome::Coalesced`]). A failed build or an invalid app is
     /// [`Error::DeploymentFailed`] (a Failed record; the previous
     /// deployment stays active).
-    pub fn sync_once(&self, app: &str, slot: &str) -> Result<SyncOutcome, CdError> {
+    pub fn sync_once(&self, app: &str, slot: &str) -> Result<SyncOutcome, Error> {
         self.sync(app, slot, false)
     }
 
     /// [`Self::sync_once`], deploying even when the head was deployed (or
     /// failed) already (`force`).
-    pub fn sync(&self, app: &str, slot: &str, force: bool) -> Result<SyncOutcome, CdError> {
+    pub fn sync(&self, app: &str, slot: &str, force: bool) -> Result<SyncOutcome, Error> {
         self.require_config(app, slot)?;
         let dir = self.cd_dir(app, slot);
         let pending = dir.join("pending");
@@ -144,12 +146,16 @@ impl ContinuousDeployer {
                                 }
                             });
                         }
-                        Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+                        Err(fs::TryLockError::Error(e)) => {
+                            return Err(Error::io("cannot lock", dir.join("lock"), e));
+                        }
                     }
                 }
-                Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::io("cannot lock", dir.join("lock"), e));
+                }
             }
-            let mut last: Result<SyncOutcome, CdError>;
+            let mut last: Result<SyncOutcome, Error>;
             loop {
                 let _ = fs::remove_file(&pending);
                 last = match self.require_config(app, slot) {
@@ -163,7 +169,7 @@ impl ContinuousDeployer {
                         // Moved again meanwhile? Checked at the next turn.
                         continue;
                     }
-                    Err(CdError::Deploy(Error::DeploymentFailed { .. })) if pending.exists() => {
+                    Err(Error::DeploymentFailed { .. }) if pending.exists() => {
                         continue;
                     }
                     _ if pending.exists() => continue,
@@ -189,7 +195,7 @@ impl ContinuousDeployer {
         app: &str,
         slot: &str,
         max_wait: Duration,
-    ) -> Result<SyncOutcome, CdError> {
+    ) -> Result<SyncOutcome, Error> {
         let deadline = Instant::now() + max_wait;
         loop {
             let outcome = self.sync_once(app, slot)?;
@@ -209,7 +215,7 @@ impl ContinuousDeployer {
         &self,
         app: &str,
         slot: &str,
-    ) -> std::thread::JoinHandle<Result<SyncOutcome, CdError>> {
+    ) -> std::thread::JoinHandle<Result<SyncOutcome, Error>> {
         let this = self.clone();
         let (app, slot) = (app.to_string(), slot.to_string());
         std::thread::spawn(move || this.sync_once(&app, &slot))
@@ -222,7 +228,7 @@ impl ContinuousDeployer {
         slot: &str,
         config: &SourceConfig,
         force: bool,
-    ) -> Result<SyncOutcome, CdError> {
+    ) -> Result<SyncOutcome, Error> {
         let provider = self.provider(config.kind);
         let spec = self.spec(app, slot, config);
         let mut state = self.state(app, slot)?;
@@ -233,7 +239,7 @@ impl ContinuousDeployer {
                 return Ok(SyncOutcome::NotReady { message });
             }
             Err(SourceError::Empty { message, .. }) => return Ok(SyncOutcome::Empty { message }),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(Error::source(app, slot, e)),
         };
         if !force {
             if state.deployed_id.as_deref() == Some(head.as_str()) {
@@ -269,9 +275,7 @@ impl ContinuousDeployer {
                 message: "the source changed while it was read".into(),
             }),
             Err((snapshot, e)) => {
-                if let (Some(s), CdError::Deploy(Error::DeploymentFailed { id, .. })) =
-                    (snapshot, &e)
-                {
+                if let (Some(s), Error::DeploymentFailed { id, .. }) = (snapshot, &e) {
                     state.failed_id = Some(s.id);
                     state.failed_deployment = Some(id.clone());
                     self.save_state(app, slot, &state)?;
@@ -292,18 +296,22 @@ impl ContinuousDeployer {
         provider: &dyn SourceProvider,
         spec: &SourceSpec,
         work: &Path,
-    ) -> Result<Option<(SourceSnapshot, Deployment)>, (Option<SourceSnapshot>, CdError)> {
+    ) -> Result<Option<(SourceSnapshot, Deployment)>, (Option<SourceSnapshot>, Error)> {
         let checkout = self.cd_dir(app, slot).join(CHECKOUT);
         let snapshot = match self.checkout(app, slot, provider, spec, &checkout) {
             Ok(s) => s,
-            Err(CdError::Source(SourceError::NotReady { .. })) => return Ok(None),
+            Err(Error::Source { source, .. })
+                if matches!(*source, SourceError::NotReady { .. }) =>
+            {
+                return Ok(None);
+            }
             Err(e) => return Err((None, e)),
         };
         let temp = work.join("temp");
         let settings: Vec<(String, String)> = self
             .site()
             .app_settings(app, slot)
-            .map_err(|e| (None, e.into()))?
+            .map_err(|e| (None, e))?
             .into_iter()
             .collect();
         let builder: Box<dyn BuildProvider> = match config.build {
@@ -343,7 +351,7 @@ impl ContinuousDeployer {
         }
         match self.site().deploy(req) {
             Ok(outcome) => Ok(Some((snapshot, outcome.deployment))),
-            Err(e) => Err((Some(snapshot), e.into())),
+            Err(e) => Err((Some(snapshot), e)),
         }
     }
 }
@@ -434,7 +442,7 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn touch(path: &Path) -> Result<(), CdError> {
+fn touch(path: &Path) -> Result<(), Error> {
     File::create(path).map_err(io_err("cannot write", path))?;
     Ok(())
 }

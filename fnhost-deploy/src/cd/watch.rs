@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::ContinuousDeployer;
 use super::config::SourceKind;
 use super::sync::SyncOutcome;
-use super::{CdError, ContinuousDeployer};
+use crate::error::Error;
 
 impl ContinuousDeployer {
     /// Keeps every configured slot (of `apps`, or of all apps when empty)
@@ -28,12 +29,12 @@ impl ContinuousDeployer {
         interval: Duration,
         stop: &AtomicBool,
         report: &WatchReport<'_>,
-    ) -> Result<(), CdError> {
+    ) -> Result<(), Error> {
         // Fail early on an unknown app.
         self.configured(apps)?;
         let busy: Mutex<HashSet<(String, String)>> = Mutex::new(HashSet::new());
         let events = FolderEvents::default();
-        std::thread::scope(|s| -> Result<(), CdError> {
+        std::thread::scope(|s| -> Result<(), Error> {
             let mut next_poll = Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 let mut due: Vec<(String, String)> = Vec::new();
@@ -164,4 +165,4 @@ impl FolderEvents {
 
 /// What [`ContinuousDeployer::watch`] calls with each sync's result: the
 /// app, the slot, the result.
-pub type WatchReport<'a> = dyn Fn(&str, &str, &Result<SyncOutcome, CdError>) + Sync + 'a;
+pub type WatchReport<'a> = dyn Fn(&str, &str, &Result<SyncOutcome, Error>) + Sync + 'a;

@@ -286,7 +286,7 @@ impl Manage {
         Manage {
             site,
             limits: Limits::default(),
-            log: Arc::new(|_| {}),
+            log: fnhost_core::timer::tracing_log(),
             routes,
             extra: Router::new(),
             tls: None,
@@ -338,6 +338,8 @@ impl Manage {
     }
 
     /// Sends log lines to `log`.
+    /// Default: [`tracing_log`](fnhost_core::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self

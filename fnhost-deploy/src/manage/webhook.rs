@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::{ApiError, Scope};
-use crate::cd::{CdError, ContinuousDeployer, SourceConfig, SourceKind, SyncOutcome};
+use crate::cd::{ContinuousDeployer, SourceConfig, SourceKind, SyncOutcome};
 use crate::error::Error;
 use crate::site::Site;
 
@@ -348,7 +348,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
 }
 
-fn cd_error(scope: &Scope, e: &CdError) -> ApiError {
+fn cd_error(scope: &Scope, e: &Error) -> ApiError {
     scope.log(&format!(
         "manage: webhook {}/{}: {e}",
         scope.app, scope.slot
@@ -573,12 +573,12 @@ async fn webhook(
             v["status"] = "not-deployed".into();
             answer(StatusCode::OK, v, format!("{app}/{slot}: {other:?}"))
         }
-        Err(CdError::Deploy(Error::DeploymentFailed { id, reason, .. })) => {
+        Err(Error::DeploymentFailed { id, reason, .. }) => {
             v["status"] = "failed".into();
             v["deployment"] = id.into();
             answer(StatusCode::BAD_REQUEST, v, reason)
         }
-        Err(CdError::Source(e)) => {
+        Err(Error::Source { source: e, .. }) => {
             v["status"] = "failed".into();
             answer(StatusCode::BAD_GATEWAY, v, e.to_string())
         }

@@ -272,6 +272,10 @@ impl Site {
         self.recover_slot(app, slot)?;
 
         let mut r = Deployment::new(deployment::new_id(), app, slot);
+        // Log events of this deployment (its log lines among them) carry
+        // the app, the slot and the id.
+        let span = tracing::info_span!("deployment", app, slot, id = r.id.as_str());
+        let _in_span = span.enter();
         lock.set_holder(&r.id);
         r.author = req.author.clone();
         r.message = req.message.clone();
@@ -304,6 +308,7 @@ impl Site {
             }
             Err(e) => {
                 let reason = e.to_string();
+                tracing::error!("{reason}");
                 r.log(Level::Error, reason.clone());
                 if let Some(last) = r.log.last() {
                     req.observer.log(last);
@@ -332,6 +337,11 @@ impl Site {
     }
 
     fn log(&self, req: &DeployRequest<'_>, r: &mut Deployment, level: Level, msg: String) {
+        match level {
+            Level::Info => tracing::info!("{msg}"),
+            Level::Warning => tracing::warn!("{msg}"),
+            Level::Error => tracing::error!("{msg}"),
+        }
         r.log(level, msg);
         if let Some(last) = r.log.last() {
             req.observer.log(last);

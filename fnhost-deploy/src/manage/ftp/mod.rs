@@ -91,7 +91,7 @@ impl Ftp {
             plain: false,
             passive_ports: 49152..=65535,
             limits: Limits::default(),
-            log: Arc::new(|_| {}),
+            log: fnhost_core::timer::tracing_log(),
         }
     }
 
@@ -130,6 +130,8 @@ impl Ftp {
     }
 
     /// Sends log lines (logins, refusals, deployments) to `log`.
+    /// Default: [`tracing_log`](fnhost_core::timer::tracing_log), each
+    /// line a `tracing` event.
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self

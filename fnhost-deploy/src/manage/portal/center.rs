@@ -18,8 +18,7 @@ use super::pages::{blocking, failure, page_context};
 use super::view::see_other;
 use super::{PortalState, St};
 use crate::cd::{
-    BuildKind, CdError, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind,
-    SyncOutcome,
+    BuildKind, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind, SyncOutcome,
 };
 use crate::site::PRODUCTION;
 
@@ -120,9 +119,9 @@ fn api_base_url(st: &PortalState, place: &Place, headers: &HeaderMap) -> String 
     }
 }
 
-fn cd_failure(st: &PortalState, viewer: &Viewer, place: &Place, e: &CdError) -> Response {
+fn cd_failure(st: &PortalState, viewer: &Viewer, place: &Place, e: &crate::Error) -> Response {
     let status = match e {
-        CdError::Invalid(_) | CdError::Source(_) => StatusCode::BAD_REQUEST,
+        crate::Error::InvalidSource { .. } | crate::Error::Source { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::CONFLICT,
     };
     failure(st, viewer, Some(place), status, &e.to_string())
