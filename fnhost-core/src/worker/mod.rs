@@ -34,6 +34,8 @@ mod config;
 mod convert;
 pub mod proto;
 mod rpc;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -227,6 +229,8 @@ struct Shared {
     /// What the first worker indexed (empty: function.json only).
     indexed: OnceLock<Vec<IndexedFunction>>,
     started: tokio::sync::OnceCell<Result<(), String>>,
+    /// Why the last start of a worker process failed, until one starts.
+    last_start_error: Mutex<Option<String>>,
     server: Mutex<Option<rpc::RpcServer>>,
     stop: watch::Sender<bool>,
     supervisors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -260,6 +264,9 @@ impl LanguageWorker {
         config: Result<WorkerConfig, String>,
         log: LogSink,
     ) -> Self {
+        // `languageWorkers:{language}:...` app settings, as Azure's host
+        // applies them.
+        let config = config.map(|c| c.with_app_settings(app.settings()));
         let mut env: BTreeMap<String, String> = app
             .settings()
             .iter()
@@ -308,6 +315,7 @@ impl LanguageWorker {
                 changed,
                 indexed: OnceLock::new(),
                 started: tokio::sync::OnceCell::new(),
+                last_start_error: Mutex::new(None),
                 server: Mutex::new(None),
                 stop,
                 supervisors: Mutex::new(Vec::new()),
@@ -454,10 +462,16 @@ async fn supervise(
                         "{} worker {slot}: did not start: {e}",
                         shared.runtime
                     ));
+                    *lock(&shared.last_start_error) = Some(e);
+                    // Invocations waiting for a process answer now.
+                    shared.changed.send_modify(|n| *n += 1);
                     None
                 }
             },
         };
+        if running.is_some() {
+            *lock(&shared.last_start_error) = None;
+        }
         if let Some(running) = running {
             let since = Instant::now();
             let channel = running.channel.clone();
@@ -1047,6 +1061,21 @@ impl Shared {
                 if let Some(c) = best {
                     return Ok(c.clone());
                 }
+            }
+            // A start that failed answers at once, with its reason (the
+            // invocation would otherwise wait for a process that is not
+            // coming).
+            if let Some(Err(e)) = self.started.get() {
+                return Err(ExecutorError::unavailable(format!(
+                    "the {} worker did not start: {e}",
+                    self.runtime
+                )));
+            }
+            if let Some(e) = lock(&self.last_start_error).clone() {
+                return Err(ExecutorError::unavailable(format!(
+                    "no {} worker process is running: the last start failed: {e}",
+                    self.runtime
+                )));
             }
             if self.stopping.load(Ordering::Acquire) {
                 return Err(ExecutorError::unavailable(format!(
