@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fnhost_core::http::HttpFront;
 use fnhost_core::invoke::http::HttpRequest;
 use fnhost_core::invoke::{InvocationResult, InvokeError};
 use fnhost_core::timer::LogSink;
@@ -16,7 +17,7 @@ use fnhost_core::worker::LanguageWorkerFactory;
 use fnhost_core::worker::proto::rpc_log::{Level, RpcLogCategory};
 use fnhost_core::worker::proto::streaming_message::Content;
 use fnhost_core::worker::testkit::{
-    StandIn, http_function, log, ok_response, write_launcher, write_script,
+    LAUNCH_MARKER, StandIn, http_function, log, ok_response, write_launcher, write_script,
 };
 use fnhost_core::{FunctionApp, Host, Invocation, Method};
 use tokio::sync::mpsc;
@@ -52,19 +53,46 @@ fn app(dir: &Path, host_json: &str, settings: &[(&str, &str)]) -> FunctionApp {
     loader.load().expect("the app loads")
 }
 
-/// A host on the stand-in; lines of the host log go to `host_log`.
-async fn host(
+/// A log that keeps its lines.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn sink(&self) -> LogSink {
+        let lines = self.0.clone();
+        Arc::new(move |line: &str| lines.lock().expect("the log").push(line.to_owned()))
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().expect("the log").clone()
+    }
+
+    fn with(&self, text: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|l| l.contains(text))
+            .collect()
+    }
+}
+
+/// The language worker factory on the stand-in: host log lines go to
+/// `host_log`, debug lines to `debug_log`.
+fn factory(
     dir: &Path,
-    app: FunctionApp,
     stand_in: StandIn,
-    host_log: Arc<Mutex<Vec<String>>>,
-) -> Host {
-    let rest: LogSink =
-        Arc::new(move |line: &str| host_log.lock().expect("the log").push(line.to_owned()));
-    let log = Arc::new(stand_in).log_sink(tokio::runtime::Handle::current(), rest);
-    let factory = LanguageWorkerFactory::new()
+    host_log: &Lines,
+    debug_log: &Lines,
+) -> LanguageWorkerFactory {
+    let log = Arc::new(stand_in).log_sink(tokio::runtime::Handle::current(), host_log.sink());
+    LanguageWorkerFactory::new()
         .with_workers_dir(dir.join("workers"))
-        .with_log(log);
+        .with_log(log)
+        .with_debug_log(debug_log.sink())
+}
+
+/// A started host on the stand-in; lines of the host log go to `host_log`.
+async fn host(dir: &Path, app: FunctionApp, stand_in: StandIn, host_log: &Lines) -> Host {
+    let factory = factory(dir, stand_in, host_log, &Lines::default());
     let host = Host::builder().factory(Arc::new(factory)).build(app);
     tokio::time::timeout(Duration::from_secs(20), host.start())
         .await
@@ -115,7 +143,7 @@ async fn timeout_then_fast(handles_cancel: bool) -> Vec<String> {
         &[],
     );
     let (worker, mut events) = cancel_stand_in(handles_cancel);
-    let host = host(dir.path(), app, worker, Arc::default()).await;
+    let host = host(dir.path(), app, worker, &Lines::default()).await;
     let started = Instant::now();
     let slow = host.invoke("slow", get("/api/slow")).await;
     assert!(
@@ -161,4 +189,356 @@ async fn a_worker_without_the_capability_gets_no_cancel() {
     assert_eq!(seen.len(), 2, "two requests, no cancel: {seen:?}");
     assert!(seen[0].starts_with("request slow "), "{seen:?}");
     assert!(seen[1].starts_with("request fast "), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_logs_stay_out_of_the_function_log() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let app = app(dir.path(), r#"{"version": "2.0"}"#, &[]);
+    let worker = StandIn::new()
+        .with_function(http_function("talk"))
+        .on_invocation(|r| {
+            let id = &r.invocation_id;
+            vec![
+                log(
+                    id,
+                    RpcLogCategory::System,
+                    Level::Information,
+                    "Received FunctionInvocationRequest",
+                ),
+                log(
+                    id,
+                    RpcLogCategory::User,
+                    Level::Information,
+                    "hello from talk",
+                ),
+                log(
+                    "",
+                    RpcLogCategory::System,
+                    Level::Information,
+                    "worker heartbeat",
+                ),
+                log(id, RpcLogCategory::System, Level::Warning, "talk is slow"),
+                ok_response(id, "said"),
+            ]
+        });
+    let (host_log, debug_log, front_log) = (Lines::default(), Lines::default(), Lines::default());
+    let factory = factory(dir.path(), worker, &host_log, &debug_log);
+    let host = Arc::new(Host::builder().factory(Arc::new(factory)).build(app));
+    host.start().await.expect("the host starts");
+    // What a user of `fnhost serve` sees: the front's log.
+    let server = HttpFront::new(host.clone())
+        .with_log(front_log.sink())
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the front binds");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    let response = http_get(addr, "/api/talk").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("said"), "{response}");
+
+    // The user's line, with the function name and the invocation id.
+    let user = front_log.with("hello from talk");
+    assert_eq!(user.len(), 1, "{:?}", front_log.all());
+    assert!(
+        user[0].starts_with("talk: [Information] (invocation "),
+        "{}",
+        user[0]
+    );
+    let id = user[0]
+        .split("(invocation ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("an invocation id")
+        .to_owned();
+    // A system warning about the invocation is the function's too.
+    let warning = front_log.with("talk is slow");
+    assert_eq!(warning.len(), 1, "{:?}", front_log.all());
+    assert!(
+        warning[0].starts_with(&format!("talk: [Warning] (invocation {id})")),
+        "{}",
+        warning[0]
+    );
+    // The worker's chatter about the invocation is not the function's log,
+    // nor the host's: it is debug output.
+    let everywhere = [front_log.all(), host_log.all()].concat();
+    assert!(
+        !everywhere
+            .iter()
+            .any(|l| l.contains("Received FunctionInvocationRequest")),
+        "{everywhere:?}"
+    );
+    let debug = debug_log.with("Received FunctionInvocationRequest");
+    assert_eq!(debug.len(), 1, "{:?}", debug_log.all());
+    assert!(
+        debug[0].contains(&format!("(invocation {id})")),
+        "{}",
+        debug[0]
+    );
+    // A system line about no invocation is the host's.
+    assert_eq!(
+        host_log.with("worker heartbeat").len(),
+        1,
+        "{:?}",
+        host_log.all()
+    );
+    assert!(front_log.with("worker heartbeat").is_empty());
+
+    let _ = stop.send(());
+    let _ = serving.await;
+    host.shutdown().await;
+}
+
+/// GET `path` with `Connection: close`; the whole response as text.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("a request");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out))
+        .await
+        .expect("a response within 10 s")
+        .expect("a response");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Starts a host on workers folder `workers` for an app with one
+/// function.json function; the start's error, and an invocation's.
+async fn failed_start(dir: &Path, settings: &[(&str, &str)]) -> (String, InvokeError) {
+    let root = dir.join("app");
+    write(&root.join("host.json"), r#"{"version": "2.0"}"#);
+    write(
+        &root.join("hello").join("function.json"),
+        r#"{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"}, {"type": "http", "direction": "out", "name": "$return"}]}"#,
+    );
+    write(&root.join("hello").join("index.js"), "");
+    let mut loader = FunctionApp::loader(&root)
+        .with_environment(false)
+        .with_setting("FUNCTIONS_WORKER_RUNTIME", RUNTIME);
+    for (k, v) in settings {
+        loader = loader.with_setting(*k, *v);
+    }
+    let app = loader.load().expect("the app loads");
+    let factory = LanguageWorkerFactory::new()
+        .with_workers_dir(dir.join("workers"))
+        .with_log(Arc::new(|_: &str| {}));
+    let host = Host::builder().factory(Arc::new(factory)).build(app);
+    let started = Instant::now();
+    let start = tokio::time::timeout(Duration::from_secs(10), host.start())
+        .await
+        .expect("the start ends within 10 s")
+        .expect_err("the start fails");
+    let invoked = tokio::time::timeout(
+        Duration::from_secs(5),
+        host.invoke("hello", get("/api/hello")),
+    )
+    .await
+    .expect("the invocation answers at once")
+    .expect_err("the invocation fails");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    host.shutdown().await;
+    (start.message, invoked)
+}
+
+/// The invocation's error is `Unavailable` and says `what`.
+fn unavailable_saying(e: &InvokeError, what: &str) {
+    match e {
+        InvokeError::Unavailable { function, error } => {
+            assert_eq!(function, "hello");
+            assert!(error.unavailable);
+            assert!(
+                error.message.contains(what),
+                "'{what}' in: {}",
+                error.message
+            );
+        }
+        other => panic!("unavailable, saying '{what}': {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_runtime_program_answers_unavailable() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    write(
+        &dir.path()
+            .join("workers")
+            .join(RUNTIME)
+            .join("worker.config.json"),
+        r#"{"description": {"language": "echo", "defaultExecutablePath": "fnhost-no-such-runtime"}}"#,
+    );
+    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    assert!(
+        start.contains("cannot start `fnhost-no-such-runtime`"),
+        "{start}"
+    );
+    assert!(start.contains("installed and on PATH"), "{start}");
+    unavailable_saying(&invoked, "cannot start `fnhost-no-such-runtime`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_worker_for_the_runtime_answers_unavailable() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::create_dir_all(dir.path().join("workers")).expect("a folder");
+    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    assert!(
+        start.contains("no language worker for FUNCTIONS_WORKER_RUNTIME 'echo'"),
+        "{start}"
+    );
+    unavailable_saying(&invoked, "fnhost workers install");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_worker_config_answers_unavailable() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let config = dir
+        .path()
+        .join("workers")
+        .join(RUNTIME)
+        .join("worker.config.json");
+    write(&config, r#"{"description": {"language": "echo", "#);
+    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    assert!(start.contains("the echo worker is broken"), "{start}");
+    assert!(start.contains("not valid JSON"), "{start}");
+    unavailable_saying(&invoked, &config.display().to_string());
+    unavailable_saying(&invoked, "not valid JSON");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_exits_at_once_answers_unavailable() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let folder = dir.path().join("workers").join(RUNTIME);
+    write_launcher(&dir.path().join("workers"), RUNTIME).expect("a worker folder");
+    write(
+        &folder.join("launch.sh"),
+        "#!/bin/sh\necho 'cannot find my runtime' >&2\nexit 3\n",
+    );
+    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    assert!(
+        start.contains("exited (exit status: 3) before it connected"),
+        "{start}"
+    );
+    assert!(start.contains("cannot find my runtime"), "{start}");
+    unavailable_saying(&invoked, "exit status: 3");
+    unavailable_saying(&invoked, "cannot find my runtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn language_worker_app_settings_reach_the_worker_process() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let app = app(
+        dir.path(),
+        r#"{"version": "2.0"}"#,
+        &[
+            (
+                "languageWorkers__echo__arguments",
+                "--inspect --max-old-space-size=64",
+            ),
+            (
+                "languageWorkers:echo:defaultExecutablePath",
+                "{workerDirectoryPath}/other.sh",
+            ),
+        ],
+    );
+    write_script(
+        &dir.path().join("workers").join(RUNTIME).join("other.sh"),
+        "via-other",
+    )
+    .expect("the other launcher");
+    let worker = StandIn::new()
+        .with_function(http_function("hello"))
+        .on_invocation(|r| vec![ok_response(&r.invocation_id, "hi")]);
+    let stand_in = Arc::new(worker);
+    let log = stand_in
+        .clone()
+        .log_sink(tokio::runtime::Handle::current(), Arc::new(|_: &str| {}));
+    let factory = LanguageWorkerFactory::new()
+        .with_workers_dir(dir.path().join("workers"))
+        .with_log(log);
+    let host = Host::builder().factory(Arc::new(factory)).build(app);
+    host.start().await.expect("the host starts");
+    let launches = stand_in.launches();
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    let args = &launches[0].args;
+    // other.sh printed its word, then its arguments: the app setting's
+    // arguments first, then fnhost's connection flags.
+    assert_eq!(
+        args[..3],
+        ["via-other", "--inspect", "--max-old-space-size=64"],
+        "{args:?}"
+    );
+    assert_eq!(args[3], "--host", "{args:?}");
+    let result = host
+        .invoke("hello", get("/api/hello"))
+        .await
+        .expect("hello runs");
+    assert_eq!(body(&host, "hello", &result), "hi");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_restart_answers_unavailable_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let app = app(dir.path(), r#"{"version": "2.0"}"#, &[]);
+    // The first process serves for a second, then exits; every later one
+    // exits at once.
+    write(
+        &dir.path().join("workers").join(RUNTIME).join("launch.sh"),
+        &format!(
+            "#!/bin/sh\nd=$(dirname \"$0\")\nif [ -e \"$d/ran\" ]; then echo 'the runtime is gone' >&2; exit 3; fi\ntouch \"$d/ran\"\necho \"{LAUNCH_MARKER} $*\"\nsleep 1\n"
+        ),
+    );
+    let worker = StandIn::new()
+        .with_function(http_function("hello"))
+        .on_invocation(|r| vec![ok_response(&r.invocation_id, "hi")]);
+    let host = host(dir.path(), app, worker, &Lines::default()).await;
+    let first = host.invoke("hello", get("/api/hello")).await;
+    assert_eq!(
+        body(&host, "hello", &first.expect("the first process serves")),
+        "hi"
+    );
+    // The process exits after a second and is started again after another;
+    // that start fails. From then on, invocations answer at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        let asked = Instant::now();
+        match host.invoke("hello", get("/api/hello")).await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("last start failed") => {
+                assert!(
+                    asked.elapsed() < Duration::from_secs(3),
+                    "{:?}",
+                    asked.elapsed()
+                );
+                break e;
+            }
+            Err(e) => panic!("unavailable with the last start's reason: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed restart was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    unavailable_saying(&error, "the runtime is gone");
+    let again = Instant::now();
+    let e = host
+        .invoke("hello", get("/api/hello"))
+        .await
+        .expect_err("still down");
+    unavailable_saying(&e, "exit status: 3");
+    assert!(
+        again.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        again.elapsed()
+    );
+    host.shutdown().await;
 }

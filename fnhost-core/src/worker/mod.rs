@@ -83,6 +83,7 @@ const NOT_LANGUAGE_WORKERS: [&str; 3] = ["custom", "dotnet", ""];
 pub struct LanguageWorkerFactory {
     workers_dir: Option<PathBuf>,
     log: LogSink,
+    debug_log: Option<LogSink>,
 }
 
 impl fmt::Debug for LanguageWorkerFactory {
@@ -105,6 +106,7 @@ impl LanguageWorkerFactory {
         LanguageWorkerFactory {
             workers_dir: None,
             log: Arc::new(|line: &str| eprintln!("{line}")),
+            debug_log: None,
         }
     }
 
@@ -119,6 +121,31 @@ impl LanguageWorkerFactory {
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self
+    }
+
+    /// Sends the workers' system logs about invocations (category
+    /// `System` below `Warning`, such as Python's "Received
+    /// FunctionInvocationRequest") to `log`. Azure's host logs them at
+    /// Debug level; without this they are dropped. They never go into an
+    /// invocation's own log.
+    pub fn with_debug_log(mut self, log: LogSink) -> Self {
+        self.debug_log = Some(log);
+        self
+    }
+
+    fn new_worker(
+        &self,
+        app: &FunctionApp,
+        runtime: String,
+        config: Result<WorkerConfig, String>,
+    ) -> Arc<dyn Executor> {
+        Arc::new(LanguageWorker::new(
+            app,
+            runtime,
+            config,
+            self.log.clone(),
+            self.debug_log.clone(),
+        ))
     }
 
     fn workers_dir_for(&self, app: &FunctionApp) -> Option<PathBuf> {
@@ -158,12 +185,7 @@ impl ExecutorFactory for LanguageWorkerFactory {
                 let reason = Err(format!(
                     "FUNCTIONS_WORKER_RUNTIME is not set, and the app declares its functions in code ({source}): set it to \"node\" or \"python\" in local.settings.json (\"Values\") or in the app settings"
                 ));
-                return Some(Arc::new(LanguageWorker::new(
-                    app,
-                    String::new(),
-                    reason,
-                    self.log.clone(),
-                )));
+                return Some(self.new_worker(app, String::new(), reason));
             }
         };
         // An app that is its own worker (a .NET isolated build output)
@@ -171,12 +193,7 @@ impl ExecutorFactory for LanguageWorkerFactory {
         if let Ok(own) = WorkerConfig::read(app.root())
             && own.language.eq_ignore_ascii_case(&runtime)
         {
-            return Some(Arc::new(LanguageWorker::new(
-                app,
-                runtime,
-                Ok(own),
-                self.log.clone(),
-            )));
+            return Some(self.new_worker(app, runtime, Ok(own)));
         }
         let dir = self.workers_dir_for(app);
         let config = match dir.as_deref().map(|d| (d, find_worker(d, &runtime))) {
@@ -190,12 +207,7 @@ impl ExecutorFactory for LanguageWorkerFactory {
                 "no workers folder for FUNCTIONS_WORKER_RUNTIME '{runtime}': set FNHOST_WORKERS_DIR or HOME, then run `fnhost workers install`"
             )),
         };
-        Some(Arc::new(LanguageWorker::new(
-            app,
-            runtime,
-            config,
-            self.log.clone(),
-        )))
+        Some(self.new_worker(app, runtime, config))
     }
 }
 
@@ -222,6 +234,7 @@ struct Shared {
     declared: Vec<Function>,
     process_count: usize,
     log: LogSink,
+    debug_log: Option<LogSink>,
     /// The live processes, by slot.
     slots: Mutex<Vec<Option<Arc<Channel>>>>,
     /// Bumped whenever a slot changes, for invocations waiting for one.
@@ -263,6 +276,7 @@ impl LanguageWorker {
         runtime: String,
         config: Result<WorkerConfig, String>,
         log: LogSink,
+        debug_log: Option<LogSink>,
     ) -> Self {
         // `languageWorkers:{language}:...` app settings, as Azure's host
         // applies them.
@@ -311,6 +325,7 @@ impl LanguageWorker {
                 declared: app.functions().to_vec(),
                 process_count,
                 log,
+                debug_log,
                 slots: Mutex::new(vec![None; process_count]),
                 changed,
                 indexed: OnceLock::new(),
@@ -615,6 +630,14 @@ fn dispatch(shared: &Shared, channel: &Channel, message: proto::StreamingMessage
                 && !log.invocation_id.is_empty()
                 && log.level < proto::rpc_log::Level::Warning as i32
             {
+                if let Some(debug) = &shared.debug_log {
+                    debug(&format!(
+                        "{} worker {}: {}",
+                        shared.runtime,
+                        channel.slot,
+                        log_line(&log)
+                    ));
+                }
                 return;
             }
             let line = log_line(&log);
