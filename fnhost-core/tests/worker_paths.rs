@@ -542,3 +542,45 @@ async fn a_worker_that_cannot_restart_answers_unavailable_at_once() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_whose_client_goes_away_is_cancelled() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let app = app(dir.path(), r#"{"version": "2.0"}"#, &[]);
+    let (worker, mut events) = cancel_stand_in(true);
+    let host = Arc::new(host(dir.path(), app, worker, &Lines::default()).await);
+    let server = HttpFront::new(host.clone())
+        .with_log(Arc::new(|_: &str| {}))
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the front binds");
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(b"GET /api/slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("a request");
+    let request = next_event(&mut events).await;
+    let id = request
+        .strip_prefix("request slow ")
+        .unwrap_or_else(|| panic!("{request}"))
+        .to_owned();
+    // The client goes away.
+    drop(tcp);
+    assert_eq!(next_event(&mut events).await, format!("cancel {id}"));
+    let _ = stop.send(());
+    let _ = serving.await;
+    host.shutdown().await;
+}
+
+/// The stand-in's next event, within 5 s.
+async fn next_event(events: &mut Events) -> String {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("the stand-in hears within 5 s")
+        .expect("an event")
+}
