@@ -227,16 +227,8 @@ async fn system_logs_stay_out_of_the_function_log() {
     let host = Arc::new(Host::builder().factory(Arc::new(factory)).build(app));
     host.start().await.expect("the host starts");
     // What a user of `fnhost serve` sees: the front's log.
-    let server = HttpFront::new(host.clone())
-        .with_log(front_log.sink())
-        .bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the front binds");
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
+    let front = Front::start(host.clone(), front_log.sink()).await;
+    let addr = front.addr;
     let response = http_get(addr, "/api/talk").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("said"), "{response}");
@@ -288,8 +280,7 @@ async fn system_logs_stay_out_of_the_function_log() {
     );
     assert!(front_log.with("worker heartbeat").is_empty());
 
-    let _ = stop.send(());
-    let _ = serving.await;
+    front.stop().await;
     host.shutdown().await;
 }
 
@@ -550,16 +541,8 @@ async fn an_invocation_whose_client_goes_away_is_cancelled() {
     let app = app(dir.path(), r#"{"version": "2.0"}"#, &[]);
     let (worker, mut events) = cancel_stand_in(true);
     let host = Arc::new(host(dir.path(), app, worker, &Lines::default()).await);
-    let server = HttpFront::new(host.clone())
-        .with_log(Arc::new(|_: &str| {}))
-        .bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the front binds");
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
+    let front = Front::start(host.clone(), Arc::new(|_: &str| {})).await;
+    let addr = front.addr;
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     tcp.write_all(b"GET /api/slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -572,8 +555,7 @@ async fn an_invocation_whose_client_goes_away_is_cancelled() {
     // The client goes away.
     drop(tcp);
     assert_eq!(next_event(&mut events).await, format!("cancel {id}"));
-    let _ = stop.send(());
-    let _ = serving.await;
+    front.stop().await;
     host.shutdown().await;
 }
 
@@ -583,4 +565,36 @@ async fn next_event(events: &mut Events) -> String {
         .await
         .expect("the stand-in hears within 5 s")
         .expect("an event")
+}
+
+/// The HTTP front on a host, on a free loopback port.
+struct Front {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<fnhost_core::http::Stopped>,
+}
+
+impl Front {
+    async fn start(host: Arc<Host>, log: LogSink) -> Front {
+        let server = HttpFront::new(host)
+            .with_log(log)
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .await
+            .expect("the front binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        Front {
+            addr,
+            stop,
+            serving,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+    }
 }
