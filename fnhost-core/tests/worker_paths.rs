@@ -298,9 +298,9 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Starts a host on workers folder `workers` for an app with one
+/// Starts a host on the workers folder `dir/workers` for an app with one
 /// function.json function; the start's error, and an invocation's.
-async fn failed_start(dir: &Path, settings: &[(&str, &str)]) -> (String, InvokeError) {
+async fn failed_start(dir: &Path) -> (String, InvokeError) {
     let root = dir.join("app");
     write(&root.join("host.json"), r#"{"version": "2.0"}"#);
     write(
@@ -308,13 +308,11 @@ async fn failed_start(dir: &Path, settings: &[(&str, &str)]) -> (String, InvokeE
         r#"{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"}, {"type": "http", "direction": "out", "name": "$return"}]}"#,
     );
     write(&root.join("hello").join("index.js"), "");
-    let mut loader = FunctionApp::loader(&root)
+    let app = FunctionApp::loader(&root)
         .with_environment(false)
-        .with_setting("FUNCTIONS_WORKER_RUNTIME", RUNTIME);
-    for (k, v) in settings {
-        loader = loader.with_setting(*k, *v);
-    }
-    let app = loader.load().expect("the app loads");
+        .with_setting("FUNCTIONS_WORKER_RUNTIME", RUNTIME)
+        .load()
+        .expect("the app loads");
     let factory = LanguageWorkerFactory::new()
         .with_workers_dir(dir.join("workers"))
         .with_log(Arc::new(|_: &str| {}));
@@ -366,7 +364,7 @@ async fn a_missing_runtime_program_answers_unavailable() {
             .join("worker.config.json"),
         r#"{"description": {"language": "echo", "defaultExecutablePath": "fnhost-no-such-runtime"}}"#,
     );
-    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    let (start, invoked) = failed_start(dir.path()).await;
     assert!(
         start.contains("cannot start `fnhost-no-such-runtime`"),
         "{start}"
@@ -379,7 +377,7 @@ async fn a_missing_runtime_program_answers_unavailable() {
 async fn no_worker_for_the_runtime_answers_unavailable() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     std::fs::create_dir_all(dir.path().join("workers")).expect("a folder");
-    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    let (start, invoked) = failed_start(dir.path()).await;
     assert!(
         start.contains("no language worker for FUNCTIONS_WORKER_RUNTIME 'echo'"),
         "{start}"
@@ -396,7 +394,7 @@ async fn an_invalid_worker_config_answers_unavailable() {
         .join(RUNTIME)
         .join("worker.config.json");
     write(&config, r#"{"description": {"language": "echo", "#);
-    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    let (start, invoked) = failed_start(dir.path()).await;
     assert!(start.contains("the echo worker is broken"), "{start}");
     assert!(start.contains("not valid JSON"), "{start}");
     unavailable_saying(&invoked, &config.display().to_string());
@@ -412,7 +410,7 @@ async fn a_worker_that_exits_at_once_answers_unavailable() {
         &folder.join("launch.sh"),
         "#!/bin/sh\necho 'cannot find my runtime' >&2\nexit 3\n",
     );
-    let (start, invoked) = failed_start(dir.path(), &[]).await;
+    let (start, invoked) = failed_start(dir.path()).await;
     assert!(
         start.contains("exited (exit status: 3) before it connected"),
         "{start}"
