@@ -30,8 +30,9 @@
 //! - the worker is (d): fnhost launches a shell script from a
 //!   worker.config.json (language `echo`) that prints its command line and
 //!   waits; the benchmark reads that line from the worker log, dials
-//!   fnhost's FunctionRpc server itself (HTTP/2 with the `h2` crate, gRPC
-//!   framing and prost messages by hand) and answers the handshake and each
+//!   fnhost's FunctionRpc server itself (fnhost-core's
+//!   `worker::testkit::StandIn`: HTTP/2 with the `h2` crate, gRPC framing
+//!   and prost messages by hand) and answers the handshake and each
 //!   invocation at once. Its socket is wrapped so that `t1` is when the read
 //!   that delivered the `InvocationRequest` returned and `t2` is when the
 //!   write of the `InvocationResponse` returned;
@@ -67,17 +68,18 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::Bytes;
 use fnhost_benches::{format_duration, quick};
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, LogSink as HandlerLogSink};
 use fnhost_core::http::HttpFront;
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::worker::LanguageWorkerFactory;
-use fnhost_core::worker::proto::{self, streaming_message::Content, typed_data::Data};
+use fnhost_core::worker::testkit::{
+    LAUNCH_MARKER, Launch, StandIn, http_function, ok_response, write_launcher,
+};
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::client::conn::http1::SendRequest;
-use prost::Message as _;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -85,8 +87,6 @@ use tokio::sync::Mutex;
 
 /// Keep-alive connections for the throughput measurement.
 const CONNECTIONS: usize = 16;
-/// The marker the stand-in worker's launcher prints before its arguments.
-const MARKER: &str = "FNHOST_BENCH_STAND_IN";
 /// The capabilities fnhost's Node worker declares (workers/node's
 /// `WORKER_CAPABILITIES`), so that fnhost converts requests for the
 /// stand-in as it does for Node; `HandlesWorkerTerminateMessage` is left
@@ -150,7 +150,7 @@ fn main() {
     let temp = tempfile::tempdir().expect("a temporary folder");
     let stamps = Arc::new(Stamps::default());
     let echo_workers = temp.path().join("stand-in-workers");
-    write_stand_in_worker(&echo_workers);
+    write_launcher(&echo_workers, "echo").expect("the stand-in's worker folder");
 
     let mut subjects: Vec<Subject> = Vec::new();
     runtime.block_on(async {
@@ -477,34 +477,48 @@ impl Subject {
 }
 
 /// A language worker factory on `dir` whose log keeps only errors, or, for
-/// the stand-in, starts the stand-in when its launcher prints its line.
+/// the stand-in, starts the stand-in (fnhost-core's testkit) behind a
+/// timed socket when its launcher prints its line.
 fn language_factory(
     dir: &Path,
     stand_in: Option<(tokio::runtime::Handle, Arc<Stamps>)>,
 ) -> Arc<LanguageWorkerFactory> {
+    let worker = stand_in.as_ref().map(|(_, stamps)| {
+        let stamps = stamps.clone();
+        NODE_CAPABILITIES
+            .iter()
+            .fold(StandIn::new(), |w, c| w.with_capability(c))
+            .with_function(http_function("noop"))
+            .on_invocation(move |r| {
+                stamps
+                    .invocation_read
+                    .store(stamps.last_read.load(Ordering::SeqCst), Ordering::SeqCst);
+                stamps.arm();
+                vec![ok_response(&r.invocation_id, "ok")]
+            })
+    });
     let log: fnhost_core::timer::LogSink = Arc::new(move |line: &str| {
-        if let (Some((handle, stamps)), Some(at)) = (&stand_in, line.find(MARKER)) {
-            let words: Vec<&str> = line[at..].split_whitespace().collect();
-            let flag = |name: &str| {
-                words
-                    .iter()
-                    .position(|w| *w == name)
-                    .and_then(|i| words.get(i + 1))
-                    .map(|s| (*s).to_owned())
+        if let (Some((handle, stamps)), Some(worker)) = (&stand_in, &worker)
+            && line.contains(LAUNCH_MARKER)
+        {
+            let Some(launch) = Launch::parse(line) else {
+                eprintln!("error: the stand-in worker's launcher printed: {line}");
+                return;
             };
-            let port = flag("--port").and_then(|p| p.parse::<u16>().ok());
-            let id = flag("--workerId");
-            match (port, id) {
-                (Some(port), Some(id)) => {
-                    let stamps = stamps.clone();
-                    handle.spawn(async move {
-                        if let Err(e) = stand_in_worker(port, id, stamps).await {
-                            eprintln!("error: the stand-in worker: {e}");
-                        }
-                    });
+            let (worker, stamps) = (worker.clone(), stamps.clone());
+            handle.spawn(async move {
+                let served = match TcpStream::connect(("127.0.0.1", launch.port)).await {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nodelay(true);
+                        let io = Timed { io: tcp, stamps };
+                        worker.serve(io, launch.port, launch.worker_id).await
+                    }
+                    Err(e) => Err(format!("connect: {e}")),
+                };
+                if let Err(e) = served {
+                    eprintln!("error: the stand-in worker: {e}");
                 }
-                _ => eprintln!("error: the stand-in worker's launcher printed: {line}"),
-            }
+            });
             return;
         }
         let lower = line.to_ascii_lowercase();
@@ -590,22 +604,6 @@ fn stand_in_app(dir: &Path) -> FunctionApp {
     write(&dir.join("host.json"), HOST_JSON);
     write(&dir.join("index.js"), "// indexed by the stand-in worker\n");
     load(dir, "echo")
-}
-
-/// The stand-in's worker folder: a launcher that prints its command line
-/// (fnhost passes it to the worker log) and lives as long as this process.
-fn write_stand_in_worker(dir: &Path) {
-    let echo = dir.join("echo");
-    write(
-        &echo.join("worker.config.json"),
-        &json!({"description": {"language": "echo", "defaultExecutablePath": "sh",
-            "defaultWorkerPath": "launch.sh"}})
-        .to_string(),
-    );
-    write(
-        &echo.join("launch.sh"),
-        &format!("echo \"{MARKER} $*\"\nexec tail -f /dev/null --pid=$PPID\n"),
-    );
 }
 
 async fn connect(addr: SocketAddr) -> Vec<Client> {
@@ -758,184 +756,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-}
-
-// ---------------------------------------------------------------------------
-// The stand-in worker: FunctionRpc over h2, answering at once.
-
-fn success() -> Option<proto::StatusResult> {
-    Some(proto::StatusResult {
-        status: proto::status_result::Status::Success as i32,
-        ..Default::default()
-    })
-}
-
-/// A gRPC message: uncompressed flag, big-endian length, protobuf.
-fn grpc_frame(content: Content) -> Bytes {
-    let message = proto::StreamingMessage {
-        request_id: String::new(),
-        content: Some(content),
-    };
-    let len = message.encoded_len();
-    let mut out = Vec::with_capacity(5 + len);
-    out.push(0);
-    out.extend_from_slice(&u32::try_from(len).expect("a small message").to_be_bytes());
-    message.encode(&mut out).expect("room for the message");
-    Bytes::from(out)
-}
-
-/// The next whole gRPC message in `buf`, if there is one.
-fn next_message(buf: &mut BytesMut) -> Result<Option<proto::StreamingMessage>, String> {
-    if buf.len() < 5 {
-        return Ok(None);
-    }
-    if buf[0] != 0 {
-        return Err("a compressed gRPC message".into());
-    }
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    buf.advance(5);
-    let body = buf.split_to(len);
-    proto::StreamingMessage::decode(body.freeze())
-        .map(Some)
-        .map_err(|e| format!("a message that does not decode: {e}"))
-}
-
-/// What fnhost's Node worker indexes for `app.http('noop', ...)`.
-fn noop_metadata(app_dir: &str) -> proto::RpcFunctionMetadata {
-    let binding = |r#type: &str, direction: proto::binding_info::Direction| proto::BindingInfo {
-        r#type: r#type.into(),
-        direction: direction as i32,
-        ..Default::default()
-    };
-    proto::RpcFunctionMetadata {
-        name: "noop".into(),
-        function_id: "noop".into(),
-        directory: app_dir.into(),
-        script_file: "index.js".into(),
-        language: "echo".into(),
-        bindings: HashMap::from([
-            (
-                "httpTrigger".to_owned(),
-                binding("httpTrigger", proto::binding_info::Direction::In),
-            ),
-            (
-                "$return".to_owned(),
-                binding("http", proto::binding_info::Direction::Out),
-            ),
-        ]),
-        raw_bindings: vec![
-            r#"{"authLevel":"anonymous","methods":["GET"],"type":"httpTrigger","name":"httpTrigger","direction":"in"}"#.into(),
-            r#"{"type":"http","name":"$return","direction":"out"}"#.into(),
-        ],
-        ..Default::default()
-    }
-}
-
-/// Dials fnhost's FunctionRpc server as worker `worker_id` and answers
-/// everything at once until the stream ends.
-async fn stand_in_worker(port: u16, worker_id: String, stamps: Arc<Stamps>) -> Result<(), String> {
-    let tcp = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let io = Timed {
-        io: tcp,
-        stamps: stamps.clone(),
-    };
-    let (h2, connection) = h2::client::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut h2 = h2.ready().await.map_err(|e| format!("HTTP/2: {e}"))?;
-    let request = hyper::http::Request::post(format!(
-        "http://127.0.0.1:{port}/AzureFunctionsRpcMessages.FunctionRpc/EventStream"
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .map_err(|e| e.to_string())?;
-    let (response, mut send) = h2
-        .send_request(request, false)
-        .map_err(|e| format!("EventStream: {e}"))?;
-    send.send_data(
-        grpc_frame(Content::StartStream(proto::StartStream { worker_id })),
-        false,
-    )
-    .map_err(|e| format!("StartStream: {e}"))?;
-    let response = response.await.map_err(|e| format!("EventStream: {e}"))?;
-    if response.status() != 200 {
-        return Err(format!("EventStream answered {}", response.status()));
-    }
-    let mut body = response.into_body();
-    let ok = proto::TypedData {
-        data: Some(Data::Http(Box::new(proto::RpcHttp {
-            status_code: "200".into(),
-            headers: HashMap::from([(
-                "content-type".to_owned(),
-                "text/plain;charset=UTF-8".to_owned(),
-            )]),
-            body: Some(Box::new(proto::TypedData {
-                data: Some(Data::String("ok".into())),
-            })),
-            ..Default::default()
-        }))),
-    };
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| format!("the stream: {e}"))?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
-        while let Some(message) = next_message(&mut buf)? {
-            let reply = match message.content {
-                Some(Content::WorkerInitRequest(_)) => {
-                    Content::WorkerInitResponse(proto::WorkerInitResponse {
-                        worker_version: "bench".into(),
-                        capabilities: NODE_CAPABILITIES
-                            .iter()
-                            .map(|c| ((*c).to_owned(), "true".to_owned()))
-                            .collect(),
-                        result: success(),
-                        worker_metadata: None,
-                    })
-                }
-                Some(Content::FunctionsMetadataRequest(r)) => {
-                    Content::FunctionMetadataResponse(proto::FunctionMetadataResponse {
-                        function_metadata_results: vec![noop_metadata(&r.function_app_directory)],
-                        result: success(),
-                        use_default_metadata_indexing: false,
-                    })
-                }
-                Some(Content::FunctionLoadRequest(r)) => {
-                    Content::FunctionLoadResponse(proto::FunctionLoadResponse {
-                        function_id: r.function_id,
-                        result: success(),
-                        is_dependency_downloaded: false,
-                    })
-                }
-                Some(Content::InvocationRequest(r)) => {
-                    stamps
-                        .invocation_read
-                        .store(stamps.last_read.load(Ordering::SeqCst), Ordering::SeqCst);
-                    stamps.arm();
-                    Content::InvocationResponse(proto::InvocationResponse {
-                        invocation_id: r.invocation_id,
-                        output_data: Vec::new(),
-                        return_value: Some(ok.clone()),
-                        result: success(),
-                    })
-                }
-                _ => continue,
-            };
-            send.send_data(grpc_frame(reply), false)
-                .map_err(|e| format!("sending: {e}"))?;
-        }
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------

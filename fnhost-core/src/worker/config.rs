@@ -144,6 +144,46 @@ impl WorkerConfig {
         })
     }
 
+    /// Applies the app settings that change how a worker is launched, named
+    /// `languageWorkers:{language}:{key}` (or with `__` for `:`, as in
+    /// environment variables), as Azure's host reads them:
+    ///
+    /// - `defaultExecutablePath` replaces the program (such as a `node` of
+    ///   another version);
+    /// - `arguments` adds arguments, split at white space, after those of
+    ///   worker.config.json (before the worker path), such as `--inspect`
+    ///   or `--max-old-space-size=4096` for Node.js;
+    /// - `defaultWorkerPath` (or `workerPath`) replaces the worker path, a
+    ///   path relative to the worker's folder or absolute (fnhost's own;
+    ///   Azure's host reads only the first two and `defaultRuntimeVersion`).
+    ///
+    /// Empty values are ignored.
+    pub fn with_app_settings(mut self, settings: &crate::app::AppSettings) -> Self {
+        let language = self.language.clone();
+        let get = |key: &str| {
+            [
+                format!("languageWorkers:{language}:{key}"),
+                format!("languageWorkers__{language}__{key}"),
+            ]
+            .iter()
+            .find_map(|name| settings.get(name))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+        };
+        if let Some(program) = get("defaultExecutablePath") {
+            self.executable = program;
+        }
+        if let Some(path) = get("defaultWorkerPath").or_else(|| get("workerPath")) {
+            self.worker_path = Some(path);
+        }
+        if let Some(arguments) = get("arguments") {
+            self.arguments
+                .extend(arguments.split_whitespace().map(str::to_owned));
+        }
+        self
+    }
+
     /// The program and arguments that start one worker process, as Azure's
     /// host assembles them: `executable arguments... worker-path
     /// worker-arguments...` and then both families of connection flags.
@@ -354,6 +394,43 @@ mod tests {
         let joined = args.join(" ");
         assert!(joined.contains("--host 127.0.0.1 --port 5000 --workerId w1 --requestId r1"));
         assert!(joined.contains("--functions-uri http://127.0.0.1:5000/ --functions-worker-id w1"));
+    }
+
+    #[test]
+    fn app_settings_override_the_launch() {
+        let doc = json!({"description": {"language": "node", "defaultExecutablePath": "node",
+            "defaultWorkerPath": "worker.js", "arguments": ["--no-warnings"]}});
+        let c = WorkerConfig::from_json(Path::new("/w/node"), &doc).expect("valid");
+        let mut settings = crate::app::AppSettings::new();
+        settings.set(
+            "languageWorkers__node__arguments",
+            "--inspect  --max-old-space-size=64",
+        );
+        settings.set(
+            "LanguageWorkers:Node:DefaultExecutablePath",
+            "/opt/node22/bin/node",
+        );
+        settings.set("languageWorkers:node:workerPath", "/opt/worker/index.js");
+        settings.set("languageWorkers:python:arguments", "-X dev");
+        let c = c.with_app_settings(&settings);
+        let (program, args) = c.command_line(1, "w", "r", &BTreeMap::new());
+        assert_eq!(program, "/opt/node22/bin/node");
+        assert_eq!(
+            args[..4],
+            [
+                "--no-warnings",
+                "--inspect",
+                "--max-old-space-size=64",
+                "/opt/worker/index.js"
+            ]
+        );
+        // An empty value changes nothing.
+        let mut empty = crate::app::AppSettings::new();
+        empty.set("languageWorkers:node:defaultExecutablePath", " ");
+        let c = WorkerConfig::from_json(Path::new("/w/node"), &doc)
+            .expect("valid")
+            .with_app_settings(&empty);
+        assert_eq!(c.executable, "node");
     }
 
     #[test]

@@ -34,6 +34,8 @@ mod config;
 mod convert;
 pub mod proto;
 mod rpc;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -81,6 +83,7 @@ const NOT_LANGUAGE_WORKERS: [&str; 3] = ["custom", "dotnet", ""];
 pub struct LanguageWorkerFactory {
     workers_dir: Option<PathBuf>,
     log: LogSink,
+    debug_log: Option<LogSink>,
 }
 
 impl fmt::Debug for LanguageWorkerFactory {
@@ -103,6 +106,7 @@ impl LanguageWorkerFactory {
         LanguageWorkerFactory {
             workers_dir: None,
             log: Arc::new(|line: &str| eprintln!("{line}")),
+            debug_log: None,
         }
     }
 
@@ -117,6 +121,31 @@ impl LanguageWorkerFactory {
     pub fn with_log(mut self, log: LogSink) -> Self {
         self.log = log;
         self
+    }
+
+    /// Sends the workers' system logs about invocations (category
+    /// `System` below `Warning`, such as Python's "Received
+    /// FunctionInvocationRequest") to `log`. Azure's host logs them at
+    /// Debug level; without this they are dropped. They never go into an
+    /// invocation's own log.
+    pub fn with_debug_log(mut self, log: LogSink) -> Self {
+        self.debug_log = Some(log);
+        self
+    }
+
+    fn new_worker(
+        &self,
+        app: &FunctionApp,
+        runtime: String,
+        config: Result<WorkerConfig, String>,
+    ) -> Arc<dyn Executor> {
+        Arc::new(LanguageWorker::new(
+            app,
+            runtime,
+            config,
+            self.log.clone(),
+            self.debug_log.clone(),
+        ))
     }
 
     fn workers_dir_for(&self, app: &FunctionApp) -> Option<PathBuf> {
@@ -156,12 +185,7 @@ impl ExecutorFactory for LanguageWorkerFactory {
                 let reason = Err(format!(
                     "FUNCTIONS_WORKER_RUNTIME is not set, and the app declares its functions in code ({source}): set it to \"node\" or \"python\" in local.settings.json (\"Values\") or in the app settings"
                 ));
-                return Some(Arc::new(LanguageWorker::new(
-                    app,
-                    String::new(),
-                    reason,
-                    self.log.clone(),
-                )));
+                return Some(self.new_worker(app, String::new(), reason));
             }
         };
         // An app that is its own worker (a .NET isolated build output)
@@ -169,12 +193,7 @@ impl ExecutorFactory for LanguageWorkerFactory {
         if let Ok(own) = WorkerConfig::read(app.root())
             && own.language.eq_ignore_ascii_case(&runtime)
         {
-            return Some(Arc::new(LanguageWorker::new(
-                app,
-                runtime,
-                Ok(own),
-                self.log.clone(),
-            )));
+            return Some(self.new_worker(app, runtime, Ok(own)));
         }
         let dir = self.workers_dir_for(app);
         let config = match dir.as_deref().map(|d| (d, find_worker(d, &runtime))) {
@@ -188,12 +207,7 @@ impl ExecutorFactory for LanguageWorkerFactory {
                 "no workers folder for FUNCTIONS_WORKER_RUNTIME '{runtime}': set FNHOST_WORKERS_DIR or HOME, then run `fnhost workers install`"
             )),
         };
-        Some(Arc::new(LanguageWorker::new(
-            app,
-            runtime,
-            config,
-            self.log.clone(),
-        )))
+        Some(self.new_worker(app, runtime, config))
     }
 }
 
@@ -220,6 +234,7 @@ struct Shared {
     declared: Vec<Function>,
     process_count: usize,
     log: LogSink,
+    debug_log: Option<LogSink>,
     /// The live processes, by slot.
     slots: Mutex<Vec<Option<Arc<Channel>>>>,
     /// Bumped whenever a slot changes, for invocations waiting for one.
@@ -227,6 +242,8 @@ struct Shared {
     /// What the first worker indexed (empty: function.json only).
     indexed: OnceLock<Vec<IndexedFunction>>,
     started: tokio::sync::OnceCell<Result<(), String>>,
+    /// Why the last start of a worker process failed, until one starts.
+    last_start_error: Mutex<Option<String>>,
     server: Mutex<Option<rpc::RpcServer>>,
     stop: watch::Sender<bool>,
     supervisors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -259,7 +276,11 @@ impl LanguageWorker {
         runtime: String,
         config: Result<WorkerConfig, String>,
         log: LogSink,
+        debug_log: Option<LogSink>,
     ) -> Self {
+        // `languageWorkers:{language}:...` app settings, as Azure's host
+        // applies them.
+        let config = config.map(|c| c.with_app_settings(app.settings()));
         let mut env: BTreeMap<String, String> = app
             .settings()
             .iter()
@@ -304,10 +325,12 @@ impl LanguageWorker {
                 declared: app.functions().to_vec(),
                 process_count,
                 log,
+                debug_log,
                 slots: Mutex::new(vec![None; process_count]),
                 changed,
                 indexed: OnceLock::new(),
                 started: tokio::sync::OnceCell::new(),
+                last_start_error: Mutex::new(None),
                 server: Mutex::new(None),
                 stop,
                 supervisors: Mutex::new(Vec::new()),
@@ -454,10 +477,16 @@ async fn supervise(
                         "{} worker {slot}: did not start: {e}",
                         shared.runtime
                     ));
+                    *lock(&shared.last_start_error) = Some(e);
+                    // Invocations waiting for a process answer now.
+                    shared.changed.send_modify(|n| *n += 1);
                     None
                 }
             },
         };
+        if running.is_some() {
+            *lock(&shared.last_start_error) = None;
+        }
         if let Some(running) = running {
             let since = Instant::now();
             let channel = running.channel.clone();
@@ -601,6 +630,14 @@ fn dispatch(shared: &Shared, channel: &Channel, message: proto::StreamingMessage
                 && !log.invocation_id.is_empty()
                 && log.level < proto::rpc_log::Level::Warning as i32
             {
+                if let Some(debug) = &shared.debug_log {
+                    debug(&format!(
+                        "{} worker {}: {}",
+                        shared.runtime,
+                        channel.slot,
+                        log_line(&log)
+                    ));
+                }
                 return;
             }
             let line = log_line(&log);
@@ -1047,6 +1084,21 @@ impl Shared {
                 if let Some(c) = best {
                     return Ok(c.clone());
                 }
+            }
+            // A start that failed answers at once, with its reason (the
+            // invocation would otherwise wait for a process that is not
+            // coming).
+            if let Some(Err(e)) = self.started.get() {
+                return Err(ExecutorError::unavailable(format!(
+                    "the {} worker did not start: {e}",
+                    self.runtime
+                )));
+            }
+            if let Some(e) = lock(&self.last_start_error).clone() {
+                return Err(ExecutorError::unavailable(format!(
+                    "no {} worker process is running: the last start failed: {e}",
+                    self.runtime
+                )));
             }
             if self.stopping.load(Ordering::Acquire) {
                 return Err(ExecutorError::unavailable(format!(
