@@ -1,8 +1,6 @@
 //! The portal's Workers pages over the state store: [`Cluster`] is a
 //! [`WorkersView`].
 
-use std::collections::BTreeMap;
-
 use fnhost_deploy::manage::{
     InstanceInfo, PlacementInfo, Scale, WorkerInfo, WorkersError, WorkersView,
 };
@@ -87,28 +85,24 @@ impl WorkersView for Cluster {
         Ok(found)
     }
 
-    async fn scale(
-        &self,
-        app: &str,
-        slot: &str,
-        scale: Option<(Scale, BTreeMap<String, String>)>,
-    ) -> Result<(), WorkersError> {
-        let state = &self.inner.state;
-        let Some((scale, labels)) = scale else {
-            state.remove_placement(app, slot).await?;
-            return Ok(());
-        };
-        let placement = match scale {
+    async fn place(&self, placement: &PlacementInfo) -> Result<(), WorkersError> {
+        let (app, slot) = (&placement.app, &placement.slot);
+        let set = match placement.scale {
             Scale::Instances { instances } => Placement::fixed(app, slot, instances),
             Scale::Auto { min, max } => Placement::auto(app, slot, min, max),
             Scale::EveryWorker => Placement::every_worker(app, slot),
-            other => {
-                return Err(
-                    format!("{app}/{slot}: scale {other:?} is not known to this manager").into(),
-                );
+            ref other => {
+                let why = format!("{app}/{slot}: scale {other:?} is not known to this manager");
+                return Err(why.into());
             }
         };
-        state.set_placement(&placement.with_labels(labels)).await?;
+        let set = set.with_labels(placement.labels.clone());
+        self.inner.state.set_placement(&set).await?;
+        Ok(())
+    }
+
+    async fn unplace(&self, app: &str, slot: &str) -> Result<(), WorkersError> {
+        self.inner.state.remove_placement(app, slot).await?;
         Ok(())
     }
 

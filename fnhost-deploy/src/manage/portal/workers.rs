@@ -106,13 +106,10 @@ pub trait WorkersView: Send + Sync + fmt::Debug {
     async fn placements(&self) -> Result<Vec<PlacementInfo>, WorkersError>;
     /// Asks a worker to drain; false when there is no such worker.
     async fn drain(&self, worker: &str) -> Result<bool, WorkersError>;
-    /// Sets an app slot's placement (`None`: it stops running on workers).
-    async fn scale(
-        &self,
-        app: &str,
-        slot: &str,
-        scale: Option<(Scale, BTreeMap<String, String>)>,
-    ) -> Result<(), WorkersError>;
+    /// Sets an app slot's placement.
+    async fn place(&self, placement: &PlacementInfo) -> Result<(), WorkersError>;
+    /// Removes an app slot's placement: it stops running on workers.
+    async fn unplace(&self, app: &str, slot: &str) -> Result<(), WorkersError>;
     /// A new join token for workers and gateways: only its hash is kept.
     async fn join_token(&self) -> Result<String, WorkersError>;
 }
@@ -122,14 +119,26 @@ fn cluster_of<'a>(
     st: &'a PortalState,
     viewer: &Viewer,
     place: Option<&Place>,
-) -> Result<&'a dyn WorkersView, Response> {
+) -> Result<&'a dyn WorkersView, Box<Response>> {
     let Some(workers) = st.config.workers.as_deref() else {
         let why = "this endpoint runs no worker role (fnhost manage does)";
-        return Err(failure(st, viewer, place, StatusCode::NOT_FOUND, why));
+        return Err(Box::new(failure(
+            st,
+            viewer,
+            place,
+            StatusCode::NOT_FOUND,
+            why,
+        )));
     };
     if !viewer.session.is_admin() {
         let why = "only a portal account may see the cluster's workers (an app's deployment credentials may not)";
-        return Err(failure(st, viewer, place, StatusCode::FORBIDDEN, why));
+        return Err(Box::new(failure(
+            st,
+            viewer,
+            place,
+            StatusCode::FORBIDDEN,
+            why,
+        )));
     }
     Ok(workers)
 }
@@ -201,7 +210,7 @@ pub(super) async fn page(State(st): State<St>, viewer: Viewer) -> Response {
 async fn workers_page(st: &PortalState, viewer: &Viewer, token: Option<String>) -> Response {
     let cluster = match cluster_of(st, viewer, None) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (workers, placements) = match (cluster.workers().await, cluster.placements().await) {
         (Ok(w), Ok(p)) => (w, p),
@@ -247,7 +256,7 @@ async fn workers_page(st: &PortalState, viewer: &Viewer, token: Option<String>) 
 pub(super) async fn drain(State(st): State<St>, viewer: Viewer, req: Request) -> Response {
     let cluster = match cluster_of(&st, &viewer, None) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let fields = match form(req.into_body(), 16 * 1024).await {
         Ok(f) => f,
@@ -279,7 +288,7 @@ pub(super) async fn drain(State(st): State<St>, viewer: Viewer, req: Request) ->
 pub(super) async fn token(State(st): State<St>, viewer: Viewer) -> Response {
     let cluster = match cluster_of(&st, &viewer, None) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match cluster.join_token().await {
         Ok(token) => {
@@ -305,7 +314,7 @@ struct InstanceRow<'a> {
 pub(super) async fn placement(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
     let cluster = match cluster_of(&st, &viewer, Some(&place)) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let (workers, placements) = match (cluster.workers().await, cluster.placements().await) {
         (Ok(w), Ok(p)) => (w, p),
@@ -340,11 +349,12 @@ pub(super) async fn placement(State(st): State<St>, viewer: Viewer, place: Place
     st.views.page(StatusCode::OK, "placement.html", ctx)
 }
 
-/// The scale form's fields as a placement (`None`: stop running on
-/// workers), or what is wrong with them.
+/// The scale form's fields as `place`'s placement (`None`: stop running
+/// on workers), or what is wrong with them.
 fn parse_scale(
+    place: &Place,
     fields: &std::collections::HashMap<String, String>,
-) -> Result<Option<(Scale, BTreeMap<String, String>)>, String> {
+) -> Result<Option<PlacementInfo>, String> {
     let field = |name: &str| fields.get(name).map_or("", |v| v.trim());
     let number = |name: &str| -> Result<i64, String> {
         field(name)
@@ -391,7 +401,12 @@ fn parse_scale(
             }
         }
     }
-    Ok(Some((scale, labels)))
+    Ok(Some(PlacementInfo {
+        app: place.app.clone(),
+        slot: place.slot.clone(),
+        scale,
+        labels,
+    }))
 }
 
 /// `POST .../placement` (`mode`, `instances`, `min`, `max`, `labels`):
@@ -404,26 +419,30 @@ pub(super) async fn scale(
 ) -> Response {
     let cluster = match cluster_of(&st, &viewer, Some(&place)) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let fields = match form(req.into_body(), 16 * 1024).await {
         Ok(f) => f,
         Err(resp) => return resp,
     };
-    let scale = match parse_scale(&fields) {
+    let placement = match parse_scale(&place, &fields) {
         Ok(s) => s,
         Err(why) => return failure(&st, &viewer, Some(&place), StatusCode::BAD_REQUEST, &why),
     };
-    let what = match &scale {
-        Some((s, labels)) if labels.is_empty() => scale_text(s),
-        Some((s, labels)) => format!(
+    let what = match &placement {
+        Some(p) if p.labels.is_empty() => scale_text(&p.scale),
+        Some(p) => format!(
             "{} on workers labelled {}",
-            scale_text(s),
-            labels_text(labels)
+            scale_text(&p.scale),
+            labels_text(&p.labels)
         ),
         None => "no instances on workers".into(),
     };
-    match cluster.scale(&place.app, &place.slot, scale).await {
+    let done = match &placement {
+        Some(p) => cluster.place(p).await,
+        None => cluster.unplace(&place.app, &place.slot).await,
+    };
+    match done {
         Ok(()) => {
             (st.shared.log)(&format!(
                 "manage: portal: {} scaled {}/{}: {what}",
@@ -455,15 +474,23 @@ mod tests {
 
     #[test]
     fn the_scale_form_is_checked() {
+        let place = Place {
+            app: "demo".into(),
+            slot: "production".into(),
+            read_only: None,
+            base: "/portal/apps/demo/production".into(),
+        };
+        let parse_scale = |f: &std::collections::HashMap<String, String>| parse_scale(&place, f);
         let ok = parse_scale(&fields(&[
             ("mode", "auto"),
             ("min", "1"),
             ("max", "3"),
             ("labels", "zone=a, gpu=yes"),
         ]));
-        let (scale, labels) = ok.unwrap().unwrap();
-        assert_eq!(scale, Scale::Auto { min: 1, max: 3 });
-        assert_eq!(labels.get("gpu").map(String::as_str), Some("yes"));
+        let p = ok.unwrap().unwrap();
+        assert_eq!((p.app.as_str(), p.slot.as_str()), ("demo", "production"));
+        assert_eq!(p.scale, Scale::Auto { min: 1, max: 3 });
+        assert_eq!(p.labels.get("gpu").map(String::as_str), Some("yes"));
         assert_eq!(parse_scale(&fields(&[("mode", "remove")])), Ok(None));
         for bad in [
             fields(&[("mode", "instances"), ("instances", "-1")]),
