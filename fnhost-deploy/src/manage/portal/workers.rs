@@ -18,7 +18,7 @@ use minijinja::{Value, context};
 use serde::Serialize;
 
 use super::access::{Place, Viewer, form};
-use super::pages::{failure, page_context};
+use super::pages::{failure, page_context, paged};
 use super::view::see_other;
 use super::{PortalState, St};
 
@@ -201,13 +201,21 @@ struct PlacementRow {
     placed: usize,
 }
 
-/// `GET /portal/workers`.
-pub(super) async fn page(State(st): State<St>, viewer: Viewer) -> Response {
-    workers_page(&st, &viewer, None).await
+/// Workers, or instances, a page.
+const PER_PAGE: usize = 50;
+
+/// `GET /portal/workers[?page=N]`.
+pub(super) async fn page(State(st): State<St>, viewer: Viewer, req: Request) -> Response {
+    workers_page(&st, &viewer, None, req.uri().query()).await
 }
 
 /// The Workers page, with a new join token when one was just made.
-async fn workers_page(st: &PortalState, viewer: &Viewer, token: Option<String>) -> Response {
+async fn workers_page(
+    st: &PortalState,
+    viewer: &Viewer,
+    token: Option<String>,
+    query: Option<&str>,
+) -> Response {
     let cluster = match cluster_of(st, viewer, None) {
         Ok(c) => c,
         Err(resp) => return *resp,
@@ -224,6 +232,7 @@ async fn workers_page(st: &PortalState, viewer: &Viewer, token: Option<String>) 
             heartbeat: ago(w.last_heartbeat_ms_ago),
         })
         .collect();
+    let (rows, pager) = paged(rows, query, PER_PAGE);
     let placed: Vec<PlacementRow> = placements
         .iter()
         .map(|p| {
@@ -245,6 +254,7 @@ async fn workers_page(st: &PortalState, viewer: &Viewer, token: Option<String>) 
         .collect();
     let values = context! {
         workers => Value::from(Serde(&rows)),
+        pager => pager,
         placements => Value::from(Serde(&placed)),
         token => token,
     };
@@ -296,7 +306,7 @@ pub(super) async fn token(State(st): State<St>, viewer: Viewer) -> Response {
                 "manage: portal: {} made a join token",
                 viewer.session.user
             ));
-            workers_page(&st, &viewer, Some(token)).await
+            workers_page(&st, &viewer, Some(token), None).await
         }
         Err(e) => store_failure(&st, &viewer, None, &e),
     }
@@ -310,8 +320,14 @@ struct InstanceRow<'a> {
     instance: &'a InstanceInfo,
 }
 
-/// `GET .../placement`: where the slot's instances run, and the scale form.
-pub(super) async fn placement(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+/// `GET .../placement[?page=N]`: where the slot's instances run, and the
+/// scale form.
+pub(super) async fn placement(
+    State(st): State<St>,
+    viewer: Viewer,
+    place: Place,
+    req: Request,
+) -> Response {
     let cluster = match cluster_of(&st, &viewer, Some(&place)) {
         Ok(c) => c,
         Err(resp) => return *resp,
@@ -336,7 +352,9 @@ pub(super) async fn placement(State(st): State<St>, viewer: Viewer, place: Place
                 })
         })
         .collect();
+    let (instances, pager) = paged(instances, req.uri().query(), PER_PAGE);
     let values = context! {
+        pager => pager,
         placement => current.as_ref().map(|p| context! {
             scale => Value::from(Serde(&p.scale)),
             text => scale_text(&p.scale),
