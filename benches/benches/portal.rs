@@ -1,6 +1,8 @@
 //! Portal benchmark: every page of the management portal for an app with
 //! 1,000 functions and 1,000 deployments (FNHOST_BENCH_QUICK: 100 and
-//! 100), requested over a kept-alive loopback connection, the median of
+//! 100), and 1,000 cluster workers each running one of its instances
+//! (the Workers and Placement pages), requested over a kept-alive
+//! loopback connection, the median of
 //! 15 requests after a warm-up; and how long a log line takes to reach an
 //! open log stream. Targets: each page at most 20 ms and 100 KB, a log
 //! line within 100 ms.
@@ -14,6 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fnhost_benches::{format_duration, quick};
+use fnhost_cluster::manager::Cluster;
+use fnhost_cluster::state::{Assignment, Placement, StateStore, WorkerRecord, WorkerState};
 use fnhost_deploy::manage::{Manage, Portal};
 use fnhost_deploy::{Content, DeployRequest, Durability, Site};
 
@@ -74,6 +78,41 @@ fn read_response(conn: &mut TcpStream) -> (u16, Vec<u8>) {
     (status, body)
 }
 
+/// `n` workers in the cluster state of `home`, each running an instance
+/// of `app`, which is placed on all of them.
+async fn cluster(home: &Path, app: &str, n: usize) -> std::sync::Arc<dyn StateStore> {
+    let state = fnhost_cluster::state::open(home, None).await.unwrap();
+    let heartbeat = serde_json::json!({"draining": false, "instances": [{
+        "app": app, "slot": "production", "deployment": "d", "manifest": "m",
+        "endpoint": "http://127.0.0.1:9", "ready": true, "in_flight": 3
+    }]})
+    .to_string();
+    for i in 0..n {
+        let name = format!("worker-{i:04}");
+        let worker: WorkerRecord = serde_json::from_value(serde_json::json!({
+            "name": name, "labels": {"zone": format!("z{}", i % 3)}, "capacity": 8,
+            "state": "joining", "drain_requested": false, "status": "{}",
+            "last_heartbeat": 0, "registered_at": 0, "generation": 0
+        }))
+        .unwrap();
+        state.register_worker(&worker).await.unwrap();
+        let now = fnhost_cluster::now_ms();
+        state
+            .heartbeat(&name, WorkerState::Ready, &heartbeat, now)
+            .await
+            .unwrap();
+        let assignment: Assignment = serde_json::from_value(serde_json::json!({
+            "worker": name, "app": app, "slot": "production", "deployment": "d",
+            "manifest": "m", "settings_version": "s"
+        }))
+        .unwrap();
+        state.set_assignments(&name, &[assignment]).await.unwrap();
+    }
+    let placement = Placement::fixed(app, "production", n as i64);
+    state.set_placement(&placement).await.unwrap();
+    state
+}
+
 fn main() {
     let n = if quick() { 100 } else { 1000 };
     let tmp = tempfile::tempdir().unwrap();
@@ -118,8 +157,15 @@ fn main() {
             .build()
             .unwrap();
         rt.block_on(async move {
+            let started = Instant::now();
+            let state = cluster(server_site.home(), "big", n).await;
+            eprintln!(
+                "== portal: {n} cluster workers (made in {})",
+                format_duration(started.elapsed())
+            );
+            let workers = std::sync::Arc::new(Cluster::new(server_site.clone(), state));
             let server = Manage::new(server_site)
-                .with_portal(Portal::default())
+                .with_portal(Portal::default().with_workers(workers))
                 .bind("127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
@@ -175,6 +221,9 @@ fn main() {
         format!("{base}/logstream"),
         format!("{base}/download"),
         format!("{base}/credentials"),
+        "/portal/workers".to_string(),
+        "/portal/workers?page=10".to_string(),
+        format!("{base}/placement"),
     ];
     let mut worst = (Duration::ZERO, 0usize);
     for page in &pages {

@@ -312,14 +312,7 @@ pub(crate) struct TokenArgs {
 pub(crate) fn token(args: TokenArgs, home: &Path) -> CmdResult {
     runtime()?.block_on(async move {
         let state = args.state.open(home).await?;
-        let token = fnhost_cluster::random_secret().map_err(message)?;
-        let id = token[..8].to_string();
-        state
-            .add_join_token(
-                &id,
-                &fnhost_cluster::sha256_hex(token.as_bytes()),
-                fnhost_cluster::now_ms(),
-            )
+        let token = fnhost_cluster::state::new_join_token(&*state)
             .await
             .map_err(message)?;
         println!("{token}");

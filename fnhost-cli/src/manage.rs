@@ -91,7 +91,11 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
         .with_log(log.clone());
     let mut manage = Manage::new(site).with_router(cluster.router());
     if !args.no_portal {
-        manage = manage.with_portal(Portal::default().with_functions_url(&args.functions_url));
+        manage = manage.with_portal(
+            Portal::default()
+                .with_functions_url(&args.functions_url)
+                .with_workers(std::sync::Arc::new(cluster.clone())),
+        );
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         manage = manage

@@ -6,7 +6,9 @@
 //! it, tests it and sees its log, connects the built-in git repository,
 //! pushes and sees the push deploy, rolls back, downloads the content; a
 //! read-only app refuses edits with the reason; axe-core finds no serious
-//! or critical violation on any page. Screenshots go to docs/screenshots/.
+//! or critical violation on any page; the Workers page shows a worker
+//! registered through the library, makes a join token, scales the app
+//! onto it and drains it. Screenshots go to docs/screenshots/.
 //!
 //! Needs `chromium` (scripts/test.sh installs it with apt), node and npm
 //! (playwright-core and axe-core, pinned, are installed under the target
@@ -95,6 +97,34 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
+/// One worker in the home's cluster state, registered and heartbeating
+/// through the library as `fnhost worker` would (no worker process: the
+/// Workers page shows it, the manager places instances on it).
+fn register_worker(home: &Path, name: &str) {
+    use fnhost_cluster::state::{WorkerRecord, WorkerState};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let state = fnhost_cluster::state::open(home, None).await.unwrap();
+        let worker: WorkerRecord = serde_json::from_value(serde_json::json!({
+            "name": name, "labels": {"zone": "desk"}, "capacity": 4, "state": "joining",
+            "drain_requested": false, "status": "{}", "last_heartbeat": 0,
+            "registered_at": 0, "generation": 0
+        }))
+        .unwrap();
+        state.register_worker(&worker).await.unwrap();
+        let now = fnhost_cluster::now_ms();
+        let status = r#"{"draining": false, "instances": []}"#;
+        state
+            .heartbeat(name, WorkerState::Ready, status, now)
+            .await
+            .unwrap()
+            .unwrap();
+    });
+}
+
 #[test]
 fn a_new_user_develops_tests_deploys_and_rolls_back_in_the_browser() {
     let (chromium, modules, workers) = (chromium(), modules(), workers());
@@ -130,10 +160,14 @@ fn a_new_user_develops_tests_deploys_and_rolls_back_in_the_browser() {
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "pushed from git"]);
 
+    register_worker(&home, "desk-1");
+    // Heartbeats an hour apart: the worker registered above stays ready
+    // for the whole scenario without a worker process.
     let mut child = Command::new(BIN)
         .arg("--home")
         .arg(&home)
         .args(["manage", "--host", "127.0.0.1", "--port", "0"])
+        .args(["--heartbeat-ms", "3600000"])
         .env("FNHOST_WORKERS_DIR", &workers)
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(tmp.path().join("manage.log")).unwrap())
@@ -191,6 +225,8 @@ fn a_new_user_develops_tests_deploys_and_rolls_back_in_the_browser() {
         "read-only",
         "keys",
         "log-stream",
+        "workers",
+        "placement",
     ] {
         assert!(
             screenshots.join(format!("{name}.png")).is_file(),

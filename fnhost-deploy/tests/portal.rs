@@ -358,6 +358,22 @@ fn deployment_credentials_reach_their_app_only() {
         404
     );
     assert_eq!(post(&s, &cookie, "/portal/apps", "name=third").status, 403);
+    // Without a worker role (no `Portal::with_workers`) there is no
+    // Workers page, for anyone, and no link to it.
+    let ann = admin(&s);
+    let home = get(&s, &ann, "/portal/");
+    assert!(!home.body.contains("/portal/workers"), "{}", home.body);
+    let workers = get(&s, &ann, "/portal/workers");
+    assert_eq!(workers.status, 404);
+    assert!(
+        workers.body.contains("runs no worker role"),
+        "{}",
+        workers.body
+    );
+    assert_eq!(
+        get(&s, &ann, "/portal/apps/demo/production/placement").status,
+        404
+    );
     // The same credentials for another app: refused.
     assert_eq!(sign_in(&s, DEPLOYER, DEPLOY_PASS, "other").1.status, 401);
     // New credentials end the sessions made with the old ones.

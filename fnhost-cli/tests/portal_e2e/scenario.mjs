@@ -184,6 +184,41 @@ const zip = fs.readFileSync(await download.path());
 if (zip.subarray(0, 2).toString() !== "PK") problems.push("download: not a zip");
 console.log(`download: ${download.suggestedFilename()} ${zip.length} bytes`);
 
+step("sees the cluster's workers and makes a join token");
+await go("/portal/workers");
+await expectText("[data-test=workers] td", "desk-1");
+await a11y("workers");
+await page.click("button:has-text('New join token')");
+const token = (await page.locator("[data-test=join-token]").textContent()).trim();
+if (!/^[0-9a-f]{64}$/.test(token)) problems.push(`workers: the join token is ${token}`);
+await a11y("workers (new join token)");
+
+step("scales the app onto the workers");
+await go(`${app}/placement`);
+await expectText("[data-test=scale]", "Not placed on workers");
+await a11y("placement");
+await page.selectOption("#scale-mode", "instances");
+await page.fill("#scale-instances", "1");
+await page.click("button:has-text('Scale')");
+await expectText(".flash", "1 instance(s)");
+await expectText("[data-test=scale]", "1 instance(s)");
+// The leader places it within a second.
+for (let i = 0; i < 40 && (await page.locator("[data-test=instances] td", { hasText: "desk-1" }).count()) === 0; i++) {
+  await page.waitForTimeout(250);
+  await page.reload();
+}
+await expectText("[data-test=instances] td", "desk-1");
+await shot("placement");
+await a11y("placement (placed)");
+
+step("drains the worker");
+await go("/portal/workers");
+await expectText("[data-test=placements] td", "shop");
+await shot("workers");
+await page.click("button:has-text('Drain')");
+await expectText(".flash", "drains at its next heartbeat");
+await expectText("[data-test=workers] td", "draining");
+
 await go("/portal/");
 await shot("apps");
 step("signs out");

@@ -38,6 +38,7 @@
 //! | `POST /workers/{name}/drain` | join token | ask a worker to drain |
 
 mod placement;
+mod portal;
 pub(crate) mod slots;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -952,6 +953,17 @@ async fn route_table(inner: &Arc<Inner>) -> Result<RouteTable> {
     Ok(RouteTable { slots })
 }
 
+/// A worker's state as people see it: ready but asked to drain is
+/// draining.
+fn shown_state(w: &WorkerRecord, now: i64, heartbeat_ms: i64) -> WorkerState {
+    let state = w.effective_state(now, heartbeat_ms);
+    if w.drain_requested && state == WorkerState::Ready {
+        WorkerState::Draining
+    } else {
+        state
+    }
+}
+
 async fn worker_views(state: &dyn StateStore, heartbeat_ms: i64) -> Result<Vec<WorkerView>> {
     let now = now_ms();
     let assignments = state.assignments().await?;
@@ -960,12 +972,7 @@ async fn worker_views(state: &dyn StateStore, heartbeat_ms: i64) -> Result<Vec<W
         .await?
         .into_iter()
         .map(|w| {
-            let state = w.effective_state(now, heartbeat_ms);
-            let state = if w.drain_requested && state == WorkerState::Ready {
-                WorkerState::Draining
-            } else {
-                state
-            };
+            let state = shown_state(&w, now, heartbeat_ms);
             let mut apps: BTreeMap<String, ()> = BTreeMap::new();
             for a in assignments.iter().filter(|a| a.worker == w.name) {
                 let name = if a.slot == fnhost_deploy::PRODUCTION {

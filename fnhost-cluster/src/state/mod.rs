@@ -172,6 +172,20 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     ],
 }];
 
+/// Makes a join token for workers and gateways and stores its hash: the
+/// token, to show once (`fnhost workers token`, the portal's Workers page).
+pub async fn new_join_token(state: &dyn StateStore) -> Result<String> {
+    let token = crate::random_secret()?;
+    state
+        .add_join_token(
+            &token[..8],
+            &crate::sha256_hex(token.as_bytes()),
+            crate::now_ms(),
+        )
+        .await?;
+    Ok(token)
+}
+
 /// A worker's state as the registry sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

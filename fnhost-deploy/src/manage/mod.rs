@@ -94,7 +94,9 @@ use crate::store::Manifest;
 
 pub use body::{Upload, json, text};
 pub use error::ApiError;
-pub use portal::Portal;
+pub use portal::{
+    InstanceInfo, PlacementInfo, Portal, Scale, WorkerInfo, WorkersError, WorkersView,
+};
 
 /// Where log lines go (requests, failures). Never given a secret.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;

@@ -37,6 +37,7 @@ impl Viewer {
         context! {
             user => self.session.user.clone(),
             admin => self.session.is_admin(),
+            workers => self.session.is_admin() && st.config.workers.is_some(),
             flash => flash,
         }
     }

@@ -36,6 +36,9 @@ mod run;
 mod secrets;
 mod session;
 mod view;
+mod workers;
+
+pub use workers::{InstanceInfo, PlacementInfo, Scale, WorkerInfo, WorkersError, WorkersView};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +70,8 @@ pub struct Portal {
     pub max_streams: usize,
     /// The endpoint's last log lines, for the Log stream page.
     log: Arc<logstream::LogRing>,
+    /// The cluster, for the Workers pages ([`Portal::with_workers`]).
+    workers: Option<Arc<dyn WorkersView>>,
 }
 
 impl Default for Portal {
@@ -78,6 +83,7 @@ impl Default for Portal {
             max_sessions: 10_000,
             max_streams: 64,
             log: Arc::new(logstream::LogRing::new(LOG_LINES)),
+            workers: None,
         }
     }
 }
@@ -89,6 +95,14 @@ impl Portal {
     /// Sets [`Portal::functions_url`] (a trailing `/` is dropped).
     pub fn with_functions_url(mut self, url: impl Into<String>) -> Self {
         self.functions_url = url.into().trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Adds the Workers pages: the cluster's workers (drain, new join
+    /// token) and each app slot's placement (scale), for portal accounts.
+    /// fnhost-cluster's `manager::Cluster` is a [`WorkersView`].
+    pub fn with_workers(mut self, workers: Arc<dyn WorkersView>) -> Self {
+        self.workers = Some(workers);
         self
     }
 
@@ -168,6 +182,7 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
             "/center/secret",
             get(center::secret_value).post(center::new_secret),
         )
+        .route("/placement", get(workers::placement).post(workers::scale))
         .route("/logstream", get(logstream::page))
         .route("/logstream/events", get(logstream::events))
         .route("/download", get(pages::download_page))
@@ -182,6 +197,9 @@ pub(super) fn routes(shared: &Arc<Shared>, portal: Option<&Portal>) -> Router {
         .route("/portal", get(|| async { view::see_other("/portal/") }))
         .route("/portal/", get(pages::apps))
         .route("/portal/apps", post(pages::create_app))
+        .route("/portal/workers", get(workers::page))
+        .route("/portal/workers/drain", post(workers::drain))
+        .route("/portal/workers/token", post(workers::token))
         .route("/portal/login", get(access::login_form).post(access::login))
         .route("/portal/logout", post(access::logout))
         .route("/portal/static/{file}", get(view::asset))

@@ -37,6 +37,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         "credentials.html",
         include_str!("templates/credentials.html"),
     ),
+    ("workers.html", include_str!("templates/workers.html")),
+    ("placement.html", include_str!("templates/placement.html")),
 ];
 
 /// The static files: name, content type, content.
