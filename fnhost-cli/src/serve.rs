@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fnhost_core::http::{HttpFront, Limits};
+use fnhost_core::invoke::Middleware;
 use fnhost_core::keys::KeyStore;
 use fnhost_core::timer::{LogSink, TimerScheduler};
 use fnhost_core::{FunctionApp, Host};
@@ -50,6 +51,12 @@ pub(crate) struct Args {
 /// log channel as they are (`crate::log::raw_line`), so that
 /// `--log-format json` writes them as JSON too.
 pub(crate) fn build_host(app: FunctionApp) -> Host {
+    build_host_with(app, None)
+}
+
+/// [`build_host`] with a middleware outermost (`serve --app`: the
+/// invocation recorder).
+fn build_host_with(app: FunctionApp, first: Option<Arc<dyn Middleware>>) -> Host {
     use fnhost_core::exec::{
         CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink as HandlerLog,
         ProcessExecutorFactory,
@@ -59,8 +66,12 @@ pub(crate) fn build_host(app: FunctionApp) -> Host {
         HandlerStream::Stderr => crate::log::raw_line(&format!("[custom handler stderr] {line}")),
     });
     let worker: LogSink = Arc::new(|line: &str| crate::log::raw_line(line));
+    let mut builder = Host::builder();
+    if let Some(m) = first {
+        builder = builder.middleware(m);
+    }
     // The order of `with_default_executors`.
-    Host::builder()
+    builder
         .factory(Arc::new(CustomHandlerFactory::with_options(
             CustomHandlerOptions::default().with_log_sink(handler),
         )))
@@ -85,18 +96,24 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     // With --app: the slot's watcher and the deployment served first.
-    let (app, follow, app_secrets) = match &args.app {
+    let (app, follow, app_secrets, recorder) = match &args.app {
         Some(name) => {
             let slot = args.slot.clone().unwrap_or_else(|| PRODUCTION.to_string());
             let site = Site::open(home).map_err(|e| Failure::Usage(e.to_string()))?;
             let secrets = site
                 .secrets_path(name, &slot)
                 .map_err(|e| Failure::Usage(e.to_string()))?;
+            // Each invocation's record, for the portal's Monitor.
+            let recorder = site
+                .invocation_log(name, &slot)
+                .and_then(|log| log.recorder())
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let recorder: Arc<dyn Middleware> = Arc::new(recorder);
             let hot = HotSwap::new(site, name.clone(), slot);
             let (active, app) = hot
                 .load_active()
                 .map_err(|e| Failure::Usage(e.to_string()))?;
-            (app, Some((hot, active)), Some(secrets))
+            (app, Some((hot, active)), Some(secrets), Some(recorder))
         }
         None => {
             let dir = app_dir(args.app_dir.clone());
@@ -112,7 +129,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
                     dir.display()
                 )));
             }
-            (app, None, None)
+            (app, None, None, None)
         }
     };
     let (zone, warning) = fnhost_core::timer::zone_from_env().map_err(Failure::Usage)?;
@@ -127,7 +144,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     let app_name = args.app.clone();
     let runtime = runtime()?;
     runtime.block_on(async move {
-        let host = Arc::new(build_host(app));
+        let host = Arc::new(build_host_with(app, recorder));
         let log: LogSink = crate::log::sink();
         let server = HttpFront::new(host.clone())
             .with_keys(keys.clone())

@@ -46,6 +46,7 @@ pub mod hot;
 pub mod kube;
 #[cfg(feature = "server")]
 pub mod manage;
+pub mod monitor;
 pub mod package;
 pub mod site;
 pub mod source;

@@ -63,6 +63,16 @@ impl Site {
         Ok(self.slot_dir(app, slot).join("secrets.json"))
     }
 
+    /// The invocation records of a slot (`apps/APP/slots/SLOT/monitor`):
+    /// what `fnhost serve --app` writes and the portal's Monitor reads.
+    pub fn invocation_log(&self, app: &str, slot: &str) -> Result<crate::monitor::InvocationLog> {
+        self.require_app(app)?;
+        check_name("slot", slot)?;
+        Ok(crate::monitor::InvocationLog::new(
+            self.slot_dir(app, slot).join("monitor"),
+        ))
+    }
+
     /// Marks a slot as fed by continuous deployment from `source` (or
     /// clears it with `None`). While set, direct content deployments to
     /// the slot are refused ([`Error::ReadOnly`]).

@@ -4,7 +4,7 @@
 //! asks, and answers with the response and that invocation's log lines.
 //! Each invocation is kept in a bounded store for the Monitor page.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,39 +22,32 @@ use super::access::{Place, Viewer, form};
 use super::files::show_editor;
 use super::pages::{failure, page_context};
 use super::{PortalState, St};
+use crate::monitor::{InvocationLog, InvocationRecord};
 
-/// Invocations kept for each app.
+/// Test/Run invocations kept for each app (and, by `fnhost serve --app`,
+/// between [`InvocationLog::PER_FILE`] and twice that for each slot).
 const KEPT: usize = 1000;
+/// Invocations Monitor lists (the counts cover all those kept).
+const LISTED: usize = 300;
 
-/// One invocation, as Monitor lists it.
+/// One invocation, as Monitor lists it: the record and what ran it.
 #[derive(Debug, Clone, Serialize)]
-pub(super) struct Record {
-    time: String,
-    function: String,
-    slot: String,
-    success: bool,
-    status: Option<u16>,
-    duration_ms: u64,
-    invocation_id: String,
+struct Shown {
+    #[serde(flatten)]
+    record: InvocationRecord,
+    by: &'static str,
 }
 
 /// A slot's host: the active deployment it loaded, and the host.
 type SlotHost = (String, Arc<Host>);
-
-/// An app's last invocations, and per function (successes, errors).
-#[derive(Default)]
-struct AppRecords {
-    list: VecDeque<Record>,
-    counts: BTreeMap<String, (u64, u64)>,
-}
 
 /// The hosts of the slots tested, and the invocations made.
 #[derive(Default)]
 pub(super) struct Runner {
     /// By (app, slot).
     hosts: tokio::sync::Mutex<HashMap<(String, String), SlotHost>>,
-    /// By app.
-    records: Mutex<HashMap<String, AppRecords>>,
+    /// By app, newest first: the slot and the record.
+    records: Mutex<HashMap<String, VecDeque<(String, InvocationRecord)>>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -97,19 +90,13 @@ impl Runner {
         Ok(host)
     }
 
-    fn record(&self, app: &str, r: Record) {
+    fn record(&self, app: &str, slot: &str, r: InvocationRecord) {
         let mut all = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let AppRecords { list, counts } = all.entry(app.to_string()).or_default();
-        let c = counts.entry(r.function.clone()).or_default();
-        if r.success {
-            c.0 += 1;
-        } else {
-            c.1 += 1;
-        }
+        let list = all.entry(app.to_string()).or_default();
         if list.len() >= KEPT {
             list.pop_back();
         }
-        list.push_front(r);
+        list.push_front((slot.to_string(), r));
     }
 }
 
@@ -254,14 +241,14 @@ pub(super) async fn run(
     ));
     st.runner.record(
         &place.app,
-        Record {
+        &place.slot,
+        InvocationRecord {
             time: crate::deployment::now(),
             function: function.clone(),
-            slot: place.slot.clone(),
+            invocation_id: id,
             success: result.success,
             status: result.status,
             duration_ms,
-            invocation_id: id,
         },
     );
     let run = Value::from(Serde(&result));
@@ -276,29 +263,45 @@ pub(super) async fn run(
     .await
 }
 
-/// `GET .../monitor`: the invocations made here, newest first, with the
-/// success and error counts of each function.
+/// `GET .../monitor`: the slot's invocations, newest first: those made
+/// here (Test/Run) and those `fnhost serve --app` recorded in the home,
+/// with the success and error counts of each function.
 pub(super) async fn monitor(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
-    let (records, counts) = {
+    let mut shown: Vec<Shown> = {
         let all = st.runner.records.lock().unwrap_or_else(|e| e.into_inner());
-        match all.get(&place.app) {
-            Some(AppRecords { list, counts }) => (
-                list.iter()
-                    .filter(|r| r.slot == place.slot)
-                    .cloned()
-                    .collect::<Vec<_>>(),
-                counts
-                    .iter()
-                    .map(|(f, (ok, err))| (f.clone(), *ok, *err))
-                    .collect::<Vec<_>>(),
-            ),
-            None => (Vec::new(), Vec::new()),
-        }
+        all.get(&place.app)
+            .into_iter()
+            .flatten()
+            .filter(|(slot, _)| *slot == place.slot)
+            .map(|(_, r)| Shown {
+                record: r.clone(),
+                by: "Test/Run",
+            })
+            .collect()
     };
+    let served = match st.shared.site.invocation_log(&place.app, &place.slot) {
+        Ok(log) => tokio::task::spawn_blocking(move || log.recent(2 * InvocationLog::PER_FILE))
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    shown.extend(served.into_iter().map(|record| Shown {
+        record,
+        by: "fnhost serve",
+    }));
+    // RFC 3339 in UTC with microseconds: the text sorts as the time.
+    shown.sort_by(|a, b| b.record.time.cmp(&a.record.time));
+    let counts = InvocationLog::counts(shown.iter().map(|s| &s.record))
+        .into_iter()
+        .map(|(f, (ok, err))| (f, ok, err))
+        .collect::<Vec<_>>();
+    let total = shown.len();
+    shown.truncate(LISTED);
     let values = context! {
-        records => Value::from(Serde(&records)),
+        records => Value::from(Serde(&shown)),
         counts => counts,
-        kept => KEPT,
+        total => total,
+        listed => LISTED,
     };
     let ctx = page_context(&st, &viewer, Some(&place), "monitor", values);
     st.views.page(StatusCode::OK, "monitor.html", ctx)
