@@ -146,5 +146,56 @@ fn main() {
         baseline,
         baseline.mul_f64(1.5),
     );
+
+    recorder_section(&root, &rt, pipeline_rt);
     let _ = fs::remove_dir_all(&root);
+}
+
+/// The same no-op with `fnhost serve --app`'s invocation recorder
+/// (fnhost-deploy's `monitor::Recorder`) outermost: what a record costs
+/// the invocation, and how fast the writer thread keeps up.
+fn recorder_section(root: &std::path::Path, rt: &tokio::runtime::Runtime, without: Duration) {
+    println!("\n== no-op invocation with the invocation recorder (fnhost serve --app)");
+    let store = tempfile::tempdir().expect("tempdir");
+    let log = fnhost_deploy::monitor::InvocationLog::new(store.path());
+    let recorder = log.recorder().expect("recorder");
+    let host = Host::builder()
+        .middleware(std::sync::Arc::new(recorder.clone()))
+        .native(NativeExecutor::new().function("Noop", noop))
+        .build(FunctionApp::load(root).expect("loads"));
+    let handle = host.resolve("Noop").expect("Noop");
+    let burst = 2_000;
+    let with = measure(
+        "FunctionHandle::invoke + record, in block_on",
+        burst,
+        || {
+            black_box(
+                rt.block_on(handle.invoke(Invocation::new(Value::Null)))
+                    .expect("ok"),
+            );
+        },
+    );
+    report(
+        "recorded invocation",
+        with,
+        "unrecorded",
+        without,
+        without + Duration::from_micros(2),
+    );
+    let started = std::time::Instant::now();
+    let total = 50_000;
+    for _ in 0..total {
+        black_box(
+            rt.block_on(handle.invoke(Invocation::new(Value::Null)))
+                .expect("ok"),
+        );
+    }
+    let sent = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    println!(
+        "burst of {total} recorded invocations: {} ({:.0}/s), {} dropped",
+        fnhost_benches::format_duration(sent),
+        f64::from(total) / sent.as_secs_f64(),
+        recorder.dropped()
+    );
 }
