@@ -21,9 +21,8 @@
 //!
 //! let site = Site::open("/srv/fnhost")?;
 //! let log = site.invocation_log("shop", "production")?;
-//! let host = fnhost_core::Host::builder()
-//!     .with_default_executors()
-//!     .middleware(Arc::new(log.recorder()?));
+//! // First added, outermost: it times the whole attempt.
+//! let host = fnhost_core::Host::builder().middleware(Arc::new(log.recorder()?));
 //! # let _ = host;
 //! for r in log.recent(100) {
 //!     println!("{} {} {}", r.time, r.function, r.success);
@@ -349,7 +348,7 @@ mod tests {
     fn record(i: usize, success: bool) -> InvocationRecord {
         InvocationRecord {
             time: format!("2026-01-01T00:00:{:02}.000000Z", i % 60),
-            function: if i % 2 == 0 { "A" } else { "B" }.into(),
+            function: if i.is_multiple_of(2) { "A" } else { "B" }.into(),
             invocation_id: format!("id-{i}"),
             success,
             status: Some(if success { 200 } else { 500 }),
@@ -362,7 +361,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let log = InvocationLog::new(tmp.path().join("m")).with_per_file(10);
         for i in 0..35 {
-            log.append(&[record(i, i % 3 != 0)]).unwrap();
+            log.append(&[record(i, !i.is_multiple_of(3))]).unwrap();
         }
         let all = log.recent(usize::MAX);
         // 35 records: 30..34 in the current file, 20..29 in the previous.
