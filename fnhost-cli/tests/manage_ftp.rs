@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
+use fnhost_testsupport::tls::self_signed;
 use support::{fnhost, fnhost_stdin, write};
 
 const USER: &str = "$shop";
@@ -80,7 +81,7 @@ impl Server {
             .arg(&home)
             .args(["manage", "--port", "0", "--ftp-port", "0"]);
         if tls {
-            let (cert, key) = self_signed(dir);
+            let (cert, key) = self_signed(dir, "server");
             cmd.arg("--tls-cert").arg(&cert).arg("--tls-key").arg(&key);
         } else {
             cmd.arg("--ftp-plain");
@@ -124,7 +125,7 @@ impl Server {
     fn curl(&self, user: &str, args: &[&str]) -> Output {
         Command::new("curl")
             .args(["-sS", "--ssl-reqd", "--max-time", "30", "--cacert"])
-            .arg(self.dir.join("cert.pem"))
+            .arg(self.dir.join("server-cert.pem"))
             .args(["--user", user])
             .args(args)
             .output()
@@ -158,33 +159,6 @@ impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
-}
-
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
 }
 
 fn ok(out: &Output) -> &Output {
@@ -318,7 +292,7 @@ fn an_ftplib_session_becomes_one_deployment() {
     let (host, port) = s.ftp.split_once(':').unwrap();
     let out = Command::new("python3")
         .args(["-c", FTPLIB_SESSION, host, port, FTP_USER, PASS])
-        .arg(tmp.path().join("cert.pem"))
+        .arg(tmp.path().join("server-cert.pem"))
         .output()
         .unwrap();
     let printed = stdout(&out);

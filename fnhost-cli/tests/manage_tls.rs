@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,36 +13,11 @@ use fnhost_deploy::Site;
 use serde_json::Value;
 
 mod support;
+use fnhost_testsupport::tls::self_signed;
 use support::manage;
 
 const USER: &str = "$demo";
 const PASS: &str = "s3cret-Passw0rd";
-
-/// A self-signed certificate for 127.0.0.1 and localhost, with its key:
-/// `(cert.pem, key.pem)` under `dir` with `name` as prefix.
-fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{name}-cert.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
 
 fn app_zip(path: &Path) {
     use zip::write::SimpleFileOptions;

@@ -7,11 +7,12 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use fnhost_deploy::manage::{Limits, Manage, Portal};
 use fnhost_deploy::{Content, DeployRequest, Site};
+use fnhost_testsupport::tls::self_signed;
 
 const ADMIN: &str = "ann";
 const ADMIN_PASS: &str = "portal-pass-1";
@@ -42,7 +43,7 @@ fn start(limits: Limits, tls: bool) -> Server {
         .with_limits(limits)
         .with_portal(Portal::default().with_functions_url("http://fn.example:7071"));
     if tls {
-        let (cert, key) = self_signed(&dir);
+        let (cert, key) = self_signed(&dir, "server");
         manage = manage.with_tls(cert, key).unwrap();
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -72,29 +73,6 @@ fn start(limits: Limits, tls: bool) -> Server {
         site,
         dir,
     }
-}
-
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl is needed to make a test certificate (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
 }
 
 /// An answer: status, headers (lower-case names), body.

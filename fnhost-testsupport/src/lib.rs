@@ -11,5 +11,6 @@ pub mod app;
 pub mod git;
 pub mod http;
 pub mod process;
+pub mod tls;
 
 pub use process::Running;

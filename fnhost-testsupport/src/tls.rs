@@ -1,0 +1,30 @@
+//! TLS material for tests: a self-signed certificate made with `openssl`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A self-signed certificate for 127.0.0.1 and localhost (RSA 2048, two
+/// days), with its key: `(DIR/NAME-cert.pem, DIR/NAME-key.pem)`.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}-cert.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
