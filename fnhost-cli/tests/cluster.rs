@@ -13,370 +13,60 @@
 //!   PostgreSQL state, three workers, a timer every 2 seconds for about 16
 //!   seconds (the issue's minute, shortened) with the leader SIGKILLed in
 //!   the middle: every tick from the first to the last exactly once.
+//! - `load_scales_instances_between_min_and_max`: `--min 1 --max 3`; 150
+//!   requests in flight make two instances, 280 three, and the count
+//!   falls back to 1 when the load stops; no request fails.
+//! - `a_slot_swap_rolls_out_to_every_instance_under_load`: `fnhost swap`
+//!   of production and staging: the swapped-in content on all three
+//!   instances within 10 s, no request fails.
+//!
+//! `cluster_netns.rs` runs the workers as hosts in network namespaces.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod cluster_support;
 mod support;
 
-use support::{fnhost_text as fnhost, write};
-
-const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
-
-const HANDLER: &str = r#"
-const http = require('http');
-const fs = require('fs');
-const version = fs.readFileSync('version.txt', 'utf8').trim();
-http.createServer((req, res) => {
-  if (req.method === 'POST' && req.url.startsWith('/Tick')) {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      const data = JSON.parse(body || '{}');
-      const t = (data.Data && data.Data.timer) || {};
-      const next = t.ScheduleStatus && t.ScheduleStatus.Next;
-      fs.appendFileSync(process.env.TICKS_FILE, `${next}|${t.IsPastDue}|${process.pid}\n`);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ Outputs: {}, Logs: [], ReturnValue: null }));
-    });
-    return;
-  }
-  const url = new URL(req.url, 'http://localhost');
-  const ms = Number(url.searchParams.get('sleep') || 0);
-  setTimeout(() => {
-    res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end(version);
-  }, ms);
-}).listen(Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT), '127.0.0.1');
-"#;
+use cluster_support::{
+    BIN, Load, Proc, answering, deploy, deploy_slot, drain_one_under_load, kill_one_under_load,
+    request, serving, start_gateway, under_load, wait_for, worker_args, workers_list,
+};
+use support::fnhost_text as fnhost;
 
 /// A timer every 2 seconds.
 const EVERY_2S: Option<&str> = Some(r#""schedule": "*/2 * * * * *""#);
 /// A timer on the 1st of January that runs on startup.
 const ON_STARTUP: Option<&str> = Some(r#""schedule": "0 0 0 1 1 *", "runOnStartup": true"#);
 
-/// The app: `hello` (anonymous), `secure` (function key), and `Tick` (a
-/// timer with `timer`'s settings) when given.
-fn write_app(dir: &Path, version: &str, timer: Option<&str>) {
-    write(
-        &dir.join("host.json"),
-        r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "node", "defaultWorkerPath": "handler.js"}, "enableForwardingHttpRequest": true}}"#,
-    );
-    let http = |auth: &str| {
-        format!(
-            r#"{{"bindings": [{{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "{auth}", "methods": ["get", "post"]}}, {{"type": "http", "direction": "out", "name": "res"}}]}}"#
-        )
-    };
-    write(&dir.join("hello/function.json"), &http("anonymous"));
-    write(&dir.join("secure/function.json"), &http("function"));
-    if let Some(settings) = timer {
-        write(
-            &dir.join("Tick/function.json"),
-            &format!(
-                r#"{{"bindings": [{{"type": "timerTrigger", "direction": "in", "name": "timer", {settings}}}]}}"#
-            ),
-        );
-    }
-    write(&dir.join("handler.js"), HANDLER);
-    write(&dir.join("version.txt"), version);
-}
-
-fn deploy(home: &Path, src: &Path, version: &str, timer: Option<&str>) {
-    write_app(src, version, timer);
-    fnhost(
-        home,
-        &[
-            "deploy",
-            "web",
-            "--dir",
-            src.to_str().unwrap(),
-            "--message",
-            version,
-        ],
-    );
-}
-
-/// A child process, killed (by pid) when dropped; its stderr lines are
-/// collected.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    name: String,
-}
-
-impl Proc {
-    /// Starts `fnhost args`; with `addr`, waits for its first stdout line
-    /// (`listening on http://ADDR`) and returns the address.
-    fn start(name: &str, home: &Path, args: &[&str], addr: bool) -> (Proc, String) {
-        let mut child = Command::new(BIN)
-            .arg("--home")
-            .arg(home)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let l2 = lines.clone();
-        let tag = name.to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var("FNHOST_TEST_VERBOSE").is_ok() {
-                    eprintln!("[{tag}] {line}");
-                }
-                l2.lock().unwrap().push(line);
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            let _ = tx.send(first);
-            let mut rest = Vec::new();
-            let _ = r.read_to_end(&mut rest);
-        });
-        let mut p = Proc {
-            child,
-            lines,
-            name: name.into(),
-        };
-        let mut at = String::new();
-        if addr {
-            let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-            at = first
-                .trim()
-                .strip_prefix("listening on http://")
-                .unwrap_or_else(|| {
-                    let _ = p.child.kill();
-                    panic!("{name} did not start: {first:?}\n{}", p.stderr())
-                })
-                .to_string();
-        }
-        (p, at)
-    }
-
-    fn stderr(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a stderr line containing `text`.
-    fn wait_line(&self, text: &str, within: Duration) -> Option<String> {
-        let until = Instant::now() + within;
-        loop {
-            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return Some(l.clone());
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status();
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- {} stderr ---\n{}", self.name, self.stderr());
-        }
-    }
-}
-
-/// One HTTP/1.1 request on a new connection: status, headers, body.
-fn request(
-    addr: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, BTreeMap<String, String>, String), String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no response: {text:?}"))?;
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head:?}"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok((status, headers, body.to_string()))
-}
-
-/// Clients sending GETs through the gateway until stopped: counts, and
-/// the failures with what they got.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<Mutex<Vec<String>>>,
-    seen: Arc<Mutex<BTreeMap<String, usize>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(gateway: &str, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failed = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::new(Mutex::new(BTreeMap::new()));
-        let threads = (0..clients)
-            .map(|_| {
-                let (stop, ok, failed, seen) =
-                    (stop.clone(), ok.clone(), failed.clone(), seen.clone());
-                let gw = gateway.to_string();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match request(&gw, "web.localhost", "/api/hello?sleep=20", &[]) {
-                            Ok((200, h, body)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                let key = format!(
-                                    "{}|{}",
-                                    h.get("x-fnhost-worker").cloned().unwrap_or_default(),
-                                    body
-                                );
-                                *seen.lock().unwrap().entry(key).or_default() += 1;
-                            }
-                            Ok((status, _, body)) => failed
-                                .lock()
-                                .unwrap()
-                                .push(format!("{status}: {}", body.trim())),
-                            Err(e) => failed.lock().unwrap().push(e),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            seen,
-            threads,
-        }
-    }
-
-    /// Stops; (ok, failures, answers by "worker|version").
-    fn finish(self) -> (usize, Vec<String>, BTreeMap<String, usize>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let failed = self.failed.lock().unwrap().clone();
-        let seen = self.seen.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failed, seen)
-    }
-}
-
-/// Waits until `check` passes; how long it took.
-fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {within:?} waiting for {what}");
-}
-
 /// Runs `action` (a deployment, a rollback) with clients sending requests
 /// through the gateway; asserts none fails and `version` answers
 /// everywhere after.
-fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) {
-    let load = Load::start(gateway, 4);
-    std::thread::sleep(Duration::from_millis(300));
-    action();
-    let took = wait_for(
-        &format!("{version} on every instance"),
-        Duration::from_secs(20),
-        || {
-            let seen = answering(gateway, 12);
-            seen.len() >= 2 && seen.values().all(|v| v == version)
-        },
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let (ok, failed, seen) = load.finish();
+fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) -> Duration {
+    let (took, seen) = under_load(gateway, || {
+        action();
+        wait_for(
+            &format!("{version} on every instance"),
+            Duration::from_secs(20),
+            || {
+                let seen = answering(gateway, 12);
+                seen.len() >= 2 && seen.values().all(|v| v == version)
+            },
+        )
+    });
     eprintln!(
-        "{what} under load: {ok} ok, {} failed, {version} everywhere {} ms after it; answers {seen:?}",
-        failed.len(),
-        took.as_millis()
+        "{what} under load: {} ok, {} failed, {version} everywhere {} ms after it; answers {:?}",
+        seen.ok,
+        seen.failed.len(),
+        took.as_millis(),
+        seen.answers
     );
-    assert!(failed.is_empty(), "{failed:?}");
-}
-
-/// The workers answering through the gateway in `n` requests.
-fn answering(gateway: &str, n: usize) -> BTreeMap<String, String> {
-    let mut seen = BTreeMap::new();
-    for _ in 0..n {
-        if let Ok((200, h, body)) = request(gateway, "web.localhost", "/api/hello", &[]) {
-            seen.insert(h.get("x-fnhost-worker").cloned().unwrap_or_default(), body);
-        }
-    }
-    seen
-}
-
-fn worker_args<'a>(
-    manager: &'a str,
-    token: &'a str,
-    name: &'a str,
-    cache: &'a str,
-) -> Vec<&'a str> {
-    vec![
-        "worker",
-        "--manager",
-        manager,
-        "--token",
-        token,
-        "--name",
-        name,
-        "--cache",
-        cache,
-        "--drain-delay-ms",
-        "1000",
-    ]
+    assert!(seen.failed.is_empty(), "{:?}", seen.failed);
+    took
 }
 
 #[test]
@@ -420,20 +110,7 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
     let (code, _, _) = request(&maddr, "x", "/cluster/v1/routes", &[]).unwrap();
     assert_eq!(code, 401);
 
-    let (gateway, gaddr) = Proc::start(
-        "gateway",
-        &home,
-        &[
-            "gateway",
-            "--manager",
-            &murl,
-            "--token",
-            &token,
-            "--port",
-            "0",
-        ],
-        true,
-    );
+    let (gateway, gaddr) = start_gateway(&home, &murl, &token, "127.0.0.1");
     let caches: Vec<String> = (1..=3)
         .map(|i| {
             tmp.path()
@@ -532,68 +209,15 @@ fn cluster_serves_survives_kills_drains_and_rollouts() {
         fnhost(&home, &["rollback", "web"]);
     });
 
-    // Two instances on three workers; SIGKILL one that serves, under load.
+    // Two instances on three workers; SIGKILL one that serves, under
+    // load; then drain one that serves, under load.
     fnhost(&home, &["apps", "scale", "web", "--instances", "2"]);
     wait_for("two workers serving", Duration::from_secs(15), || {
-        answering(&gaddr, 20).len() == 2
+        serving(&gaddr).len() == 2
     });
     std::thread::sleep(Duration::from_secs(1));
-    let serving: BTreeSet<String> = answering(&gaddr, 20).into_keys().collect();
-    let idle = workers
-        .keys()
-        .find(|w| !serving.contains(*w))
-        .unwrap()
-        .clone();
-    let victim = serving.iter().next().unwrap().clone();
-    let load = Load::start(&gaddr, 4);
-    std::thread::sleep(Duration::from_millis(500));
-    workers.get(&victim).unwrap().signal("-KILL");
-    let killed_at = Instant::now();
-    let replaced = wait_for(
-        "the killed worker's instance replaced",
-        Duration::from_secs(15),
-        || answering(&gaddr, 6).contains_key(&idle),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let (ok, failed, _) = load.finish();
-    eprintln!(
-        "SIGKILL of {victim} under load: {ok} ok, {} failed; its instance replaced on {idle} in {} ms",
-        failed.len(),
-        replaced.as_millis()
-    );
-    assert!(failed.is_empty(), "{failed:?}");
-    assert!(killed_at.elapsed() < Duration::from_secs(20));
-    drop(workers.remove(&victim));
-
-    // Drain a serving worker under load: no request fails, it leaves.
-    let serving: Vec<String> = answering(&gaddr, 20).into_keys().collect();
-    let drained = serving[0].clone();
-    let load = Load::start(&gaddr, 4);
-    std::thread::sleep(Duration::from_millis(500));
-    fnhost(&home, &["workers", "drain", &drained]);
-    let status = workers
-        .get_mut(&drained)
-        .unwrap()
-        .wait_exit(Duration::from_secs(20))
-        .expect("the drained worker exits");
-    assert!(status.success(), "{}", workers[&drained].stderr());
-    std::thread::sleep(Duration::from_millis(500));
-    let (ok, failed, seen) = load.finish();
-    eprintln!(
-        "drain of {drained} under load: {ok} ok, {} failed; answers {seen:?}",
-        failed.len()
-    );
-    assert!(failed.is_empty(), "{failed:?}");
-    let list: serde_json::Value =
-        serde_json::from_str(&fnhost(&home, &["workers", "list", "--json"])).unwrap();
-    assert!(
-        !list["cluster"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["name"] == drained.as_str()),
-        "a drained worker leaves the registry: {list}"
-    );
+    kill_one_under_load(&gaddr, &mut workers, "");
+    drain_one_under_load(&gaddr, &home, &mut workers, "");
     drop(gateway);
     drop(manager);
 }
@@ -984,4 +608,189 @@ fn run_on_startup_runs_once_per_deployment_cluster_wide() {
         text.lines().all(|l| l.contains("|false|")),
         "not past due:\n{text}"
     );
+}
+
+/// A manager, a gateway and three workers on loopback, the app `web`
+/// (v1) deployed to production; every process killed when dropped.
+struct Three {
+    home: PathBuf,
+    gaddr: String,
+    // Dropped before the folder: the workers, the gateway, the manager.
+    _workers: Vec<Proc>,
+    _gateway: Proc,
+    _manager: Proc,
+    tmp: tempfile::TempDir,
+}
+
+fn three_workers() -> Three {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    fnhost(&home, &["apps", "create", "web"]);
+    deploy(&home, &tmp.path().join("src"), "v1", None);
+    let token = fnhost(&home, &["workers", "token"]).trim().to_string();
+    let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    let (gateway, gaddr) = start_gateway(&home, &murl, &token, "127.0.0.1");
+    let workers = (1..=3)
+        .map(|i| {
+            let name = format!("w{i}");
+            let cache = tmp.path().join(format!("cache-{name}"));
+            let args = worker_args(&murl, &token, &name, cache.to_str().unwrap());
+            Proc::start(&name, &home, &args, false).0
+        })
+        .collect();
+    Three {
+        home,
+        gaddr,
+        _workers: workers,
+        _gateway: gateway,
+        _manager: manager,
+        tmp,
+    }
+}
+
+/// How many workers the manager placed `web`'s production slot on.
+fn placed(home: &Path) -> usize {
+    workers_list(home)
+        .values()
+        .filter(|(_, apps)| apps.iter().any(|a| a == "web"))
+        .count()
+}
+
+#[test]
+fn load_scales_instances_between_min_and_max() {
+    let c = three_workers();
+    fnhost(
+        &c.home,
+        &["apps", "scale", "web", "--min", "1", "--max", "3"],
+    );
+    wait_for("one instance answering", Duration::from_secs(30), || {
+        answering(&c.gaddr, 4).len() == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(placed(&c.home), 1, "idle: the minimum");
+
+    // Requests in flight (each sleeps 1.5 s in the function; the target
+    // is 100 a instance): 150 make two instances, 280 three (the
+    // maximum); two light clients run all along.
+    let light = Load::start(&c.gaddr, 2);
+    let start = Instant::now();
+    let mut timeline = vec![(0u128, 1usize)];
+    let track = |timeline: &mut Vec<(u128, usize)>| {
+        let n = placed(&c.home);
+        if timeline.last().is_some_and(|&(_, last)| last != n) {
+            timeline.push((start.elapsed().as_millis(), n));
+        }
+        n
+    };
+    let first = Load::start_on(&c.gaddr, "/api/hello?sleep=1500", 150);
+    wait_for("two instances placed", Duration::from_secs(30), || {
+        track(&mut timeline) == 2
+    });
+    // It stays at two while the load does not grow.
+    let steady = Instant::now();
+    while steady.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(track(&mut timeline), 2, "150 in flight: {timeline:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let more = Load::start_on(&c.gaddr, "/api/hello?sleep=1500", 130);
+    let grown = start.elapsed();
+    wait_for("three instances placed", Duration::from_secs(30), || {
+        track(&mut timeline) == 3
+    });
+    wait_for(
+        "answers from three workers",
+        Duration::from_secs(20),
+        || answering(&c.gaddr, 12).len() == 3,
+    );
+    let spread = start.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let (more_ok, more_failed, more_seen) = more.finish();
+    let (first_ok, first_failed, _) = first.finish();
+
+    // The load stops (the two light clients go on): back to the minimum.
+    let stopped = Instant::now();
+    let mut down = Vec::new();
+    wait_for("back to one instance", Duration::from_secs(30), || {
+        let n = placed(&c.home);
+        if down.last().is_none_or(|&(_, last)| last != n) {
+            down.push((stopped.elapsed().as_millis(), n));
+        }
+        n == 1
+    });
+    let back = stopped.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (light_ok, light_failed, _) = light.finish();
+    assert_eq!(placed(&c.home), 1, "stays at the minimum");
+    eprintln!(
+        "--min 1 --max 3, 150 then 280 requests in flight (130 more at {} ms): instances (ms, count) \
+         {timeline:?}, answers from 3 workers at {} ms; load stopped: (ms, count) {down:?}, back to 1 \
+         in {} ms; {} ok, {} failed (slow), {light_ok} ok, {} failed (light); the last 130 answered by \
+         {more_seen:?}",
+        grown.as_millis(),
+        spread.as_millis(),
+        back.as_millis(),
+        first_ok + more_ok,
+        first_failed.len() + more_failed.len(),
+        light_failed.len()
+    );
+    assert!(first_failed.is_empty(), "{first_failed:?}");
+    assert!(more_failed.is_empty(), "{more_failed:?}");
+    assert!(light_failed.is_empty(), "{light_failed:?}");
+    let workers: BTreeSet<&str> = more_seen
+        .keys()
+        .filter_map(|k| k.split('|').next())
+        .collect();
+    assert_eq!(workers.len(), 3, "the load spread: {more_seen:?}");
+}
+
+#[test]
+fn a_slot_swap_rolls_out_to_every_instance_under_load() {
+    let c = three_workers();
+    deploy_slot(
+        &c.home,
+        &c.tmp.path().join("src-staging"),
+        "staging",
+        "v2",
+        None,
+    );
+    fnhost(&c.home, &["apps", "scale", "web", "--instances", "3"]);
+    fnhost(
+        &c.home,
+        &[
+            "apps",
+            "scale",
+            "web",
+            "--slot",
+            "staging",
+            "--instances",
+            "1",
+        ],
+    );
+    let staging = || {
+        request(&c.gaddr, "web-staging.localhost", "/api/hello", &[])
+            .ok()
+            .filter(|(code, _, _)| *code == 200)
+            .map(|(_, _, body)| body)
+    };
+    wait_for(
+        "three production instances and staging",
+        Duration::from_secs(30),
+        || {
+            let seen = answering(&c.gaddr, 12);
+            seen.len() == 3
+                && seen.values().all(|v| v == "v1")
+                && staging().as_deref() == Some("v2")
+        },
+    );
+    let took = rolled_out(&c.gaddr, "slot swap", "v2", || {
+        fnhost(&c.home, &["swap", "web", "production", "staging"]);
+    });
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let seen = answering(&c.gaddr, 30);
+    assert_eq!(seen.len(), 3, "every instance: {seen:?}");
+    assert!(seen.values().all(|v| v == "v2"), "{seen:?}");
+    wait_for("staging serving v1", Duration::from_secs(10), || {
+        staging().as_deref() == Some("v1")
+    });
 }

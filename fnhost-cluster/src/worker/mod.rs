@@ -33,11 +33,12 @@ use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_core::http::{HttpFront, Limits};
+use fnhost_core::invoke::middleware_fn;
 use fnhost_core::keys::{KeyStore, Secrets};
 use fnhost_core::{FunctionApp, Host};
 use hyper::Method;
@@ -262,11 +263,24 @@ async fn register(joiner: &ManagerClient, w: &Worker) -> Result<(ManagerClient, 
     ))
 }
 
+/// Takes one off an instance's count of invocations in flight when an
+/// invocation ends, also when it is cancelled.
+struct Ended(Arc<AtomicU64>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One running app slot.
 struct Instance {
     assignment: Assignment,
     endpoint: String,
     host: Arc<Host>,
+    /// Invocations in flight (HTTP requests and timer runs, every
+    /// version): the load its heartbeat reports.
+    in_flight: Arc<AtomicU64>,
     ready: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -274,9 +288,7 @@ struct Instance {
 
 impl Instance {
     fn status(&self) -> InstanceStatus {
-        // The host holds its version once, this call once; each request
-        // or timer run in flight holds it once more.
-        let in_flight = Arc::strong_count(&self.host.current()).saturating_sub(2) as u64;
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
         InstanceStatus {
             app: self.assignment.app.clone(),
             slot: self.assignment.slot.clone(),
@@ -451,7 +463,22 @@ impl Runtime {
             app: format!("{}/{}", a.app, a.slot),
             message,
         };
-        let host = Arc::new(Host::builder().with_default_executors().build(app));
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let counter = in_flight.clone();
+        let counting = middleware_fn(move |_, invocation, next| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let ended = Ended(counter.clone());
+            Box::pin(async move {
+                let _ended = ended;
+                next.run(invocation).await
+            })
+        });
+        let host = Arc::new(
+            Host::builder()
+                .with_default_executors()
+                .middleware(Arc::new(counting))
+                .build(app),
+        );
         // In a file the worker rewrites when the slot's keys change: the
         // store reads it again when a key it does not know is presented.
         let keys = match &config.secrets {
@@ -492,6 +519,7 @@ impl Runtime {
             assignment: a.clone(),
             endpoint: format!("http://{shown}"),
             host,
+            in_flight,
             ready: Arc::new(AtomicBool::new(true)),
             stop: Some(stop_tx),
             task: Some(task),
