@@ -23,6 +23,9 @@ need npm || apt_install npm
 need python3 || apt_install python3
 python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 need curl || apt_install curl
+# The cluster tests with workers in network namespaces (fnhost-cli
+# tests/cluster_netns.rs, as root) make them with iproute2's `ip`.
+need ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || apt_install iproute2
 need hg || apt_install mercurial
 need pkg-config || apt_install pkg-config
 # The ssh:// source test runs an OpenSSH server on 127.0.0.1.

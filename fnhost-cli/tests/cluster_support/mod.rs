@@ -198,10 +198,19 @@ impl Proc {
         self.child.id()
     }
 
+    /// Sends `sig` (`-TERM`, `-KILL`) to the process; `-KILL` goes to
+    /// the processes it started too (a custom handler runs in a process
+    /// group of its own and would outlive it): the host is gone.
     pub fn signal(&self, sig: &str) {
+        let below = if sig == "-KILL" {
+            descendants(self.child.id())
+        } else {
+            Vec::new()
+        };
         let _ = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status();
+        kill_all(&below);
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
@@ -216,10 +225,49 @@ impl Proc {
     }
 }
 
+/// The processes below `pid` (its children, theirs...), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        for &c in children.get(&p).map_or(&[][..], Vec::as_slice) {
+            out.push(c);
+            next.push(c);
+        }
+    }
+    out
+}
+
+fn kill_all(pids: &[u32]) {
+    for p in pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
+        let below = descendants(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        kill_all(&below);
         if std::thread::panicking() {
             eprintln!("--- {} stderr ---\n{}", self.name, self.stderr());
         }
