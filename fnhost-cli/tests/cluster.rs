@@ -14,7 +14,7 @@
 //!   seconds (the issue's minute, shortened) with the leader SIGKILLed in
 //!   the middle: every tick from the first to the last exactly once.
 //! - `load_scales_instances_between_min_and_max`: `--min 1 --max 3`; 150
-//!   requests in flight make two instances, 280 three, and the count
+//!   requests in flight make two instances, 290 three, and the count
 //!   falls back to 1 when the load stops; no request fails.
 //! - `a_slot_swap_rolls_out_to_every_instance_under_load`: `fnhost swap`
 //!   of production and staging: the swapped-in content on all three
@@ -670,8 +670,8 @@ fn load_scales_instances_between_min_and_max() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(placed(&c.home), 1, "idle: the minimum");
 
-    // Requests in flight (each sleeps 1.5 s in the function; the target
-    // is 100 a instance): 150 make two instances, 280 three (the
+    // Requests in flight (each sleeps 2.5 s in the function; the target
+    // is 100 a instance): 150 make two instances, 290 three (the
     // maximum); two light clients run all along.
     let light = Load::start(&c.gaddr, 2);
     let start = Instant::now();
@@ -683,7 +683,7 @@ fn load_scales_instances_between_min_and_max() {
         }
         n
     };
-    let first = Load::start_on(&c.gaddr, "/api/hello?sleep=1500", 150);
+    let first = Load::start_on(&c.gaddr, "/api/hello?sleep=2500", 150);
     wait_for("two instances placed", Duration::from_secs(30), || {
         track(&mut timeline) == 2
     });
@@ -693,7 +693,7 @@ fn load_scales_instances_between_min_and_max() {
         assert_eq!(track(&mut timeline), 2, "150 in flight: {timeline:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let more = Load::start_on(&c.gaddr, "/api/hello?sleep=1500", 130);
+    let more = Load::start_on(&c.gaddr, "/api/hello?sleep=2500", 140);
     let grown = start.elapsed();
     wait_for("three instances placed", Duration::from_secs(30), || {
         track(&mut timeline) == 3
@@ -704,29 +704,35 @@ fn load_scales_instances_between_min_and_max() {
         || answering(&c.gaddr, 12).len() == 3,
     );
     let spread = start.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let (more_ok, more_failed, more_seen) = more.finish();
-    let (first_ok, first_failed, _) = first.finish();
-
-    // The load stops (the two light clients go on): back to the minimum.
+    // One more round of the slow requests, sent with three instances up.
+    std::thread::sleep(Duration::from_secs(3));
+    // The load stops (the two light clients go on): back to the minimum
+    // once the requests in flight end (within 2.5 s).
+    more.stop();
+    first.stop();
     let stopped = Instant::now();
-    let mut down = Vec::new();
+    let ending = std::thread::spawn(move || (more.finish(), first.finish()));
+    let mut down = vec![(0u128, 3usize)];
     wait_for("back to one instance", Duration::from_secs(30), || {
         let n = placed(&c.home);
-        if down.last().is_none_or(|&(_, last)| last != n) {
+        if down.last().is_some_and(|&(_, last)| last != n) {
             down.push((stopped.elapsed().as_millis(), n));
         }
         n == 1
     });
     let back = stopped.elapsed();
+    let ((more_ok, more_failed, mut seen), (first_ok, first_failed, first_seen)) =
+        ending.join().unwrap();
+    for (k, n) in first_seen {
+        *seen.entry(k).or_default() += n;
+    }
     std::thread::sleep(Duration::from_secs(2));
     let (light_ok, light_failed, _) = light.finish();
     assert_eq!(placed(&c.home), 1, "stays at the minimum");
     eprintln!(
-        "--min 1 --max 3, 150 then 280 requests in flight (130 more at {} ms): instances (ms, count) \
+        "--min 1 --max 3, 150 then 290 requests in flight (140 more at {} ms): instances (ms, count) \
          {timeline:?}, answers from 3 workers at {} ms; load stopped: (ms, count) {down:?}, back to 1 \
-         in {} ms; {} ok, {} failed (slow), {light_ok} ok, {} failed (light); the last 130 answered by \
-         {more_seen:?}",
+         {} ms after the clients stopped; {} ok, {} failed (slow, answered by {seen:?}), {light_ok} ok, {} failed (light)",
         grown.as_millis(),
         spread.as_millis(),
         back.as_millis(),
@@ -737,11 +743,8 @@ fn load_scales_instances_between_min_and_max() {
     assert!(first_failed.is_empty(), "{first_failed:?}");
     assert!(more_failed.is_empty(), "{more_failed:?}");
     assert!(light_failed.is_empty(), "{light_failed:?}");
-    let workers: BTreeSet<&str> = more_seen
-        .keys()
-        .filter_map(|k| k.split('|').next())
-        .collect();
-    assert_eq!(workers.len(), 3, "the load spread: {more_seen:?}");
+    let workers: BTreeSet<&str> = seen.keys().filter_map(|k| k.split('|').next()).collect();
+    assert_eq!(workers.len(), 3, "the load spread: {seen:?}");
 }
 
 #[test]

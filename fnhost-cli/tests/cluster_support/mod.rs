@@ -366,6 +366,12 @@ impl Load {
         }
     }
 
+    /// Tells the clients to send no more requests (those in flight go
+    /// on).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     /// Stops; (ok, failures, answers by "worker|version").
     pub fn finish(self) -> (usize, Vec<String>, BTreeMap<String, usize>) {
         self.stop.store(true, Ordering::Relaxed);
