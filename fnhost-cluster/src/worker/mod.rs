@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_core::http::{HttpFront, Limits};
-use fnhost_core::invoke::middleware_fn;
+use fnhost_core::invoke::{Middleware, middleware_fn};
 use fnhost_core::keys::{KeyStore, Secrets};
 use fnhost_core::{FunctionApp, Host};
 use hyper::Method;
@@ -273,6 +273,18 @@ impl Drop for Ended {
     }
 }
 
+/// A middleware that counts the invocations in flight in `count`.
+fn counting(count: Arc<AtomicU64>) -> Arc<dyn Middleware> {
+    Arc::new(middleware_fn(move |_, invocation, next| {
+        count.fetch_add(1, Ordering::Relaxed);
+        let ended = Ended(count.clone());
+        Box::pin(async move {
+            let _ended = ended;
+            next.run(invocation).await
+        })
+    }))
+}
+
 /// One running app slot.
 struct Instance {
     assignment: Assignment,
@@ -464,19 +476,10 @@ impl Runtime {
             message,
         };
         let in_flight = Arc::new(AtomicU64::new(0));
-        let counter = in_flight.clone();
-        let counting = middleware_fn(move |_, invocation, next| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            let ended = Ended(counter.clone());
-            Box::pin(async move {
-                let _ended = ended;
-                next.run(invocation).await
-            })
-        });
         let host = Arc::new(
             Host::builder()
                 .with_default_executors()
-                .middleware(Arc::new(counting))
+                .middleware(counting(in_flight.clone()))
                 .build(app),
         );
         // In a file the worker rewrites when the slot's keys change: the
@@ -668,7 +671,100 @@ async fn rejoin(rt: &Arc<Runtime>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use fnhost_core::http::HttpFront;
+    use fnhost_core::invoke::http::HttpResponse;
+    use fnhost_core::{FunctionApp, Host, NativeExecutor};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
     fn is_send<T: Send>(_: &T) {}
+
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What a heartbeat reports as an instance's load: one a request in
+    /// flight (the HTTP front holds the app version twice a request,
+    /// which the count once took for two requests), none once they end.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn requests_in_flight_are_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("host.json"), r#"{"version": "2.0"}"#).unwrap();
+        std::fs::create_dir(dir.path().join("wait")).unwrap();
+        std::fs::write(
+            dir.path().join("wait/function.json"),
+            r#"{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"]}, {"type": "http", "direction": "out", "name": "res"}]}"#,
+        )
+        .unwrap();
+        // A primary script, so that the function loads (a native
+        // function runs instead of it).
+        std::fs::write(dir.path().join("wait/run.sh"), "#!/bin/sh\n").unwrap();
+        let app = FunctionApp::loader(dir.path())
+            .with_environment(false)
+            .load()
+            .unwrap();
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let native = NativeExecutor::new().http("wait", move |_| {
+            let mut gate = gate.clone();
+            async move {
+                let _ = gate.wait_for(|o| *o).await;
+                HttpResponse::text("done")
+            }
+        });
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let host = Host::builder()
+            .native(native)
+            .middleware(super::counting(in_flight.clone()))
+            .build(app);
+        host.start().await.unwrap();
+        let server = HttpFront::new(Arc::new(host))
+            .bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let requests: Vec<_> = (0..5)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    s.write_all(b"GET /api/wait HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let mut out = Vec::new();
+                    s.read_to_end(&mut out).await.unwrap();
+                    String::from_utf8_lossy(&out).into_owned()
+                })
+            })
+            .collect();
+        until("five requests in flight", || {
+            in_flight.load(Ordering::Relaxed) >= 5
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(in_flight.load(Ordering::Relaxed), 5);
+        open.send(true).unwrap();
+        for r in requests {
+            let answer = r.await.unwrap();
+            assert!(answer.ends_with("done"), "{answer}");
+        }
+        until("none in flight", || in_flight.load(Ordering::Relaxed) == 0).await;
+        let _ = stop.send(());
+        served.await.unwrap();
+    }
 
     #[test]
     fn a_worker_can_be_spawned() {
