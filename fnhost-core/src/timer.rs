@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::task::StoppableTask;
+
 use crate::invoke::{Host, Invocation};
 use crate::schedule::Schedule;
 
@@ -98,12 +100,7 @@ impl TimerScheduler {
 
     /// Starts the scheduler on the current Tokio runtime.
     pub fn start(self) -> TimerHandle {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(self.run(stop_rx));
-        TimerHandle {
-            stop: stop_tx,
-            task,
-        }
+        TimerHandle(StoppableTask::spawn(|stop| self.run(stop)))
     }
 
     async fn run(self, mut stop: watch::Receiver<bool>) -> usize {
@@ -231,24 +228,13 @@ impl Drop for ClearOnDrop {
 
 /// A running [`TimerScheduler`].
 #[derive(Debug)]
-pub struct TimerHandle {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<usize>,
-}
+pub struct TimerHandle(StoppableTask<usize>);
 
 impl TimerHandle {
     /// Stops scheduling, and waits up to `deadline` for runs in flight
     /// (they are cancelled after it). Returns whether they all finished.
     pub async fn stop(self, deadline: Duration) -> bool {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        match tokio::time::timeout(deadline, &mut task).await {
-            Ok(_) => true,
-            Err(_) => {
-                task.abort();
-                false
-            }
-        }
+        self.0.stop(deadline).await
     }
 }
 

@@ -8,7 +8,10 @@ mod exec_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exec_support::{TestApp, eventually, handler, http_in_out, manual, process_is_gone};
+use exec_support::{
+    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
+    response_of, twenty_at_once,
+};
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink};
 use fnhost_core::invoke::http::HttpRequest;
 use fnhost_core::invoke::{BindingData, InvokeError};
@@ -85,10 +88,7 @@ async fn fails_then_recovers(extra: Value, mode: &str) -> InvokeError {
     let (options, _) = options();
     let host = host_with(&app, options, &[]);
     host.start().await.expect("the handler starts");
-    let err = host
-        .invoke("Manual", Invocation::new(json!({"mode": mode})))
-        .await
-        .expect_err("a failure");
+    let (err, _) = failure(&host, "Manual", json!({"mode": mode})).await;
     echo(&host).await;
     host.shutdown().await;
     err
@@ -165,21 +165,15 @@ async fn payload_mode_http_trigger_with_route_query_and_body() {
     let app = handler_app(json!({}));
     let (options, _) = options();
     let host = host_with(&app, options, &[]);
-    let mut req = HttpRequest::new(Method::Post, "/api/items/42")
-        .with_query("q", "x")
-        .with_header("Content-Type", "text/plain")
-        .with_body("hello");
-    req.params.push(("id".into(), "42".into()));
     let handle = host.resolve("Items").expect("Items");
     // No start(): the first invocation starts the handler.
-    let result = handle.invoke(Invocation::new(req)).await.expect("success");
+    let result = handle
+        .invoke(Invocation::new(items_request("x")))
+        .await
+        .expect("success");
     assert_eq!(result.logs, ["items called"]);
     assert!(matches!(result.output("res"), Some(BindingData::Json(_))));
-    let response = handle
-        .info()
-        .http_response(&result)
-        .expect("a response")
-        .expect("valid");
+    let response = response_of(&handle, &result);
     assert_eq!(response.status, 201);
     assert_eq!(response.header("X-Fn"), Some("Items"));
     assert_eq!(response.body, b"id=42 q=x body=hello");
@@ -250,11 +244,7 @@ async fn a_handler_that_crashes_mid_invocation_is_restarted() {
     let host = host_with(&app, options, &[]);
     host.start().await.expect("the handler starts");
     let first_pid = echo(&host).await["pid"].as_u64().expect("pid");
-    let err = host
-        .invoke("Manual", Invocation::new(json!({"mode": "crash"})))
-        .await
-        .expect_err("a failure");
-    let message = err.to_string();
+    let (err, message) = failure(&host, "Manual", json!({"mode": "crash"})).await;
     assert!(matches!(err, InvokeError::Failed { .. }), "{err:?}");
     assert!(message.contains("exited with status 7"), "{message}");
     assert!(message.contains("during POST /Manual"), "{message}");
@@ -339,23 +329,10 @@ async fn twenty_concurrent_invocations() {
     let host = Arc::new(host_with(&app, options, &[]));
     host.start().await.expect("the handler starts");
     let handle = host.resolve("Manual").expect("Manual");
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let r = handle
-                    .invoke(Invocation::new(json!({"mode": "echo", "i": i})))
-                    .await
-                    .expect("success");
-                r.output("out").map(|o| o.to_json()["i"].as_i64())
-            })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for t in tasks {
-        seen.push(t.await.expect("no panic").flatten().expect("i"));
-    }
-    seen.sort();
+    let seen = twenty_at_once(&handle, |r| {
+        r.output("out").and_then(|o| o.to_json()["i"].as_i64())
+    })
+    .await;
     assert_eq!(seen, (0..20).collect::<Vec<i64>>());
     host.shutdown().await;
 }

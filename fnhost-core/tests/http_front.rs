@@ -372,30 +372,17 @@ async fn admin_endpoints() {
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["error"], "Function 'Fail' failed: bad input given");
 
-    assert_eq!(
-        send(fx.addr, "POST", "/admin/functions/Nope", &auth, b"")
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        send(fx.addr, "POST", "/admin/functions/Manual", &auth, b"[1]")
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        send(fx.addr, "POST", "/admin/functions/Manual", &[], b"")
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        send(fx.addr, "GET", "/admin/nothing", &auth, b"")
-            .await
-            .status,
-        404
-    );
+    // Method, target, with the master key, body, status.
+    for (method, target, with_key, body, status) in [
+        ("POST", "/admin/functions/Nope", true, "", 404),
+        ("POST", "/admin/functions/Manual", true, "[1]", 400),
+        ("POST", "/admin/functions/Manual", false, "", 401),
+        ("GET", "/admin/nothing", true, "", 404),
+    ] {
+        let headers: &[(&str, &str)] = if with_key { &auth } else { &[] };
+        let r = send(fx.addr, method, target, headers, body.as_bytes()).await;
+        assert_eq!(r.status, status, "{method} {target}");
+    }
     fx.stop().await;
 }
 

@@ -16,9 +16,9 @@ use fnhost_core::invoke::{BindingData, InvocationResult};
 use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
 use fnhost_triggers::queue::encode_message;
 use fnhost_triggers::storage::{BlobService, PutOptions, QueueClient};
-use fnhost_triggers::{Listeners, MessageEncoding, StorageBindings};
+use fnhost_triggers::{MessageEncoding, StorageBindings};
 use serde_json::{Value, json};
-use support::{Azurite, collecting_log, wait_until, write_function};
+use support::{Azurite, listen, put_base64, wait_for_count, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
@@ -119,8 +119,7 @@ async fn native_outputs_go_where_the_bindings_say() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &azurite, &[("RETURNS", "returns")])),
     );
-    let (log, _) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, _lines) = listen(host);
     for id in 1..=3 {
         let body = json!({"Kind": "red", "OrderId": id}).to_string();
         orders
@@ -205,22 +204,15 @@ async fn an_output_that_cannot_be_written_fails_the_invocation() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &azurite, &[])),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
-    jobs.put(&encode_message("plain text", MessageEncoding::Base64), None)
-        .await
-        .unwrap();
+    let (handle, lines) = listen(host);
+    put_base64(&jobs, "plain text").await;
     let poison = azurite.service().queue("jobs-poison");
-    wait_until(LIMIT, "the message in the poison queue", async || {
-        matches!(poison.approximate_count().await, Ok(Some(1)))
-    })
-    .await;
+    wait_for_count(LIMIT, &poison, 1).await;
     assert!(handle.stop(STOP).await);
-    let lines = lines.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.contains(
+        lines.mention(
             "its queue output 'next' could not be written: the binding expression {Missing} has no value"
-        )),
+        ),
         "{lines:?}"
     );
     azurite.stop().await;
@@ -289,12 +281,9 @@ async fn run_custom_handler(
             .build(load(dir.path(), &azurite, &settings)),
     );
     host.start().await.unwrap();
-    let (log, _) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
+    let (handle, _lines) = listen(host.clone());
     for text in ["hello", r#"{"OrderId": 7, "Note": "x"}"#] {
-        q.put(&encode_message(text, MessageEncoding::Base64), None)
-            .await
-            .unwrap();
+        put_base64(&q, text).await;
     }
     let blobs = azurite.blobs();
     wait_until(LIMIT, "both messages handled", async || {
@@ -427,8 +416,7 @@ async fn a_queue_output_wakes_an_idle_listener_of_the_same_host() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &azurite, &[])),
     );
-    let (log, _) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
+    let (handle, _lines) = listen(host.clone());
     // Idle long enough that its next poll is seconds away: empty polls
     // wait about 0.2, 0.4, 0.8, 1.6, 3.2 s (5 to 7.4 s in all, with the
     // host's randomisation), then about 6.4 s more.

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use fnhost_core::invoke::{ExecutorError, InvocationResult};
 use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
-use fnhost_triggers::{Listeners, StorageBindings};
+use fnhost_triggers::StorageBindings;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::{Value, json};
-use support::{collecting_log, wait_until, write_function};
+use support::{listen, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
@@ -158,8 +158,7 @@ async fn hundreds_of_messages_each_run_once_and_their_outputs_are_published() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &uri())),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, lines) = listen(host);
     const N: usize = 300;
     for i in 0..N {
         publish(&channel, &input, &format!("m{i}")).await;
@@ -184,11 +183,8 @@ async fn hundreds_of_messages_each_run_once_and_their_outputs_are_published() {
         .unwrap();
     assert!(String::from_utf8_lossy(&got.delivery.data).starts_with("done m"));
     assert!(
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| *l == format!("listening to rabbitMQ queue {input} for Work"))
+        lines.has(&format!("listening to rabbitMQ queue {input} for Work")),
+        "{lines:?}"
     );
     delete(&channel, &[&input, &output]).await;
 }
@@ -232,8 +228,7 @@ async fn a_failing_message_is_dead_lettered_after_exactly_five_tries() {
             .native(native)
             .build(load(dir.path(), &uri())),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, lines) = listen(host);
     publish(&channel, &input, "doomed").await;
     wait_until(LIMIT, "the dead-lettered message", async || {
         count(&channel, &dead).await == 1
@@ -257,10 +252,10 @@ async fn a_failing_message_is_dead_lettered_after_exactly_five_tries() {
     assert!(headers.contains_key("x-death"), "{headers:?}");
     assert!(
         lines
-            .lock()
-            .unwrap()
+            .all()
             .iter()
             .any(|l| l.contains("rejecting delivery") && l.contains("after 5 tries")),
+        "{lines:?}"
     );
     delete(&channel, &[&input, &dead]).await;
 }
@@ -282,26 +277,17 @@ async fn a_broker_that_is_not_there_is_retried_and_logged_not_fatal() {
         dir.path(),
         &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
     )));
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
-    wait_until(LIMIT, "the failure logged", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("cannot consume, retrying with backoff: cannot connect"))
-    })
-    .await;
+    let (handle, lines) = listen(host);
+    lines
+        .wait_for(
+            LIMIT,
+            "cannot consume, retrying with backoff: cannot connect",
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(handle.stop(STOP).await);
     // Logged once, not at every attempt.
-    let logged = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("retrying with backoff"))
-        .count();
-    assert_eq!(logged, 1);
+    assert_eq!(lines.count("retrying with backoff"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,8 +319,7 @@ async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_t
             .native(native)
             .build(load(v1.path(), &uri())),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
+    let (handle, lines) = listen(host.clone());
     for i in 0..100 {
         publish(&channel, &first, &format!("a{i}")).await;
     }
@@ -344,11 +329,9 @@ async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_t
     .await;
     let old = host.swap(load(v2.path(), &uri())).await.unwrap();
     wait_until(LIMIT, "the old listener to stop", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| *l == format!("stopped listening to rabbitMQ queue {first} for Work"))
+        lines.has(&format!(
+            "stopped listening to rabbitMQ queue {first} for Work"
+        ))
     })
     .await;
     old.shutdown().await;

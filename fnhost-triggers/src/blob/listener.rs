@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::BlobSpec;
+use crate::listeners::Failures;
 use crate::queue::{MessageEncoding, encode_message};
 use crate::storage::{
     BlobClient, BlobItem, BlobProperties, BlobService, Lease, PutOptions, QueueService,
@@ -136,8 +137,7 @@ impl BlobListener {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let ctx = self.ctx;
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut failing: Option<String> = None;
-        let mut failures = 0u64;
+        let mut failures = Failures::default();
         loop {
             if *stop.borrow() {
                 break;
@@ -149,25 +149,21 @@ impl BlobListener {
             };
             match scan(&ctx, &handle, &mut tasks, &mut stop).await {
                 Ok(()) => {
-                    if let Some(reason) = failing.take() {
+                    if let Some((failures, reason)) = failures.succeeded() {
                         ctx.log(&format!(
                             "the container answers again after {failures} failed scan(s) (last: {reason})"
                         ));
-                        failures = 0;
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let reason = e.to_string();
-                    if failing.as_deref() != Some(reason.as_str()) || failures.is_multiple_of(100) {
+                    if failures.failed(e.to_string()) {
                         let what = if e.code() == Some("ContainerNotFound") {
                             "the container does not exist (yet); scanning it again later".to_owned()
                         } else {
-                            format!("the scan failed, trying again later: {reason}")
+                            format!("the scan failed, trying again later: {e}")
                         };
                         ctx.log(&what);
                     }
-                    failing = Some(reason);
                 }
             }
             drop(handle);

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::options::{MIN_POLLING_INTERVAL, MessageEncoding, QueueSpec};
+use crate::listeners::Failures;
 use crate::storage::{QueueClient, QueueMessage, QueueService, StorageError};
 
 /// How long a received message stays hidden: ten minutes, as the host has
@@ -99,8 +100,7 @@ impl QueueListener {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::new(MIN_POLLING_INTERVAL, options.max_polling_interval);
         let wake = super::watcher(ctx.queue.endpoint(), ctx.queue.name());
-        let mut failing: Option<String> = None;
-        let mut failures = 0u64;
+        let mut failures = Failures::default();
         'poll: loop {
             if *stop.borrow() {
                 break;
@@ -112,11 +112,10 @@ impl QueueListener {
             };
             let delay = match ctx.queue.receive(options.batch_size, ctx.visibility).await {
                 Ok(messages) => {
-                    if let Some(reason) = failing.take() {
+                    if let Some((failures, reason)) = failures.succeeded() {
                         ctx.log(&format!(
                             "the queue answers again after {failures} failed poll(s) (last: {reason})"
                         ));
-                        failures = 0;
                     }
                     if messages.is_empty() {
                         backoff.next()
@@ -137,19 +136,14 @@ impl QueueListener {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let reason = e.to_string();
-                    // The first failure, a new kind of failure, and then
-                    // every hundredth are logged.
-                    if failing.as_deref() != Some(reason.as_str()) || failures.is_multiple_of(100) {
+                    if failures.failed(e.to_string()) {
                         let what = if e.status() == Some(404) {
                             "the queue does not exist (yet); polling it with backoff".to_owned()
                         } else {
-                            format!("polling failed, retrying with backoff: {reason}")
+                            format!("polling failed, retrying with backoff: {e}")
                         };
                         ctx.log(&what);
                     }
-                    failing = Some(reason);
                     backoff.next()
                 }
             };
