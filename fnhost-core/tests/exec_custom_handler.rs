@@ -75,6 +75,12 @@ fn host_with(app: &TestApp, options: CustomHandlerOptions, settings: &[(&str, &s
         .build(app.load(&all))
 }
 
+/// A host of `app` with the default test options.
+fn default_host(app: &TestApp) -> Host {
+    let (options, _) = options();
+    host_with(app, options, &[])
+}
+
 async fn echo(host: &Host) -> Value {
     let result = host
         .invoke("Manual", Invocation::new(json!({"mode": "echo"})))
@@ -85,8 +91,7 @@ async fn echo(host: &Host) -> Value {
 
 async fn fails_then_recovers(extra: Value, mode: &str) -> InvokeError {
     let app = handler_app(extra);
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     host.start().await.expect("the handler starts");
     let (err, _) = failure(&host, "Manual", json!({"mode": mode})).await;
     echo(&host).await;
@@ -163,8 +168,7 @@ async fn payload_mode_manual_trigger() {
 #[tokio::test]
 async fn payload_mode_http_trigger_with_route_query_and_body() {
     let app = handler_app(json!({}));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     let handle = host.resolve("Items").expect("Items");
     // No start(): the first invocation starts the handler.
     let result = handle
@@ -190,8 +194,7 @@ async fn payload_mode_http_trigger_with_route_query_and_body() {
 #[tokio::test]
 async fn forwarding_mode_sends_the_request_as_is() {
     let app = handler_app(json!({"enableForwardingHttpRequest": true}));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     host.start().await.expect("the handler starts");
     let req = HttpRequest {
         url: "http://localhost:7071/api/hello?name=a%20b&x=1".into(),
@@ -240,8 +243,7 @@ async fn forwarding_mode_sends_the_request_as_is() {
 #[tokio::test]
 async fn a_handler_that_crashes_mid_invocation_is_restarted() {
     let app = handler_app(json!({}));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     host.start().await.expect("the handler starts");
     let first_pid = echo(&host).await["pid"].as_u64().expect("pid");
     let (err, message) = failure(&host, "Manual", json!({"mode": "crash"})).await;
@@ -309,8 +311,7 @@ async fn retry_context_reaches_the_handler() {
     let app = handler_app(json!({
         "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}
     }));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     let result = host
         .invoke("Manual", Invocation::new(json!({"mode": "retry"})))
         .await
@@ -325,8 +326,7 @@ async fn retry_context_reaches_the_handler() {
 #[tokio::test]
 async fn twenty_concurrent_invocations() {
     let app = handler_app(json!({}));
-    let (options, _) = options();
-    let host = Arc::new(host_with(&app, options, &[]));
+    let host = Arc::new(default_host(&app));
     host.start().await.expect("the handler starts");
     let handle = host.resolve("Manual").expect("Manual");
     let seen = twenty_at_once(&handle, |r| {
@@ -366,8 +366,7 @@ async fn a_missing_executable_is_a_clear_error() {
         "customHandler": {"description": {"defaultExecutablePath": "no-such-handler-binary"}}
     }));
     app.function("Manual", manual(), &[]);
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     let err = host.start().await.expect_err("cannot start");
     assert!(err.to_string().contains("no-such-handler-binary"), "{err}");
     assert!(err.to_string().contains("PATH"), "{err}");

@@ -6,25 +6,27 @@
 
 mod http_support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fnhost_core::http::{HttpFront, Limits, Server};
+use fnhost_core::http::{HttpFront, Limits, Server, Stopped};
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::invoke::{ExecutorError, InvocationResult};
 use fnhost_core::keys::KeyStore;
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
-use http_support::{get, http_function, send, write_app};
+use http_support::{get, get_with_key, http_function, send, write_app};
 use serde_json::json;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 struct Fixture {
     _dir: tempfile::TempDir,
     addr: std::net::SocketAddr,
     keys: Arc<KeyStore>,
     stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<fnhost_core::http::Stopped>,
+    served: JoinHandle<Stopped>,
     admin_runs: Arc<AtomicUsize>,
 }
 
@@ -135,6 +137,18 @@ fn native(admin_runs: Arc<AtomicUsize>) -> NativeExecutor {
         })
 }
 
+/// Serves `front` on a free loopback port until the sender is used (or
+/// dropped): its address, the sender and the serving task.
+async fn serve(front: HttpFront) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<Stopped>) {
+    let server: Server = front.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(async {
+        let _ = rx.await;
+    }));
+    (addr, tx, served)
+}
+
 async fn start(limits: Limits) -> Fixture {
     let dir = app_dir();
     let app = FunctionApp::loader(dir.path())
@@ -150,17 +164,10 @@ async fn start(limits: Limits) -> Fixture {
     );
     let keys = Arc::new(KeyStore::in_memory().unwrap());
     keys.ensure_function_keys(["Secret", "Other"]).unwrap();
-    let server: Server = HttpFront::new(host)
+    let front = HttpFront::new(host)
         .with_keys(keys.clone())
-        .with_limits(limits)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.serve(async {
-        let _ = rx.await;
-    }));
+        .with_limits(limits);
+    let (addr, tx, served) = serve(front).await;
     Fixture {
         _dir: dir,
         addr,
@@ -248,7 +255,7 @@ async fn auth_levels_with_and_without_keys() {
     let addr = fx.addr;
     let h = |k: &str| {
         let k = k.to_owned();
-        async move { send(addr, "GET", "/api/secret", &[("x-functions-key", &k)], b"").await }
+        async move { get_with_key(addr, "/api/secret", &k).await }
     };
     assert_eq!(h(&secret_key).await.status, 200);
     assert_eq!(h(&other_key).await.status, 401, "another function's key");
@@ -275,14 +282,7 @@ async fn auth_levels_with_and_without_keys() {
             .status,
         200
     );
-    let r = send(
-        fx.addr,
-        "GET",
-        "/api/root",
-        &[("x-functions-key", &master)],
-        b"",
-    )
-    .await;
+    let r = get_with_key(fx.addr, "/api/root", &master).await;
     assert_eq!(r.status, 200);
     fx.stop().await;
 }
@@ -295,14 +295,7 @@ async fn admin_endpoints() {
     let auth = [("x-functions-key", master.as_str())];
 
     assert_eq!(get(fx.addr, "/admin/host/status").await.status, 401);
-    let r = send(
-        fx.addr,
-        "GET",
-        "/admin/host/status",
-        &[("x-functions-key", &host_key)],
-        b"",
-    )
-    .await;
+    let r = get_with_key(fx.addr, "/admin/host/status", &host_key).await;
     assert_eq!(r.status, 401, "a host key is not the master key");
     let r = send(fx.addr, "GET", "/admin/host/status", &auth, b"").await;
     assert_eq!(r.status, 200);
@@ -522,15 +515,7 @@ async fn hot_swap_serves_the_new_version() {
             )
             .build(load(dir.path())),
     );
-    let server = HttpFront::new(host.clone())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.serve(async {
-        let _ = rx.await;
-    }));
+    let (addr, tx, served) = serve(HttpFront::new(host.clone())).await;
     assert_eq!(get(addr, "/api/fresh").await.status, 404);
     write_app(
         dir.path(),

@@ -316,6 +316,27 @@ impl ListenersHandle {
     }
 }
 
+/// The start of a listener's round: reaps the runs that ended and gives
+/// the function's handle, or `None` when the listener stops (asked to, or
+/// the function is gone or changed in the current app version, which is
+/// logged).
+pub(crate) fn next_round(
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+    current_handle: impl FnOnce() -> Option<FunctionHandle>,
+    log: impl FnOnce(&str),
+) -> Option<FunctionHandle> {
+    if *stop.borrow() {
+        return None;
+    }
+    while tasks.try_join_next().is_some() {}
+    let handle = current_handle();
+    if handle.is_none() {
+        log("the function is gone or changed in the current app version: stopping");
+    }
+    handle
+}
+
 /// A listener's failed calls to its service in a row, logged without
 /// flooding: the first failure, a new kind of failure and every hundredth
 /// are logged, and so is the first success after them.

@@ -68,6 +68,15 @@ async fn blobs_of(blobs: &BlobService, container: &str) -> Vec<(String, Vec<u8>)
     out
 }
 
+/// The contents of the blobs whose names end in `ending`.
+fn ending_in<'f>(files: &'f [(String, Vec<u8>)], ending: &str) -> Vec<&'f Vec<u8>> {
+    files
+        .iter()
+        .filter(|(n, _)| n.ends_with(ending))
+        .map(|(_, c)| c)
+        .collect()
+}
+
 fn b64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -343,17 +352,11 @@ async fn custom_handlers_get_azures_payload_shapes_and_output_conversion() {
     // again), "aGVsbG8=" is "hello"; "hello world" is not base64.
     assert_eq!(wire, ["abcd", "abcd"]);
     assert_eq!(b64(&wire[0]), [0x69, 0xb7, 0x1d]);
-    let bins: Vec<&Vec<u8>> = files
-        .iter()
-        .filter(|(n, _)| n.ends_with(".bin"))
-        .map(|(_, c)| c)
-        .collect();
-    assert_eq!(bins, [b"hello", b"hello"]);
+    assert_eq!(ending_in(&files, ".bin"), [b"hello", b"hello"]);
     assert!(
-        files
+        ending_in(&files, ".txt")
             .iter()
-            .filter(|(n, _)| n.ends_with(".txt"))
-            .all(|(_, c)| c == b"hello world"),
+            .all(|c| *c == b"hello world"),
         "{files:?}"
     );
 }
@@ -367,10 +370,7 @@ async fn custom_handlers_can_ask_for_plain_shapes() {
     // Outputs are written as they come.
     assert_eq!(b64(&wire[0]), b"abcd");
     assert!(
-        files
-            .iter()
-            .filter(|(n, _)| n.ends_with(".bin"))
-            .all(|(_, c)| c == b"aGVsbG8="),
+        ending_in(&files, ".bin").iter().all(|c| *c == b"aGVsbG8="),
         "{files:?}"
     );
 }

@@ -25,13 +25,17 @@ const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
 const SCAN: Duration = Duration::from_millis(200);
 
-fn write_app(dir: &Path, host_json: &str, path: &str) {
-    std::fs::write(dir.join("host.json"), host_json).unwrap();
+/// An app with host.json `host_json` and one blobTrigger function,
+/// `Thumbs`, on `path`.
+fn blob_app(host_json: &str, path: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("host.json"), host_json).unwrap();
     write_function(
-        dir,
+        dir.path(),
         "Thumbs",
         json!([{"type": "blobTrigger", "direction": "in", "name": "image", "path": path, "connection": "Conn"}]),
     );
+    dir
 }
 
 /// The invocations seen, by blob name.
@@ -86,7 +90,7 @@ fn scan(host: Arc<Host>, log: LogSink) -> ListenersHandle {
 }
 
 fn total(seen: &Seen) -> usize {
-    seen.lock().unwrap().values().map(Vec::len).sum()
+    total_of(&seen.lock().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,12 +98,7 @@ async fn each_blob_version_is_processed_once_across_restarts() {
     let azurite = Azurite::start_with_blobs().await;
     let blobs = azurite.blobs();
     blobs.container("samples").create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        r#"{"version": "2.0"}"#,
-        "samples/img-{name}.{ext}",
-    );
+    let dir = blob_app(r#"{"version": "2.0"}"#, "samples/img-{name}.{ext}");
     const N: usize = 60;
     for i in 0..N {
         put(&blobs, &format!("img-{i}.v1.png"), &format!("content {i}")).await;
@@ -177,9 +176,7 @@ async fn a_failing_blob_is_poisoned_after_exactly_the_threshold() {
     let azurite = Azurite::start_with_blobs().await;
     let blobs = azurite.blobs();
     blobs.container("samples").create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
+    let dir = blob_app(
         r#"{"version": "2.0", "extensions": {"blobs": {"poisonBlobThreshold": 3}}}"#,
         "samples/{name}",
     );
@@ -216,8 +213,7 @@ async fn a_failing_blob_is_poisoned_after_exactly_the_threshold() {
 async fn a_missing_container_is_waited_for() {
     let azurite = Azurite::start_with_blobs().await;
     let blobs = azurite.blobs();
-    let dir = tempfile::tempdir().unwrap();
-    write_app(dir.path(), r#"{"version": "2.0"}"#, "samples/{name}");
+    let dir = blob_app(r#"{"version": "2.0"}"#, "samples/{name}");
     let seen: Seen = Arc::default();
     let (log, lines) = collecting_log();
     let handle = scan(host_for(dir.path(), &azurite, &seen, false), log);

@@ -69,6 +69,15 @@ async fn declare(channel: &Channel, name: &str, args: FieldTable) {
         .unwrap();
 }
 
+/// New queues (see [`unique`]), declared without arguments.
+async fn declared<const N: usize>(channel: &Channel, what: [&str; N]) -> [String; N] {
+    let names = what.map(unique);
+    for name in &names {
+        declare(channel, name, FieldTable::default()).await;
+    }
+    names
+}
+
 async fn count(channel: &Channel, name: &str) -> u32 {
     channel
         .queue_declare(
@@ -107,13 +116,16 @@ async fn publish(channel: &Channel, queue: &str, body: &str) {
         .unwrap();
 }
 
-fn write_app(dir: &Path, bindings: Value) {
+/// An app with one function, `Work`, with these bindings.
+fn rabbit_app(bindings: Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.join("host.json"),
+        dir.path().join("host.json"),
         r#"{"version": "2.0", "extensions": {"rabbitMQ": {"prefetchCount": 20}}}"#,
     )
     .unwrap();
-    write_function(dir, "Work", bindings);
+    write_function(dir.path(), "Work", bindings);
+    dir
 }
 
 fn load(dir: &Path, rabbit: &str) -> FunctionApp {
@@ -129,18 +141,11 @@ fn load(dir: &Path, rabbit: &str) -> FunctionApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_messages_each_run_once_and_their_outputs_are_published() {
     let (_conn, channel) = broker().await;
-    let input = unique("in");
-    let output = unique("out");
-    declare(&channel, &input, FieldTable::default()).await;
-    declare(&channel, &output, FieldTable::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        json!([
-            {"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": input, "connectionStringSetting": "Rabbit"},
-            {"type": "rabbitMQ", "direction": "out", "name": "$return", "queueName": output, "connectionStringSetting": "Rabbit"}
-        ]),
-    );
+    let [input, output] = declared(&channel, ["in", "out"]).await;
+    let dir = rabbit_app(json!([
+        {"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": input, "connectionStringSetting": "Rabbit"},
+        {"type": "rabbitMQ", "direction": "out", "name": "$return", "queueName": output, "connectionStringSetting": "Rabbit"}
+    ]));
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let recorded = seen.clone();
     let native = NativeExecutor::new().function("Work", move |inv: Invocation| {
@@ -205,9 +210,7 @@ async fn a_failing_message_is_dead_lettered_after_exactly_five_tries() {
         AMQPValue::LongString(dead.as_str().into()),
     );
     declare(&channel, &input, args).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
+    let dir = rabbit_app(
         json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": input, "connectionStringSetting": "Rabbit"}]),
     );
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -265,9 +268,7 @@ async fn a_broker_that_is_not_there_is_retried_and_logged_not_fatal() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
+    let dir = rabbit_app(
         json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": "nowhere", "connectionStringSetting": "Rabbit"}]),
     );
     let native = NativeExecutor::new().function("Work", |_inv: Invocation| async move {
@@ -293,15 +294,10 @@ async fn a_broker_that_is_not_there_is_retried_and_logged_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_twice() {
     let (_conn, channel) = broker().await;
-    let first = unique("swap-a");
-    let second = unique("swap-b");
-    declare(&channel, &first, FieldTable::default()).await;
-    declare(&channel, &second, FieldTable::default()).await;
+    let [first, second] = declared(&channel, ["swap-a", "swap-b"]).await;
     let trigger = |queue: &str| json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": queue, "connectionStringSetting": "Rabbit"}]);
-    let v1 = tempfile::tempdir().unwrap();
-    write_app(v1.path(), trigger(&first));
-    let v2 = tempfile::tempdir().unwrap();
-    write_app(v2.path(), trigger(&second));
+    let v1 = rabbit_app(trigger(&first));
+    let v2 = rabbit_app(trigger(&second));
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let recorded = seen.clone();
     let native = NativeExecutor::new().function("Work", move |inv: Invocation| {

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::BlobSpec;
-use crate::listeners::Failures;
+use crate::listeners::{Failures, next_round};
 use crate::queue::{MessageEncoding, encode_message};
 use crate::storage::{
     BlobClient, BlobItem, BlobProperties, BlobService, Lease, PutOptions, QueueService,
@@ -139,12 +139,12 @@ impl BlobListener {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut failures = Failures::default();
         loop {
-            if *stop.borrow() {
-                break;
-            }
-            while tasks.try_join_next().is_some() {}
-            let Some(handle) = current_handle(&ctx) else {
-                ctx.log("the function is gone or changed in the current app version: stopping");
+            let Some(handle) = next_round(
+                &stop,
+                &mut tasks,
+                || current_handle(&ctx),
+                |line| ctx.log(line),
+            ) else {
                 break;
             };
             match scan(&ctx, &handle, &mut tasks, &mut stop).await {

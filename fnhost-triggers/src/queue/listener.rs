@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::options::{MIN_POLLING_INTERVAL, MessageEncoding, QueueSpec};
-use crate::listeners::Failures;
+use crate::listeners::{Failures, next_round};
 use crate::storage::{QueueClient, QueueMessage, QueueService, StorageError};
 
 /// How long a received message stays hidden: ten minutes, as the host has
@@ -102,12 +102,12 @@ impl QueueListener {
         let wake = super::watcher(ctx.queue.endpoint(), ctx.queue.name());
         let mut failures = Failures::default();
         'poll: loop {
-            if *stop.borrow() {
-                break;
-            }
-            while tasks.try_join_next().is_some() {}
-            let Some(handle) = current_handle(&ctx) else {
-                ctx.log("the function is gone or changed in the current app version: stopping");
+            let Some(handle) = next_round(
+                &stop,
+                &mut tasks,
+                || current_handle(&ctx),
+                |line| ctx.log(line),
+            ) else {
                 break;
             };
             let delay = match ctx.queue.receive(options.batch_size, ctx.visibility).await {
