@@ -316,6 +316,16 @@ impl ListenersHandle {
     }
 }
 
+/// What a polling listener's loop needs of its context.
+pub(crate) trait ListenerCtx {
+    /// The function's handle in the current app version, while it is
+    /// enabled and still has the listener's spec.
+    fn current_handle(&self) -> Option<FunctionHandle>;
+
+    /// Logs a line about the listener.
+    fn log(&self, line: &str);
+}
+
 /// The start of a listener's round: reaps the runs that ended and gives
 /// the function's handle, or `None` when the listener stops (asked to, or
 /// the function is gone or changed in the current app version, which is
@@ -323,16 +333,15 @@ impl ListenersHandle {
 pub(crate) fn next_round(
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
-    current_handle: impl FnOnce() -> Option<FunctionHandle>,
-    log: impl FnOnce(&str),
+    ctx: &impl ListenerCtx,
 ) -> Option<FunctionHandle> {
     if *stop.borrow() {
         return None;
     }
     while tasks.try_join_next().is_some() {}
-    let handle = current_handle();
+    let handle = ctx.current_handle();
     if handle.is_none() {
-        log("the function is gone or changed in the current app version: stopping");
+        ctx.log("the function is gone or changed in the current app version: stopping");
     }
     handle
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::BlobSpec;
-use crate::listeners::{Failures, next_round};
+use crate::listeners::{Failures, ListenerCtx, next_round};
 use crate::queue::{MessageEncoding, encode_message};
 use crate::storage::{
     BlobClient, BlobItem, BlobProperties, BlobService, Lease, PutOptions, QueueService,
@@ -76,13 +76,6 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    fn log(&self, line: &str) {
-        (self.log)(&format!(
-            "blob container '{}' ({}): {line}",
-            self.spec.pattern.container, self.spec.function
-        ));
-    }
-
     fn receipt(&self, item: &BlobItem) -> BlobClient {
         let etag = item.properties.etag.trim_matches('"');
         self.blobs.container(RECEIPTS_CONTAINER).blob(&format!(
@@ -139,12 +132,7 @@ impl BlobListener {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut failures = Failures::default();
         loop {
-            let Some(handle) = next_round(
-                &stop,
-                &mut tasks,
-                || current_handle(&ctx),
-                |line| ctx.log(line),
-            ) else {
+            let Some(handle) = next_round(&stop, &mut tasks, &*ctx) else {
                 break;
             };
             match scan(&ctx, &handle, &mut tasks, &mut stop).await {
@@ -176,8 +164,17 @@ impl BlobListener {
     }
 }
 
-fn current_handle(ctx: &Ctx) -> Option<FunctionHandle> {
-    crate::listeners::current_handle(&ctx.host, &ctx.spec.function, &ctx.spec, BlobSpec::of)
+impl ListenerCtx for Ctx {
+    fn current_handle(&self) -> Option<FunctionHandle> {
+        crate::listeners::current_handle(&self.host, &self.spec.function, &self.spec, BlobSpec::of)
+    }
+
+    fn log(&self, line: &str) {
+        (self.log)(&format!(
+            "blob container '{}' ({}): {line}",
+            self.spec.pattern.container, self.spec.function
+        ));
+    }
 }
 
 /// Lists the container and starts a run for each matching blob version

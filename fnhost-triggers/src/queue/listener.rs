@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::options::{MIN_POLLING_INTERVAL, MessageEncoding, QueueSpec};
-use crate::listeners::{Failures, next_round};
+use crate::listeners::{Failures, ListenerCtx, next_round};
 use crate::storage::{QueueClient, QueueMessage, QueueService, StorageError};
 
 /// How long a received message stays hidden: ten minutes, as the host has
@@ -50,15 +50,6 @@ struct LogWrap(LogSink);
 impl std::fmt::Debug for LogWrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LogSink")
-    }
-}
-
-impl Ctx {
-    fn log(&self, line: &str) {
-        (self.log.0)(&format!(
-            "queue '{}' ({}): {line}",
-            self.spec.queue, self.spec.function
-        ));
     }
 }
 
@@ -102,12 +93,7 @@ impl QueueListener {
         let wake = super::watcher(ctx.queue.endpoint(), ctx.queue.name());
         let mut failures = Failures::default();
         'poll: loop {
-            let Some(handle) = next_round(
-                &stop,
-                &mut tasks,
-                || current_handle(&ctx),
-                |line| ctx.log(line),
-            ) else {
+            let Some(handle) = next_round(&stop, &mut tasks, &*ctx) else {
                 break;
             };
             let delay = match ctx.queue.receive(options.batch_size, ctx.visibility).await {
@@ -160,8 +146,17 @@ impl QueueListener {
     }
 }
 
-fn current_handle(ctx: &Ctx) -> Option<FunctionHandle> {
-    crate::listeners::current_handle(&ctx.host, &ctx.spec.function, &ctx.spec, QueueSpec::of)
+impl ListenerCtx for Ctx {
+    fn current_handle(&self) -> Option<FunctionHandle> {
+        crate::listeners::current_handle(&self.host, &self.spec.function, &self.spec, QueueSpec::of)
+    }
+
+    fn log(&self, line: &str) {
+        (self.log.0)(&format!(
+            "queue '{}' ({}): {line}",
+            self.spec.queue, self.spec.function
+        ));
+    }
 }
 
 /// One message: decode, invoke (its visibility renewed meanwhile), then
