@@ -23,6 +23,13 @@ fn host_of(app: &TestApp) -> Host {
         .build(app.load(&[("MY_SETTING", "from settings")]))
 }
 
+/// A host of `app` whose process executors start from `template`.
+fn host_with_template(app: &TestApp, template: ProcessExecutor) -> Host {
+    Host::builder()
+        .factory(Arc::new(ProcessExecutorFactory::with_template(template)))
+        .build(app.load(&[]))
+}
+
 fn python_app(host: Value) -> TestApp {
     let app = TestApp::new(host);
     app.function("Job", manual(), &[("run.py", handler("oneshot.py"))]);
@@ -131,11 +138,7 @@ async fn garbage_on_stdout_fails_then_the_next_succeeds() {
 #[tokio::test]
 async fn too_much_stdout_fails_then_the_next_succeeds() {
     let app = python_app(json!({"version": "2.0"}));
-    let host = Host::builder()
-        .factory(Arc::new(ProcessExecutorFactory::with_template(
-            ProcessExecutor::new().with_max_stdout(1000),
-        )))
-        .build(app.load(&[]));
+    let host = host_with_template(&app, ProcessExecutor::new().with_max_stdout(1000));
     let err = host
         .invoke(
             "Job",
@@ -183,19 +186,10 @@ async fn a_hanging_script_is_killed_at_the_timeout_with_its_children() {
 #[tokio::test]
 async fn a_missing_interpreter_is_a_clear_error() {
     let app = python_app(json!({"version": "2.0"}));
-    let host = Host::builder()
-        .factory(Arc::new(ProcessExecutorFactory::with_template(
-            ProcessExecutor::new().with_interpreter(
-                "py",
-                "no-such-python-here",
-                Vec::<String>::new(),
-            ),
-        )))
-        .build(app.load(&[]));
-    let err = host
-        .invoke("Job", Invocation::new(json!({})))
-        .await
-        .expect_err("a failure");
+    let missing =
+        ProcessExecutor::new().with_interpreter("py", "no-such-python-here", Vec::<String>::new());
+    let host = host_with_template(&app, missing);
+    let (err, _) = failure(&host, "Job", json!({})).await;
     assert!(matches!(err, InvokeError::Unavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-python-here"), "{err}");
     assert!(err.to_string().contains("PATH"), "{err}");
