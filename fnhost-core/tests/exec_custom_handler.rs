@@ -75,6 +75,19 @@ fn host_with(app: &TestApp, options: CustomHandlerOptions, settings: &[(&str, &s
         .build(app.load(&all))
 }
 
+/// A host of `app` whose setting `setting` names a marker file in the app
+/// folder (which the handler writes when it gets there); the host and the
+/// marker's path.
+fn host_with_marker(
+    app: &TestApp,
+    options: CustomHandlerOptions,
+    setting: &str,
+) -> (Host, std::path::PathBuf) {
+    let marker = app.root().join(format!("{setting}.marker"));
+    let path = marker.to_str().expect("UTF-8 path");
+    (host_with(app, options, &[(setting, path)]), marker)
+}
+
 /// A host of `app` with the default test options.
 fn default_host(app: &TestApp) -> Host {
     let (options, _) = options();
@@ -259,14 +272,9 @@ async fn a_handler_that_crashes_mid_invocation_is_restarted() {
 #[tokio::test]
 async fn a_handler_that_never_becomes_ready_fails_clearly_then_recovers() {
     let app = handler_app(json!({}));
-    let marker = app.root().join("started-once");
     let (options, _) = options();
     let options = options.with_readiness_timeout(Duration::from_millis(1500));
-    let host = host_with(
-        &app,
-        options,
-        &[("NEVER_READY_MARKER", marker.to_str().expect("UTF-8 path"))],
-    );
+    let (host, _) = host_with_marker(&app, options, "NEVER_READY_MARKER");
     let err = host.start().await.expect_err("not ready");
     let message = err.to_string();
     assert!(
@@ -340,13 +348,8 @@ async fn twenty_concurrent_invocations() {
 #[tokio::test]
 async fn shutdown_sends_sigterm_and_the_handler_exits() {
     let app = handler_app(json!({}));
-    let marker = app.root().join("got-sigterm");
     let (options, _) = options();
-    let host = host_with(
-        &app,
-        options,
-        &[("SIGTERM_MARKER", marker.to_str().expect("UTF-8 path"))],
-    );
+    let (host, marker) = host_with_marker(&app, options, "SIGTERM_MARKER");
     host.start().await.expect("the handler starts");
     let pid = u32::try_from(echo(&host).await["pid"].as_u64().expect("pid")).expect("pid");
     host.shutdown().await;
