@@ -316,12 +316,12 @@ async fn admin_endpoints() {
     assert_eq!(items["http"]["route"], "/api/items/{id:int}/{name?}");
     assert_eq!(items["http"]["authLevel"], "anonymous");
 
+    // POST with the master key.
+    let post = async |target: &str, body: &[u8]| send(fx.addr, "POST", target, &auth, body).await;
+
     // Run a function by hand, waiting for the result.
-    let r = send(
-        fx.addr,
-        "POST",
+    let r = post(
         "/admin/functions/manual?wait=true",
-        &auth,
         br#"{"input": {"n": 1}}"#,
     )
     .await;
@@ -331,14 +331,7 @@ async fn admin_endpoints() {
     assert_eq!(v["result"]["Logs"], json!(["manual ran"]));
 
     // Like the host: 202 at once, run in the background.
-    let r = send(
-        fx.addr,
-        "POST",
-        "/admin/functions/Manual",
-        &auth,
-        br#"{"input": "x"}"#,
-    )
-    .await;
+    let r = post("/admin/functions/Manual", br#"{"input": "x"}"#).await;
     assert_eq!(r.status, 202);
     assert!(r.header("x-invocation-id").is_some());
     for _ in 0..100 {
@@ -350,18 +343,11 @@ async fn admin_endpoints() {
     assert_eq!(fx.admin_runs.load(Ordering::SeqCst), 2);
 
     // A disabled HTTP function still runs through the admin API.
-    let r = send(
-        fx.addr,
-        "POST",
-        "/admin/functions/Off?wait=true",
-        &auth,
-        b"",
-    )
-    .await;
+    let r = post("/admin/functions/Off?wait=true", b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["result"]["Outputs"]["res"]["body"], "off");
 
-    let r = send(fx.addr, "POST", "/admin/functions/Fail?wait=1", &auth, b"").await;
+    let r = post("/admin/functions/Fail?wait=1", b"").await;
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["error"], "Function 'Fail' failed: bad input given");
 
