@@ -109,6 +109,14 @@ impl Scanner<'_> {
         }
     }
 
+    /// Skips a member that is not the last: its value and the comma
+    /// after it (`None` at the container's end or on malformed text).
+    fn skip_member(&mut self) -> Option<()> {
+        self.skip_value()?;
+        self.skip_ws();
+        (self.peek()? == b',').then(|| self.pos += 1)
+    }
+
     /// At the start of an object or array, moves to the start of the member
     /// `seg` and returns its offset.
     fn descend(&mut self, seg: Seg<'_>) -> Option<usize> {
@@ -130,12 +138,7 @@ impl Scanner<'_> {
                     if name == key {
                         return Some(self.pos);
                     }
-                    self.skip_value()?;
-                    self.skip_ws();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        _ => return None,
-                    }
+                    self.skip_member()?;
                 }
             }
             (b'[', Seg::Index(index)) => {
@@ -149,12 +152,7 @@ impl Scanner<'_> {
                     if i == index {
                         return Some(self.pos);
                     }
-                    self.skip_value()?;
-                    self.skip_ws();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        _ => return None,
-                    }
+                    self.skip_member()?;
                     i += 1;
                 }
             }

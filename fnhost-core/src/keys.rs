@@ -136,6 +136,18 @@ impl Secrets {
             .map(|(_, keys)| keys)
     }
 
+    /// The keys of a function, by name ignoring case, added empty (under
+    /// `function`) when it has none.
+    fn function_keys_mut(&mut self, function: &str) -> &mut BTreeMap<String, String> {
+        let name = self
+            .functions
+            .keys()
+            .find(|n| n.eq_ignore_ascii_case(function))
+            .cloned()
+            .unwrap_or_else(|| function.to_owned());
+        self.functions.entry(name).or_default()
+    }
+
     /// Checks `presented` against the keys that `level` accepts for
     /// `function`: none for anonymous; the master key, a host key or a key
     /// of that function for function level; the master key only for admin.
@@ -335,16 +347,8 @@ impl KeyStore {
         }
         self.update(|s| {
             for f in &missing {
-                let key = generate_key()?;
-                let existing = s
-                    .functions
-                    .keys()
-                    .find(|n| n.eq_ignore_ascii_case(f))
-                    .cloned();
-                s.functions
-                    .entry(existing.unwrap_or_else(|| f.clone()))
-                    .or_default()
-                    .insert(DEFAULT_KEY_NAME.to_owned(), key);
+                s.function_keys_mut(f)
+                    .insert(DEFAULT_KEY_NAME.to_owned(), generate_key()?);
             }
             Ok(())
         })
@@ -352,75 +356,41 @@ impl KeyStore {
 
     /// Replaces the master key; returns the new one.
     pub fn rotate_master(&self) -> Result<String, KeyError> {
-        let key = generate_key()?;
-        let out = key.clone();
-        self.update(move |s| {
-            s.master = key;
-            Ok(())
-        })?;
-        Ok(out)
+        self.put_new_key(|s, key| s.master = key)
     }
 
     /// Sets the host key `name` to a new key (adding or replacing it);
     /// returns it.
     pub fn new_host_key(&self, name: &str) -> Result<String, KeyError> {
         check_name(name)?;
-        let key = generate_key()?;
-        let out = key.clone();
-        self.update(|s| {
+        self.put_new_key(|s, key| {
             s.host.insert(name.to_owned(), key);
-            Ok(())
-        })?;
-        Ok(out)
+        })
     }
 
     /// Sets the key `name` of `function` to a new key (adding or
     /// replacing it); returns it.
     pub fn new_function_key(&self, function: &str, name: &str) -> Result<String, KeyError> {
         check_name(name)?;
-        let key = generate_key()?;
-        let out = key.clone();
-        self.update(|s| {
-            let existing = s
-                .functions
-                .keys()
-                .find(|n| n.eq_ignore_ascii_case(function))
-                .cloned();
-            s.functions
-                .entry(existing.unwrap_or_else(|| function.to_owned()))
-                .or_default()
-                .insert(name.to_owned(), key);
-            Ok(())
-        })?;
-        Ok(out)
+        self.put_new_key(|s, key| {
+            s.function_keys_mut(function).insert(name.to_owned(), key);
+        })
     }
 
     /// Removes the host key `name`; whether there was one.
     pub fn revoke_host_key(&self, name: &str) -> Result<bool, KeyError> {
-        let mut found = false;
-        self.update(|s| {
-            found = s.host.remove(name).is_some();
-            Ok(())
-        })?;
-        Ok(found)
+        self.remove_key(|s| s.host.remove(name).is_some())
     }
 
     /// Removes the key `name` of `function` (its name compared without
     /// case); whether there was one.
     pub fn revoke_function_key(&self, function: &str, name: &str) -> Result<bool, KeyError> {
-        let mut found = false;
-        self.update(|s| {
-            if let Some(keys) = s
-                .functions
+        self.remove_key(|s| {
+            s.functions
                 .iter_mut()
                 .find(|(n, _)| n.eq_ignore_ascii_case(function))
-                .map(|(_, k)| k)
-            {
-                found = keys.remove(name).is_some();
-            }
-            Ok(())
-        })?;
-        Ok(found)
+                .is_some_and(|(_, keys)| keys.remove(name).is_some())
+        })
     }
 
     /// Checks a presented key for a function of this auth level (see
@@ -475,6 +445,28 @@ impl KeyStore {
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes a new key, puts it where `place` says and saves; returns it.
+    fn put_new_key(&self, place: impl FnOnce(&mut Secrets, String)) -> Result<String, KeyError> {
+        let key = generate_key()?;
+        let out = key.clone();
+        self.update(|s| {
+            place(s, key);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Removes a key as `remove` says (which tells whether there was one)
+    /// and saves; whether there was one.
+    fn remove_key(&self, remove: impl FnOnce(&mut Secrets) -> bool) -> Result<bool, KeyError> {
+        let mut found = false;
+        self.update(|s| {
+            found = remove(s);
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// Applies a change and saves it; on error nothing changes.

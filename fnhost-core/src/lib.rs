@@ -16,6 +16,8 @@ pub mod route;
 pub mod scaffold;
 pub mod schedule;
 pub mod source;
+#[cfg(feature = "tokio")]
+pub mod task;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 #[cfg(feature = "tokio")]

@@ -762,19 +762,55 @@ fn node_v4_script(template: Template, name: &str, esm: bool) -> String {
         (false, true) => "const { app, trigger } = require('@azure/functions');",
     };
     let body = match template {
-        Template::Http => NODE_V4_HTTP,
-        Template::Timer => NODE_V4_TIMER,
-        Template::Queue => NODE_V4_QUEUE,
-        Template::Blob => NODE_V4_BLOB,
-        Template::EventGrid => NODE_V4_EVENTGRID,
-        Template::ServiceBus => NODE_V4_SERVICEBUS,
-        Template::EventHub => NODE_V4_EVENTHUB,
-        Template::RabbitMq => NODE_V4_RABBITMQ,
+        Template::Http => NODE_V4_HTTP.to_owned(),
+        Template::Timer => NODE_V4_TIMER.to_owned(),
+        Template::Blob => NODE_V4_BLOB.to_owned(),
+        Template::EventHub => NODE_V4_EVENTHUB.to_owned(),
+        Template::Queue | Template::EventGrid | Template::ServiceBus | Template::RabbitMq => {
+            let row = NODE_V4_LOGGING.iter().find(|row| row.template == template);
+            row.map(NodeLogging::text).unwrap_or_default()
+        }
         // Refused before: the v4 model has no manual trigger.
-        Template::Manual => "",
+        Template::Manual => String::new(),
     };
-    let body = fill(body, name);
+    let body = fill(&body, name);
     format!("{import}\n\n{body}")
+}
+
+/// A Node.js v4 template that only logs its trigger.
+struct NodeLogging {
+    template: Template,
+    /// The `app` method and the lines of its options before the handler.
+    method: &'static str,
+    options: &'static [&'static str],
+    /// The handler's argument and what is logged before it.
+    arg: &'static str,
+    message: &'static str,
+}
+
+#[rustfmt::skip]
+const NODE_V4_LOGGING: [NodeLogging; 4] = [
+    NodeLogging { template: Template::Queue, method: "storageQueue", options: &["queueName: '%RES%-items',", "connection: 'AzureWebJobsStorage',"], arg: "queueItem", message: "Storage queue function processed work item:" },
+    NodeLogging { template: Template::EventGrid, method: "eventGrid", options: &[], arg: "event", message: "Event grid function processed event:" },
+    NodeLogging { template: Template::ServiceBus, method: "serviceBusQueue", options: &["connection: 'ServiceBusConnection',", "queueName: '%RES%-queue',"], arg: "message", message: "Service bus queue function processed message:" },
+    NodeLogging { template: Template::RabbitMq, method: "generic", options: &["trigger: trigger.generic({", "    type: 'rabbitMQTrigger',", "    queueName: '%RES%-queue',", "    connectionStringSetting: 'RabbitMQConnection',", "}),"], arg: "message", message: "RabbitMQ function processed message:" },
+];
+
+impl NodeLogging {
+    /// The function's text, with placeholders.
+    fn text(&self) -> String {
+        let NodeLogging {
+            method,
+            options,
+            arg,
+            message,
+            ..
+        } = self;
+        let options: String = options.iter().map(|o| format!("    {o}\n")).collect();
+        format!(
+            "app.{method}('%NAME%', {{\n{options}    handler: ({arg}, context) => {{\n        context.log('{message}', {arg});\n    }},\n}});\n"
+        )
+    }
 }
 
 /// Fills a template's placeholders.
@@ -820,15 +856,6 @@ const NODE_V4_TIMER: &str = r#"app.timer('%NAME%', {
 });
 "#;
 
-const NODE_V4_QUEUE: &str = r#"app.storageQueue('%NAME%', {
-    queueName: '%RES%-items',
-    connection: 'AzureWebJobsStorage',
-    handler: (queueItem, context) => {
-        context.log('Storage queue function processed work item:', queueItem);
-    },
-});
-"#;
-
 const NODE_V4_BLOB: &str = r#"app.storageBlob('%NAME%', {
     path: '%RES%/{name}',
     connection: 'AzureWebJobsStorage',
@@ -836,34 +863,6 @@ const NODE_V4_BLOB: &str = r#"app.storageBlob('%NAME%', {
         context.log(
             `Storage blob function processed blob "${context.triggerMetadata.name}" with size ${blob.length} bytes`
         );
-    },
-});
-"#;
-
-const NODE_V4_EVENTGRID: &str = r#"app.eventGrid('%NAME%', {
-    handler: (event, context) => {
-        context.log('Event grid function processed event:', event);
-    },
-});
-"#;
-
-const NODE_V4_SERVICEBUS: &str = r#"app.serviceBusQueue('%NAME%', {
-    connection: 'ServiceBusConnection',
-    queueName: '%RES%-queue',
-    handler: (message, context) => {
-        context.log('Service bus queue function processed message:', message);
-    },
-});
-"#;
-
-const NODE_V4_RABBITMQ: &str = r#"app.generic('%NAME%', {
-    trigger: trigger.generic({
-        type: 'rabbitMQTrigger',
-        queueName: '%RES%-queue',
-        connectionStringSetting: 'RabbitMQConnection',
-    }),
-    handler: (message, context) => {
-        context.log('RabbitMQ function processed message:', message);
     },
 });
 "#;
@@ -929,9 +928,39 @@ fn script_function_json(template: Template, name: &str, script_file: Option<&str
 
 /// index.js of a Node.js v3 function.
 fn node_v3_script(template: Template) -> String {
-    let text = match template {
-        Template::Http => {
-            r#"module.exports = async function (context, req) {
+    // Most templates only log their trigger: its argument and a message.
+    let (arg, message) = match template {
+        Template::Http => return fill(NODE_V3_HTTP, ""),
+        Template::Timer => return NODE_V3_TIMER.to_owned(),
+        Template::Blob => return NODE_V3_BLOB.to_owned(),
+        Template::EventHub => return NODE_V3_EVENTHUB.to_owned(),
+        Template::Queue => (
+            "myQueueItem",
+            "JavaScript queue trigger function processed work item",
+        ),
+        Template::Manual => (
+            "input",
+            "JavaScript manually triggered function called with input:",
+        ),
+        Template::EventGrid => (
+            "eventGridEvent",
+            "JavaScript Event Grid function processed an event:",
+        ),
+        Template::ServiceBus => (
+            "mySbMsg",
+            "JavaScript ServiceBus queue trigger function processed message",
+        ),
+        Template::RabbitMq => (
+            "myQueueItem",
+            "JavaScript RabbitMQ trigger function processed message",
+        ),
+    };
+    format!(
+        "module.exports = async function (context, {arg}) {{\n    context.log('{message}', {arg});\n}};\n"
+    )
+}
+
+const NODE_V3_HTTP: &str = r#"module.exports = async function (context, req) {
     context.log('JavaScript HTTP trigger function processed a request.');
 
     const name = req.query.name || (req.body && req.body.name);
@@ -944,10 +973,9 @@ fn node_v3_script(template: Template) -> String {
         body: responseMessage,
     };
 };
-"#
-        }
-        Template::Timer => {
-            r#"module.exports = async function (context, myTimer) {
+"#;
+
+const NODE_V3_TIMER: &str = r#"module.exports = async function (context, myTimer) {
     const timeStamp = new Date().toISOString();
 
     if (myTimer.isPastDue) {
@@ -955,85 +983,28 @@ fn node_v3_script(template: Template) -> String {
     }
     context.log('JavaScript timer trigger function ran!', timeStamp);
 };
-"#
-        }
-        Template::Queue => {
-            r#"module.exports = async function (context, myQueueItem) {
-    context.log('JavaScript queue trigger function processed work item', myQueueItem);
-};
-"#
-        }
-        Template::Blob => {
-            r#"module.exports = async function (context, myblob) {
+"#;
+
+const NODE_V3_BLOB: &str = r#"module.exports = async function (context, myblob) {
     context.log(
         `JavaScript blob trigger function processed blob "${context.bindingData.blobTrigger}" with size ${myblob.length} bytes`
     );
 };
-"#
-        }
-        Template::Manual => {
-            r#"module.exports = async function (context, input) {
-    context.log('JavaScript manually triggered function called with input:', input);
-};
-"#
-        }
-        Template::EventGrid => {
-            r#"module.exports = async function (context, eventGridEvent) {
-    context.log('JavaScript Event Grid function processed an event:', eventGridEvent);
-};
-"#
-        }
-        Template::ServiceBus => {
-            r#"module.exports = async function (context, mySbMsg) {
-    context.log('JavaScript ServiceBus queue trigger function processed message', mySbMsg);
-};
-"#
-        }
-        Template::EventHub => {
-            r#"module.exports = async function (context, eventHubMessages) {
+"#;
+
+const NODE_V3_EVENTHUB: &str = r#"module.exports = async function (context, eventHubMessages) {
     context.log(`JavaScript eventhub trigger function called for ${eventHubMessages.length} messages`);
 
     eventHubMessages.forEach((message, index) => {
         context.log(`Processed message ${index}:`, message);
     });
 };
-"#
-        }
-        Template::RabbitMq => {
-            r#"module.exports = async function (context, myQueueItem) {
-    context.log('JavaScript RabbitMQ trigger function processed message', myQueueItem);
-};
-"#
-        }
-    };
-    fill(text, "")
-}
+"#;
 
 /// `__init__.py` of a Python v1 function.
 fn python_v1_script(template: Template) -> String {
     let (imports, main) = match template {
-        Template::Http => (
-            "import logging\n",
-            r#"def main(req: func.HttpRequest) -> func.HttpResponse:
-    logging.info('Python HTTP trigger function processed a request.')
-
-    name = req.params.get('name')
-    if not name:
-        try:
-            req_body = req.get_json()
-        except ValueError:
-            pass
-        else:
-            name = req_body.get('name') if isinstance(req_body, dict) else None
-
-    if name:
-        return func.HttpResponse(f"Hello, {name}. %GREETING%")
-    return func.HttpResponse(
-        "%NO_NAME%",
-        status_code=200,
-    )
-"#,
-        ),
+        Template::Http => ("import logging\n", PYTHON_HTTP),
         Template::Timer => (
             "import datetime\nimport logging\n",
             r#"def main(mytimer: func.TimerRequest) -> None:
@@ -1102,10 +1073,12 @@ fn python_v1_script(template: Template) -> String {
 "#,
         ),
     };
+    // A v1 function is always `main`.
     fill(
         &format!("{imports}\nimport azure.functions as func\n\n\n{main}"),
         "",
     )
+    .replace("%IDENT%", "main")
 }
 
 /// Python's keywords, which no function may be called.
@@ -1178,19 +1151,7 @@ fn append_python_v2(path: &Path, template: Template, name: &str) -> Result<(), S
         }
         format!("@{app}.function_name(name=\"{name}\")\n")
     };
-    let block = match template {
-        Template::Http => PYTHON_V2_HTTP,
-        Template::Timer => PYTHON_V2_TIMER,
-        Template::Queue => PYTHON_V2_QUEUE,
-        Template::Blob => PYTHON_V2_BLOB,
-        Template::EventGrid => PYTHON_V2_EVENTGRID,
-        Template::ServiceBus => PYTHON_V2_SERVICEBUS,
-        Template::EventHub => PYTHON_V2_EVENTHUB,
-        Template::RabbitMq => PYTHON_V2_RABBITMQ,
-        // Refused before: the v2 model has no manual trigger.
-        Template::Manual => "",
-    };
-    let block = fill(block, name)
+    let block = fill(&python_v2_block(template), name)
         .replace("%APP%", &app)
         .replace("%IDENT%", &ident);
 
@@ -1240,8 +1201,8 @@ fn append_python_v2(path: &Path, template: Template, name: &str) -> Result<(), S
     })
 }
 
-const PYTHON_V2_HTTP: &str = r#"@%APP%.route(route="%NAME%", methods=["GET", "POST"], auth_level=func.AuthLevel.FUNCTION)
-def %IDENT%(req: func.HttpRequest) -> func.HttpResponse:
+/// The HTTP function of both Python models (v1 names it `main`).
+const PYTHON_HTTP: &str = r#"def %IDENT%(req: func.HttpRequest) -> func.HttpResponse:
     logging.info('Python HTTP trigger function processed a request.')
 
     name = req.params.get('name')
@@ -1261,6 +1222,71 @@ def %IDENT%(req: func.HttpRequest) -> func.HttpResponse:
     )
 "#;
 
+const PYTHON_V2_HTTP_ROUTE: &str = r#"@%APP%.route(route="%NAME%", methods=["GET", "POST"], auth_level=func.AuthLevel.FUNCTION)
+"#;
+
+/// A Python v2 function's decorators and definition, with placeholders.
+fn python_v2_block(template: Template) -> String {
+    match template {
+        // The same function as v1's, under a route.
+        Template::Http => format!("{PYTHON_V2_HTTP_ROUTE}{PYTHON_HTTP}"),
+        Template::Timer => PYTHON_V2_TIMER.to_owned(),
+        Template::Blob => PYTHON_V2_BLOB.to_owned(),
+        Template::EventGrid => PYTHON_V2_EVENTGRID.to_owned(),
+        Template::RabbitMq => PYTHON_V2_RABBITMQ.to_owned(),
+        Template::Queue | Template::ServiceBus | Template::EventHub => {
+            let row = PYTHON_V2_MESSAGE
+                .iter()
+                .find(|row| row.template == template);
+            row.map(PythonMessage::text).unwrap_or_default()
+        }
+        // Refused before: the v2 model has no manual trigger.
+        Template::Manual => String::new(),
+    }
+}
+
+/// A Python v2 template that logs the body of the message it is given.
+struct PythonMessage {
+    template: Template,
+    /// The trigger decorator and its first arguments.
+    decorator: &'static str,
+    args: &'static str,
+    connection: &'static str,
+    /// The argument's name and `func` type.
+    arg: &'static str,
+    ty: &'static str,
+    /// What is logged before the body.
+    message: &'static str,
+}
+
+#[rustfmt::skip]
+const PYTHON_V2_MESSAGE: [PythonMessage; 3] = [
+    PythonMessage { template: Template::Queue, decorator: "queue_trigger", args: r#"arg_name="azqueue", queue_name="%RES%-items""#, connection: "AzureWebJobsStorage", arg: "azqueue", ty: "QueueMessage", message: "Python Queue trigger processed a message" },
+    PythonMessage { template: Template::ServiceBus, decorator: "service_bus_queue_trigger", args: r#"arg_name="azservicebus", queue_name="%RES%-queue""#, connection: "ServiceBusConnection", arg: "azservicebus", ty: "ServiceBusMessage", message: "Python ServiceBus Queue trigger processed a message" },
+    PythonMessage { template: Template::EventHub, decorator: "event_hub_message_trigger", args: r#"arg_name="azeventhub", event_hub_name="%RES%-hub""#, connection: "EventHubConnection", arg: "azeventhub", ty: "EventHubEvent", message: "Python EventHub trigger processed an event" },
+];
+
+impl PythonMessage {
+    /// The function's text: the connection goes on the decorator's second
+    /// line, aligned under its first as Azure's templates do (for an app
+    /// named `app`).
+    fn text(&self) -> String {
+        let PythonMessage {
+            decorator,
+            args,
+            connection,
+            arg,
+            ty,
+            message,
+            ..
+        } = self;
+        let indent = " ".repeat("@app.".len() + decorator.len() + 1);
+        format!(
+            "@%APP%.{decorator}({args},\n{indent}connection=\"{connection}\")\ndef %IDENT%({arg}: func.{ty}):\n    logging.info('{message}: %s',\n                 {arg}.get_body().decode('utf-8'))\n"
+        )
+    }
+}
+
 const PYTHON_V2_TIMER: &str = r#"@%APP%.timer_trigger(schedule="0 */5 * * * *", arg_name="myTimer", run_on_startup=False,
                    use_monitor=False)
 def %IDENT%(myTimer: func.TimerRequest) -> None:
@@ -1268,13 +1294,6 @@ def %IDENT%(myTimer: func.TimerRequest) -> None:
         logging.info('The timer is past due!')
 
     logging.info('Python timer trigger function executed.')
-"#;
-
-const PYTHON_V2_QUEUE: &str = r#"@%APP%.queue_trigger(arg_name="azqueue", queue_name="%RES%-items",
-                   connection="AzureWebJobsStorage")
-def %IDENT%(azqueue: func.QueueMessage):
-    logging.info('Python Queue trigger processed a message: %s',
-                 azqueue.get_body().decode('utf-8'))
 "#;
 
 const PYTHON_V2_BLOB: &str = r#"@%APP%.blob_trigger(arg_name="myblob", path="%RES%/{name}",
@@ -1288,20 +1307,6 @@ def %IDENT%(myblob: func.InputStream):
 const PYTHON_V2_EVENTGRID: &str = r#"@%APP%.event_grid_trigger(arg_name="azeventgrid")
 def %IDENT%(azeventgrid: func.EventGridEvent):
     logging.info('Python EventGrid trigger processed an event: %s', azeventgrid.get_json())
-"#;
-
-const PYTHON_V2_SERVICEBUS: &str = r#"@%APP%.service_bus_queue_trigger(arg_name="azservicebus", queue_name="%RES%-queue",
-                               connection="ServiceBusConnection")
-def %IDENT%(azservicebus: func.ServiceBusMessage):
-    logging.info('Python ServiceBus Queue trigger processed a message: %s',
-                 azservicebus.get_body().decode('utf-8'))
-"#;
-
-const PYTHON_V2_EVENTHUB: &str = r#"@%APP%.event_hub_message_trigger(arg_name="azeventhub", event_hub_name="%RES%-hub",
-                               connection="EventHubConnection")
-def %IDENT%(azeventhub: func.EventHubEvent):
-    logging.info('Python EventHub trigger processed an event: %s',
-                 azeventhub.get_body().decode('utf-8'))
 "#;
 
 const PYTHON_V2_RABBITMQ: &str = r#"@%APP%.generic_trigger(arg_name="msg", type="rabbitMQTrigger", queue_name="%RES%-queue",

@@ -234,12 +234,7 @@ crate::forward_impls! {
         fn name(&self) -> &str;
         fn head(&self, spec: &SourceSpec) -> Result<String, SourceError>;
         fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError>;
-        fn update(
-            &self,
-            spec: &SourceSpec,
-            dir: &Path,
-            previous: &str,
-        ) -> Result<SourceSnapshot, SourceError>;
+        fn update(&self, spec: &SourceSpec, dir: &Path, previous: &str) -> Result<SourceSnapshot, SourceError>;
     }
 }
 

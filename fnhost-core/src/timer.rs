@@ -29,8 +29,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::invoke::{Host, Invocation};
+use crate::invoke::{Host, Invocation, InvocationResult, InvokeError};
 use crate::schedule::Schedule;
+use crate::task::StoppableTask;
 
 /// Where the host's components send their log lines (never secrets).
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -51,6 +52,27 @@ pub fn tracing_log() -> LogSink {
 /// The longest the scheduler sleeps before it looks at the current app
 /// version again (so swapped-in versions are picked up).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Logs how a run of `function` that `source` (`timer`, `admin`) started
+/// ended: the function's log lines, then that it ran or why it failed.
+pub(crate) fn log_outcome(
+    log: &LogSink,
+    source: &str,
+    function: &str,
+    outcome: &Result<InvocationResult, InvokeError>,
+) {
+    let lines = match outcome {
+        Ok(result) => &result.logs,
+        Err(e) => e.logs(),
+    };
+    for line in lines {
+        log(&format!("{function}: {line}"));
+    }
+    match outcome {
+        Ok(_) => log(&format!("{source}: '{function}' ran")),
+        Err(e) => log(&format!("{source}: {e}")),
+    }
+}
 
 /// Runs the timer triggers of a [`Host`]'s current app version.
 pub struct TimerScheduler {
@@ -98,12 +120,7 @@ impl TimerScheduler {
 
     /// Starts the scheduler on the current Tokio runtime.
     pub fn start(self) -> TimerHandle {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(self.run(stop_rx));
-        TimerHandle {
-            stop: stop_tx,
-            task,
-        }
+        TimerHandle(StoppableTask::spawn(|stop| self.run(stop)))
     }
 
     async fn run(self, mut stop: watch::Receiver<bool>) -> usize {
@@ -160,20 +177,8 @@ impl TimerScheduler {
                             let _clear = ClearOnDrop(running);
                             let invocation =
                                 Invocation::new(trigger).with_metadata("sys", sys_metadata(&name));
-                            match handle.invoke(invocation).await {
-                                Ok(result) => {
-                                    for line in &result.logs {
-                                        log(&format!("{name}: {line}"));
-                                    }
-                                    log(&format!("timer: '{name}' ran"));
-                                }
-                                Err(e) => {
-                                    for line in e.logs() {
-                                        log(&format!("{name}: {line}"));
-                                    }
-                                    log(&format!("timer: {e}"));
-                                }
-                            }
+                            let outcome = handle.invoke(invocation).await;
+                            log_outcome(&log, "timer", &name, &outcome);
                         });
                     }
                 }
@@ -231,24 +236,13 @@ impl Drop for ClearOnDrop {
 
 /// A running [`TimerScheduler`].
 #[derive(Debug)]
-pub struct TimerHandle {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<usize>,
-}
+pub struct TimerHandle(StoppableTask<usize>);
 
 impl TimerHandle {
     /// Stops scheduling, and waits up to `deadline` for runs in flight
     /// (they are cancelled after it). Returns whether they all finished.
     pub async fn stop(self, deadline: Duration) -> bool {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        match tokio::time::timeout(deadline, &mut task).await {
-            Ok(_) => true,
-            Err(_) => {
-                task.abort();
-                false
-            }
-        }
+        self.0.stop(deadline).await
     }
 }
 

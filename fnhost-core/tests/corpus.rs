@@ -75,12 +75,16 @@ fn check(path: &Path) -> Result<(), Diagnostics> {
     }
 }
 
+/// The corpus's expected.json.
+fn expected(dir: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).expect("read"))
+        .expect("expected.json is JSON")
+}
+
 #[test]
 fn every_document_gets_its_verdict() {
     let Some(dir) = corpus_dir() else { return };
-    let expected: Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).expect("read"))
-            .expect("expected.json is JSON");
+    let expected = expected(&dir);
     let reject = expected["reject"].as_object().expect("reject map");
     let mut docs = Vec::new();
     documents(&dir, &mut docs);
@@ -132,9 +136,7 @@ fn every_document_gets_its_verdict() {
 #[test]
 fn app_level_problems_are_flagged_when_the_app_loads() {
     let Some(dir) = corpus_dir() else { return };
-    let expected: Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).expect("read"))
-            .expect("expected.json is JSON");
+    let expected = expected(&dir);
     let app_level = expected["app_level"].as_object().expect("app_level map");
     assert!(!app_level.is_empty());
     for (rel, reason) in app_level {

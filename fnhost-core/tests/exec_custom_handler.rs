@@ -8,7 +8,10 @@ mod exec_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exec_support::{TestApp, eventually, handler, http_in_out, manual, process_is_gone};
+use exec_support::{
+    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
+    response_of, twenty_at_once,
+};
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink};
 use fnhost_core::invoke::http::HttpRequest;
 use fnhost_core::invoke::{BindingData, InvokeError};
@@ -72,6 +75,25 @@ fn host_with(app: &TestApp, options: CustomHandlerOptions, settings: &[(&str, &s
         .build(app.load(&all))
 }
 
+/// A host of `app` whose setting `setting` names a marker file in the app
+/// folder (which the handler writes when it gets there); the host and the
+/// marker's path.
+fn host_with_marker(
+    app: &TestApp,
+    options: CustomHandlerOptions,
+    setting: &str,
+) -> (Host, std::path::PathBuf) {
+    let marker = app.root().join(format!("{setting}.marker"));
+    let path = marker.to_str().expect("UTF-8 path");
+    (host_with(app, options, &[(setting, path)]), marker)
+}
+
+/// A host of `app` with the default test options.
+fn default_host(app: &TestApp) -> Host {
+    let (options, _) = options();
+    host_with(app, options, &[])
+}
+
 async fn echo(host: &Host) -> Value {
     let result = host
         .invoke("Manual", Invocation::new(json!({"mode": "echo"})))
@@ -82,13 +104,9 @@ async fn echo(host: &Host) -> Value {
 
 async fn fails_then_recovers(extra: Value, mode: &str) -> InvokeError {
     let app = handler_app(extra);
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     host.start().await.expect("the handler starts");
-    let err = host
-        .invoke("Manual", Invocation::new(json!({"mode": mode})))
-        .await
-        .expect_err("a failure");
+    let (err, _) = failure(&host, "Manual", json!({"mode": mode})).await;
     echo(&host).await;
     host.shutdown().await;
     err
@@ -163,23 +181,16 @@ async fn payload_mode_manual_trigger() {
 #[tokio::test]
 async fn payload_mode_http_trigger_with_route_query_and_body() {
     let app = handler_app(json!({}));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
-    let mut req = HttpRequest::new(Method::Post, "/api/items/42")
-        .with_query("q", "x")
-        .with_header("Content-Type", "text/plain")
-        .with_body("hello");
-    req.params.push(("id".into(), "42".into()));
+    let host = default_host(&app);
     let handle = host.resolve("Items").expect("Items");
     // No start(): the first invocation starts the handler.
-    let result = handle.invoke(Invocation::new(req)).await.expect("success");
+    let result = handle
+        .invoke(Invocation::new(items_request("x")))
+        .await
+        .expect("success");
     assert_eq!(result.logs, ["items called"]);
     assert!(matches!(result.output("res"), Some(BindingData::Json(_))));
-    let response = handle
-        .info()
-        .http_response(&result)
-        .expect("a response")
-        .expect("valid");
+    let response = response_of(&handle, &result);
     assert_eq!(response.status, 201);
     assert_eq!(response.header("X-Fn"), Some("Items"));
     assert_eq!(response.body, b"id=42 q=x body=hello");
@@ -196,8 +207,7 @@ async fn payload_mode_http_trigger_with_route_query_and_body() {
 #[tokio::test]
 async fn forwarding_mode_sends_the_request_as_is() {
     let app = handler_app(json!({"enableForwardingHttpRequest": true}));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     host.start().await.expect("the handler starts");
     let req = HttpRequest {
         url: "http://localhost:7071/api/hello?name=a%20b&x=1".into(),
@@ -246,15 +256,10 @@ async fn forwarding_mode_sends_the_request_as_is() {
 #[tokio::test]
 async fn a_handler_that_crashes_mid_invocation_is_restarted() {
     let app = handler_app(json!({}));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     host.start().await.expect("the handler starts");
     let first_pid = echo(&host).await["pid"].as_u64().expect("pid");
-    let err = host
-        .invoke("Manual", Invocation::new(json!({"mode": "crash"})))
-        .await
-        .expect_err("a failure");
-    let message = err.to_string();
+    let (err, message) = failure(&host, "Manual", json!({"mode": "crash"})).await;
     assert!(matches!(err, InvokeError::Failed { .. }), "{err:?}");
     assert!(message.contains("exited with status 7"), "{message}");
     assert!(message.contains("during POST /Manual"), "{message}");
@@ -267,14 +272,9 @@ async fn a_handler_that_crashes_mid_invocation_is_restarted() {
 #[tokio::test]
 async fn a_handler_that_never_becomes_ready_fails_clearly_then_recovers() {
     let app = handler_app(json!({}));
-    let marker = app.root().join("started-once");
     let (options, _) = options();
     let options = options.with_readiness_timeout(Duration::from_millis(1500));
-    let host = host_with(
-        &app,
-        options,
-        &[("NEVER_READY_MARKER", marker.to_str().expect("UTF-8 path"))],
-    );
+    let (host, _) = host_with_marker(&app, options, "NEVER_READY_MARKER");
     let err = host.start().await.expect_err("not ready");
     let message = err.to_string();
     assert!(
@@ -319,8 +319,7 @@ async fn retry_context_reaches_the_handler() {
     let app = handler_app(json!({
         "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}
     }));
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     let result = host
         .invoke("Manual", Invocation::new(json!({"mode": "retry"})))
         .await
@@ -335,27 +334,13 @@ async fn retry_context_reaches_the_handler() {
 #[tokio::test]
 async fn twenty_concurrent_invocations() {
     let app = handler_app(json!({}));
-    let (options, _) = options();
-    let host = Arc::new(host_with(&app, options, &[]));
+    let host = Arc::new(default_host(&app));
     host.start().await.expect("the handler starts");
     let handle = host.resolve("Manual").expect("Manual");
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let r = handle
-                    .invoke(Invocation::new(json!({"mode": "echo", "i": i})))
-                    .await
-                    .expect("success");
-                r.output("out").map(|o| o.to_json()["i"].as_i64())
-            })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for t in tasks {
-        seen.push(t.await.expect("no panic").flatten().expect("i"));
-    }
-    seen.sort();
+    let seen = twenty_at_once(&handle, |r| {
+        r.output("out").and_then(|o| o.to_json()["i"].as_i64())
+    })
+    .await;
     assert_eq!(seen, (0..20).collect::<Vec<i64>>());
     host.shutdown().await;
 }
@@ -363,13 +348,8 @@ async fn twenty_concurrent_invocations() {
 #[tokio::test]
 async fn shutdown_sends_sigterm_and_the_handler_exits() {
     let app = handler_app(json!({}));
-    let marker = app.root().join("got-sigterm");
     let (options, _) = options();
-    let host = host_with(
-        &app,
-        options,
-        &[("SIGTERM_MARKER", marker.to_str().expect("UTF-8 path"))],
-    );
+    let (host, marker) = host_with_marker(&app, options, "SIGTERM_MARKER");
     host.start().await.expect("the handler starts");
     let pid = u32::try_from(echo(&host).await["pid"].as_u64().expect("pid")).expect("pid");
     host.shutdown().await;
@@ -389,8 +369,7 @@ async fn a_missing_executable_is_a_clear_error() {
         "customHandler": {"description": {"defaultExecutablePath": "no-such-handler-binary"}}
     }));
     app.function("Manual", manual(), &[]);
-    let (options, _) = options();
-    let host = host_with(&app, options, &[]);
+    let host = default_host(&app);
     let err = host.start().await.expect_err("cannot start");
     assert!(err.to_string().contains("no-such-handler-binary"), "{err}");
     assert!(err.to_string().contains("PATH"), "{err}");

@@ -8,17 +8,26 @@ mod exec_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exec_support::{TestApp, eventually, handler, http_in_out, manual, process_is_gone};
+use exec_support::{
+    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
+    response_of, twenty_at_once,
+};
 use fnhost_core::exec::{ProcessExecutor, ProcessExecutorFactory};
-use fnhost_core::invoke::http::HttpRequest;
 use fnhost_core::invoke::{BindingData, InvokeError};
-use fnhost_core::{Host, Invocation, Method};
+use fnhost_core::{Host, Invocation};
 use serde_json::{Value, json};
 
 fn host_of(app: &TestApp) -> Host {
     Host::builder()
         .with_default_executors()
         .build(app.load(&[("MY_SETTING", "from settings")]))
+}
+
+/// A host of `app` whose process executors start from `template`.
+fn host_with_template(app: &TestApp, template: ProcessExecutor) -> Host {
+    Host::builder()
+        .factory(Arc::new(ProcessExecutorFactory::with_template(template)))
+        .build(app.load(&[]))
 }
 
 fn python_app(host: Value) -> TestApp {
@@ -85,18 +94,12 @@ async fn http_trigger_gets_route_query_and_body() {
         &[("index.js", handler("oneshot_http.js"))],
     );
     let host = host_of(&app);
-    let mut req = HttpRequest::new(Method::Post, "/api/items/42")
-        .with_query("q", "x y")
-        .with_header("Content-Type", "text/plain")
-        .with_body("hello");
-    req.params.push(("id".into(), "42".into()));
     let handle = host.resolve("Items").expect("Items");
-    let result = handle.invoke(Invocation::new(req)).await.expect("success");
-    let response = handle
-        .info()
-        .http_response(&result)
-        .expect("a response")
-        .expect("a valid response");
+    let result = handle
+        .invoke(Invocation::new(items_request("x y")))
+        .await
+        .expect("success");
+    let response = response_of(&handle, &result);
     assert_eq!(response.status, 201);
     assert_eq!(response.header("x-handler"), Some("node"));
     assert_eq!(
@@ -114,11 +117,7 @@ async fn http_trigger_gets_route_query_and_body() {
 async fn non_zero_exit_fails_with_stderr_then_the_next_succeeds() {
     let app = python_app(json!({"version": "2.0"}));
     let host = host_of(&app);
-    let err = host
-        .invoke("Job", Invocation::new(json!({"mode": "fail"})))
-        .await
-        .expect_err("a failure");
-    let message = err.to_string();
+    let (err, message) = failure(&host, "Job", json!({"mode": "fail"})).await;
     assert!(matches!(err, InvokeError::Failed { .. }), "{err:?}");
     assert!(message.contains("exited with status 3"), "{message}");
     assert!(message.contains("oops: the widget is broken"), "{message}");
@@ -130,11 +129,7 @@ async fn non_zero_exit_fails_with_stderr_then_the_next_succeeds() {
 async fn garbage_on_stdout_fails_then_the_next_succeeds() {
     let app = python_app(json!({"version": "2.0"}));
     let host = host_of(&app);
-    let err = host
-        .invoke("Job", Invocation::new(json!({"mode": "garbage"})))
-        .await
-        .expect_err("a failure");
-    let message = err.to_string();
+    let (_, message) = failure(&host, "Job", json!({"mode": "garbage"})).await;
     assert!(message.contains("not valid JSON"), "{message}");
     assert!(message.contains("this is not JSON at all"), "{message}");
     echo_works(&host).await;
@@ -143,11 +138,7 @@ async fn garbage_on_stdout_fails_then_the_next_succeeds() {
 #[tokio::test]
 async fn too_much_stdout_fails_then_the_next_succeeds() {
     let app = python_app(json!({"version": "2.0"}));
-    let host = Host::builder()
-        .factory(Arc::new(ProcessExecutorFactory::with_template(
-            ProcessExecutor::new().with_max_stdout(1000),
-        )))
-        .build(app.load(&[]));
+    let host = host_with_template(&app, ProcessExecutor::new().with_max_stdout(1000));
     let err = host
         .invoke(
             "Job",
@@ -195,19 +186,10 @@ async fn a_hanging_script_is_killed_at_the_timeout_with_its_children() {
 #[tokio::test]
 async fn a_missing_interpreter_is_a_clear_error() {
     let app = python_app(json!({"version": "2.0"}));
-    let host = Host::builder()
-        .factory(Arc::new(ProcessExecutorFactory::with_template(
-            ProcessExecutor::new().with_interpreter(
-                "py",
-                "no-such-python-here",
-                Vec::<String>::new(),
-            ),
-        )))
-        .build(app.load(&[]));
-    let err = host
-        .invoke("Job", Invocation::new(json!({})))
-        .await
-        .expect_err("a failure");
+    let missing =
+        ProcessExecutor::new().with_interpreter("py", "no-such-python-here", Vec::<String>::new());
+    let host = host_with_template(&app, missing);
+    let (err, _) = failure(&host, "Job", json!({})).await;
     assert!(matches!(err, InvokeError::Unavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-python-here"), "{err}");
     assert!(err.to_string().contains("PATH"), "{err}");
@@ -235,25 +217,10 @@ async fn twenty_concurrent_invocations() {
     let app = python_app(json!({"version": "2.0"}));
     let host = Arc::new(host_of(&app));
     let handle = host.resolve("Job").expect("Job");
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                let r = handle
-                    .invoke(Invocation::new(json!({"mode": "echo", "i": i})))
-                    .await
-                    .expect("success");
-                match r.return_value {
-                    Some(BindingData::Json(v)) => v["data"]["input"]["i"].as_i64(),
-                    _ => None,
-                }
-            })
-        })
-        .collect();
-    let mut seen = Vec::new();
-    for t in tasks {
-        seen.push(t.await.expect("no panic").expect("i"));
-    }
-    seen.sort();
+    let seen = twenty_at_once(&handle, |r| match r.return_value {
+        Some(BindingData::Json(v)) => v["data"]["input"]["i"].as_i64(),
+        _ => None,
+    })
+    .await;
     assert_eq!(seen, (0..20).collect::<Vec<i64>>());
 }

@@ -6,25 +6,27 @@
 
 mod http_support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use fnhost_core::http::{HttpFront, Limits, Server};
+use fnhost_core::http::{HttpFront, Limits, Server, Stopped};
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::invoke::{ExecutorError, InvocationResult};
 use fnhost_core::keys::KeyStore;
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
-use http_support::{get, http_function, send, write_app};
+use http_support::{get, get_with_key, http_function, send, write_app};
 use serde_json::json;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 struct Fixture {
     _dir: tempfile::TempDir,
     addr: std::net::SocketAddr,
     keys: Arc<KeyStore>,
     stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<fnhost_core::http::Stopped>,
+    served: JoinHandle<Stopped>,
     admin_runs: Arc<AtomicUsize>,
 }
 
@@ -135,6 +137,18 @@ fn native(admin_runs: Arc<AtomicUsize>) -> NativeExecutor {
         })
 }
 
+/// Serves `front` on a free loopback port until the sender is used (or
+/// dropped): its address, the sender and the serving task.
+async fn serve(front: HttpFront) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<Stopped>) {
+    let server: Server = front.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve(async {
+        let _ = rx.await;
+    }));
+    (addr, tx, served)
+}
+
 async fn start(limits: Limits) -> Fixture {
     let dir = app_dir();
     let app = FunctionApp::loader(dir.path())
@@ -150,17 +164,10 @@ async fn start(limits: Limits) -> Fixture {
     );
     let keys = Arc::new(KeyStore::in_memory().unwrap());
     keys.ensure_function_keys(["Secret", "Other"]).unwrap();
-    let server: Server = HttpFront::new(host)
+    let front = HttpFront::new(host)
         .with_keys(keys.clone())
-        .with_limits(limits)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.serve(async {
-        let _ = rx.await;
-    }));
+        .with_limits(limits);
+    let (addr, tx, served) = serve(front).await;
     Fixture {
         _dir: dir,
         addr,
@@ -248,7 +255,7 @@ async fn auth_levels_with_and_without_keys() {
     let addr = fx.addr;
     let h = |k: &str| {
         let k = k.to_owned();
-        async move { send(addr, "GET", "/api/secret", &[("x-functions-key", &k)], b"").await }
+        async move { get_with_key(addr, "/api/secret", &k).await }
     };
     assert_eq!(h(&secret_key).await.status, 200);
     assert_eq!(h(&other_key).await.status, 401, "another function's key");
@@ -275,14 +282,7 @@ async fn auth_levels_with_and_without_keys() {
             .status,
         200
     );
-    let r = send(
-        fx.addr,
-        "GET",
-        "/api/root",
-        &[("x-functions-key", &master)],
-        b"",
-    )
-    .await;
+    let r = get_with_key(fx.addr, "/api/root", &master).await;
     assert_eq!(r.status, 200);
     fx.stop().await;
 }
@@ -295,14 +295,7 @@ async fn admin_endpoints() {
     let auth = [("x-functions-key", master.as_str())];
 
     assert_eq!(get(fx.addr, "/admin/host/status").await.status, 401);
-    let r = send(
-        fx.addr,
-        "GET",
-        "/admin/host/status",
-        &[("x-functions-key", &host_key)],
-        b"",
-    )
-    .await;
+    let r = get_with_key(fx.addr, "/admin/host/status", &host_key).await;
     assert_eq!(r.status, 401, "a host key is not the master key");
     let r = send(fx.addr, "GET", "/admin/host/status", &auth, b"").await;
     assert_eq!(r.status, 200);
@@ -323,12 +316,12 @@ async fn admin_endpoints() {
     assert_eq!(items["http"]["route"], "/api/items/{id:int}/{name?}");
     assert_eq!(items["http"]["authLevel"], "anonymous");
 
+    // POST with the master key.
+    let post = async |target: &str, body: &[u8]| send(fx.addr, "POST", target, &auth, body).await;
+
     // Run a function by hand, waiting for the result.
-    let r = send(
-        fx.addr,
-        "POST",
+    let r = post(
         "/admin/functions/manual?wait=true",
-        &auth,
         br#"{"input": {"n": 1}}"#,
     )
     .await;
@@ -338,14 +331,7 @@ async fn admin_endpoints() {
     assert_eq!(v["result"]["Logs"], json!(["manual ran"]));
 
     // Like the host: 202 at once, run in the background.
-    let r = send(
-        fx.addr,
-        "POST",
-        "/admin/functions/Manual",
-        &auth,
-        br#"{"input": "x"}"#,
-    )
-    .await;
+    let r = post("/admin/functions/Manual", br#"{"input": "x"}"#).await;
     assert_eq!(r.status, 202);
     assert!(r.header("x-invocation-id").is_some());
     for _ in 0..100 {
@@ -357,45 +343,25 @@ async fn admin_endpoints() {
     assert_eq!(fx.admin_runs.load(Ordering::SeqCst), 2);
 
     // A disabled HTTP function still runs through the admin API.
-    let r = send(
-        fx.addr,
-        "POST",
-        "/admin/functions/Off?wait=true",
-        &auth,
-        b"",
-    )
-    .await;
+    let r = post("/admin/functions/Off?wait=true", b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["result"]["Outputs"]["res"]["body"], "off");
 
-    let r = send(fx.addr, "POST", "/admin/functions/Fail?wait=1", &auth, b"").await;
+    let r = post("/admin/functions/Fail?wait=1", b"").await;
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["error"], "Function 'Fail' failed: bad input given");
 
-    assert_eq!(
-        send(fx.addr, "POST", "/admin/functions/Nope", &auth, b"")
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        send(fx.addr, "POST", "/admin/functions/Manual", &auth, b"[1]")
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        send(fx.addr, "POST", "/admin/functions/Manual", &[], b"")
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        send(fx.addr, "GET", "/admin/nothing", &auth, b"")
-            .await
-            .status,
-        404
-    );
+    // Method, target, with the master key, body, status.
+    for (method, target, with_key, body, status) in [
+        ("POST", "/admin/functions/Nope", true, "", 404),
+        ("POST", "/admin/functions/Manual", true, "[1]", 400),
+        ("POST", "/admin/functions/Manual", false, "", 401),
+        ("GET", "/admin/nothing", true, "", 404),
+    ] {
+        let headers: &[(&str, &str)] = if with_key { &auth } else { &[] };
+        let r = send(fx.addr, method, target, headers, body.as_bytes()).await;
+        assert_eq!(r.status, status, "{method} {target}");
+    }
     fx.stop().await;
 }
 
@@ -535,15 +501,7 @@ async fn hot_swap_serves_the_new_version() {
             )
             .build(load(dir.path())),
     );
-    let server = HttpFront::new(host.clone())
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.serve(async {
-        let _ = rx.await;
-    }));
+    let (addr, tx, served) = serve(HttpFront::new(host.clone())).await;
     assert_eq!(get(addr, "/api/fresh").await.status, 404);
     write_app(
         dir.path(),

@@ -110,13 +110,20 @@ async fn an_http_helper_answers_on_the_named_http_output() {
     assert_eq!(response.body, b"Hello, fn!");
 }
 
-#[tokio::test]
-async fn failed_attempts_are_retried_by_the_policy() {
-    let (_dir, app) = app(
-        json!({"retry": {"strategy": "fixedDelay", "maxRetryCount": 3, "delayInterval": "00:00:00.01"}}),
-    );
+/// A host of the test app with this host.json `retry` policy, and the
+/// count of attempts its functions made.
+fn retrying(retry: serde_json::Value) -> (tempfile::TempDir, Host, Arc<AtomicU32>) {
+    let (dir, app) = app(json!({ "retry": retry }));
     let counter = Arc::new(AtomicU32::new(0));
     let host = Host::builder().native(native(counter.clone())).build(app);
+    (dir, host, counter)
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_by_the_policy() {
+    let (_dir, host, counter) = retrying(json!(
+        {"strategy": "fixedDelay", "maxRetryCount": 3, "delayInterval": "00:00:00.01"}
+    ));
     let result = host
         .invoke("Flaky", Invocation::new(json!({})))
         .await
@@ -130,11 +137,9 @@ async fn failed_attempts_are_retried_by_the_policy() {
 
 #[tokio::test]
 async fn retries_stop_at_the_maximum() {
-    let (_dir, app) = app(
-        json!({"retry": {"strategy": "fixedDelay", "maxRetryCount": 1, "delayInterval": "00:00:00"}}),
-    );
-    let counter = Arc::new(AtomicU32::new(0));
-    let host = Host::builder().native(native(counter.clone())).build(app);
+    let (_dir, host, counter) = retrying(json!(
+        {"strategy": "fixedDelay", "maxRetryCount": 1, "delayInterval": "00:00:00"}
+    ));
     let err = host
         .invoke("Flaky", Invocation::new(json!({})))
         .await

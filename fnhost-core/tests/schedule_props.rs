@@ -3,7 +3,7 @@
 //! independently of the parser.
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
-use fnhost_core::schedule::{CronSchedule, Schedule};
+use fnhost_core::schedule::{CronField, CronSchedule, Schedule};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -20,41 +20,19 @@ struct Field {
     set: Vec<bool>,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Second,
-    Minute,
-    Hour,
-    Day,
-    Month,
-    DayOfWeek,
-}
-
-impl Kind {
-    fn bounds(self) -> (u32, u32) {
-        match self {
-            Kind::Second | Kind::Minute => (0, 59),
-            Kind::Hour => (0, 23),
-            Kind::Day => (1, 31),
-            Kind::Month => (1, 12),
-            Kind::DayOfWeek => (0, 6),
-        }
-    }
-
-    /// Renders a value as a number or, where the field has names and
-    /// `use_name` says so, as a name in a random-looking case.
-    fn render(self, v: u32, use_name: u8) -> String {
-        let name = match self {
-            Kind::Month => Some(MONTHS[(v - 1) as usize]),
-            Kind::DayOfWeek => Some(DAYS[v as usize]),
-            _ => None,
-        };
-        match (name, use_name % 4) {
-            (Some(n), 1) => n.to_string(),
-            (Some(n), 2) => n.to_ascii_uppercase(),
-            (Some(n), 3) => n.to_ascii_lowercase(),
-            _ => v.to_string(),
-        }
+/// Renders a value of `kind` as a number or, where the field has names
+/// and `use_name` says so, as a name in a random-looking case.
+fn render(kind: CronField, v: u32, use_name: u8) -> String {
+    let name = match kind {
+        CronField::Month => Some(MONTHS[(v - 1) as usize]),
+        CronField::DayOfWeek => Some(DAYS[v as usize]),
+        _ => None,
+    };
+    match (name, use_name % 4) {
+        (Some(n), 1) => n.to_string(),
+        (Some(n), 2) => n.to_ascii_uppercase(),
+        (Some(n), 3) => n.to_ascii_lowercase(),
+        _ => v.to_string(),
     }
 }
 
@@ -69,7 +47,7 @@ enum Item {
     SingleStep(u32, u32),
 }
 
-fn item(kind: Kind) -> impl Strategy<Value = (Item, u8, u8)> {
+fn item(kind: CronField) -> impl Strategy<Value = (Item, u8, u8)> {
     let (min, max) = kind.bounds();
     let width = max - min + 1;
     let value = min..=max;
@@ -86,7 +64,7 @@ fn item(kind: Kind) -> impl Strategy<Value = (Item, u8, u8)> {
     (items, any::<u8>(), any::<u8>())
 }
 
-fn field(kind: Kind, star_weight: u32) -> impl Strategy<Value = Field> {
+fn field(kind: CronField, star_weight: u32) -> impl Strategy<Value = Field> {
     let (min, max) = kind.bounds();
     let list = prop::collection::vec(item(kind), 1..=3).prop_map(move |items| {
         let mut set = vec![false; (max + 1) as usize];
@@ -95,20 +73,24 @@ fn field(kind: Kind, star_weight: u32) -> impl Strategy<Value = Field> {
             let (lo, hi, step, text) = match item {
                 Item::Star => (min, max, 1, "*".to_string()),
                 Item::StarStep(n) => (min, max, n, format!("*/{n}")),
-                Item::Single(v) => (v, v, 1, kind.render(v, name_a)),
+                Item::Single(v) => (v, v, 1, render(kind, v, name_a)),
                 Item::Range(a, b) => (
                     a,
                     b,
                     1,
-                    format!("{}-{}", kind.render(a, name_a), kind.render(b, name_b)),
+                    format!("{}-{}", render(kind, a, name_a), render(kind, b, name_b)),
                 ),
                 Item::RangeStep(a, b, n) => (
                     a,
                     b,
                     n,
-                    format!("{}-{}/{n}", kind.render(a, name_a), kind.render(b, name_b)),
+                    format!(
+                        "{}-{}/{n}",
+                        render(kind, a, name_a),
+                        render(kind, b, name_b)
+                    ),
                 ),
-                Item::SingleStep(v, n) => (v, max, n, format!("{}/{n}", kind.render(v, name_a))),
+                Item::SingleStep(v, n) => (v, max, n, format!("{}/{n}", render(kind, v, name_a))),
             };
             let mut v = lo;
             while v <= hi {
@@ -154,12 +136,12 @@ impl Expr {
 
 fn expr(date_star_weight: u32) -> impl Strategy<Value = Expr> {
     (
-        field(Kind::Second, 1),
-        field(Kind::Minute, 1),
-        field(Kind::Hour, 1),
-        field(Kind::Day, date_star_weight),
-        field(Kind::Month, date_star_weight),
-        field(Kind::DayOfWeek, date_star_weight),
+        field(CronField::Second, 1),
+        field(CronField::Minute, 1),
+        field(CronField::Hour, 1),
+        field(CronField::Day, date_star_weight),
+        field(CronField::Month, date_star_weight),
+        field(CronField::DayOfWeek, date_star_weight),
     )
         .prop_map(|(s, mi, h, d, mo, w)| {
             let fields = [s, mi, h, d, mo, w];

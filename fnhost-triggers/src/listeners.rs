@@ -8,9 +8,10 @@ use std::time::Duration;
 use fnhost_core::FunctionApp;
 use fnhost_core::app::Function;
 use fnhost_core::invoke::{AppVersion, FunctionHandle, Host};
+use fnhost_core::task::StoppableTask;
 use fnhost_core::timer::LogSink;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 use crate::blob::{BlobListener, BlobSpec, DEFAULT_SCAN_INTERVAL, host_id};
 use crate::queue::{DEFAULT_MESSAGE_VISIBILITY, QueueListener, QueueSpec};
@@ -222,12 +223,7 @@ impl Listeners {
 
     /// Starts on the current Tokio runtime.
     pub fn start(self) -> ListenersHandle {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(self.supervise(stop_rx));
-        ListenersHandle {
-            stop: stop_tx,
-            task,
-        }
+        ListenersHandle(StoppableTask::spawn(|stop| self.supervise(stop)))
     }
 
     async fn supervise(self, mut stop: watch::Receiver<bool>) {
@@ -308,10 +304,7 @@ impl Listeners {
 
 /// Running [`Listeners`].
 #[derive(Debug)]
-pub struct ListenersHandle {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
+pub struct ListenersHandle(StoppableTask<()>);
 
 impl ListenersHandle {
     /// Stops polling, and waits up to `deadline` for the invocations in
@@ -319,15 +312,63 @@ impl ListenersHandle {
     /// Invocations still running then are cancelled; their messages come
     /// back when their visibility ends. Returns whether all finished.
     pub async fn stop(self, deadline: Duration) -> bool {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        match tokio::time::timeout(deadline, &mut task).await {
-            Ok(_) => true,
-            Err(_) => {
-                task.abort();
-                false
-            }
-        }
+        self.0.stop(deadline).await
+    }
+}
+
+/// What a polling listener's loop needs of its context.
+pub(crate) trait ListenerCtx {
+    /// The function's handle in the current app version, while it is
+    /// enabled and still has the listener's spec.
+    fn current_handle(&self) -> Option<FunctionHandle>;
+
+    /// Logs a line about the listener.
+    fn log(&self, line: &str);
+}
+
+/// The start of a listener's round: reaps the runs that ended and gives
+/// the function's handle, or `None` when the listener stops (asked to, or
+/// the function is gone or changed in the current app version, which is
+/// logged).
+pub(crate) fn next_round(
+    stop: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+    ctx: &impl ListenerCtx,
+) -> Option<FunctionHandle> {
+    if *stop.borrow() {
+        return None;
+    }
+    while tasks.try_join_next().is_some() {}
+    let handle = ctx.current_handle();
+    if handle.is_none() {
+        ctx.log("the function is gone or changed in the current app version: stopping");
+    }
+    handle
+}
+
+/// A listener's failed calls to its service in a row, logged without
+/// flooding: the first failure, a new kind of failure and every hundredth
+/// are logged, and so is the first success after them.
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    last: Option<String>,
+    count: u64,
+}
+
+impl Failures {
+    /// A call failed for `reason`; whether to log it.
+    pub(crate) fn failed(&mut self, reason: String) -> bool {
+        self.count += 1;
+        let log = self.last.as_deref() != Some(reason.as_str()) || self.count.is_multiple_of(100);
+        self.last = Some(reason);
+        log
+    }
+
+    /// A call succeeded: after failures, how many there were and the last
+    /// reason (to log).
+    pub(crate) fn succeeded(&mut self) -> Option<(u64, String)> {
+        let reason = self.last.take()?;
+        Some((std::mem::take(&mut self.count), reason))
     }
 }
 

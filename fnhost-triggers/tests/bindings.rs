@@ -16,9 +16,9 @@ use fnhost_core::invoke::{BindingData, InvocationResult};
 use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
 use fnhost_triggers::queue::encode_message;
 use fnhost_triggers::storage::{BlobService, PutOptions, QueueClient};
-use fnhost_triggers::{Listeners, MessageEncoding, StorageBindings};
+use fnhost_triggers::{MessageEncoding, StorageBindings};
 use serde_json::{Value, json};
-use support::{Azurite, collecting_log, wait_until, write_function};
+use support::{Azurite, listen, put_base64, wait_for_count, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
@@ -66,6 +66,15 @@ async fn blobs_of(blobs: &BlobService, container: &str) -> Vec<(String, Vec<u8>)
         out.push((b.name, bytes.to_vec()));
     }
     out
+}
+
+/// The contents of the blobs whose names end in `ending`.
+fn ending_in<'f>(files: &'f [(String, Vec<u8>)], ending: &str) -> Vec<&'f Vec<u8>> {
+    files
+        .iter()
+        .filter(|(n, _)| n.ends_with(ending))
+        .map(|(_, c)| c)
+        .collect()
 }
 
 fn b64(text: &str) -> Vec<u8> {
@@ -119,8 +128,7 @@ async fn native_outputs_go_where_the_bindings_say() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &azurite, &[("RETURNS", "returns")])),
     );
-    let (log, _) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, _lines) = listen(host);
     for id in 1..=3 {
         let body = json!({"Kind": "red", "OrderId": id}).to_string();
         orders
@@ -205,22 +213,15 @@ async fn an_output_that_cannot_be_written_fails_the_invocation() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &azurite, &[])),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
-    jobs.put(&encode_message("plain text", MessageEncoding::Base64), None)
-        .await
-        .unwrap();
+    let (handle, lines) = listen(host);
+    put_base64(&jobs, "plain text").await;
     let poison = azurite.service().queue("jobs-poison");
-    wait_until(LIMIT, "the message in the poison queue", async || {
-        matches!(poison.approximate_count().await, Ok(Some(1)))
-    })
-    .await;
+    wait_for_count(LIMIT, &poison, 1).await;
     assert!(handle.stop(STOP).await);
-    let lines = lines.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.contains(
+        lines.mention(
             "its queue output 'next' could not be written: the binding expression {Missing} has no value"
-        )),
+        ),
         "{lines:?}"
     );
     azurite.stop().await;
@@ -289,12 +290,9 @@ async fn run_custom_handler(
             .build(load(dir.path(), &azurite, &settings)),
     );
     host.start().await.unwrap();
-    let (log, _) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
+    let (handle, _lines) = listen(host.clone());
     for text in ["hello", r#"{"OrderId": 7, "Note": "x"}"#] {
-        q.put(&encode_message(text, MessageEncoding::Base64), None)
-            .await
-            .unwrap();
+        put_base64(&q, text).await;
     }
     let blobs = azurite.blobs();
     wait_until(LIMIT, "both messages handled", async || {
@@ -354,17 +352,11 @@ async fn custom_handlers_get_azures_payload_shapes_and_output_conversion() {
     // again), "aGVsbG8=" is "hello"; "hello world" is not base64.
     assert_eq!(wire, ["abcd", "abcd"]);
     assert_eq!(b64(&wire[0]), [0x69, 0xb7, 0x1d]);
-    let bins: Vec<&Vec<u8>> = files
-        .iter()
-        .filter(|(n, _)| n.ends_with(".bin"))
-        .map(|(_, c)| c)
-        .collect();
-    assert_eq!(bins, [b"hello", b"hello"]);
+    assert_eq!(ending_in(&files, ".bin"), [b"hello", b"hello"]);
     assert!(
-        files
+        ending_in(&files, ".txt")
             .iter()
-            .filter(|(n, _)| n.ends_with(".txt"))
-            .all(|(_, c)| c == b"hello world"),
+            .all(|c| *c == b"hello world"),
         "{files:?}"
     );
 }
@@ -378,10 +370,7 @@ async fn custom_handlers_can_ask_for_plain_shapes() {
     // Outputs are written as they come.
     assert_eq!(b64(&wire[0]), b"abcd");
     assert!(
-        files
-            .iter()
-            .filter(|(n, _)| n.ends_with(".bin"))
-            .all(|(_, c)| c == b"aGVsbG8="),
+        ending_in(&files, ".bin").iter().all(|c| *c == b"aGVsbG8="),
         "{files:?}"
     );
 }
@@ -427,8 +416,7 @@ async fn a_queue_output_wakes_an_idle_listener_of_the_same_host() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &azurite, &[])),
     );
-    let (log, _) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
+    let (handle, _lines) = listen(host.clone());
     // Idle long enough that its next poll is seconds away: empty polls
     // wait about 0.2, 0.4, 0.8, 1.6, 3.2 s (5 to 7.4 s in all, with the
     // host's randomisation), then about 6.4 s more.

@@ -14,23 +14,28 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use fnhost_core::invoke::{BindingData, ExecutorError, InvocationResult};
+use fnhost_core::timer::LogSink;
 use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
-use fnhost_triggers::Listeners;
 use fnhost_triggers::storage::{BlobService, PutOptions};
+use fnhost_triggers::{Listeners, ListenersHandle};
 use serde_json::{Value, json};
-use support::{Azurite, collecting_log, wait_until, write_function};
+use support::{Azurite, collecting_log, wait_for_count, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
 const SCAN: Duration = Duration::from_millis(200);
 
-fn write_app(dir: &Path, host_json: &str, path: &str) {
-    std::fs::write(dir.join("host.json"), host_json).unwrap();
+/// An app with host.json `host_json` and one blobTrigger function,
+/// `Thumbs`, on `path`.
+fn blob_app(host_json: &str, path: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("host.json"), host_json).unwrap();
     write_function(
-        dir,
+        dir.path(),
         "Thumbs",
         json!([{"type": "blobTrigger", "direction": "in", "name": "image", "path": path, "connection": "Conn"}]),
     );
+    dir
 }
 
 /// The invocations seen, by blob name.
@@ -76,8 +81,16 @@ async fn put(blobs: &BlobService, name: &str, content: &str) {
         .unwrap();
 }
 
+/// Starts `host`'s listeners, scanning every [`SCAN`].
+fn scan(host: Arc<Host>, log: LogSink) -> ListenersHandle {
+    Listeners::new(host)
+        .with_log(log)
+        .with_blob_scan_interval(SCAN)
+        .start()
+}
+
 fn total(seen: &Seen) -> usize {
-    seen.lock().unwrap().values().map(Vec::len).sum()
+    total_of(&seen.lock().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,12 +98,7 @@ async fn each_blob_version_is_processed_once_across_restarts() {
     let azurite = Azurite::start_with_blobs().await;
     let blobs = azurite.blobs();
     blobs.container("samples").create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        r#"{"version": "2.0"}"#,
-        "samples/img-{name}.{ext}",
-    );
+    let dir = blob_app(r#"{"version": "2.0"}"#, "samples/img-{name}.{ext}");
     const N: usize = 60;
     for i in 0..N {
         put(&blobs, &format!("img-{i}.v1.png"), &format!("content {i}")).await;
@@ -101,10 +109,7 @@ async fn each_blob_version_is_processed_once_across_restarts() {
 
     let seen: Seen = Arc::default();
     let (log, lines) = collecting_log();
-    let handle = Listeners::new(host_for(dir.path(), &azurite, &seen, false))
-        .with_log(log.clone())
-        .with_blob_scan_interval(SCAN)
-        .start();
+    let handle = scan(host_for(dir.path(), &azurite, &seen, false), log.clone());
     wait_until(LIMIT, "every blob processed", async || total(&seen) >= N).await;
     // Several scans later, nothing ran twice.
     tokio::time::sleep(SCAN * 5).await;
@@ -127,18 +132,12 @@ async fn each_blob_version_is_processed_once_across_restarts() {
         );
     }
     assert!(
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l == "listening to blob container samples for Thumbs")
+        lines.has("listening to blob container samples for Thumbs"),
+        "{lines:?}"
     );
 
     // A new host (nothing in memory): the receipts say every blob is done.
-    let handle = Listeners::new(host_for(dir.path(), &azurite, &seen, false))
-        .with_log(log)
-        .with_blob_scan_interval(SCAN)
-        .start();
+    let handle = scan(host_for(dir.path(), &azurite, &seen, false), log);
     tokio::time::sleep(SCAN * 10).await;
     assert_eq!(total(&seen), N, "a restart ran done blobs again");
     // A rewritten blob is a new version, and a new blob is new.
@@ -177,24 +176,16 @@ async fn a_failing_blob_is_poisoned_after_exactly_the_threshold() {
     let azurite = Azurite::start_with_blobs().await;
     let blobs = azurite.blobs();
     blobs.container("samples").create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
+    let dir = blob_app(
         r#"{"version": "2.0", "extensions": {"blobs": {"poisonBlobThreshold": 3}}}"#,
         "samples/{name}",
     );
     put(&blobs, "bad/one.txt", "doomed").await;
     let seen: Seen = Arc::default();
     let (log, lines) = collecting_log();
-    let handle = Listeners::new(host_for(dir.path(), &azurite, &seen, true))
-        .with_log(log)
-        .with_blob_scan_interval(SCAN)
-        .start();
+    let handle = scan(host_for(dir.path(), &azurite, &seen, true), log);
     let poison = azurite.service().queue("webjobs-blobtrigger-poison");
-    wait_until(LIMIT, "the poison message", async || {
-        matches!(poison.approximate_count().await, Ok(Some(1)))
-    })
-    .await;
+    wait_for_count(LIMIT, &poison, 1).await;
     // More scans: it is not tried again.
     tokio::time::sleep(SCAN * 8).await;
     assert!(handle.stop(STOP).await);
@@ -211,11 +202,8 @@ async fn a_failing_blob_is_poisoned_after_exactly_the_threshold() {
     assert_eq!(body["ContainerName"], "samples");
     assert_eq!(body["BlobName"], "bad/one.txt");
     assert!(body["ETag"].as_str().is_some_and(|e| !e.is_empty()));
-    let lines = lines.lock().unwrap().clone();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("has failed to be processed 3 times")),
+        lines.mention("has failed to be processed 3 times"),
         "{lines:?}"
     );
     azurite.stop().await;
@@ -225,22 +213,13 @@ async fn a_failing_blob_is_poisoned_after_exactly_the_threshold() {
 async fn a_missing_container_is_waited_for() {
     let azurite = Azurite::start_with_blobs().await;
     let blobs = azurite.blobs();
-    let dir = tempfile::tempdir().unwrap();
-    write_app(dir.path(), r#"{"version": "2.0"}"#, "samples/{name}");
+    let dir = blob_app(r#"{"version": "2.0"}"#, "samples/{name}");
     let seen: Seen = Arc::default();
     let (log, lines) = collecting_log();
-    let handle = Listeners::new(host_for(dir.path(), &azurite, &seen, false))
-        .with_log(log)
-        .with_blob_scan_interval(SCAN)
-        .start();
-    wait_until(LIMIT, "the missing container logged", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("the container does not exist (yet)"))
-    })
-    .await;
+    let handle = scan(host_for(dir.path(), &azurite, &seen, false), log);
+    lines
+        .wait_for(LIMIT, "the container does not exist (yet)")
+        .await;
     blobs.container("samples").create().await.unwrap();
     put(&blobs, "late.txt", "late").await;
     wait_until(LIMIT, "the late blob", async || total(&seen) == 1).await;

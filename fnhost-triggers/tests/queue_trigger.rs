@@ -17,8 +17,8 @@ use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
 use fnhost_triggers::queue::encode_message;
 use fnhost_triggers::storage::QueueClient;
 use fnhost_triggers::{Listeners, MessageEncoding};
-use serde_json::Value;
-use support::{Azurite, collecting_log, queue_function, wait_until, write_app};
+use serde_json::{Value, json};
+use support::{Azurite, listen, put_base64, queue_function, wait_for_count, wait_until, write_app};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
@@ -43,12 +43,81 @@ async fn created(azurite: &Azurite, name: &str) -> QueueClient {
     q
 }
 
+/// An app of one queue function, `function` on `queue`, with `queues` as
+/// host.json's queue options.
+fn one_function_app(function: &str, queue: &str, queues: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(
+        dir.path(),
+        &host_json(queues),
+        &[(function, queue_function(queue, "QueueConn"))],
+    );
+    dir
+}
+
+/// A host of the app in `dir` whose `function` records what it sees (and
+/// fails where `fail` says).
+fn recording_host(
+    dir: &Path,
+    azurite: &Azurite,
+    function: &str,
+    fail: impl Fn(&Invocation) -> bool + Send + Sync + 'static,
+) -> (Arc<Host>, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let native = NativeExecutor::new().function(function, recording(seen.clone(), fail));
+    let host = Host::builder().native(native).build(load(dir, azurite));
+    (Arc::new(host), seen)
+}
+
+/// An app of one function that records what it sees, on its own queue.
+struct RecordingApp {
+    queue: QueueClient,
+    host: Arc<Host>,
+    seen: Arc<Seen>,
+    dir: tempfile::TempDir,
+}
+
+/// A [`RecordingApp`] of `function` on the (created) queue of its name in
+/// lower case; host.json's queue options are `options` and a polling
+/// interval of at most 0.2 s.
+async fn recording_app(
+    azurite: &Azurite,
+    function: &str,
+    options: Value,
+    fail: impl Fn(&Invocation) -> bool + Send + Sync + 'static,
+) -> RecordingApp {
+    let mut queues = json!({"maxPollingInterval": "00:00:00.2"});
+    if let (Value::Object(queues), Value::Object(options)) = (&mut queues, options) {
+        queues.extend(options);
+    }
+    let queue = created(azurite, &function.to_lowercase()).await;
+    let dir = one_function_app(function, queue.name(), &queues.to_string());
+    let (host, seen) = recording_host(dir.path(), azurite, function, fail);
+    RecordingApp {
+        queue,
+        host,
+        seen,
+        dir,
+    }
+}
+
 /// Every message's text (as the function saw it) and its count.
 #[derive(Default)]
 struct Seen {
     calls: AtomicUsize,
     texts: Mutex<HashMap<String, usize>>,
     invocations: Mutex<Vec<Invocation>>,
+}
+
+impl Seen {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the function has run `n` times.
+    async fn wait_for_calls(&self, n: usize, what: &str) {
+        wait_until(LIMIT, what, async || self.calls() >= n).await;
+    }
 }
 
 fn recording(
@@ -85,22 +154,9 @@ fn recording(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_messages_each_processed_once() {
     let azurite = Azurite::start().await;
-    let q = created(&azurite, "work").await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"batchSize": 16, "maxPollingInterval": "00:00:00.2"}"#),
-        &[("Work", queue_function("work", "QueueConn"))],
-    );
-    let seen = Arc::new(Seen::default());
-    let native = NativeExecutor::new().function("Work", recording(seen.clone(), |_| false));
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .build(load(dir.path(), &azurite)),
-    );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let app = recording_app(&azurite, "Work", json!({"batchSize": 16}), |_| false).await;
+    let (q, seen) = (&app.queue, &app.seen);
+    let (handle, lines) = listen(app.host.clone());
     const N: usize = 400;
     // Put them while the listener runs, from four writers.
     let mut writers = Vec::new();
@@ -108,74 +164,41 @@ async fn hundreds_of_messages_each_processed_once() {
         let q = q.clone();
         writers.push(tokio::spawn(async move {
             for i in (w..N).step_by(4) {
-                q.put(
-                    &encode_message(&format!("m{i}"), MessageEncoding::Base64),
-                    None,
-                )
-                .await
-                .unwrap();
+                put_base64(&q, &format!("m{i}")).await;
             }
         }));
     }
     for w in writers {
         w.await.unwrap();
     }
-    wait_until(LIMIT, "all messages processed", async || {
-        seen.calls.load(Ordering::SeqCst) >= N
-    })
-    .await;
-    wait_until(LIMIT, "the queue to be empty", async || {
-        q.approximate_count().await.unwrap() == Some(0)
-    })
-    .await;
+    seen.wait_for_calls(N, "all messages processed").await;
+    wait_for_count(LIMIT, q, 0).await;
     // Nothing comes twice, even a while later.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(handle.stop(STOP).await);
     let texts = seen.texts.lock().unwrap().clone();
-    assert_eq!(seen.calls.load(Ordering::SeqCst), N);
+    assert_eq!(seen.calls(), N);
     assert_eq!(texts.len(), N);
     for i in 0..N {
         assert_eq!(texts.get(&format!("m{i}")), Some(&1), "m{i}");
     }
-    let lines = lines.lock().unwrap().clone();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "listening to queue work for Work"),
-        "{lines:?}"
-    );
+    assert!(lines.has("listening to queue work for Work"), "{lines:?}");
     azurite.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_message_is_poisoned_after_exactly_max_dequeue_count_tries() {
     let azurite = Azurite::start().await;
-    let q = created(&azurite, "jobs").await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"maxDequeueCount": 3, "maxPollingInterval": "00:00:00.2"}"#),
-        &[("Jobs", queue_function("jobs", "QueueConn"))],
-    );
-    let seen = Arc::new(Seen::default());
-    let native = NativeExecutor::new().function("Jobs", recording(seen.clone(), |_| true));
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .build(load(dir.path(), &azurite)),
-    );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let app = recording_app(&azurite, "Jobs", json!({"maxDequeueCount": 3}), |_| true).await;
+    let (q, seen) = (&app.queue, &app.seen);
+    let (handle, lines) = listen(app.host.clone());
     let wire = encode_message("doomed", MessageEncoding::Base64);
     q.put(&wire, None).await.unwrap();
     let poison = azurite.service().queue("jobs-poison");
-    wait_until(LIMIT, "the poison message", async || {
-        matches!(poison.approximate_count().await, Ok(Some(1)))
-    })
-    .await;
+    wait_for_count(LIMIT, &poison, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(handle.stop(STOP).await);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 3, "exactly three tries");
+    assert_eq!(seen.calls(), 3, "exactly three tries");
     let counts: Vec<Value> = seen
         .invocations
         .lock()
@@ -189,11 +212,10 @@ async fn a_failing_message_is_poisoned_after_exactly_max_dequeue_count_tries() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].text, wire);
     assert_eq!(q.approximate_count().await.unwrap(), Some(0));
-    let lines = lines.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.contains(
+        lines.mention(
             "Message has reached MaxDequeueCount of 3. Moving message to queue 'jobs-poison'."
-        )),
+        ),
         "{lines:?}"
     );
     azurite.stop().await;
@@ -202,38 +224,19 @@ async fn a_failing_message_is_poisoned_after_exactly_max_dequeue_count_tries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_fails_once_is_retried_after_the_visibility_timeout_then_deleted() {
     let azurite = Azurite::start().await;
-    let q = created(&azurite, "retry").await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"visibilityTimeout": "00:00:01", "maxPollingInterval": "00:00:00.2"}"#),
-        &[("Retry", queue_function("retry", "QueueConn"))],
-    );
-    let seen = Arc::new(Seen::default());
-    let native = NativeExecutor::new().function(
-        "Retry",
-        recording(seen.clone(), |inv| inv.metadata["DequeueCount"] == 1),
-    );
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .build(load(dir.path(), &azurite)),
-    );
-    let handle = Listeners::new(host).start();
-    q.put(&encode_message("flaky", MessageEncoding::Base64), None)
-        .await
-        .unwrap();
-    wait_until(LIMIT, "the second try", async || {
-        seen.calls.load(Ordering::SeqCst) >= 2
+    let options = json!({"visibilityTimeout": "00:00:01"});
+    let app = recording_app(&azurite, "Retry", options, |inv| {
+        inv.metadata["DequeueCount"] == 1
     })
     .await;
-    wait_until(LIMIT, "the queue to be empty", async || {
-        q.approximate_count().await.unwrap() == Some(0)
-    })
-    .await;
+    let (q, seen) = (&app.queue, &app.seen);
+    let handle = Listeners::new(app.host.clone()).start();
+    put_base64(q, "flaky").await;
+    seen.wait_for_calls(2, "the second try").await;
+    wait_for_count(LIMIT, q, 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(handle.stop(STOP).await);
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(seen.calls(), 2);
     let invocations = seen.invocations.lock().unwrap().clone();
     // The retry waited for visibilityTimeout (a second, give or take the
     // service's one-second clock).
@@ -250,76 +253,37 @@ async fn a_message_that_fails_once_is_retried_after_the_visibility_timeout_then_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encodings_base64_and_none() {
     let azurite = Azurite::start().await;
-    let b64 = created(&azurite, "b64").await;
-    let plain = created(&azurite, "plain").await;
     // Two apps (host.json is per app): base64 and none.
-    let dir64 = tempfile::tempdir().unwrap();
-    write_app(
-        dir64.path(),
-        &host_json(r#"{"maxPollingInterval": "00:00:00.2"}"#),
-        &[("B64", queue_function("b64", "QueueConn"))],
-    );
-    let dir_none = tempfile::tempdir().unwrap();
-    write_app(
-        dir_none.path(),
-        &host_json(r#"{"messageEncoding": "none", "maxPollingInterval": "00:00:00.2"}"#),
-        &[("Plain", queue_function("plain", "QueueConn"))],
-    );
-    let seen64 = Arc::new(Seen::default());
-    let seen_none = Arc::new(Seen::default());
-    let host64 = Arc::new(
-        Host::builder()
-            .native(NativeExecutor::new().function("B64", recording(seen64.clone(), |_| false)))
-            .build(load(dir64.path(), &azurite)),
-    );
-    let host_none = Arc::new(
-        Host::builder()
-            .native(
-                NativeExecutor::new().function("Plain", recording(seen_none.clone(), |_| false)),
-            )
-            .build(load(dir_none.path(), &azurite)),
-    );
-    let (log, lines) = collecting_log();
-    let h64 = Listeners::new(host64).with_log(log).start();
+    let app64 = recording_app(&azurite, "B64", json!({}), |_| false).await;
+    let none = json!({"messageEncoding": "none"});
+    let app_none = recording_app(&azurite, "Plain", none, |_| false).await;
+    let (b64, seen64, host64) = (&app64.queue, &app64.seen, app64.host.clone());
+    let (plain, seen_none, host_none) = (&app_none.queue, &app_none.seen, app_none.host.clone());
+    let (h64, lines) = listen(host64);
     let h_none = Listeners::new(host_none).start();
 
-    b64.put(
-        &encode_message("héllo base64", MessageEncoding::Base64),
-        None,
-    )
-    .await
-    .unwrap();
+    put_base64(b64, "héllo base64").await;
     // Plain text where base64 is expected: poisoned without a run.
     b64.put("not base64!", None).await.unwrap();
     plain.put("plain <text> & more", None).await.unwrap();
 
     wait_until(LIMIT, "both messages", async || {
-        seen64.calls.load(Ordering::SeqCst) >= 1 && seen_none.calls.load(Ordering::SeqCst) >= 1
+        seen64.calls() >= 1 && seen_none.calls() >= 1
     })
     .await;
+    // The undecodable message goes to the poison queue.
     let poison = azurite.service().queue("b64-poison");
-    wait_until(
-        LIMIT,
-        "the undecodable message in the poison queue",
-        async || matches!(poison.approximate_count().await, Ok(Some(1))),
-    )
-    .await;
+    wait_for_count(LIMIT, &poison, 1).await;
     assert!(h64.stop(STOP).await);
     assert!(h_none.stop(STOP).await);
-    assert_eq!(seen64.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(seen64.calls(), 1);
     assert_eq!(seen64.texts.lock().unwrap().get("héllo base64"), Some(&1));
     assert_eq!(
         seen_none.texts.lock().unwrap().get("plain <text> & more"),
         Some(&1)
     );
     assert_eq!(poison.peek(1).await.unwrap()[0].text, "not base64!");
-    assert!(
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("is not base64"))
-    );
+    assert!(lines.mention("is not base64"), "{lines:?}");
     azurite.stop().await;
 }
 
@@ -327,11 +291,10 @@ async fn encodings_base64_and_none() {
 async fn the_function_sees_the_host_metadata_and_a_json_body() {
     let azurite = Azurite::start().await;
     let q = created(&azurite, "orders").await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"maxPollingInterval": "00:00:00.2"}"#),
-        &[("Orders", queue_function("%OrdersQueue%", "QueueConn"))],
+    let dir = one_function_app(
+        "Orders",
+        "%OrdersQueue%",
+        r#"{"maxPollingInterval": "00:00:00.2"}"#,
     );
     let app = FunctionApp::loader(dir.path())
         .with_environment(false)
@@ -344,14 +307,8 @@ async fn the_function_sees_the_host_metadata_and_a_json_body() {
     let host = Arc::new(Host::builder().native(native).build(app));
     let handle = Listeners::new(host).start();
     let body = r#"{"OrderId": 42, "Customer": {"Name": "Ada"}, "DequeueCount": "mine"}"#;
-    let put = q
-        .put(&encode_message(body, MessageEncoding::Base64), None)
-        .await
-        .unwrap();
-    wait_until(LIMIT, "the invocation", async || {
-        seen.calls.load(Ordering::SeqCst) >= 1
-    })
-    .await;
+    let put = put_base64(&q, body).await;
+    seen.wait_for_calls(1, "the invocation").await;
     assert!(handle.stop(STOP).await);
     let invocations = seen.invocations.lock().unwrap().clone();
     let inv = &invocations[0];
@@ -381,12 +338,7 @@ async fn the_function_sees_the_host_metadata_and_a_json_body() {
 async fn a_long_run_keeps_its_message_hidden() {
     let azurite = Azurite::start().await;
     let q = created(&azurite, "slow").await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"maxPollingInterval": "00:00:00.2"}"#),
-        &[("Slow", queue_function("slow", "QueueConn"))],
-    );
+    let dir = one_function_app("Slow", "slow", r#"{"maxPollingInterval": "00:00:00.2"}"#);
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let native = NativeExecutor::new().function("Slow", move |_inv| {
@@ -406,9 +358,7 @@ async fn a_long_run_keeps_its_message_hidden() {
     let handle = Listeners::new(host)
         .with_message_visibility(Duration::from_secs(2))
         .start();
-    q.put(&encode_message("slow", MessageEncoding::Base64), None)
-        .await
-        .unwrap();
+    put_base64(&q, "slow").await;
     wait_until(LIMIT, "the queue to be empty", async || {
         calls.load(Ordering::SeqCst) >= 1 && q.approximate_count().await.unwrap() == Some(0)
     })
@@ -421,54 +371,27 @@ async fn a_long_run_keeps_its_message_hidden() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_stops_the_listener_of_a_removed_function() {
     let azurite = Azurite::start().await;
-    let q = created(&azurite, "swap").await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"maxPollingInterval": "00:00:00.2"}"#),
-        &[("Swap", queue_function("swap", "QueueConn"))],
-    );
-    let seen = Arc::new(Seen::default());
-    let native = NativeExecutor::new().function("Swap", recording(seen.clone(), |_| false));
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .build(load(dir.path(), &azurite)),
-    );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
-    q.put(&encode_message("before", MessageEncoding::Base64), None)
-        .await
-        .unwrap();
-    wait_until(LIMIT, "the first message", async || {
-        seen.calls.load(Ordering::SeqCst) >= 1
-    })
-    .await;
+    let app = recording_app(&azurite, "Swap", json!({}), |_| false).await;
+    let (q, seen, host, dir) = (&app.queue, &app.seen, &app.host, &app.dir);
+    let (handle, lines) = listen(host.clone());
+    put_base64(q, "before").await;
+    seen.wait_for_calls(1, "the first message").await;
     // A version without the function.
     let empty = tempfile::tempdir().unwrap();
     write_app(empty.path(), &host_json("{}"), &[]);
     let old = host.swap(load(empty.path(), &azurite)).await.unwrap();
     old.shutdown().await;
     wait_until(LIMIT, "the listener to stop", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l == "stopped listening to queue swap for Swap")
+        lines.has("stopped listening to queue swap for Swap")
     })
     .await;
-    q.put(&encode_message("after", MessageEncoding::Base64), None)
-        .await
-        .unwrap();
+    put_base64(q, "after").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.calls(), 1);
     assert_eq!(q.approximate_count().await.unwrap(), Some(1));
     // The function comes back: its listener starts again.
     host.swap(load(dir.path(), &azurite)).await.unwrap();
-    wait_until(LIMIT, "the message put meanwhile", async || {
-        seen.calls.load(Ordering::SeqCst) >= 2
-    })
-    .await;
+    seen.wait_for_calls(2, "the message put meanwhile").await;
     assert!(handle.stop(STOP).await);
     assert_eq!(seen.texts.lock().unwrap().get("after"), Some(&1));
     azurite.stop().await;
@@ -481,12 +404,7 @@ async fn a_queue_service_that_is_down_is_retried_and_logged() {
     let endpoint = azurite.endpoint.clone();
     let connection = azurite.connection_string();
     azurite.stop().await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        &host_json(r#"{"maxPollingInterval": "00:00:00.3"}"#),
-        &[("Down", queue_function("down", "QueueConn"))],
-    );
+    let dir = one_function_app("Down", "down", r#"{"maxPollingInterval": "00:00:00.3"}"#);
     let app = FunctionApp::loader(dir.path())
         .with_environment(false)
         .with_setting("QueueConn", &connection)
@@ -499,25 +417,13 @@ async fn a_queue_service_that_is_down_is_retried_and_logged() {
         async { Ok(InvocationResult::new()) }
     });
     let host = Arc::new(Host::builder().native(native).build(app));
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
-    wait_until(LIMIT, "the failure to be logged", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("polling failed, retrying with backoff: cannot reach"))
-    })
-    .await;
+    let (handle, lines) = listen(host);
+    lines
+        .wait_for(LIMIT, "polling failed, retrying with backoff: cannot reach")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Logged once, not at every poll.
-    let failures = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("polling failed"))
-        .count();
-    assert_eq!(failures, 1);
+    assert_eq!(lines.count("polling failed"), 1);
     assert!(handle.stop(STOP).await, "stops promptly while failing");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     let _ = endpoint;
@@ -547,15 +453,9 @@ async fn misconfigured_functions_are_reported_not_run() {
         .collect();
     assert!(reasons["NoSetting"].contains("Missing"), "{reasons:?}");
     assert!(reasons["BadName"].contains("not valid"), "{reasons:?}");
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, lines) = listen(host);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert!(handle.stop(STOP).await);
-    let lines = lines.lock().unwrap().clone();
     // Each reported once.
-    assert_eq!(
-        lines.iter().filter(|l| l.contains("NoSetting")).count(),
-        1,
-        "{lines:?}"
-    );
+    assert_eq!(lines.count("NoSetting"), 1, "{lines:?}");
 }

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use fnhost_core::invoke::{ExecutorError, InvocationResult};
 use fnhost_core::{FunctionApp, Host, Invocation, NativeExecutor};
-use fnhost_triggers::{Listeners, StorageBindings};
+use fnhost_triggers::StorageBindings;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde_json::{Value, json};
-use support::{collecting_log, wait_until, write_function};
+use support::{listen, wait_until, write_function};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const STOP: Duration = Duration::from_secs(10);
@@ -69,6 +69,15 @@ async fn declare(channel: &Channel, name: &str, args: FieldTable) {
         .unwrap();
 }
 
+/// New queues (see [`unique`]), declared without arguments.
+async fn declared<const N: usize>(channel: &Channel, what: [&str; N]) -> [String; N] {
+    let names = what.map(unique);
+    for name in &names {
+        declare(channel, name, FieldTable::default()).await;
+    }
+    names
+}
+
 async fn count(channel: &Channel, name: &str) -> u32 {
     channel
         .queue_declare(
@@ -107,13 +116,16 @@ async fn publish(channel: &Channel, queue: &str, body: &str) {
         .unwrap();
 }
 
-fn write_app(dir: &Path, bindings: Value) {
+/// An app with one function, `Work`, with these bindings.
+fn rabbit_app(bindings: Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.join("host.json"),
+        dir.path().join("host.json"),
         r#"{"version": "2.0", "extensions": {"rabbitMQ": {"prefetchCount": 20}}}"#,
     )
     .unwrap();
-    write_function(dir, "Work", bindings);
+    write_function(dir.path(), "Work", bindings);
+    dir
 }
 
 fn load(dir: &Path, rabbit: &str) -> FunctionApp {
@@ -129,18 +141,11 @@ fn load(dir: &Path, rabbit: &str) -> FunctionApp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_messages_each_run_once_and_their_outputs_are_published() {
     let (_conn, channel) = broker().await;
-    let input = unique("in");
-    let output = unique("out");
-    declare(&channel, &input, FieldTable::default()).await;
-    declare(&channel, &output, FieldTable::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
-        json!([
-            {"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": input, "connectionStringSetting": "Rabbit"},
-            {"type": "rabbitMQ", "direction": "out", "name": "$return", "queueName": output, "connectionStringSetting": "Rabbit"}
-        ]),
-    );
+    let [input, output] = declared(&channel, ["in", "out"]).await;
+    let dir = rabbit_app(json!([
+        {"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": input, "connectionStringSetting": "Rabbit"},
+        {"type": "rabbitMQ", "direction": "out", "name": "$return", "queueName": output, "connectionStringSetting": "Rabbit"}
+    ]));
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let recorded = seen.clone();
     let native = NativeExecutor::new().function("Work", move |inv: Invocation| {
@@ -158,8 +163,7 @@ async fn hundreds_of_messages_each_run_once_and_their_outputs_are_published() {
             .middleware(Arc::new(StorageBindings::new()))
             .build(load(dir.path(), &uri())),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, lines) = listen(host);
     const N: usize = 300;
     for i in 0..N {
         publish(&channel, &input, &format!("m{i}")).await;
@@ -184,11 +188,8 @@ async fn hundreds_of_messages_each_run_once_and_their_outputs_are_published() {
         .unwrap();
     assert!(String::from_utf8_lossy(&got.delivery.data).starts_with("done m"));
     assert!(
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| *l == format!("listening to rabbitMQ queue {input} for Work"))
+        lines.has(&format!("listening to rabbitMQ queue {input} for Work")),
+        "{lines:?}"
     );
     delete(&channel, &[&input, &output]).await;
 }
@@ -209,9 +210,7 @@ async fn a_failing_message_is_dead_lettered_after_exactly_five_tries() {
         AMQPValue::LongString(dead.as_str().into()),
     );
     declare(&channel, &input, args).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
+    let dir = rabbit_app(
         json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": input, "connectionStringSetting": "Rabbit"}]),
     );
     let calls = Arc::new(Mutex::new(Vec::new()));
@@ -232,8 +231,7 @@ async fn a_failing_message_is_dead_lettered_after_exactly_five_tries() {
             .native(native)
             .build(load(dir.path(), &uri())),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
+    let (handle, lines) = listen(host);
     publish(&channel, &input, "doomed").await;
     wait_until(LIMIT, "the dead-lettered message", async || {
         count(&channel, &dead).await == 1
@@ -257,10 +255,10 @@ async fn a_failing_message_is_dead_lettered_after_exactly_five_tries() {
     assert!(headers.contains_key("x-death"), "{headers:?}");
     assert!(
         lines
-            .lock()
-            .unwrap()
+            .all()
             .iter()
             .any(|l| l.contains("rejecting delivery") && l.contains("after 5 tries")),
+        "{lines:?}"
     );
     delete(&channel, &[&input, &dead]).await;
 }
@@ -270,9 +268,7 @@ async fn a_broker_that_is_not_there_is_retried_and_logged_not_fatal() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    write_app(
-        dir.path(),
+    let dir = rabbit_app(
         json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": "nowhere", "connectionStringSetting": "Rabbit"}]),
     );
     let native = NativeExecutor::new().function("Work", |_inv: Invocation| async move {
@@ -282,40 +278,26 @@ async fn a_broker_that_is_not_there_is_retried_and_logged_not_fatal() {
         dir.path(),
         &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
     )));
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host).with_log(log).start();
-    wait_until(LIMIT, "the failure logged", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("cannot consume, retrying with backoff: cannot connect"))
-    })
-    .await;
+    let (handle, lines) = listen(host);
+    lines
+        .wait_for(
+            LIMIT,
+            "cannot consume, retrying with backoff: cannot connect",
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(handle.stop(STOP).await);
     // Logged once, not at every attempt.
-    let logged = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains("retrying with backoff"))
-        .count();
-    assert_eq!(logged, 1);
+    assert_eq!(lines.count("retrying with backoff"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_twice() {
     let (_conn, channel) = broker().await;
-    let first = unique("swap-a");
-    let second = unique("swap-b");
-    declare(&channel, &first, FieldTable::default()).await;
-    declare(&channel, &second, FieldTable::default()).await;
+    let [first, second] = declared(&channel, ["swap-a", "swap-b"]).await;
     let trigger = |queue: &str| json!([{"type": "rabbitMQTrigger", "direction": "in", "name": "msg", "queueName": queue, "connectionStringSetting": "Rabbit"}]);
-    let v1 = tempfile::tempdir().unwrap();
-    write_app(v1.path(), trigger(&first));
-    let v2 = tempfile::tempdir().unwrap();
-    write_app(v2.path(), trigger(&second));
+    let v1 = rabbit_app(trigger(&first));
+    let v2 = rabbit_app(trigger(&second));
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let recorded = seen.clone();
     let native = NativeExecutor::new().function("Work", move |inv: Invocation| {
@@ -333,8 +315,7 @@ async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_t
             .native(native)
             .build(load(v1.path(), &uri())),
     );
-    let (log, lines) = collecting_log();
-    let handle = Listeners::new(host.clone()).with_log(log).start();
+    let (handle, lines) = listen(host.clone());
     for i in 0..100 {
         publish(&channel, &first, &format!("a{i}")).await;
     }
@@ -344,11 +325,9 @@ async fn hot_swap_moves_the_listener_to_the_new_queue_without_running_anything_t
     .await;
     let old = host.swap(load(v2.path(), &uri())).await.unwrap();
     wait_until(LIMIT, "the old listener to stop", async || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| *l == format!("stopped listening to rabbitMQ queue {first} for Work"))
+        lines.has(&format!(
+            "stopped listening to rabbitMQ queue {first} for Work"
+        ))
     })
     .await;
     old.shutdown().await;

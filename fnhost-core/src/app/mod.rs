@@ -28,6 +28,7 @@ pub use host::{
     HostVersion,
 };
 pub use retry::{RetryPolicy, RetryStrategy};
+pub(crate) use settings::replace_percent_names;
 pub use settings::{AppSettings, LocalSettings, UnresolvedSetting, WORKER_RUNTIMES};
 
 use crate::binding::{AuthLevel, BindingKind};

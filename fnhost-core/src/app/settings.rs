@@ -105,28 +105,17 @@ impl AppSettings {
         if !text.contains('%') {
             return Ok(Cow::Borrowed(text));
         }
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        while let Some(start) = rest.find('%') {
-            let after = &rest[start + 1..];
-            let Some(len) = after.find('%') else { break };
-            let name = &after[..len];
-            out.push_str(&rest[..start]);
+        let out = replace_percent_names(text, |name| {
             if name.is_empty() {
-                out.push_str("%%");
-            } else {
-                match self.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => {
-                        return Err(UnresolvedSetting {
-                            name: name.to_owned(),
-                        });
-                    }
-                }
+                return Ok(Some("%%"));
             }
-            rest = &after[len + 1..];
-        }
-        out.push_str(rest);
+            match self.get(name) {
+                Some(v) => Ok(Some(v)),
+                None => Err(UnresolvedSetting {
+                    name: name.to_owned(),
+                }),
+            }
+        })?;
         Ok(Cow::Owned(out))
     }
 
@@ -174,6 +163,34 @@ impl AppSettings {
         }
         out
     }
+}
+
+/// Replaces each `%name%` in `text` with what `lookup` gives for `name`.
+/// Where it gives `None`, the first `%` stays as written and the search
+/// goes on from the second one; a `%` without a closing one stays.
+pub(crate) fn replace_percent_names<V: AsRef<str>, E>(
+    text: &str,
+    mut lookup: impl FnMut(&str) -> Result<Option<V>, E>,
+) -> Result<String, E> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        let Some(len) = after.find('%') else { break };
+        out.push_str(&rest[..start]);
+        match lookup(&after[..len])? {
+            Some(value) => {
+                out.push_str(value.as_ref());
+                rest = &after[len + 1..];
+            }
+            None => {
+                out.push('%');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// `true` (any case) or `1`, as the host reads a boolean setting.

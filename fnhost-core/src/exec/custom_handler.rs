@@ -26,6 +26,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::payload;
 use super::process::LineTail;
+use crate::app::replace_percent_names;
 use crate::app::{CustomHandlerConfig, Function, FunctionApp};
 use crate::binding::Direction;
 use crate::invoke::http::{HttpRequest, HttpResponse};
@@ -494,12 +495,7 @@ impl Launch {
 /// Replaces each `%NAME%` with the setting or environment variable `NAME`;
 /// unknown names stay as written.
 fn expand_env(text: &str, settings: &[(String, String)]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('%') {
-        let after = &rest[start + 1..];
-        let Some(len) = after.find('%') else { break };
-        let name = &after[..len];
+    let Ok(expanded) = replace_percent_names(text, |name| {
         let value = (!name.is_empty())
             .then(|| {
                 settings
@@ -509,20 +505,9 @@ fn expand_env(text: &str, settings: &[(String, String)]) -> String {
                     .or_else(|| std::env::var(name).ok())
             })
             .flatten();
-        out.push_str(&rest[..start]);
-        match value {
-            Some(v) => {
-                out.push_str(&v);
-                rest = &after[len + 1..];
-            }
-            None => {
-                out.push('%');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+        Ok::<_, std::convert::Infallible>(value)
+    });
+    expanded
 }
 
 #[derive(Debug, Default)]

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::app::Function;
 use crate::invoke::Host;
+use crate::timer::log_outcome;
 
 pub(super) async fn handle(inner: &Arc<Inner>, req: Request<Incoming>) -> Response<Body> {
     let query = req.uri().query().map(parse_query).unwrap_or_default();
@@ -146,21 +147,7 @@ async fn invoke(
     let run = async move {
         let _permit = permit;
         let outcome = handle.invoke(invocation).await;
-        let name = handle.info().name();
-        match &outcome {
-            Ok(result) => {
-                for line in &result.logs {
-                    log(&format!("{name}: {line}"));
-                }
-                log(&format!("admin: '{name}' ran"));
-            }
-            Err(e) => {
-                for line in e.logs() {
-                    log(&format!("{name}: {line}"));
-                }
-                log(&format!("admin: {e}"));
-            }
-        }
+        log_outcome(&log, "admin", handle.info().name(), &outcome);
         outcome
     };
     if wait {

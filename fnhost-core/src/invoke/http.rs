@@ -61,10 +61,7 @@ impl HttpRequest {
 
     /// The first header of that name, ignoring case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_ignoring_case(&self.headers, name)
     }
 
     /// The first query parameter of that name (case-sensitive, as in URLs).
@@ -77,10 +74,7 @@ impl HttpRequest {
 
     /// A route value by parameter name, ignoring case.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_ignoring_case(&self.params, name)
     }
 
     /// The body as text (invalid UTF-8 replaced).
@@ -242,10 +236,7 @@ impl HttpResponse {
 
     /// The first header of that name, ignoring case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_ignoring_case(&self.headers, name)
     }
 
     /// The response in the protocol's shape: `{statusCode, headers, body}`.
@@ -336,6 +327,15 @@ impl HttpResponse {
         }
         Ok(response)
     }
+}
+
+/// The value of the first pair named `name`, ignoring ASCII case (as HTTP
+/// header names and route parameters are compared).
+fn first_ignoring_case<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]

@@ -96,11 +96,7 @@ pub trait Executor: Send + Sync + fmt::Debug {
 
 crate::forward_impls! {
     impl<E> Executor for [Arc<E>, Box<E>] {
-        fn invoke<'a>(
-            &'a self,
-            function: &'a FunctionInfo,
-            invocation: Invocation,
-        ) -> BoxFuture<'a, Result<InvocationResult, ExecutorError>>;
+        fn invoke<'a>(&'a self, function: &'a FunctionInfo, invocation: Invocation) -> BoxFuture<'a, Result<InvocationResult, ExecutorError>>;
         fn start(&self) -> BoxFuture<'_, Result<(), ExecutorError>>;
         fn shutdown(&self) -> BoxFuture<'_, ()>;
         fn indexed_functions(&self) -> Vec<crate::app::IndexedFunction>;
@@ -201,12 +197,7 @@ pub trait Middleware: Send + Sync + fmt::Debug {
 
 crate::forward_impls! {
     impl<M> Middleware for [Arc<M>, Box<M>] {
-        fn call<'a>(
-            &'a self,
-            function: &'a FunctionInfo,
-            invocation: Invocation,
-            next: Next<'a>,
-        ) -> BoxFuture<'a, Result<InvocationResult, InvokeError>>;
+        fn call<'a>(&'a self, function: &'a FunctionInfo, invocation: Invocation, next: Next<'a>) -> BoxFuture<'a, Result<InvocationResult, InvokeError>>;
     }
 }
 

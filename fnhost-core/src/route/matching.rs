@@ -7,42 +7,11 @@ use std::sync::Arc;
 
 use super::template::{Param, Part};
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Percent-decodes `s`; malformed escapes are kept as written and invalid
-/// UTF-8 is replaced with U+FFFD.
+/// Percent-decodes a path segment as ASP.NET Core decodes route values:
+/// malformed escapes (`%zz`, a trailing `%4`) are kept as written and
+/// invalid UTF-8 is replaced with U+FFFD.
 fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.as_bytes().contains(&b'%') {
-        return Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex_value),
-                b.get(i + 2).copied().and_then(hex_value),
-            )
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(s) => Cow::Owned(s),
-        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    }
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy()
 }
 
 /// Matches a complex segment right to left: each literal is found at its

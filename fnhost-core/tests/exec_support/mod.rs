@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fnhost_core::FunctionApp;
+use fnhost_core::invoke::http::{HttpRequest, HttpResponse};
+use fnhost_core::invoke::{FunctionHandle, InvocationResult, InvokeError};
+use fnhost_core::{FunctionApp, Host, Invocation, Method};
 use serde_json::{Value, json};
 
 /// A function app being written in a temporary folder.
@@ -77,6 +79,63 @@ pub fn http_in_out(route: Option<&str>) -> Value {
         trigger["route"] = json!(route);
     }
     json!({"bindings": [trigger, {"type": "http", "direction": "out", "name": "res"}]})
+}
+
+/// Invokes `function` with `input`, which must fail; the error and its
+/// message.
+pub async fn failure(host: &Host, function: &str, input: Value) -> (InvokeError, String) {
+    let err = host
+        .invoke(function, Invocation::new(input))
+        .await
+        .expect_err("a failure");
+    let message = err.to_string();
+    (err, message)
+}
+
+/// `POST /api/items/42?q=<q>` with a text body `hello` and the route
+/// value `id` = 42.
+pub fn items_request(q: &str) -> HttpRequest {
+    let mut req = HttpRequest::new(Method::Post, "/api/items/42")
+        .with_query("q", q)
+        .with_header("Content-Type", "text/plain")
+        .with_body("hello");
+    req.params.push(("id".into(), "42".into()));
+    req
+}
+
+/// The HTTP response `result` gives for `handle`'s function.
+pub fn response_of(handle: &FunctionHandle, result: &InvocationResult) -> HttpResponse {
+    handle
+        .info()
+        .http_response(result)
+        .expect("a response")
+        .expect("a valid response")
+}
+
+/// Invokes `handle` twenty times at once with `{"mode": "echo", "i": i}`;
+/// the `i` that `seen` finds in each result, sorted.
+pub async fn twenty_at_once(
+    handle: &FunctionHandle,
+    seen: fn(InvocationResult) -> Option<i64>,
+) -> Vec<i64> {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let r = handle
+                    .invoke(Invocation::new(json!({"mode": "echo", "i": i})))
+                    .await
+                    .expect("success");
+                seen(r)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.push(t.await.expect("no panic").expect("i"));
+    }
+    all.sort();
+    all
 }
 
 /// Whether process `pid` is gone (or a zombie).

@@ -97,6 +97,11 @@ pub async fn get(addr: SocketAddr, target: &str) -> Reply {
     send(addr, "GET", target, &[], b"").await
 }
 
+/// `GET target` with `key` in the `x-functions-key` header.
+pub async fn get_with_key(addr: SocketAddr, target: &str, key: &str) -> Reply {
+    send(addr, "GET", target, &[("x-functions-key", key)], b"").await
+}
+
 pub fn parse(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::BlobSpec;
+use crate::listeners::{Failures, ListenerCtx, next_round};
 use crate::queue::{MessageEncoding, encode_message};
 use crate::storage::{
     BlobClient, BlobItem, BlobProperties, BlobService, Lease, PutOptions, QueueService,
@@ -75,13 +76,6 @@ impl std::fmt::Debug for Ctx {
 }
 
 impl Ctx {
-    fn log(&self, line: &str) {
-        (self.log)(&format!(
-            "blob container '{}' ({}): {line}",
-            self.spec.pattern.container, self.spec.function
-        ));
-    }
-
     fn receipt(&self, item: &BlobItem) -> BlobClient {
         let etag = item.properties.etag.trim_matches('"');
         self.blobs.container(RECEIPTS_CONTAINER).blob(&format!(
@@ -136,38 +130,28 @@ impl BlobListener {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let ctx = self.ctx;
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut failing: Option<String> = None;
-        let mut failures = 0u64;
+        let mut failures = Failures::default();
         loop {
-            if *stop.borrow() {
-                break;
-            }
-            while tasks.try_join_next().is_some() {}
-            let Some(handle) = current_handle(&ctx) else {
-                ctx.log("the function is gone or changed in the current app version: stopping");
+            let Some(handle) = next_round(&stop, &mut tasks, &*ctx) else {
                 break;
             };
             match scan(&ctx, &handle, &mut tasks, &mut stop).await {
                 Ok(()) => {
-                    if let Some(reason) = failing.take() {
+                    if let Some((failures, reason)) = failures.succeeded() {
                         ctx.log(&format!(
                             "the container answers again after {failures} failed scan(s) (last: {reason})"
                         ));
-                        failures = 0;
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let reason = e.to_string();
-                    if failing.as_deref() != Some(reason.as_str()) || failures.is_multiple_of(100) {
+                    if failures.failed(e.to_string()) {
                         let what = if e.code() == Some("ContainerNotFound") {
                             "the container does not exist (yet); scanning it again later".to_owned()
                         } else {
-                            format!("the scan failed, trying again later: {reason}")
+                            format!("the scan failed, trying again later: {e}")
                         };
                         ctx.log(&what);
                     }
-                    failing = Some(reason);
                 }
             }
             drop(handle);
@@ -180,8 +164,17 @@ impl BlobListener {
     }
 }
 
-fn current_handle(ctx: &Ctx) -> Option<FunctionHandle> {
-    crate::listeners::current_handle(&ctx.host, &ctx.spec.function, &ctx.spec, BlobSpec::of)
+impl ListenerCtx for Ctx {
+    fn current_handle(&self) -> Option<FunctionHandle> {
+        crate::listeners::current_handle(&self.host, &self.spec.function, &self.spec, BlobSpec::of)
+    }
+
+    fn log(&self, line: &str) {
+        (self.log)(&format!(
+            "blob container '{}' ({}): {line}",
+            self.spec.pattern.container, self.spec.function
+        ));
+    }
 }
 
 /// Lists the container and starts a run for each matching blob version

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::options::{MIN_POLLING_INTERVAL, MessageEncoding, QueueSpec};
+use crate::listeners::{Failures, ListenerCtx, next_round};
 use crate::storage::{QueueClient, QueueMessage, QueueService, StorageError};
 
 /// How long a received message stays hidden: ten minutes, as the host has
@@ -49,15 +50,6 @@ struct LogWrap(LogSink);
 impl std::fmt::Debug for LogWrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LogSink")
-    }
-}
-
-impl Ctx {
-    fn log(&self, line: &str) {
-        (self.log.0)(&format!(
-            "queue '{}' ({}): {line}",
-            self.spec.queue, self.spec.function
-        ));
     }
 }
 
@@ -99,24 +91,17 @@ impl QueueListener {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::new(MIN_POLLING_INTERVAL, options.max_polling_interval);
         let wake = super::watcher(ctx.queue.endpoint(), ctx.queue.name());
-        let mut failing: Option<String> = None;
-        let mut failures = 0u64;
+        let mut failures = Failures::default();
         'poll: loop {
-            if *stop.borrow() {
-                break;
-            }
-            while tasks.try_join_next().is_some() {}
-            let Some(handle) = current_handle(&ctx) else {
-                ctx.log("the function is gone or changed in the current app version: stopping");
+            let Some(handle) = next_round(&stop, &mut tasks, &*ctx) else {
                 break;
             };
             let delay = match ctx.queue.receive(options.batch_size, ctx.visibility).await {
                 Ok(messages) => {
-                    if let Some(reason) = failing.take() {
+                    if let Some((failures, reason)) = failures.succeeded() {
                         ctx.log(&format!(
                             "the queue answers again after {failures} failed poll(s) (last: {reason})"
                         ));
-                        failures = 0;
                     }
                     if messages.is_empty() {
                         backoff.next()
@@ -137,19 +122,14 @@ impl QueueListener {
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let reason = e.to_string();
-                    // The first failure, a new kind of failure, and then
-                    // every hundredth are logged.
-                    if failing.as_deref() != Some(reason.as_str()) || failures.is_multiple_of(100) {
+                    if failures.failed(e.to_string()) {
                         let what = if e.status() == Some(404) {
                             "the queue does not exist (yet); polling it with backoff".to_owned()
                         } else {
-                            format!("polling failed, retrying with backoff: {reason}")
+                            format!("polling failed, retrying with backoff: {e}")
                         };
                         ctx.log(&what);
                     }
-                    failing = Some(reason);
                     backoff.next()
                 }
             };
@@ -166,8 +146,17 @@ impl QueueListener {
     }
 }
 
-fn current_handle(ctx: &Ctx) -> Option<FunctionHandle> {
-    crate::listeners::current_handle(&ctx.host, &ctx.spec.function, &ctx.spec, QueueSpec::of)
+impl ListenerCtx for Ctx {
+    fn current_handle(&self) -> Option<FunctionHandle> {
+        crate::listeners::current_handle(&self.host, &self.spec.function, &self.spec, QueueSpec::of)
+    }
+
+    fn log(&self, line: &str) {
+        (self.log.0)(&format!(
+            "queue '{}' ({}): {line}",
+            self.spec.queue, self.spec.function
+        ));
+    }
 }
 
 /// One message: decode, invoke (its visibility renewed meanwhile), then

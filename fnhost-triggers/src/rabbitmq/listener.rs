@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_stream::StreamExt as _;
 
 use super::RabbitSpec;
+use crate::listeners::Failures;
 
 /// The header counting a message's failed tries, as the extension has it.
 pub const REQUEUE_COUNT_HEADER: &str = "x-ms-rabbitmq-requeuecount";
@@ -102,29 +103,25 @@ impl RabbitListener {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let ctx = self.ctx;
         let mut backoff = Duration::from_millis(100);
-        let mut failing: Option<String> = None;
-        let mut failures = 0u64;
+        let mut failures = Failures::default();
         loop {
             if *stop.borrow() || current_handle(&ctx).is_none() {
                 break;
             }
             match session(&ctx, &mut stop, &mut || {
-                if let Some(reason) = failing.take() {
+                if let Some((failures, reason)) = failures.succeeded() {
                     ctx.log(&format!(
                         "consuming again after {failures} failed attempt(s) (last: {reason})"
                     ));
-                    failures = 0;
                 }
             })
             .await
             {
                 Ended::Stopped => break,
                 Ended::Failed(reason) => {
-                    failures += 1;
-                    if failing.as_deref() != Some(reason.as_str()) || failures.is_multiple_of(100) {
+                    if failures.failed(reason.clone()) {
                         ctx.log(&format!("cannot consume, retrying with backoff: {reason}"));
                     }
-                    failing = Some(reason);
                 }
             }
             tokio::select! {

@@ -144,18 +144,27 @@ impl ContainerClient {
         }
     }
 
+    /// A request on the container itself (`restype=container` and the
+    /// rest of `query`), answered with one of the `ok` statuses.
+    async fn send_to_container(
+        &self,
+        operation: &str,
+        method: Method,
+        query: &[(&str, String)],
+        ok: &[StatusCode],
+    ) -> Result<Response, StorageError> {
+        let mut query = query.to_vec();
+        query.insert(0, ("restype", "container".to_owned()));
+        let what = format!("container '{}'", self.name);
+        let call = Call::new(method, &query);
+        self.send(operation, &what, &[self.name.as_str()], call, ok)
+            .await
+    }
+
     /// Creates the container; `Ok(false)` when it already existed.
     pub async fn create(&self) -> Result<bool, StorageError> {
-        let query = [("restype", "container".to_owned())];
-        let segments = [self.name.as_str()];
         match self
-            .send(
-                "Create Container",
-                &format!("container '{}'", self.name),
-                &segments,
-                Call::new(Method::PUT, &query),
-                &[StatusCode::CREATED],
-            )
+            .send_to_container("Create Container", Method::PUT, &[], &[StatusCode::CREATED])
             .await
         {
             Ok(_) => Ok(true),
@@ -166,13 +175,10 @@ impl ContainerClient {
 
     /// Deletes the container and its blobs.
     pub async fn delete(&self) -> Result<(), StorageError> {
-        let query = [("restype", "container".to_owned())];
-        let segments = [self.name.as_str()];
-        self.send(
+        self.send_to_container(
             "Delete Container",
-            &format!("container '{}'", self.name),
-            &segments,
-            Call::new(Method::DELETE, &query),
+            Method::DELETE,
+            &[],
             &[StatusCode::ACCEPTED],
         )
         .await
@@ -188,7 +194,6 @@ impl ContainerClient {
         max: u32,
     ) -> Result<BlobPage, StorageError> {
         let mut query = vec![
-            ("restype", "container".to_owned()),
             ("comp", "list".to_owned()),
             ("include", "metadata".to_owned()),
             ("maxresults", max.clamp(1, 5000).to_string()),
@@ -199,15 +204,8 @@ impl ContainerClient {
         if let Some(m) = marker.filter(|m| !m.is_empty()) {
             query.push(("marker", m.to_owned()));
         }
-        let segments = [self.name.as_str()];
         let r = self
-            .send(
-                "List Blobs",
-                &format!("container '{}'", self.name),
-                &segments,
-                Call::new(Method::GET, &query),
-                &[StatusCode::OK],
-            )
+            .send_to_container("List Blobs", Method::GET, &query, &[StatusCode::OK])
             .await?;
         let root = parse_body(&r)?;
         let blobs = root

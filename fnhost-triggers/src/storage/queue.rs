@@ -267,20 +267,9 @@ impl QueueClient {
             ("numofmessages", count.clamp(1, 32).to_string()),
             ("visibilitytimeout", visibility.as_secs().max(1).to_string()),
         ];
-        let r = self
-            .call(
-                "Get Messages",
-                Method::GET,
-                &["messages"],
-                &query,
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
-        let root = parse_body(&r)?;
-        root.children
+        self.messages("Get Messages", &query)
+            .await?
             .iter()
-            .filter(|m| m.name == "QueueMessage")
             .map(|m| {
                 Ok(QueueMessage {
                     id: required(m, "MessageId")?.to_owned(),
@@ -305,21 +294,10 @@ impl QueueClient {
             ("numofmessages", count.clamp(1, 32).to_string()),
             ("peekonly", "true".to_owned()),
         ];
-        let r = self
-            .call(
-                "Peek Messages",
-                Method::GET,
-                &["messages"],
-                &query,
-                None,
-                &[StatusCode::OK],
-            )
-            .await?;
-        let root = parse_body(&r)?;
-        Ok(root
-            .children
+        Ok(self
+            .messages("Peek Messages", &query)
+            .await?
             .iter()
-            .filter(|m| m.name == "QueueMessage")
             .map(|m| PeekedMessage {
                 id: m.child_text("MessageId").unwrap_or_default().to_owned(),
                 dequeue_count: m
@@ -329,6 +307,27 @@ impl QueueClient {
                 text: m.child_text("MessageText").unwrap_or_default().to_owned(),
             })
             .collect())
+    }
+
+    /// The `QueueMessage` elements of a Get or Peek Messages answer.
+    async fn messages(
+        &self,
+        operation: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<xml::Element>, StorageError> {
+        let r = self
+            .call(
+                operation,
+                Method::GET,
+                &["messages"],
+                query,
+                None,
+                &[StatusCode::OK],
+            )
+            .await?;
+        let mut root = parse_body(&r)?;
+        root.children.retain(|m| m.name == "QueueMessage");
+        Ok(root.children)
     }
 
     /// Deletes a received message.

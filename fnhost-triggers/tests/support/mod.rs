@@ -8,8 +8,13 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fnhost_core::Host;
 use fnhost_core::timer::LogSink;
-use fnhost_triggers::storage::{BlobService, QueueService, StorageAccount};
+use fnhost_triggers::queue::encode_message;
+use fnhost_triggers::storage::{
+    BlobService, MessageReceipt, QueueClient, QueueService, StorageAccount,
+};
+use fnhost_triggers::{Listeners, ListenersHandle, MessageEncoding};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -309,10 +314,50 @@ pub fn queue_function(queue: &str, connection: &str) -> String {
     )
 }
 
+/// The lines a [`collecting_log`] sink kept.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    /// A copy of every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a line is exactly `line`.
+    pub fn has(&self, line: &str) -> bool {
+        self.all().iter().any(|l| l == line)
+    }
+
+    /// Whether a line contains `part`.
+    pub fn mention(&self, part: &str) -> bool {
+        self.count(part) > 0
+    }
+
+    /// Waits until a line contains `part`, for at most `limit`.
+    pub async fn wait_for(&self, limit: Duration, part: &str) {
+        wait_until(limit, &format!("a line with {part:?}"), async || {
+            self.mention(part)
+        })
+        .await;
+    }
+
+    /// How many lines contain `part`.
+    pub fn count(&self, part: &str) -> usize {
+        self.all().iter().filter(|l| l.contains(part)).count()
+    }
+}
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.all()).finish()
+    }
+}
+
 /// A log sink that keeps its lines (and echoes them for failing tests).
-pub fn collecting_log() -> (LogSink, Arc<Mutex<Vec<String>>>) {
-    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = lines.clone();
+pub fn collecting_log() -> (LogSink, Lines) {
+    let lines = Lines::default();
+    let sink = lines.0.clone();
     let log: LogSink = Arc::new(move |line: &str| {
         eprintln!("log: {line}");
         sink.lock()
@@ -320,6 +365,12 @@ pub fn collecting_log() -> (LogSink, Arc<Mutex<Vec<String>>>) {
             .push(line.to_owned());
     });
     (log, lines)
+}
+
+/// Starts `host`'s listeners with a log that keeps its lines.
+pub fn listen(host: Arc<Host>) -> (ListenersHandle, Lines) {
+    let (log, lines) = collecting_log();
+    (Listeners::new(host).with_log(log).start(), lines)
 }
 
 /// Waits until `check` holds, polling every 50 ms, for at most `limit`.
@@ -335,4 +386,25 @@ pub async fn wait_until(limit: Duration, what: &str, mut check: impl AsyncFnMut(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until the queue's approximate count is `count` (`None`: the
+/// queue does not exist), for at most `limit`.
+pub async fn wait_for_count(limit: Duration, queue: &QueueClient, count: u64) {
+    let what = format!("{count} messages in queue {}", queue.name());
+    wait_until(
+        limit,
+        &what,
+        async || matches!(queue.approximate_count().await, Ok(Some(n)) if n == count),
+    )
+    .await;
+}
+
+/// Puts `text` on the queue, base64-encoded as the trigger expects by
+/// default.
+pub async fn put_base64(queue: &QueueClient, text: &str) -> MessageReceipt {
+    queue
+        .put(&encode_message(text, MessageEncoding::Base64), None)
+        .await
+        .expect("put a message")
 }
