@@ -56,6 +56,12 @@ pub(crate) struct Args {
     /// PostgreSQL state, another takes over within it.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     lease_ttl: u64,
+    /// How long an app scaled by load (`apps scale --min N --max M`)
+    /// keeps the instances its highest load of that time asked for, in
+    /// seconds: more instances at once, fewer once the load has stayed
+    /// lower that long.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    scale_down_window: u64,
     /// Serve only the API, not the portal's pages at /portal/.
     #[arg(long)]
     no_portal: bool,
@@ -88,6 +94,7 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
     let cluster = fnhost_cluster::manager::Cluster::new(site.clone(), state)
         .with_heartbeat(Duration::from_millis(args.heartbeat_ms))
         .with_lease_ttl(Duration::from_secs(args.lease_ttl))
+        .with_scale_down_window(Duration::from_secs(args.scale_down_window))
         .with_log(log.clone());
     let mut manage = Manage::new(site).with_router(cluster.router());
     if !args.no_portal {

@@ -628,7 +628,14 @@ fn three_workers() -> Three {
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &tmp.path().join("src"), "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
-    let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    // Scaled by load, an app keeps its instances 5 s after its load falls
+    // (30 s by default).
+    let (manager, maddr) = Proc::start(
+        "manager",
+        &home,
+        &["manage", "--port", "0", "--scale-down-window", "5"],
+        true,
+    );
     let murl = format!("http://{maddr}");
     let (gateway, gaddr) = start_gateway(&home, &murl, &token, "127.0.0.1");
     let workers = (1..=3)
@@ -707,7 +714,8 @@ fn load_scales_instances_between_min_and_max() {
     // One more round of the slow requests, sent with three instances up.
     std::thread::sleep(Duration::from_secs(3));
     // The load stops (the two light clients go on): back to the minimum
-    // once the requests in flight end (within 2.5 s).
+    // once the requests in flight end (within 2.5 s) and the scale-down
+    // window (5 s) has passed.
     more.stop();
     first.stop();
     let stopped = Instant::now();

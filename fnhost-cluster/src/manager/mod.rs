@@ -63,7 +63,7 @@ use crate::protocol::{
     ActiveContent, Assignments, Endpoint, Heartbeat, HeartbeatResponse, InstanceStatus,
     RegisterRequest, RegisterResponse, RouteTable, SlotRoutes, WorkerView,
 };
-use crate::state::{StateStore, WorkerRecord, WorkerState};
+use crate::state::{PlacementMode, StateStore, WorkerRecord, WorkerState};
 use crate::{now_ms, random_secret, sha256_hex};
 use slots::Slots;
 
@@ -72,6 +72,10 @@ pub const LEADER_LEASE: &str = "leader";
 
 /// Default heartbeat interval (three missed make a worker stale).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long a slot scaled by load keeps the instances its highest load of
+/// the window asked for ([`Cluster::with_scale_down_window`]).
+pub const DEFAULT_SCALE_DOWN_WINDOW: Duration = Duration::from_secs(30);
 /// Default leader lease: a dead leader's successor takes over within it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 /// The longest an assignments long-poll is held.
@@ -90,6 +94,11 @@ pub(crate) struct Inner {
     pub(crate) id: String,
     pub(crate) heartbeat_ms: i64,
     pub(crate) lease_ttl_ms: i64,
+    /// Load-scaled slots keep the instances their highest load of this
+    /// window asked for (scale-down stabilisation).
+    scale_down_window_ms: i64,
+    /// Each load-scaled slot's in-flight sums over the window, by time.
+    load_history: std::sync::Mutex<placement::LoadHistory>,
     pub(crate) log: Arc<dyn Fn(&str) + Send + Sync>,
     changed: Notify,
     /// A worker joined, left or began draining: place now, not at the
@@ -161,6 +170,8 @@ impl Cluster {
                 id,
                 heartbeat_ms: DEFAULT_HEARTBEAT.as_millis() as i64,
                 lease_ttl_ms: DEFAULT_LEASE_TTL.as_millis() as i64,
+                scale_down_window_ms: DEFAULT_SCALE_DOWN_WINDOW.as_millis() as i64,
+                load_history: Default::default(),
                 log: Arc::new(|_| {}),
                 changed: Notify::new(),
                 place_now: Notify::new(),
@@ -192,6 +203,20 @@ impl Cluster {
     /// After [`Cluster::router`] or [`Cluster::start`] shared it.
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Cluster {
         self.inner_mut().lease_ttl_ms = ttl.as_millis().max(1000) as i64;
+        self
+    }
+
+    /// Sets how long a slot scaled by load (`--min N --max M`) keeps the
+    /// instances its highest load of that window asked for: scaling up
+    /// follows the load at once, scaling down once the load has stayed
+    /// lower for the whole window, so a dip between two waves of
+    /// requests does not retire an instance the next wave needs.
+    ///
+    /// # Panics
+    ///
+    /// After [`Cluster::router`] or [`Cluster::start`] shared it.
+    pub fn with_scale_down_window(mut self, window: Duration) -> Cluster {
+        self.inner_mut().scale_down_window_ms = window.as_millis() as i64;
         self
     }
 
@@ -432,12 +457,27 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
                 continue;
             }
         };
-        let in_flight = workers
+        let now_in_flight = workers
             .iter()
             .flat_map(instances_of)
             .filter(|i| i.app == p.app && i.slot == p.slot)
             .map(|i| i.in_flight)
             .sum();
+        let in_flight = if p.mode == PlacementMode::Auto {
+            inner
+                .load_history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .peak(
+                    &p.app,
+                    &p.slot,
+                    now_ms(),
+                    now_in_flight,
+                    inner.scale_down_window_ms,
+                )
+        } else {
+            now_in_flight
+        };
         targets.push(placement::Target {
             deployment: info.deployment.clone(),
             manifest: info.manifest.clone(),

@@ -9,6 +9,35 @@ use crate::state::{Assignment, Placement, PlacementMode, WorkerRecord};
 /// In-flight requests per instance that `--min N --max M` aims for.
 pub const TARGET_IN_FLIGHT: u64 = 100;
 
+/// The in-flight sums of load-scaled slots over a recent window: the
+/// scale-down stabilisation of `--min N --max M`.
+#[derive(Debug, Default)]
+pub(crate) struct LoadHistory {
+    samples: BTreeMap<(String, String), Vec<(i64, u64)>>,
+}
+
+impl LoadHistory {
+    /// Records `in_flight` for `app`/`slot` at `now` (ms) and returns the
+    /// highest sum of the last `window_ms`: a rise counts at once, a fall
+    /// only once it has lasted the whole window.
+    pub(crate) fn peak(
+        &mut self,
+        app: &str,
+        slot: &str,
+        now: i64,
+        in_flight: u64,
+        window_ms: i64,
+    ) -> u64 {
+        let samples = self
+            .samples
+            .entry((app.to_owned(), slot.to_owned()))
+            .or_default();
+        samples.retain(|&(at, _)| now - at < window_ms);
+        samples.push((now, in_flight));
+        samples.iter().map(|&(_, n)| n).max().unwrap_or(in_flight)
+    }
+}
+
 /// What one placed app slot runs now.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -185,6 +214,21 @@ mod tests {
             count(&every),
             vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]
         );
+    }
+
+    #[test]
+    fn load_history_keeps_the_peak_of_the_window() {
+        let mut h = LoadHistory::default();
+        assert_eq!(h.peak("a", "production", 0, 150, 5000), 150);
+        // A dip between two waves does not count until it has lasted
+        // the whole window; a rise counts at once.
+        assert_eq!(h.peak("a", "production", 1000, 0, 5000), 150);
+        assert_eq!(h.peak("a", "production", 2000, 290, 5000), 290);
+        assert_eq!(h.peak("a", "production", 7500, 10, 5000), 10);
+        // Slots are apart; no window means the load of the moment.
+        assert_eq!(h.peak("a", "staging", 7500, 3, 5000), 3);
+        assert_eq!(h.peak("b", "production", 0, 300, 0), 300);
+        assert_eq!(h.peak("b", "production", 1, 0, 0), 0);
     }
 
     #[test]
