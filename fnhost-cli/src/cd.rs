@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fnhost_deploy::cd::{
-    BuildKind, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind, SyncOutcome,
+    BuildKind, ContinuousDeployer, SourceConfig, SourceCredentials, SourceKind, SourceState,
+    SyncOutcome,
 };
 use fnhost_deploy::{Error, PRODUCTION, Site};
 use serde_json::{Value, json};
@@ -288,7 +289,7 @@ fn set(site: Site, a: SetArgs, out: Output) -> CmdResult {
     }
     if a.no_deploy {
         if out.json {
-            print_json(&config_json(&cd, app, slot)?)?;
+            print_json(&source_view(&cd, app, slot)?)?;
         }
         return Ok(());
     }
@@ -297,84 +298,106 @@ fn set(site: Site, a: SetArgs, out: Output) -> CmdResult {
     progress.finish();
     let code = report(&cd, app, slot, result, out.json, true);
     if out.json {
-        print_json(&config_json(&cd, app, slot)?)?;
+        print_json(&source_view(&cd, app, slot)?)?;
     }
     code
 }
 
-fn config_json(cd: &ContinuousDeployer, app: &str, slot: &str) -> Result<Value, Failure> {
+/// A slot's source as `source show --json` (and `sync --json`) print it:
+/// where it follows, and what continuous deployment last did.
+#[derive(Debug, serde::Serialize)]
+struct SourceView<'a> {
+    app: &'a str,
+    slot: &'a str,
+    /// `null` for a slot without a source (direct deployments).
+    source: Option<String>,
+    #[serde(flatten)]
+    config: Option<ConfigView>,
+    #[serde(flatten)]
+    state: SourceState,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ConfigView {
+    kind: &'static str,
+    location: String,
+    branch: Option<String>,
+    build: &'static str,
+    build_timeout_secs: u64,
+    quiet_period_ms: Option<u64>,
+    username: Option<String>,
+    password: bool,
+    ssh_key: bool,
+    ssh_host_key: Option<String>,
+    configured_time: String,
+}
+
+fn source_view<'a>(
+    cd: &ContinuousDeployer,
+    app: &'a str,
+    slot: &'a str,
+) -> Result<SourceView<'a>, Failure> {
     let config = cd.config(app, slot).map_err(failure)?;
     let state = cd.state(app, slot).map_err(failure)?;
-    Ok(match config {
-        None => json!({ "app": app, "slot": slot, "source": null }),
-        Some(c) => json!({
-            "app": app,
-            "slot": slot,
-            "source": c.describe(),
-            "kind": c.kind.as_str(),
-            "location": c.location,
-            "branch": c.branch,
-            "build": c.build.as_str(),
-            "build_timeout_secs": c.build_timeout_secs,
-            "quiet_period_ms": c.quiet_period_ms,
-            "username": c.username,
-            "password": c.has_password,
-            "ssh_key": c.has_ssh_key,
-            "ssh_host_key": c.ssh_host_key,
-            "configured_time": c.configured_time,
-            "deployed_id": state.deployed_id,
-            "deployment": state.deployment,
-            "failed_id": state.failed_id,
-            "failed_deployment": state.failed_deployment,
-            "checked_time": state.checked_time,
+    Ok(SourceView {
+        app,
+        slot,
+        source: config.as_ref().map(|c| c.describe()),
+        config: config.map(|c| ConfigView {
+            kind: c.kind.as_str(),
+            build: c.build.as_str(),
+            build_timeout_secs: c.build_timeout_secs,
+            quiet_period_ms: c.quiet_period_ms,
+            password: c.has_password,
+            ssh_key: c.has_ssh_key,
+            location: c.location,
+            branch: c.branch,
+            username: c.username,
+            ssh_host_key: c.ssh_host_key,
+            configured_time: c.configured_time,
         }),
+        state,
     })
 }
 
 fn show(cd: &ContinuousDeployer, app: &str, slot: &str, json: bool) -> CmdResult {
-    let v = config_json(cd, app, slot)?;
+    let v = source_view(cd, app, slot)?;
     if json {
         return print_json(&v);
     }
-    if v["source"].is_null() {
+    let (Some(source), Some(c)) = (&v.source, &v.config) else {
         println!("{app}/{slot}: no source (direct deployments)");
         return Ok(());
+    };
+    println!("{app}/{slot}: follows {source}");
+    println!("  build:     {}", c.build);
+    if c.kind == "local-git" {
+        println!("  push to:   file://{}", c.location);
     }
-    println!(
-        "{app}/{slot}: follows {}",
-        v["source"].as_str().unwrap_or("")
-    );
-    println!("  build:     {}", v["build"].as_str().unwrap_or(""));
-    if v["kind"] == "local-git" {
-        println!(
-            "  push to:   file://{}",
-            v["location"].as_str().unwrap_or("")
-        );
-    }
-    if let Some(u) = v["username"].as_str() {
-        let secret = if v["password"] == true {
+    if let Some(u) = &c.username {
+        let secret = if c.password {
             " (password stored)"
-        } else if v["ssh_key"] == true {
+        } else if c.ssh_key {
             " (SSH key stored)"
         } else {
             ""
         };
         println!("  user:      {u}{secret}");
     }
-    if let Some(k) = v["ssh_host_key"].as_str() {
+    if let Some(k) = &c.ssh_host_key {
         println!("  host key:  {k}");
     }
-    let or_none = |k: &str| v[k].as_str().unwrap_or("none").to_string();
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_owned());
     println!(
         "  deployed:  {} (deployment {})",
-        or_none("deployed_id"),
-        or_none("deployment")
+        or_none(&v.state.deployed_id),
+        or_none(&v.state.deployment)
     );
-    if !v["failed_id"].is_null() {
+    if v.state.failed_id.is_some() {
         println!(
             "  failed:    {} (deployment {})",
-            or_none("failed_id"),
-            or_none("failed_deployment")
+            or_none(&v.state.failed_id),
+            or_none(&v.state.failed_deployment)
         );
     }
     Ok(())

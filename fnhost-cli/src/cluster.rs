@@ -425,8 +425,3 @@ pub(crate) fn print_workers(views: &[WorkerView]) {
         );
     }
 }
-
-/// Prints JSON (for `fnhost workers list --json`).
-pub(crate) fn workers_json(views: &Option<Vec<WorkerView>>) -> serde_json::Value {
-    serde_json::to_value(views).unwrap_or(serde_json::Value::Null)
-}

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use chrono::{SecondsFormat, Utc};
 use fnhost_core::{Function, FunctionApp};
 use fnhost_triggers::ListenerSpec;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::{CmdResult, Output, app_dir, load_app, print_json};
 
@@ -28,10 +29,10 @@ pub(crate) fn run(args: Args, out: Output) -> CmdResult {
     }
     let now = Utc::now();
     if out.json {
-        let items: Vec<Value> = app
+        let items: Vec<FunctionView> = app
             .functions()
             .iter()
-            .map(|f| function_json(f, &app, now))
+            .map(|f| FunctionView::of(f, &app, now))
             .collect();
         print_json(&items)?;
     } else {
@@ -64,36 +65,80 @@ fn next_three(f: &Function, now: chrono::DateTime<Utc>) -> Vec<String> {
 }
 
 /// A function as `list --json` (and `serve --json`) prints it.
-pub(crate) fn function_json(f: &Function, app: &FunctionApp, now: chrono::DateTime<Utc>) -> Value {
-    let mut item = json!({
-        "name": f.name,
-        "trigger": f.trigger_type(),
-        "disabled": f.disabled,
-        "bindings": f.config.bindings.iter().map(|b| Value::Object(b.properties.clone())).collect::<Vec<_>>(),
-    });
-    if let Some(h) = &f.http {
-        item["http"] = json!({
-            "route": h.path(),
-            "methods": h.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-            "authLevel": h.auth_level.as_str(),
-        });
-    }
-    if let Some(b) = f.config.trigger().and_then(|b| b.timer_trigger()) {
-        item["schedule"] = json!({
-            "expression": b.schedule,
-            "resolved": f.timer.as_ref().map(|t| t.resolved.clone()),
-            "runOnStartup": b.run_on_startup,
-            "next": next_three(f, now),
-        });
-    }
-    match ListenerSpec::of(f, app) {
-        Some(Ok(spec)) => {
-            item["listener"] = json!({"source": spec.source(), "connection": spec.setting()});
+#[derive(Debug, Serialize)]
+pub(crate) struct FunctionView<'a> {
+    name: &'a str,
+    trigger: &'a str,
+    disabled: bool,
+    bindings: Vec<&'a serde_json::Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<HttpView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<ScheduleView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<ListenerView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpView<'a> {
+    route: String,
+    methods: Vec<&'a str>,
+    auth_level: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduleView<'a> {
+    expression: &'a str,
+    resolved: Option<&'a str>,
+    run_on_startup: bool,
+    next: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ListenerView {
+    Listens {
+        source: String,
+        connection: Option<String>,
+    },
+    Cannot {
+        error: String,
+    },
+}
+
+impl<'a> FunctionView<'a> {
+    pub(crate) fn of(f: &'a Function, app: &'a FunctionApp, now: chrono::DateTime<Utc>) -> Self {
+        FunctionView {
+            name: &f.name,
+            trigger: f.trigger_type(),
+            disabled: f.disabled,
+            bindings: f.config.bindings.iter().map(|b| &b.properties).collect(),
+            http: f.http.as_ref().map(|h| HttpView {
+                route: h.path(),
+                methods: h.methods.iter().map(|m| m.as_str()).collect(),
+                auth_level: h.auth_level.as_str(),
+            }),
+            schedule: f
+                .config
+                .trigger()
+                .and_then(|b| b.timer_trigger())
+                .map(|b| ScheduleView {
+                    expression: &b.schedule,
+                    resolved: f.timer.as_ref().map(|t| t.resolved.as_str()),
+                    run_on_startup: b.run_on_startup,
+                    next: next_three(f, now),
+                }),
+            listener: ListenerSpec::of(f, app).map(|spec| match spec {
+                Ok(spec) => ListenerView::Listens {
+                    source: spec.source(),
+                    connection: spec.setting().map(str::to_owned),
+                },
+                Err(reason) => ListenerView::Cannot { error: reason },
+            }),
         }
-        Some(Err(reason)) => item["listener"] = json!({"error": reason}),
-        None => {}
     }
-    item
 }
 
 fn print_text(f: &Function, app: &FunctionApp, now: chrono::DateTime<Utc>) {

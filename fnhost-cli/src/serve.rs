@@ -172,7 +172,8 @@ pub(crate) fn run(args: Args, home: &Path, out: Output) -> CmdResult {
             let list = app
                 .functions()
                 .iter()
-                .map(|f| crate::list::function_json(f, app, now))
+                .map(|f| crate::list::FunctionView::of(f, app, now))
+                .map(|v| serde_json::to_value(v).unwrap_or_default())
                 .collect();
             warn_unserved(&host);
             serde_json::Map::from_iter([("functions".to_owned(), serde_json::Value::Array(list))])

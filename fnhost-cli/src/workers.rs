@@ -280,12 +280,33 @@ fn install_one(dir: &Path, lang: &str, force: bool) -> CmdResult {
     Ok(())
 }
 
+/// A language worker as `workers list` shows it.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum LanguageWorkerRow {
+    #[serde(rename_all = "camelCase")]
+    Found {
+        language: String,
+        dir: PathBuf,
+        executable: String,
+        worker_path: Option<String>,
+        worker_indexing: bool,
+        /// installed, outdated (`workers install` updates it) or external.
+        state: &'static str,
+    },
+    Broken {
+        dir: Option<PathBuf>,
+        state: &'static str,
+        error: String,
+    },
+}
+
 fn list(args: ListArgs, home: &Path, out: Output) -> CmdResult {
     let dir = workers_dir(&args.dir)?;
     let cluster = crate::cluster::cluster_workers(&args.cluster, home)?;
-    let mut rows = Vec::new();
-    for found in list_workers(&dir) {
-        match found {
+    let rows: Vec<LanguageWorkerRow> = list_workers(&dir)
+        .into_iter()
+        .map(|found| match found {
             Ok(c) => {
                 let shipped = WORKER_FILES.iter().filter(|(l, _, _)| *l == c.language);
                 let state = match read_stamp(&c.dir) {
@@ -293,28 +314,34 @@ fn list(args: ListArgs, home: &Path, out: Output) -> CmdResult {
                     Some(_) => "outdated",
                     None => "external",
                 };
-                rows.push(json!({
-                    "language": c.language,
-                    "dir": c.dir.display().to_string(),
-                    "executable": c.executable,
-                    "workerPath": c.worker_path,
-                    "workerIndexing": c.worker_indexing,
-                    "state": state,
-                }));
+                LanguageWorkerRow::Found {
+                    language: c.language,
+                    dir: c.dir,
+                    executable: c.executable,
+                    worker_path: c.worker_path,
+                    worker_indexing: c.worker_indexing,
+                    state,
+                }
             }
-            Err(e) => rows.push(json!({
-                "dir": e.path.parent().map(|p| p.display().to_string()),
-                "state": "broken",
-                "error": e.message,
-            })),
-        }
-    }
+            Err(e) => LanguageWorkerRow::Broken {
+                dir: e.path.parent().map(Path::to_path_buf),
+                state: "broken",
+                error: e.message,
+            },
+        })
+        .collect();
     if out.json {
-        return print_json(&json!({
-            "dir": dir.display().to_string(),
-            "workers": rows,
-            "cluster": crate::cluster::workers_json(&cluster),
-        }));
+        #[derive(serde::Serialize)]
+        struct Listing<'a> {
+            dir: &'a Path,
+            workers: &'a [LanguageWorkerRow],
+            cluster: &'a Option<Vec<fnhost_cluster::protocol::WorkerView>>,
+        }
+        return print_json(&Listing {
+            dir: &dir,
+            workers: &rows,
+            cluster: &cluster,
+        });
     }
     if let Some(views) = &cluster {
         println!("Cluster workers:");
@@ -329,19 +356,26 @@ fn list(args: ListArgs, home: &Path, out: Output) -> CmdResult {
         );
         return Ok(());
     }
+    let mut outdated = false;
     for r in &rows {
-        let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        match text("state").as_str() {
-            "broken" => println!("?\tbroken\t{}\t{}", text("dir"), text("error")),
-            state => println!(
-                "{}\t{state}\t{}\t{}",
-                text("language"),
-                text("dir"),
-                text("executable")
-            ),
+        match r {
+            LanguageWorkerRow::Broken { dir, error, .. } => {
+                let dir = dir.as_deref().unwrap_or(Path::new(""));
+                println!("?\tbroken\t{}\t{error}", dir.display())
+            }
+            LanguageWorkerRow::Found {
+                language,
+                dir,
+                executable,
+                state,
+                ..
+            } => {
+                outdated |= *state == "outdated";
+                println!("{language}\t{state}\t{}\t{executable}", dir.display())
+            }
         }
     }
-    if rows.iter().any(|r| r["state"] == "outdated") {
+    if outdated {
         eprintln!("fnhost: some workers are outdated: `fnhost workers install` updates them");
     }
     Ok(())
