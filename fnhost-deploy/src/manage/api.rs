@@ -573,9 +573,6 @@ pub(super) async fn zip_download(scope: &Scope, rel: String) -> Result<Response,
 
 /// The manifest of the slot's active deployment (404 without one).
 pub(super) fn active_manifest(scope: &Scope) -> Result<Arc<Manifest>, ApiError> {
-    let Some(active) = scope.site().active(&scope.app, &scope.slot)? else {
-        let (app, slot) = (scope.app.clone(), scope.slot.clone());
-        return Err(Error::NoActiveDeployment { app, slot }.into());
-    };
+    let active = scope.site().require_active(&scope.app, &scope.slot)?;
     Ok(scope.shared.manifest(&scope.app, &active.deployment)?)
 }

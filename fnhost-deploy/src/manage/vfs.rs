@@ -187,10 +187,7 @@ async fn read(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (rel, _) = path_of(&uri, "/api/vfs")?;
-    let Some(active) = scope.site().active(&scope.app, &scope.slot)? else {
-        let (app, slot) = (scope.app.clone(), scope.slot.clone());
-        return Err(crate::Error::NoActiveDeployment { app, slot }.into());
-    };
+    let active = scope.site().require_active(&scope.app, &scope.slot)?;
     let not_found = || ApiError::not_found(format!("no file or folder {rel:?}"));
     let root = fs::canonicalize(&active.path).map_err(|_| not_found())?;
     let target = if rel.is_empty() {
