@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod support;
+use fnhost_testsupport::process::succeeded;
 use support::*;
 
 fn make_app(dir: &Path, version: &str) {
@@ -24,14 +25,7 @@ fn make_app(dir: &Path, version: &str) {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&succeeded(out).stdout).into_owned()
 }
 
 fn json(out: &Output) -> serde_json::Value {

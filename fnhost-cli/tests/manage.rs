@@ -45,12 +45,8 @@ impl Server {
     fn start(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
-        let site = Site::open(&home).unwrap();
-        site.create_app("demo").unwrap();
-        site.set_credentials("demo", USER, PASS).unwrap();
-        site.create_app("other").unwrap();
-        site.set_credentials("other", "$other", "other-password")
-            .unwrap();
+        let apps = [("demo", USER, PASS), ("other", "$other", "other-password")];
+        home_with_apps(&home, &apps);
         let manage = manage(&home, extra);
         let root = manage.root.clone();
         Server {

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fnhost_deploy::Site;
 use serde_json::{Value, json};
 
 mod support;
@@ -56,11 +55,7 @@ impl Server {
         write(&src.join("handler"), "#!/bin/sh\necho hi\n");
         fs::set_permissions(src.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
         commit(&src, "v1", "first version");
-        let site = Site::open(&home).unwrap();
-        site.create_app("demo").unwrap();
-        site.set_credentials("demo", USER, PASS).unwrap();
-        site.create_app("other").unwrap();
-        site.set_credentials("other", USER, PASS).unwrap();
+        home_with_apps(&home, &[("demo", USER, PASS), ("other", USER, PASS)]);
         let url = format!("file://{}", src.display());
         fnhost_ok(
             &home,
