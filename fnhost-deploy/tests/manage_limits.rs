@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use fnhost_deploy::Site;
 use fnhost_deploy::manage::{Limits, Manage};
 use fnhost_deploy::testkit::ManageThread;
+use fnhost_testsupport::process::succeeded;
 
 const PASS: &str = "right-password-1";
 
@@ -32,11 +33,7 @@ fn curl(url: &str, userpass: &str, extra: &[&str]) -> (u16, String) {
         .arg(url)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let head = String::from_utf8_lossy(&out.stdout).into_owned();
     let last = head
         .split("\r\n\r\n")
