@@ -3,12 +3,12 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod support;
+use fnhost_testsupport::app::hold_slot_lock;
 use fnhost_testsupport::process::succeeded;
 use support::*;
 
@@ -254,14 +254,7 @@ fn a_second_deployment_waits_or_fails_at_once() {
     make_app(&v1, "one");
     ok(&fnhost(&home, &["apps", "create", "demo"]));
     let lock_path = home.join("apps/demo/slots/production/lock");
-    let mut holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    holder.lock().unwrap();
-    holder.write_all(b"20990101T000000000000Z-running").unwrap();
+    let holder = hold_slot_lock(&lock_path, "20990101T000000000000Z-running");
 
     let out = fnhost(
         &home,
