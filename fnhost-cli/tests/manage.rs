@@ -17,7 +17,6 @@ mod support;
 use support::*;
 
 const USER: &str = "$demo";
-const PASS: &str = "s3cret-Passw0rd";
 /// A zip of a small valid app whose `version.txt` holds `version`.
 fn app_zip(path: &Path, version: &str) {
     use zip::write::SimpleFileOptions;

@@ -15,10 +15,9 @@ use serde_json::Value;
 mod support;
 use fnhost_testsupport::process::succeeded as ok;
 use fnhost_testsupport::tls::self_signed;
-use support::{fnhost, fnhost_stdin, write};
+use support::{PASS, fnhost, fnhost_stdin, write};
 
 const USER: &str = "$shop";
-const PASS: &str = "s3cret-Passw0rd";
 /// Azure's FTP user name: APP\USER.
 const FTP_USER: &str = "shop\\$shop";
 

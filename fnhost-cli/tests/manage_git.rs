@@ -15,7 +15,6 @@ use fnhost_testsupport::git::{commit, git_all as git, git_output as git_out};
 use support::*;
 
 const USER: &str = "deployer";
-const PASS: &str = "s3cret-Passw0rd";
 
 struct Server {
     manage: Manage,

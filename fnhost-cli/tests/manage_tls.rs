@@ -14,10 +14,9 @@ use serde_json::Value;
 
 mod support;
 use fnhost_testsupport::tls::self_signed;
-use support::{home_with_apps, manage};
+use support::{PASS, home_with_apps, manage};
 
 const USER: &str = "$demo";
-const PASS: &str = "s3cret-Passw0rd";
 
 fn app_zip(path: &Path) {
     use zip::write::SimpleFileOptions;

@@ -19,7 +19,6 @@ use fnhost_testsupport::git::{commit, git};
 use support::*;
 
 const USER: &str = "deployer";
-const PASS: &str = "s3cret-Passw0rd";
 const SECRET: &str = "It's a Secret to Everybody";
 
 struct Server {

@@ -14,6 +14,9 @@ use fnhost_testsupport::Running;
 pub use fnhost_testsupport::app::{HOST_JSON, HTTP_FUNCTION, make_app, write};
 use fnhost_testsupport::process::run_bounded;
 
+/// The deployment password the management tests give their apps.
+pub const PASS: &str = "s3cret-Passw0rd";
+
 /// The `fnhost` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
 
