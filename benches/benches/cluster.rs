@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use fnhost_benches::client::{Client, connect, get};
-use fnhost_benches::{format_duration, quick};
+use fnhost_benches::{format_duration, quick, serve_front};
 use fnhost_cluster::gateway::Gateway;
 use fnhost_cluster::protocol::RouteTable;
-use fnhost_core::http::HttpFront;
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
 
@@ -63,14 +62,7 @@ async fn start_instance(dir: &Path) -> SocketAddr {
             tokio::time::sleep(Duration::from_millis(10)).await;
             HttpResponse::text("ok")
         });
-    let host = Arc::new(Host::builder().native(native).build(app));
-    let server = HttpFront::new(host)
-        .bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the front binds");
-    let addr = server.local_addr();
-    tokio::spawn(server.serve(std::future::pending::<()>()));
-    addr
+    serve_front(Arc::new(Host::builder().native(native).build(app))).await
 }
 
 async fn start_gateway(instance: SocketAddr) -> SocketAddr {

@@ -10,13 +10,13 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use fnhost_benches::{format_duration, quick};
 use fnhost_deploy::manage::Manage;
+use fnhost_deploy::testkit::ManageThread;
 use fnhost_deploy::{Content, DeployRequest, Durability, Site};
 
 const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
@@ -55,38 +55,6 @@ fn fresh_site(dir: &Path) -> Site {
     site
 }
 
-/// Runs an endpoint for `site` on a thread; stops when the sender drops.
-fn serve(
-    site: Site,
-) -> (
-    SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let t = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = Manage::new(site)
-                .bind("127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
-            tx.send(server.local_addr()).unwrap();
-            server
-                .serve(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
-    (rx.recv().unwrap(), stop_tx, t)
-}
-
 fn main() {
     let files = if quick() { 500 } else { 10_000 };
     let rounds = if quick() { 3 } else { 5 };
@@ -112,7 +80,8 @@ fn main() {
 
         // The endpoint, with curl.
         let site = fresh_site(&tmp.path().join(format!("http-{round}")));
-        let (addr, stop, thread) = serve(site);
+        let server = ManageThread::start(Manage::new(site)).unwrap();
+        let addr = server.addr();
         let t = Instant::now();
         let out = Command::new("curl")
             .args([
@@ -132,8 +101,7 @@ fn main() {
             .unwrap();
         http.push(t.elapsed());
         assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-        drop(stop);
-        thread.join().unwrap();
+        drop(server);
     }
     lib.sort();
     http.sort();

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fnhost_benches::{iterations, measure, quick, report};
-use fnhost_core::http::HttpFront;
+use fnhost_benches::{iterations, measure, quick, report, serve_front};
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
 use http_body_util::{BodyExt as _, Empty, Full};
@@ -111,14 +110,7 @@ async fn start_front(dir: &std::path::Path) -> SocketAddr {
         .expect("the app loads");
     let _ = std::fs::remove_dir_all(dir);
     let native = NativeExecutor::new().http("noop", |_req| async { HttpResponse::text("ok") });
-    let host = Arc::new(Host::builder().native(native).build(app));
-    let server = HttpFront::new(host)
-        .bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the front binds");
-    let addr = server.local_addr();
-    tokio::spawn(server.serve(std::future::pending::<()>()));
-    addr
+    serve_front(Arc::new(Host::builder().native(native).build(app))).await
 }
 
 async fn start_bare() -> SocketAddr {

@@ -69,7 +69,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fnhost_benches::{format_duration, quick};
+use fnhost_benches::{format_duration, quick, serve_front};
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, LogSink as HandlerLogSink};
 use fnhost_core::http::HttpFront;
 use fnhost_core::invoke::http::HttpResponse;
@@ -666,14 +666,7 @@ async fn native_front(dir: &Path) -> SocketAddr {
         .load()
         .expect("the app loads");
     let native = NativeExecutor::new().http("noop", |_req| async { HttpResponse::text("ok") });
-    let host = Arc::new(Host::builder().native(native).build(app));
-    let server = HttpFront::new(host)
-        .bind("127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the front binds");
-    let addr = server.local_addr();
-    tokio::spawn(server.serve(std::future::pending::<()>()));
-    addr
+    serve_front(Arc::new(Host::builder().native(native).build(app))).await
 }
 
 /// When a wrapped socket last returned bytes from `read`, and when the first

@@ -7,7 +7,12 @@
 //! Setting the `FNHOST_BENCH_QUICK` environment variable shrinks iteration
 //! counts so that CI can run the benchmarks as smoke tests.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use fnhost_core::Host;
+use fnhost_core::http::HttpFront;
 
 /// Whether `FNHOST_BENCH_QUICK` is set (to anything).
 pub fn quick() -> bool {
@@ -147,4 +152,16 @@ pub mod client {
         let body = resp.into_body().collect().await.expect("a body").to_bytes();
         (status, body)
     }
+}
+
+/// Serves `host` with the function front on a free port of 127.0.0.1, on
+/// the current runtime until it ends; the address.
+pub async fn serve_front(host: Arc<Host>) -> SocketAddr {
+    let server = HttpFront::new(host)
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the front binds");
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(std::future::pending::<()>()));
+    addr
 }

@@ -3,12 +3,13 @@
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod support;
+use fnhost_testsupport::app::hold_slot_lock;
+use fnhost_testsupport::process::succeeded;
 use support::*;
 
 fn make_app(dir: &Path, version: &str) {
@@ -24,14 +25,7 @@ fn make_app(dir: &Path, version: &str) {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&succeeded(out).stdout).into_owned()
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -260,14 +254,7 @@ fn a_second_deployment_waits_or_fails_at_once() {
     make_app(&v1, "one");
     ok(&fnhost(&home, &["apps", "create", "demo"]));
     let lock_path = home.join("apps/demo/slots/production/lock");
-    let mut holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    holder.lock().unwrap();
-    holder.write_all(b"20990101T000000000000Z-running").unwrap();
+    let holder = hold_slot_lock(&lock_path, "20990101T000000000000Z-running");
 
     let out = fnhost(
         &home,

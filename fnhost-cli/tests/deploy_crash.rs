@@ -56,21 +56,8 @@ fn file_path(i: usize) -> String {
 }
 
 fn snapshot(dir: &Path) -> Tree {
-    fn walk(root: &Path, dir: &Path, out: &mut Tree) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, digest(&fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Tree::new();
-    walk(dir, dir, &mut out);
-    out
+    let files = fnhost_testsupport::app::files(dir);
+    files.into_iter().map(|(k, v)| (k, digest(&v))).collect()
 }
 
 /// Starts `fnhost deploy`; `full` selects the default durability, else

@@ -16,6 +16,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 mod support;
+use fnhost_testsupport::process::succeeded;
 use support::write;
 
 const MANAGER: &str = "http://fnhost-manage.functions:7072";
@@ -81,14 +82,7 @@ fn run(cwd: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    String::from_utf8_lossy(&succeeded(out).stderr).into_owned()
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {

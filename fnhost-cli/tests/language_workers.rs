@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use fnhost_testsupport::Running;
 use fnhost_testsupport::http::{self, Answer};
+use fnhost_testsupport::process::succeeded;
 
 mod support;
 use support::{BIN, workers};
@@ -397,11 +398,7 @@ fn validate_and_list_show_what_the_worker_indexes() {
         .args(["list", "--index", "--json", "py"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = listed
         .as_array()
@@ -425,11 +422,7 @@ fn invoke_runs_an_indexed_function_from_a_relative_path() {
         .args(["invoke", "app", "getItem", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("id"), "{text}");
 }

@@ -17,7 +17,6 @@ mod support;
 use support::*;
 
 const USER: &str = "$demo";
-const PASS: &str = "s3cret-Passw0rd";
 /// A zip of a small valid app whose `version.txt` holds `version`.
 fn app_zip(path: &Path, version: &str) {
     use zip::write::SimpleFileOptions;
@@ -45,12 +44,8 @@ impl Server {
     fn start(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
-        let site = Site::open(&home).unwrap();
-        site.create_app("demo").unwrap();
-        site.set_credentials("demo", USER, PASS).unwrap();
-        site.create_app("other").unwrap();
-        site.set_credentials("other", "$other", "other-password")
-            .unwrap();
+        let apps = [("demo", USER, PASS), ("other", "$other", "other-password")];
+        home_with_apps(&home, &apps);
         let manage = manage(&home, extra);
         let root = manage.root.clone();
         Server {

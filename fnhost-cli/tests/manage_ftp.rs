@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
+use fnhost_testsupport::process::succeeded as ok;
 use fnhost_testsupport::tls::self_signed;
-use support::{fnhost, fnhost_stdin, write};
+use support::{PASS, fnhost, fnhost_stdin, write};
 
 const USER: &str = "$shop";
-const PASS: &str = "s3cret-Passw0rd";
 /// Azure's FTP user name: APP\USER.
 const FTP_USER: &str = "shop\\$shop";
 
@@ -159,17 +159,6 @@ impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
-}
-
-fn ok(out: &Output) -> &Output {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn stdout(out: &Output) -> String {

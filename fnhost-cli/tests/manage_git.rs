@@ -10,14 +10,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use fnhost_deploy::Site;
-
 mod support;
 use fnhost_testsupport::git::{commit, git_all as git, git_output as git_out};
 use support::*;
 
 const USER: &str = "deployer";
-const PASS: &str = "s3cret-Passw0rd";
 
 struct Server {
     manage: Manage,
@@ -30,11 +27,7 @@ impl Server {
     fn start() -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
-        let site = Site::open(&home).unwrap();
-        site.create_app("demo").unwrap();
-        site.set_credentials("demo", USER, PASS).unwrap();
-        site.create_app("other").unwrap();
-        site.set_credentials("other", USER, PASS).unwrap();
+        home_with_apps(&home, &[("demo", USER, PASS), ("other", USER, PASS)]);
         fnhost_ok(&home, &["source", "set", "demo", "--local-git"], "");
         let manage = manage(&home, &[]);
         let root = manage.root.clone();

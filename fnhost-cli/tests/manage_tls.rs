@@ -14,10 +14,9 @@ use serde_json::Value;
 
 mod support;
 use fnhost_testsupport::tls::self_signed;
-use support::manage;
+use support::{PASS, home_with_apps, manage};
 
 const USER: &str = "$demo";
-const PASS: &str = "s3cret-Passw0rd";
 
 fn app_zip(path: &Path) {
     use zip::write::SimpleFileOptions;
@@ -73,9 +72,7 @@ fn https_with_a_self_signed_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let home = dir.join("home");
-    let site = Site::open(&home).unwrap();
-    site.create_app("demo").unwrap();
-    site.set_credentials("demo", USER, PASS).unwrap();
+    home_with_apps(&home, &[("demo", USER, PASS)]);
     let (cert, key) = self_signed(dir, "server");
 
     let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fnhost_deploy::Site;
 use serde_json::{Value, json};
 
 mod support;
@@ -20,7 +19,6 @@ use fnhost_testsupport::git::{commit, git};
 use support::*;
 
 const USER: &str = "deployer";
-const PASS: &str = "s3cret-Passw0rd";
 const SECRET: &str = "It's a Secret to Everybody";
 
 struct Server {
@@ -56,11 +54,7 @@ impl Server {
         write(&src.join("handler"), "#!/bin/sh\necho hi\n");
         fs::set_permissions(src.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
         commit(&src, "v1", "first version");
-        let site = Site::open(&home).unwrap();
-        site.create_app("demo").unwrap();
-        site.set_credentials("demo", USER, PASS).unwrap();
-        site.create_app("other").unwrap();
-        site.set_credentials("other", USER, PASS).unwrap();
+        home_with_apps(&home, &[("demo", USER, PASS), ("other", USER, PASS)]);
         let url = format!("file://{}", src.display());
         fnhost_ok(
             &home,

@@ -168,13 +168,7 @@ impl HotSwap {
     /// The slot's active deployment and its app, loaded and validated: what
     /// to build the host with.
     pub fn load_active(&self) -> Result<(Active, FunctionApp)> {
-        let active =
-            self.site
-                .active(&self.app, &self.slot)?
-                .ok_or_else(|| Error::NoActiveDeployment {
-                    app: self.app.clone(),
-                    slot: self.slot.clone(),
-                })?;
+        let active = self.site.require_active(&self.app, &self.slot)?;
         let app = self.load(&active).map_err(|message| Error::Package {
             path: active.path.clone(),
             message,

@@ -402,3 +402,68 @@ fn concurrency(store: &dyn Store, fail: &mut dyn FnMut(String)) {
         fail(format!("remove_manifest() failed: {e}"));
     }
 }
+
+/// A management endpoint served on a thread with a runtime of its own,
+/// for synchronous tests and benchmarks (feature `server`). Dropping it
+/// stops the endpoint ([`Server::serve`](crate::manage::Server::serve)'s
+/// shutdown) and waits for the thread.
+#[cfg(feature = "server")]
+#[derive(Debug)]
+pub struct ManageThread {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(feature = "server")]
+impl ManageThread {
+    /// Binds `manage` to a free port of 127.0.0.1 and serves it; fails when
+    /// the runtime cannot start or the port cannot be bound.
+    pub fn start(manage: crate::manage::Manage) -> io::Result<ManageThread> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build();
+            let rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => return drop(tx.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                match manage.bind(addr).await {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.local_addr()));
+                        server.serve(async { drop(stopped.await) }).await;
+                    }
+                    Err(e) => drop(tx.send(Err(e))),
+                }
+            });
+        });
+        let addr = rx
+            .recv()
+            .map_err(|_| io::Error::other("the endpoint's thread stopped"))??;
+        Ok(ManageThread {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
+#[cfg(feature = "server")]
+impl Drop for ManageThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

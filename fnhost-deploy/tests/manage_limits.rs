@@ -2,7 +2,7 @@
 //! authentications and the limit on concurrent uploads, with `curl` and
 //! raw TCP on loopback.
 
-#![cfg(feature = "server")]
+#![cfg(all(feature = "server", feature = "testkit"))]
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::io::Write;
@@ -12,52 +12,16 @@ use std::time::{Duration, Instant};
 
 use fnhost_deploy::Site;
 use fnhost_deploy::manage::{Limits, Manage};
+use fnhost_deploy::testkit::ManageThread;
+use fnhost_testsupport::process::succeeded;
 
 const PASS: &str = "right-password-1";
 
-/// Starts an endpoint on a runtime of its own; returns its address and a
-/// handle that stops it when dropped.
-fn start(site: Site, limits: Limits) -> (SocketAddr, Stop) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = Manage::new(site)
-                .with_limits(limits)
-                .bind("127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
-            tx.send(server.local_addr()).unwrap();
-            server
-                .serve(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    (addr, Stop(Some(stop_tx), Some(thread)))
-}
-
-struct Stop(
-    Option<tokio::sync::oneshot::Sender<()>>,
-    Option<std::thread::JoinHandle<()>>,
-);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.1.take() {
-            let _ = t.join();
-        }
-    }
+/// Starts an endpoint; returns its address and a handle that stops it
+/// when dropped.
+fn start(site: Site, limits: Limits) -> (SocketAddr, ManageThread) {
+    let server = ManageThread::start(Manage::new(site).with_limits(limits)).unwrap();
+    (server.addr(), server)
 }
 
 /// `curl` with a password; returns the status and the headers.
@@ -69,11 +33,7 @@ fn curl(url: &str, userpass: &str, extra: &[&str]) -> (u16, String) {
         .arg(url)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let head = String::from_utf8_lossy(&out.stdout).into_owned();
     let last = head
         .split("\r\n\r\n")

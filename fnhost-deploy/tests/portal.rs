@@ -3,7 +3,7 @@
 //! cookie's flags, throttling, the cross-site check (portal and API),
 //! escaping of hostile values, masked secrets, read-only slots.
 
-#![cfg(feature = "server")]
+#![cfg(all(feature = "server", feature = "testkit"))]
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use fnhost_deploy::manage::{Limits, Manage, Portal};
+use fnhost_deploy::testkit::ManageThread;
 use fnhost_deploy::{Content, DeployRequest, Site};
 use fnhost_testsupport::tls::self_signed;
 
@@ -25,7 +26,7 @@ const HOSTILE_FILE: &str = "<img src=x onerror=alert(1)>.txt";
 /// A running endpoint with the portal; stops when dropped.
 struct Server {
     base: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: ManageThread,
     _tmp: tempfile::TempDir,
     site: Site,
     dir: PathBuf,
@@ -46,29 +47,12 @@ fn start(limits: Limits, tls: bool) -> Server {
         let (cert, key) = self_signed(&dir, "server");
         manage = manage.with_tls(cert, key).unwrap();
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = manage.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-            tx.send(server.local_addr()).unwrap();
-            server
-                .serve(async {
-                    let _ = stop_rx.await;
-                })
-                .await;
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let server = ManageThread::start(manage).unwrap();
+    let addr = server.addr();
     let scheme = if tls { "https" } else { "http" };
     Server {
         base: format!("{scheme}://{addr}"),
-        _stop: stop_tx,
+        _server: server,
         _tmp: tmp,
         site,
         dir,

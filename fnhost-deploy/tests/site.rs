@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fnhost_testsupport::app::{files as tree, hold_slot_lock};
+
 use fnhost_deploy::store::{Digest, Manifest, ManifestKey};
 use fnhost_deploy::{
     Content, DeployRequest, Durability, Error, FsStore, Site, Status, Store, ZipLimits,
@@ -56,25 +58,6 @@ fn deploy_dir(
     msg: &str,
 ) -> fnhost_deploy::Result<fnhost_deploy::DeployOutcome> {
     site.deploy(DeployRequest::new("app", Content::Folder(dir.to_path_buf())).with_message(msg))
-}
-
-/// Relative path -> content of every file under `dir`.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 #[test]
@@ -556,15 +539,7 @@ fn busy_slot_and_read_only_mode() {
     make_app(&v1, 2, "one");
     // Hold the slot's lock as a running deployment would.
     let lock_path = tmp.path().join("home/apps/app/slots/production/lock");
-    fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
-    let mut holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    holder.lock().unwrap();
-    holder.write_all(b"20990101T000000000000Z-abc").unwrap();
+    let holder = hold_slot_lock(&lock_path, "20990101T000000000000Z-abc");
     let err = site
         .deploy(DeployRequest::new("app", Content::Folder(v1.clone())).with_wait(false))
         .unwrap_err();

@@ -18,6 +18,7 @@ use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
 use fnhost_core::testkit::{SourceFixture, assert_source_provider};
 use fnhost_deploy::source::{GitSource, LocalGitSource, create_local_repository};
 use fnhost_testsupport::git::git;
+use fnhost_testsupport::process::succeeded;
 
 /// A working repository the tests commit to.
 struct Repo {
@@ -852,11 +853,7 @@ fn keygen(path: &Path) {
         .arg(path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A small valid function app: a custom handler with one HTTP function.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -26,4 +27,39 @@ pub fn make_app(dir: &Path, version: &str) {
     write(&dir.join("version.txt"), version);
     write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
     fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Relative path -> content of every file under `dir` (links followed).
+pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Takes the lock file at `path` as a running deployment with id `id`
+/// holds it (`fnhost` then sees the slot busy); it is held until the file
+/// is dropped.
+pub fn hold_slot_lock(path: &Path, id: &str) -> fs::File {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut holder = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    holder.lock().unwrap();
+    std::io::Write::write_all(&mut holder, id.as_bytes()).unwrap();
+    holder
 }

@@ -238,3 +238,16 @@ pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
         stderr: join(&running.stderr),
     }
 }
+
+/// `out`, once checked that its command succeeded; a failure panics with
+/// the exit code, stdout and stderr.
+pub fn succeeded(out: &Output) -> &Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

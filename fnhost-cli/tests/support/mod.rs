@@ -14,8 +14,21 @@ use fnhost_testsupport::Running;
 pub use fnhost_testsupport::app::{HOST_JSON, HTTP_FUNCTION, make_app, write};
 use fnhost_testsupport::process::run_bounded;
 
+/// The deployment password the management tests give their apps.
+pub const PASS: &str = "s3cret-Passw0rd";
+
 /// The `fnhost` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
+
+/// Makes the home `home` with `apps` created, each `(name, user,
+/// password)` with its deployment credentials.
+pub fn home_with_apps(home: &Path, apps: &[(&str, &str, &str)]) {
+    let site = fnhost_deploy::Site::open(home).unwrap();
+    for (app, user, password) in apps {
+        site.create_app(app).unwrap();
+        site.set_credentials(app, user, password).unwrap();
+    }
+}
 
 /// fnhost's language workers, installed (or found up to date) once per
 /// test binary into the target's temporary folder. The first install (npm

@@ -51,10 +51,13 @@
 //! configuring, reading and clearing it), `secrets` (credentials and the
 //! webhook secret, owner-only), `checkout` (the source's files kept
 //! between syncs), `sync` (one sync, coalesced across processes, and the
-//! build step), `watch` (polling and file events).
+//! build step), `watch` (polling and file events), `push` (what a push
+//! webhook's payload says).
 
 mod checkout;
 mod config;
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) mod push;
 mod secrets;
 mod sync;
 mod watch;

@@ -93,12 +93,7 @@ impl KubeApp {
     /// and keys (the slot's `secrets.json`, created with new keys when
     /// missing, as `fnhost serve --app` does).
     pub fn from_site(site: &Site, app: &str, slot: &str) -> Result<KubeApp> {
-        let active = site
-            .active(app, slot)?
-            .ok_or_else(|| Error::NoActiveDeployment {
-                app: app.into(),
-                slot: slot.into(),
-            })?;
+        let active = site.require_active(app, slot)?;
         let settings = site.app_settings(app, slot)?;
         let manifest = site.manifest(app, &active.deployment)?;
         let loaded = load(app, &active.path, &settings)?;

@@ -12,7 +12,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::body::{self, TempFile};
-use super::{ApiError, Scope, Shared, SlotQueue, json, param, paths, with_slash};
+use super::{ApiError, Scope, Shared, SlotQueue, blocking, json, param, paths, with_slash};
 use crate::deployment::{self, Deployment, Level, Status};
 use crate::error::Error;
 use crate::site::{Content, DeployOutcome, DeployRequest, Observer};
@@ -319,7 +319,7 @@ pub(super) async fn zipdeploy(
     let upload = scope.receive(&headers, body).await?;
     if upload.size() == 0 {
         let why = "the body is empty: send the zip as the request body";
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
+        return Err(ApiError::bad_request(why));
     }
     let waiting = Waiting::new(&queue);
     let run = {
@@ -365,16 +365,10 @@ pub(super) async fn zipdeploy(
     }
     // Synchronous: the deployment runs in its own task, so a client that
     // goes away does not cut it short.
-    let result = tokio::spawn(run).await.map_err(|_| stopped("deployment"))?;
+    let result = tokio::spawn(run)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the deployment stopped"))?;
     outcome_response(&scope, result)
-}
-
-/// The answer when a blocking task stopped (a panic).
-fn stopped(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("the {what} stopped"),
-    )
 }
 
 async fn latest(scope: Scope, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -415,7 +409,7 @@ async fn latest(scope: Scope, headers: HeaderMap) -> Result<Response, ApiError> 
             None => record_json(&last, &scope.base_url, None),
         },
         (Some((_, v)), None) => v,
-        (None, None) => return Err(ApiError::new(StatusCode::NOT_FOUND, "no deployments yet")),
+        (None, None) => return Err(ApiError::not_found("no deployments yet")),
     };
     Ok(json_etag(&headers, &chosen))
 }
@@ -442,7 +436,7 @@ fn id_param(scope: &Scope, params: &RawPathParams) -> Result<String, ApiError> {
         Ok(id.to_string())
     } else {
         let why = format!("{}: no deployment {id:?}", scope.app);
-        Err(ApiError::new(StatusCode::NOT_FOUND, why))
+        Err(ApiError::not_found(why))
     }
 }
 
@@ -456,7 +450,7 @@ async fn one(
         Some(v) => Ok(json_etag(&headers, &v)),
         None => {
             let why = format!("{}/{}: no deployment {id:?}", scope.app, scope.slot);
-            Err(ApiError::new(StatusCode::NOT_FOUND, why))
+            Err(ApiError::not_found(why))
         }
     }
 }
@@ -464,9 +458,7 @@ async fn one(
 async fn delete(scope: Scope, params: RawPathParams) -> Result<Response, ApiError> {
     let id = id_param(&scope, &params)?;
     let (site, app) = (scope.site().clone(), scope.app.clone());
-    tokio::task::spawn_blocking(move || site.delete_deployment(&app, &id))
-        .await
-        .map_err(|_| stopped("deletion"))??;
+    blocking("deletion", move || site.delete_deployment(&app, &id)).await??;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -479,9 +471,10 @@ async fn redeploy(scope: Scope, params: RawPathParams) -> Result<Response, ApiEr
     let _turn = queue.turn.lock().await;
     let site = scope.site().clone();
     let (app, slot) = (scope.app.clone(), scope.slot.clone());
-    let r = tokio::task::spawn_blocking(move || site.rollback(&app, &slot, Some(&id)))
-        .await
-        .map_err(|_| stopped("redeployment"))??;
+    let r = blocking("redeployment", move || {
+        site.rollback(&app, &slot, Some(&id))
+    })
+    .await??;
     queue.state.lock().unwrap_or_else(|e| e.into_inner()).last = Some(r.clone());
     let record =
         records_lookup(&scope, &r.id).unwrap_or_else(|| record_json(&r, &scope.base_url, None));
@@ -527,9 +520,10 @@ async fn admin_download(scope: Scope) -> Result<Response, ApiError> {
     let tmp = TempFile::new(&scope.shared.tmp, ".zip");
     let site = scope.site().clone();
     let (app, slot, out) = (scope.app.clone(), scope.slot.clone(), tmp.0.clone());
-    tokio::task::spawn_blocking(move || site.download(&app, &slot, include, &out))
-        .await
-        .map_err(|_| stopped("download"))??;
+    blocking("download", move || {
+        site.download(&app, &slot, include, &out)
+    })
+    .await??;
     body::stream_temp(tmp, &format!("{}.zip", scope.app)).await
 }
 
@@ -557,19 +551,18 @@ pub(super) async fn zip_download(scope: &Scope, rel: String) -> Result<Response,
     };
     if part.files.is_empty() {
         let why = format!("no folder {rel:?} in the active content");
-        return Err(ApiError::new(StatusCode::NOT_FOUND, why));
+        return Err(ApiError::not_found(why));
     }
     let tmp = TempFile::new(&scope.shared.tmp, ".zip");
     let store = scope.site().store().clone();
     let out = tmp.0.clone();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    blocking("download", move || -> std::io::Result<()> {
         let f = std::fs::File::create(&out)?;
         let w = crate::package::write_zip(store.as_ref(), &part, &[], std::io::BufWriter::new(f))?;
         w.into_inner().map_err(|e| e.into_error())?;
         Ok(())
     })
-    .await
-    .map_err(|_| stopped("download"))?
+    .await?
     .map_err(|e| Error::io("cannot write", "zip", e))?;
     let name = match rel.rsplit('/').next() {
         Some(last) if !last.is_empty() => format!("{}.zip", paths::percent_encode(last)),
@@ -580,9 +573,6 @@ pub(super) async fn zip_download(scope: &Scope, rel: String) -> Result<Response,
 
 /// The manifest of the slot's active deployment (404 without one).
 pub(super) fn active_manifest(scope: &Scope) -> Result<Arc<Manifest>, ApiError> {
-    let Some(active) = scope.site().active(&scope.app, &scope.slot)? else {
-        let (app, slot) = (scope.app.clone(), scope.slot.clone());
-        return Err(Error::NoActiveDeployment { app, slot }.into());
-    };
+    let active = scope.site().require_active(&scope.app, &scope.slot)?;
     Ok(scope.shared.manifest(&scope.app, &active.deployment)?)
 }

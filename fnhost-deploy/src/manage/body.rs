@@ -145,7 +145,7 @@ pub(super) async fn receive(
                 // with `tmp`.
                 Ok(Some(Err(_))) => {
                     let why = "the request body could not be read to its end";
-                    return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
+                    return Err(ApiError::bad_request(why));
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -160,7 +160,7 @@ pub(super) async fn receive(
     }
     if declared.is_some_and(|n| n != size) {
         let why = "the request body is shorter than its Content-Length";
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, why));
+        return Err(ApiError::bad_request(why));
     }
     out.flush().await.map_err(internal)?;
     drop(out);

@@ -29,6 +29,16 @@ impl ApiError {
         ApiError::Status(status, message.into())
     }
 
+    /// 400 and a message line.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 and a message line.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
     /// A response made by the handler.
     pub fn response(resp: impl IntoResponse) -> ApiError {
         ApiError::Response(Box::new(resp.into_response()))

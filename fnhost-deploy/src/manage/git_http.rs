@@ -65,10 +65,7 @@ async fn git(
     let path = uri.path().strip_prefix('/').unwrap_or("");
     let (repo, rest) = path.split_once('/').unwrap_or((path, ""));
     let Some(repo) = repo.strip_suffix(".git").filter(|r| !r.is_empty()) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no such management route",
-        ));
+        return Err(ApiError::not_found("no such management route"));
     };
     if method != Method::GET && method != Method::POST {
         let resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -79,51 +76,34 @@ async fn git(
             "no such repository: the git URL of this slot is {}/{app}.git",
             scope.base_url
         );
-        return Err(ApiError::new(StatusCode::NOT_FOUND, why));
+        return Err(ApiError::not_found(why));
     }
     let Some(service) = service(&method, rest, uri.query()) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        return Err(ApiError::not_found(
             "only git's smart HTTP protocol is served (info/refs?service=..., git-upload-pack, git-receive-pack)",
         ));
     };
     let slot_arg = scope.slot_arg();
-    let config = {
-        let (cd, a, s) = (cd.clone(), app.clone(), slot.clone());
-        tokio::task::spawn_blocking(move || cd.config(&a, &s)).await
-    };
-    let repo = match config {
-        Ok(Ok(Some(c))) if c.kind == SourceKind::LocalGit => std::path::PathBuf::from(c.location),
-        Ok(Ok(other)) => {
+    let repo = match scope.source_config(&cd, "git").await? {
+        Some(c) if c.kind == SourceKind::LocalGit => std::path::PathBuf::from(c.location),
+        other => {
             let now = match other {
                 Some(c) => format!(" (it follows {})", c.describe()),
                 None => String::new(),
             };
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "{app}/{slot} has no built-in git repository{now}: `fnhost source set {app}{slot_arg} --local-git` creates it"
-                ),
-            ));
+            return Err(ApiError::not_found(format!(
+                "{app}/{slot} has no built-in git repository{now}: `fnhost source set {app}{slot_arg} --local-git` creates it"
+            )));
         }
-        Ok(Err(e)) => {
-            scope.log(&format!("manage: git {app}/{slot}: {e}"));
-            let why = "the slot's source could not be read (see the server log)";
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why));
-        }
-        Err(_) => return Err(internal()),
     };
     let (Some(root), Some(name)) = (repo.parent(), repo.file_name()) else {
         let why = "the repository path is not valid";
         return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why));
     };
     if !repo.join("HEAD").is_file() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "{app}/{slot}: the built-in repository is missing; `fnhost source set {app}{slot_arg} --local-git` makes it again"
-            ),
-        ));
+        return Err(ApiError::not_found(format!(
+            "{app}/{slot}: the built-in repository is missing; `fnhost source set {app}{slot_arg} --local-git` makes it again"
+        )));
     }
     // The body (a POST): received under the endpoint's limits, then given
     // to http-backend as its stdin with its exact length.
@@ -134,8 +114,10 @@ async fn git(
     };
     let stdin = match &upload {
         Some(u) => Stdio::from(std::fs::File::open(u.path()).map_err(|e| {
-            scope.log(&format!("manage: git: cannot reopen an upload: {e}"));
-            internal()
+            scope.internal(
+                &format!("git: cannot reopen an upload: {e}"),
+                "internal error",
+            )
         })?),
         None => Stdio::null(),
     };
@@ -195,12 +177,14 @@ async fn git(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
-        scope.log(&format!("manage: cannot run git http-backend: {e}"));
         let why = "git is not available on the server (see the server log)";
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why)
+        scope.internal(&format!("cannot run git http-backend: {e}"), why)
     })?;
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(internal());
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        ));
     };
     let log = scope.shared.log.clone();
     let who = format!("{app}/{slot}");
@@ -305,8 +289,4 @@ async fn git(
         resp.headers_mut().append(k, v);
     }
     Ok(resp)
-}
-
-fn internal() -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }

@@ -88,6 +88,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::cd::{ContinuousDeployer, SourceConfig};
 use crate::deployment::Deployment;
 use crate::site::Site;
 use crate::store::Manifest;
@@ -231,6 +232,33 @@ impl Scope {
     /// Logs a line on the endpoint's log.
     pub fn log(&self, line: &str) {
         (self.shared.log)(line);
+    }
+
+    /// Logs `line` (after `manage: `) and answers 500 with `why`.
+    fn internal(&self, line: &str, why: &str) -> ApiError {
+        self.log(&format!("manage: {line}"));
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why)
+    }
+
+    /// What the slot follows; an error is logged as `what`'s (500).
+    async fn source_config(
+        &self,
+        cd: &ContinuousDeployer,
+        what: &str,
+    ) -> Result<Option<SourceConfig>, ApiError> {
+        let (cd, app, slot) = (cd.clone(), self.app.clone(), self.slot.clone());
+        blocking("source lookup", move || cd.config(&app, &slot))
+            .await?
+            .map_err(|e| self.source_error(what, &e))
+    }
+
+    /// A continuous-deployment error of the slot: logged as `what`'s, 500.
+    fn source_error(&self, what: &str, e: &crate::Error) -> ApiError {
+        let line = format!("{what} {}/{}: {e}", self.app, self.slot);
+        self.internal(
+            &line,
+            "the slot's source could not be read (see the server log)",
+        )
     }
 
     /// The slot as `fnhost` arguments (` --slot S`, empty for production).
@@ -431,6 +459,18 @@ fn with_slash(path: &str, method_router: MethodRouter) -> Router {
         .route(&format!("{path}/"), method_router)
 }
 
+/// Runs `f` off the async threads; 500 ("the `what` stopped") when it
+/// panics.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        let why = format!("the {what} stopped");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, why)
+    })
+}
+
 /// A route parameter (percent-decoded by axum), empty when missing.
 fn param<'a>(params: &'a RawPathParams, name: &str) -> &'a str {
     params
@@ -444,7 +484,7 @@ async fn slot_exists(scope: Scope, req: Request, next: Next) -> Result<Response,
     if !scope.site().slots(&scope.app)?.contains(&scope.slot) {
         let (app, slot) = (&scope.app, &scope.slot);
         let why = format!("{app}: no slot {slot:?}; a zip deployment to it creates it");
-        return Err(ApiError::new(StatusCode::NOT_FOUND, why));
+        return Err(ApiError::not_found(why));
     }
     Ok(next.run(req).await)
 }

@@ -12,9 +12,12 @@
 //! no `..`, links that stay inside), `folder` (a folder in, through
 //! `.funcignore` and the stat cache; a file placed back out of the store),
 //! `zip` (a zip in, within [`ZipLimits`]; a manifest out as a deterministic
-//! zip).
+//! zip), `overlay` (a content with a change applied, as a zip to deploy:
+//! the management endpoint's file edits).
 
 mod folder;
+#[cfg(feature = "server")]
+mod overlay;
 mod paths;
 mod zip;
 
@@ -22,6 +25,8 @@ use std::collections::HashSet;
 
 pub use folder::{ALWAYS_EXCLUDED, FUNCIGNORE, FuncIgnore, list_folder};
 pub(crate) use folder::{place_file, store_folder};
+#[cfg(feature = "server")]
+pub(crate) use overlay::{Change, overlay};
 pub(crate) use paths::link_stays_inside;
 pub use paths::{check_relative_path, safe_entry_path};
 pub(crate) use zip::store_zip;

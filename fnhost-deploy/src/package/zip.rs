@@ -261,21 +261,7 @@ pub fn write_zip<W: Write + Seek>(
     all.sort_by(|a, b| a.0.cmp(b.0));
     for (path, entry, data) in all {
         match (entry, data) {
-            (Some(e), _) if e.is_symlink() => {
-                let mut target = String::new();
-                store.open(&e.hash)?.read_to_string(&mut target)?;
-                zw.add_symlink(path, target, base.unix_permissions(0o777))
-                    .map_err(io::Error::other)?;
-            }
-            (Some(e), _) => {
-                zw.start_file(
-                    path,
-                    base.unix_permissions(e.mode & 0o777)
-                        .large_file(e.size >= 0xFFFF_FFFF),
-                )
-                .map_err(io::Error::other)?;
-                io::copy(&mut store.open(&e.hash)?, &mut zw)?;
-            }
+            (Some(e), _) => add_stored(&mut zw, store, path, e, base)?,
             (None, Some(d)) => {
                 zw.start_file(path, base.unix_permissions(0o644))
                     .map_err(io::Error::other)?;
@@ -285,6 +271,32 @@ pub fn write_zip<W: Write + Seek>(
         }
     }
     zw.finish().map_err(io::Error::other)
+}
+
+/// Adds a stored entry (a file with its mode, or a link) to a zip at
+/// `path`, with the options `base` (compression, time).
+pub(super) fn add_stored<W: Write + Seek>(
+    zw: &mut zip::ZipWriter<W>,
+    store: &dyn Store,
+    path: &str,
+    e: &ManifestEntry,
+    base: zip::write::SimpleFileOptions,
+) -> io::Result<()> {
+    if e.is_symlink() {
+        let mut target = String::new();
+        store.open(&e.hash)?.read_to_string(&mut target)?;
+        zw.add_symlink(path, target, base.unix_permissions(0o777))
+            .map_err(io::Error::other)?;
+    } else {
+        zw.start_file(
+            path,
+            base.unix_permissions(e.mode & 0o777)
+                .large_file(e.size >= 0xFFFF_FFFF),
+        )
+        .map_err(io::Error::other)?;
+        io::copy(&mut store.open(&e.hash)?, zw)?;
+    }
+    Ok(())
 }
 
 /// Writes a zip of a folder as a deployment would take it (after

@@ -1,7 +1,7 @@
 //! The active pointer (`active.json`, every slot's in one file): what a
 //! slot serves, rollback and swap, all pointer switches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -33,6 +33,13 @@ pub(super) struct Pointers {
     pub(super) slots: BTreeMap<String, Pointer>,
 }
 
+impl Pointers {
+    /// The ids of the active deployments, of every slot.
+    pub(super) fn active_ids(&self) -> HashSet<String> {
+        self.slots.values().map(|p| p.deployment.clone()).collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Pointer {
     pub(super) deployment: String,
@@ -54,14 +61,18 @@ impl Site {
         }))
     }
 
-    /// The folder of the slot's active deployment (what a host serves).
-    pub fn active_path(&self, app: &str, slot: &str) -> Result<PathBuf> {
+    /// The slot's active deployment, or [`Error::NoActiveDeployment`].
+    pub fn require_active(&self, app: &str, slot: &str) -> Result<Active> {
         self.active(app, slot)?
-            .map(|a| a.path)
             .ok_or_else(|| Error::NoActiveDeployment {
                 app: app.into(),
                 slot: slot.into(),
             })
+    }
+
+    /// The folder of the slot's active deployment (what a host serves).
+    pub fn active_path(&self, app: &str, slot: &str) -> Result<PathBuf> {
+        Ok(self.require_active(app, slot)?.path)
     }
 
     /// The slot's generation: it increases whenever the active deployment

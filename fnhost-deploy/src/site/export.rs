@@ -22,12 +22,7 @@ impl Site {
         include_settings: bool,
         out: &Path,
     ) -> Result<Deployment> {
-        let active = self
-            .active(app, slot)?
-            .ok_or_else(|| Error::NoActiveDeployment {
-                app: app.into(),
-                slot: slot.into(),
-            })?;
+        let active = self.require_active(app, slot)?;
         let manifest = self.manifest(app, &active.deployment)?;
         let mut extra = Vec::new();
         if include_settings {
@@ -68,12 +63,7 @@ impl Site {
     /// or be empty) as a new git repository with one commit, to move an
     /// app to continuous deployment. Returns the commit id.
     pub fn export_git(&self, app: &str, slot: &str, dir: &Path) -> Result<String> {
-        let active = self
-            .active(app, slot)?
-            .ok_or_else(|| Error::NoActiveDeployment {
-                app: app.into(),
-                slot: slot.into(),
-            })?;
+        let active = self.require_active(app, slot)?;
         let record = self.deployment(app, &active.deployment)?;
         let manifest = self.manifest(app, &active.deployment)?;
         let git_err = |message: String| Error::Git {

@@ -122,12 +122,7 @@ impl Site {
             .into_iter()
             .filter(|k| k.app == app)
             .collect();
-        let pointers = self.pointers(app)?;
-        let active: HashSet<String> = pointers
-            .slots
-            .values()
-            .map(|p| p.deployment.clone())
-            .collect();
+        let active = self.pointers(app)?.active_ids();
         let records = self.records(app)?;
         let mut interrupted = 0;
         for mut r in records
@@ -174,12 +169,7 @@ impl Site {
     /// Applies retention to a slot's records (the caller holds its lock).
     pub(super) fn retain(&self, app: &str, slot: &str) -> Result<usize> {
         let records = self.records(app)?;
-        let pointers = self.pointers(app)?;
-        let active: HashSet<String> = pointers
-            .slots
-            .values()
-            .map(|p| p.deployment.clone())
-            .collect();
+        let active = self.pointers(app)?.active_ids();
         let own: Vec<Deployment> = records.into_iter().filter(|r| r.slot == slot).collect();
         let prune = deployment::to_prune(&own, self.retention, &active);
         for r in &prune {

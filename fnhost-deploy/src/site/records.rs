@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use std::path::PathBuf;
 
 use super::{Site, read_json};
 use crate::deployment::{self, Deployment};
@@ -139,6 +140,18 @@ impl Site {
     }
 
     pub(super) fn write_record(&self, app: &str, slot: &str, r: &Deployment) -> Result<()> {
+        let (path, tmp, data) = self.record_file(app, slot, r)?;
+        fsutil::atomic_write(&path, &tmp, &data, 0o644).ctx("cannot write", &path)
+    }
+
+    /// Where a record goes, its temporary file, and its content (stored
+    /// records are never `active`: the pointers say which is).
+    fn record_file(
+        &self,
+        app: &str,
+        slot: &str,
+        r: &Deployment,
+    ) -> Result<(PathBuf, PathBuf, Vec<u8>)> {
         let path = self.record_path(app, &r.id);
         let tmp = self
             .slot_dir(app, slot)
@@ -148,7 +161,7 @@ impl Site {
         stored.active = false;
         let data = serde_json::to_vec_pretty(&stored).map_err(io::Error::other);
         let data = data.ctx("cannot write", &path)?;
-        fsutil::atomic_write(&path, &tmp, &data, 0o644).ctx("cannot write", &path)
+        Ok((path, tmp, data))
     }
 
     /// Writes a record atomically (write, rename) without flushing it: for
@@ -160,15 +173,7 @@ impl Site {
         slot: &str,
         r: &Deployment,
     ) -> Result<()> {
-        let path = self.record_path(app, &r.id);
-        let tmp = self
-            .slot_dir(app, slot)
-            .join("tmp")
-            .join(format!("record-{}", r.id));
-        let mut stored = r.clone();
-        stored.active = false;
-        let data = serde_json::to_vec_pretty(&stored).map_err(io::Error::other);
-        let data = data.ctx("cannot write", &path)?;
+        let (path, tmp, data) = self.record_file(app, slot, r)?;
         fs::write(&tmp, &data)
             .and_then(|()| fs::rename(&tmp, &path))
             .ctx("cannot write", &path)

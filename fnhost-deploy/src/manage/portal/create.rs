@@ -16,7 +16,7 @@ use super::access::{Place, Viewer, form};
 use super::files::deploy_change;
 use super::pages::{failure, page_context};
 use super::view::see_other;
-use crate::manage::vfs::Change;
+use crate::package::Change;
 
 /// `GET .../new`: the template picker.
 pub(super) async fn page(State(st): State<St>, viewer: Viewer, place: Place) -> Response {

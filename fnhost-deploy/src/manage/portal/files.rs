@@ -20,8 +20,9 @@ use super::pages::{PER_PAGE, failure, page_context, paged, site_failure};
 use super::run::RunInput;
 use super::view::see_other;
 use super::{PortalState, St};
-use crate::manage::vfs::{Change, change};
+use crate::manage::vfs::change;
 use crate::manage::{ApiError, Scope};
+use crate::package::Change;
 use crate::package::safe_entry_path;
 use crate::store::Manifest;
 
