@@ -20,6 +20,11 @@
 //!   of production and staging: the swapped-in content on all three
 //!   instances within 10 s, no request fails.
 //!
+//! - `workers_and_gateways_reach_an_https_manager`: `fnhost manage
+//!   --tls-cert` with a self-signed certificate; a worker and a gateway
+//!   given it with `--ca-cert` serve the app; without it a worker and
+//!   `fnhost fetch` refuse the manager, saying to pass `--ca-cert`.
+//!
 //! `cluster_netns.rs` runs the workers as hosts in network namespaces.
 
 #![allow(clippy::unwrap_used)]
@@ -69,15 +74,22 @@ fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) -
     took
 }
 
-#[test]
-fn cluster_serves_survives_kills_drains_and_rollouts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
+/// A home under `tmp` with the app `web` (v1) deployed, and a join
+/// token: the home, the app's source folder, the token.
+fn web_v1(tmp: &Path) -> (PathBuf, PathBuf, String) {
+    let home = tmp.join("home");
+    let src = tmp.join("src");
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
     assert_eq!(token.len(), 64);
+    (home, src, token)
+}
+
+#[test]
+fn cluster_serves_survives_kills_drains_and_rollouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, src, token) = web_v1(tmp.path());
     let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
     let murl = format!("http://{maddr}");
 
@@ -549,6 +561,94 @@ fn fetch_and_a_gateway_inside_the_manager() {
     assert!(w1.stderr().contains("drained and left"), "{}", w1.stderr());
     let list = fnhost(&home, &["workers", "list", "--json"]);
     assert!(!list.contains("\"w1\""), "{list}");
+}
+
+#[test]
+fn workers_and_gateways_reach_an_https_manager() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, _, token) = web_v1(tmp.path());
+    let (cert, key) = fnhost_testsupport::tls::self_signed_server(tmp.path(), "manager");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (_manager, maddr) = Proc::start(
+        "manager",
+        &home,
+        &[
+            "manage",
+            "--port",
+            "0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+        true,
+    );
+    let murl = format!("https://{maddr}");
+
+    // Not trusted without --ca-cert: the worker exits, and so does
+    // `fnhost fetch`, naming the manager and the flag.
+    let untrusted_cache = tmp.path().join("cache-untrusted");
+    let (mut untrusted, _) = Proc::start(
+        "untrusted",
+        &home,
+        &worker_args(&murl, &token, "w0", untrusted_cache.to_str().unwrap()),
+        false,
+    );
+    let status = untrusted
+        .wait_exit(Duration::from_secs(15))
+        .expect("a worker that does not trust the manager exits");
+    assert!(!status.success());
+    for err in [untrusted.stderr(), {
+        let out = fetch(&murl, &token, &tmp.path().join("fetched"));
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }] {
+        assert!(
+            err.contains(&murl) && err.contains("not trusted") && err.contains("--ca-cert"),
+            "{err}"
+        );
+    }
+    assert!(
+        !workers_list(&home).contains_key("w0"),
+        "an untrusting worker never joined"
+    );
+
+    // With it: a worker and a gateway serve the app end to end.
+    let (_gateway, gaddr) = Proc::start(
+        "gateway",
+        &home,
+        &[
+            "gateway",
+            "--manager",
+            &murl,
+            "--token",
+            &token,
+            "--port",
+            "0",
+            "--ca-cert",
+            cert,
+        ],
+        true,
+    );
+    let cache = tmp.path().join("cache");
+    let mut args = worker_args(&murl, &token, "w1", cache.to_str().unwrap());
+    args.extend(["--ca-cert", cert]);
+    let (w1, _) = Proc::start("w1", &home, &args, false);
+    fnhost(&home, &["apps", "scale", "web", "--instances", "1"]);
+    let took = wait_for(
+        "an answer from w1 through the gateway",
+        Duration::from_secs(30),
+        || answering(&gaddr, 1).get("w1").is_some_and(|v| v == "v1"),
+    );
+    eprintln!(
+        "https manager: w1 answers through the gateway {} ms after scaling",
+        took.as_millis()
+    );
+    assert!(
+        w1.stderr().contains(&format!("joined {murl}")),
+        "{}",
+        w1.stderr()
+    );
 }
 
 /// The app with a `Tick` timer (`timer`) writing its runs to a file

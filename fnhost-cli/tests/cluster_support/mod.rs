@@ -103,7 +103,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `fnhost args`; with `addr`, waits for its first stdout line
-    /// (`listening on http://ADDR`) and returns the address.
+    /// (`listening on http://ADDR`, or https) and returns the address.
     pub fn start(name: &str, home: &Path, args: &[&str], addr: bool) -> (Proc, String) {
         Proc::start_with(name, &[], home, args, addr)
     }
@@ -165,7 +165,11 @@ impl Proc {
             let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
             at = first
                 .trim()
-                .strip_prefix("listening on http://")
+                .strip_prefix("listening on ")
+                .and_then(|u| {
+                    u.strip_prefix("http://")
+                        .or_else(|| u.strip_prefix("https://"))
+                })
                 .unwrap_or_else(|| {
                     let _ = p.child.kill();
                     panic!("{name} did not start: {first:?}\n{}", p.stderr())

@@ -99,9 +99,14 @@ impl Gateway {
     /// A gateway reading routes from the manager at `url` with a join
     /// token.
     pub fn new(url: &str, token: &str) -> crate::Result<Gateway> {
-        Ok(Gateway::from_source(Source::Manager(Box::new(
-            ManagerClient::new(url, token)?,
-        ))))
+        Ok(Gateway::from_client(ManagerClient::new(url, token)?))
+    }
+
+    /// A gateway reading routes through `client` (a join token's; with
+    /// [`ManagerClient::with_ca_cert`] for an `https` manager signed by a
+    /// private CA).
+    pub fn from_client(client: ManagerClient) -> Gateway {
+        Gateway::from_source(Source::Manager(Box::new(client)))
     }
 
     /// A gateway inside the manager's process.

@@ -75,6 +75,7 @@ pub struct Worker {
     cache: PathBuf,
     drain_delay: Duration,
     drain_deadline: Duration,
+    ca_cert: Option<PathBuf>,
     log: LogSink,
 }
 
@@ -102,7 +103,8 @@ fn hostname() -> String {
 }
 
 impl Worker {
-    /// A worker of the manager at `manager` (`http://host:port`), joining
+    /// A worker of the manager at `manager` (`http://host:port` or
+    /// `https://host:port`), joining
     /// with `token` (from `fnhost workers token`).
     pub fn new(manager: impl Into<String>, token: impl Into<String>) -> Worker {
         Worker {
@@ -116,6 +118,7 @@ impl Worker {
             cache: PathBuf::from(".fnhost-worker"),
             drain_delay: Duration::from_secs(2),
             drain_deadline: Duration::from_secs(30),
+            ca_cert: None,
             log: Arc::new(|_| {}),
         }
     }
@@ -172,6 +175,14 @@ impl Worker {
         self
     }
 
+    /// Trusts the certificates in this PEM file (a private CA, or the
+    /// manager's self-signed certificate) for an `https://` manager,
+    /// besides the system's roots.
+    pub fn with_ca_cert(mut self, file: impl Into<PathBuf>) -> Worker {
+        self.ca_cert = Some(file.into());
+        self
+    }
+
     /// Sends log lines to `log`.
     pub fn with_log(mut self, log: LogSink) -> Worker {
         self.log = log;
@@ -183,7 +194,10 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let started = Instant::now();
         let cache = ContentCache::open(&self.cache)?;
-        let joiner = ManagerClient::new(&self.manager, self.token.clone())?;
+        let mut joiner = ManagerClient::new(&self.manager, self.token.clone())?;
+        if let Some(ca) = &self.ca_cert {
+            joiner = joiner.with_ca_cert(ca)?;
+        }
         let (client, heartbeat_ms) = register(&joiner, &self).await?;
         (self.log)(&format!(
             "worker {} joined {} (heartbeat every {heartbeat_ms} ms)",
