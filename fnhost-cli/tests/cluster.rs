@@ -23,7 +23,9 @@
 //! - `workers_and_gateways_reach_an_https_manager`: `fnhost manage
 //!   --tls-cert` with a self-signed certificate; a worker and a gateway
 //!   given it with `--ca-cert` serve the app; without it a worker and
-//!   `fnhost fetch` refuse the manager, saying to pass `--ca-cert`.
+//!   `fnhost fetch` refuse the manager, saying to pass `--ca-cert`. The
+//!   invocations the worker ran reach the manager's Monitor store, and
+//!   the portal's Monitor page lists each, run by `worker w1`.
 //!
 //! `cluster_netns.rs` runs the workers as hosts in network namespaces.
 
@@ -567,6 +569,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
 fn workers_and_gateways_reach_an_https_manager() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, _, token) = web_v1(tmp.path());
+    support::fnhost_ok(&home, &["portal", "users", "add", "ann"], "portal-pass-1\n");
     let (cert, key) = fnhost_testsupport::tls::self_signed_server(tmp.path(), "manager");
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let (_manager, maddr) = Proc::start(
@@ -649,6 +652,82 @@ fn workers_and_gateways_reach_an_https_manager() {
         "{}",
         w1.stderr()
     );
+
+    // Monitor: the invocations w1 ran are in the manager's store for the
+    // slot (what the portal's Monitor page lists), with w1's name.
+    // The request that found w1 answering is recorded first.
+    wait_for(
+        "the first invocation in the manager's Monitor store",
+        Duration::from_secs(10),
+        || !monitor_records(&home).is_empty(),
+    );
+    let before = monitor_records(&home).len();
+    let n = 25;
+    for _ in 0..n {
+        let (code, h, _) = request(&gaddr, "web.localhost", "/api/hello", &[]).unwrap();
+        assert_eq!(
+            (code, h.get("x-fnhost-worker").map(String::as_str)),
+            (200, Some("w1"))
+        );
+    }
+    let took = wait_for(
+        "the invocations in the manager's Monitor store",
+        Duration::from_secs(10),
+        || monitor_records(&home).len() >= before + n,
+    );
+    let records = monitor_records(&home);
+    let ours: Vec<_> = records[before..].to_vec();
+    assert_eq!(ours.len(), n, "{records:?}");
+    for r in &ours {
+        assert_eq!(r["function"], "hello", "{r}");
+        assert_eq!(r["worker"], "w1", "{r}");
+        assert_eq!(r["success"], true, "{r}");
+        assert_eq!(r["status"], 200, "{r}");
+    }
+    let ids: BTreeSet<&str> = ours
+        .iter()
+        .map(|r| r["invocation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), n, "one record per invocation");
+    eprintln!(
+        "https manager: {n} invocations through the gateway in the manager's Monitor store {} ms after the last",
+        took.as_millis()
+    );
+    // The portal's Monitor page lists them, run by w1.
+    let jar = tmp.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let curl = |args: &[&str]| {
+        let mut all = vec!["--cacert", cert, "-b", jar, "-c", jar];
+        all.extend(args);
+        support::curl_status(tmp.path(), &all)
+    };
+    let login = format!("{murl}/portal/login");
+    let (status, _) = curl(&["--data-raw", "user=ann&password=portal-pass-1", &login]);
+    assert_eq!(status, 303);
+    let (status, page) = curl(&[&format!("{murl}/portal/apps/web/production/monitor")]);
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(status, 200, "{page}");
+    let rows = page
+        .split("<tr><td>")
+        .filter(|r| r.contains("<td>hello</td><td>yes</td><td>200</td>") && r.contains("worker w1"))
+        .count();
+    assert_eq!(rows, before + n, "{page}");
+}
+
+/// The records in the manager's Monitor store of web/production, oldest
+/// first.
+fn monitor_records(home: &Path) -> Vec<serde_json::Value> {
+    let dir = home.join("apps/web/slots/production/monitor");
+    ["invocations.1.jsonl", "invocations.jsonl"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The app with a `Tick` timer (`timer`) writing its runs to a file
