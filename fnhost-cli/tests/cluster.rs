@@ -26,6 +26,9 @@
 //!   `fnhost fetch` refuse the manager, saying to pass `--ca-cert`. The
 //!   invocations the worker ran reach the manager's Monitor store, and
 //!   the portal's Monitor page lists each, run by `worker w1`.
+//! - `a_sigkilled_worker_takes_its_handlers_with_it`: a worker serving a
+//!   custom handler app is SIGKILLed (it alone): its handler process is
+//!   gone within 5 s.
 //!
 //! `cluster_netns.rs` runs the workers as hosts in network namespaces.
 
@@ -40,8 +43,9 @@ mod cluster_support;
 mod support;
 
 use cluster_support::{
-    BIN, Load, Proc, answering, deploy, deploy_slot, drain_one_under_load, kill_one_under_load,
-    request, serving, start_gateway, under_load, wait_for, worker_args, workers_list,
+    BIN, Load, Proc, answering, deploy, deploy_slot, descendants, drain_one_under_load,
+    kill_one_under_load, request, serving, start_gateway, under_load, wait_for, worker_args,
+    workers_list,
 };
 use support::fnhost_text as fnhost;
 
@@ -74,6 +78,17 @@ fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) -
     );
     assert!(seen.failed.is_empty(), "{:?}", seen.failed);
     took
+}
+
+/// Starts the worker `w1` (its cache in `tmp`, `extra` arguments) and
+/// scales `web` to one instance.
+fn w1_runs_web(tmp: &Path, home: &Path, murl: &str, token: &str, extra: &[&str]) -> Proc {
+    let cache = tmp.join("cache");
+    let mut args = worker_args(murl, token, "w1", cache.to_str().unwrap());
+    args.extend(extra);
+    let (w1, _) = Proc::start("w1", home, &args, false);
+    fnhost(home, &["apps", "scale", "web", "--instances", "1"]);
+    w1
 }
 
 /// A home under `tmp` with the app `web` (v1) deployed, and a join
@@ -478,14 +493,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
     );
 
     // The gateway inside the manager routes to a worker.
-    let cache = tmp.path().join("cache");
-    let (mut w1, _) = Proc::start(
-        "w1",
-        &home,
-        &worker_args(&murl, &token, "w1", cache.to_str().unwrap()),
-        false,
-    );
-    fnhost(&home, &["apps", "scale", "web", "--instances", "1"]);
+    let mut w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &[]);
     wait_for(
         "an answer through the manager's gateway",
         Duration::from_secs(20),
@@ -633,11 +641,7 @@ fn workers_and_gateways_reach_an_https_manager() {
         ],
         true,
     );
-    let cache = tmp.path().join("cache");
-    let mut args = worker_args(&murl, &token, "w1", cache.to_str().unwrap());
-    args.extend(["--ca-cert", cert]);
-    let (w1, _) = Proc::start("w1", &home, &args, false);
-    fnhost(&home, &["apps", "scale", "web", "--instances", "1"]);
+    let w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &["--ca-cert", cert]);
     let took = wait_for(
         "an answer from w1 through the gateway",
         Duration::from_secs(30),
@@ -712,6 +716,53 @@ fn workers_and_gateways_reach_an_https_manager() {
         .filter(|r| r.contains("<td>hello</td><td>yes</td><td>200</td>") && r.contains("worker w1"))
         .count();
     assert_eq!(rows, before + n, "{page}");
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet: dead).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn a_sigkilled_worker_takes_its_handlers_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, _, token) = web_v1(tmp.path());
+    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    let mut w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &[]);
+    w1.wait_line("ready web/production", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("w1 runs the app: {}", w1.stderr()));
+    // The custom handler (node) runs below the worker.
+    let handlers = descendants(w1.pid());
+    assert!(
+        handlers
+            .iter()
+            .any(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("handler.js"))),
+        "a handler process below the worker: {handlers:?}"
+    );
+    // SIGKILL to the worker alone (not its process group nor children).
+    let killed = Command::new("kill")
+        .args(["-KILL", &w1.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(w1.wait_exit(Duration::from_secs(5)).is_some());
+    let took = wait_for(
+        "the handler processes gone with their worker",
+        Duration::from_secs(5),
+        || handlers.iter().all(|&p| gone(p)),
+    );
+    eprintln!(
+        "SIGKILL of a worker: its {} handler process(es) gone {} ms later",
+        handlers.len(),
+        took.as_millis()
+    );
 }
 
 /// The records in the manager's Monitor store of web/production, oldest

@@ -203,8 +203,9 @@ impl Proc {
     }
 
     /// Sends `sig` (`-TERM`, `-KILL`) to the process; `-KILL` goes to
-    /// the processes it started too (a custom handler runs in a process
-    /// group of its own and would outlive it): the host is gone.
+    /// the processes it started too, also those their children started
+    /// (the parent-death signal reaches direct children only): the host
+    /// is gone.
     pub fn signal(&self, sig: &str) {
         let below = if sig == "-KILL" {
             descendants(self.child.id())
@@ -230,7 +231,7 @@ impl Proc {
 }
 
 /// The processes below `pid` (its children, theirs...), from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
