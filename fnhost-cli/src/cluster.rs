@@ -48,7 +48,7 @@ impl StateArg {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ManagerArgs {
     /// The manager's URL, as `fnhost manage` prints it
-    /// (http://HOST:PORT).
+    /// (http://HOST:PORT, or https://HOST:PORT with --tls-cert).
     #[arg(long, env = "FNHOST_MANAGER", value_name = "URL")]
     manager: String,
     /// A join token from `fnhost workers token` on the manager's machine.
@@ -59,6 +59,35 @@ pub(crate) struct ManagerArgs {
         hide_env_values = true
     )]
     token: String,
+    #[command(flatten)]
+    ca: CaArg,
+}
+
+/// Certificates to trust for an https manager.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CaArg {
+    /// Also trust the certificates in this PEM file for an https manager
+    /// (its private CA, or the self-signed certificate given to `fnhost
+    /// manage --tls-cert`), besides the system's root certificates.
+    #[arg(long, env = "FNHOST_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl CaArg {
+    /// A client of the manager at `url` with `token`, trusting the CA.
+    fn client(&self, url: &str, token: String) -> Result<ManagerClient, Failure> {
+        let client = ManagerClient::new(url, token).map_err(usage)?;
+        match &self.ca_cert {
+            Some(file) => client.with_ca_cert(file).map_err(usage),
+            None => Ok(client),
+        }
+    }
+}
+
+impl ManagerArgs {
+    fn client(&self) -> Result<ManagerClient, Failure> {
+        self.ca.client(&self.manager, self.token.clone())
+    }
 }
 
 fn labels(text: &Option<String>) -> Result<std::collections::BTreeMap<String, String>, Failure> {
@@ -111,6 +140,9 @@ pub(crate) fn worker(args: WorkerArgs, home: &Path) -> CmdResult {
     if let Some(n) = args.name {
         w = w.with_name(n);
     }
+    if let Some(ca) = args.manager.ca.ca_cert {
+        w = w.with_ca_cert(ca);
+    }
     runtime()?.block_on(async move {
         w.run(fnhost_core::http::shutdown_signal())
             .await
@@ -137,8 +169,7 @@ pub(crate) struct GatewayArgs {
 }
 
 pub(crate) fn gateway(args: GatewayArgs) -> CmdResult {
-    let g = Gateway::new(&args.manager.manager, &args.manager.token)
-        .map_err(usage)?
+    let g = Gateway::from_client(args.manager.client()?)
         .with_log(Arc::new(|l: &str| eprintln!("fnhost: {l}")));
     let addr = SocketAddr::new(args.host, args.port);
     runtime()?.block_on(async move {
@@ -185,7 +216,7 @@ pub(crate) fn fetch(args: FetchArgs) -> CmdResult {
             args.dest.display()
         )));
     }
-    let client = ManagerClient::new(&args.manager.manager, args.manager.token).map_err(usage)?;
+    let client = args.manager.client()?;
     runtime()?.block_on(async move {
         let active: fnhost_cluster::protocol::ActiveContent = client
             .get(
@@ -360,6 +391,8 @@ pub(crate) struct ClusterListArgs {
     #[arg(long, value_name = "TOKEN", requires = "manager")]
     token: Option<String>,
     #[command(flatten)]
+    ca: CaArg,
+    #[command(flatten)]
     state: StateArg,
 }
 
@@ -371,7 +404,7 @@ pub(crate) fn cluster_workers(
     home: &Path,
 ) -> Result<Option<Vec<WorkerView>>, Failure> {
     if let (Some(url), Some(token)) = (&args.manager, &args.token) {
-        let client = ManagerClient::new(url, token.clone()).map_err(usage)?;
+        let client = args.ca.client(url, token.clone())?;
         return runtime()?.block_on(async move {
             client
                 .get("/workers", Duration::from_secs(10))

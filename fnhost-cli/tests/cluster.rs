@@ -20,6 +20,16 @@
 //!   of production and staging: the swapped-in content on all three
 //!   instances within 10 s, no request fails.
 //!
+//! - `workers_and_gateways_reach_an_https_manager`: `fnhost manage
+//!   --tls-cert` with a self-signed certificate; a worker and a gateway
+//!   given it with `--ca-cert` serve the app; without it a worker and
+//!   `fnhost fetch` refuse the manager, saying to pass `--ca-cert`. The
+//!   invocations the worker ran reach the manager's Monitor store, and
+//!   the portal's Monitor page lists each, run by `worker w1`.
+//! - `a_sigkilled_worker_takes_its_handlers_with_it`: a worker serving a
+//!   custom handler app is SIGKILLed (it alone): its handler process is
+//!   gone within 5 s.
+//!
 //! `cluster_netns.rs` runs the workers as hosts in network namespaces.
 
 #![allow(clippy::unwrap_used)]
@@ -33,8 +43,9 @@ mod cluster_support;
 mod support;
 
 use cluster_support::{
-    BIN, Load, Proc, answering, deploy, deploy_slot, drain_one_under_load, kill_one_under_load,
-    request, serving, start_gateway, under_load, wait_for, worker_args, workers_list,
+    BIN, Load, Proc, answering, deploy, deploy_slot, descendants, drain_one_under_load,
+    kill_one_under_load, request, serving, start_gateway, under_load, wait_for, worker_args,
+    workers_list,
 };
 use support::fnhost_text as fnhost;
 
@@ -69,15 +80,33 @@ fn rolled_out(gateway: &str, what: &str, version: &str, action: impl FnOnce()) -
     took
 }
 
-#[test]
-fn cluster_serves_survives_kills_drains_and_rollouts() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
+/// Starts the worker `w1` (its cache in `tmp`, `extra` arguments) and
+/// scales `web` to one instance.
+fn w1_runs_web(tmp: &Path, home: &Path, murl: &str, token: &str, extra: &[&str]) -> Proc {
+    let cache = tmp.join("cache");
+    let mut args = worker_args(murl, token, "w1", cache.to_str().unwrap());
+    args.extend(extra);
+    let (w1, _) = Proc::start("w1", home, &args, false);
+    fnhost(home, &["apps", "scale", "web", "--instances", "1"]);
+    w1
+}
+
+/// A home under `tmp` with the app `web` (v1) deployed, and a join
+/// token: the home, the app's source folder, the token.
+fn web_v1(tmp: &Path) -> (PathBuf, PathBuf, String) {
+    let home = tmp.join("home");
+    let src = tmp.join("src");
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &src, "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
     assert_eq!(token.len(), 64);
+    (home, src, token)
+}
+
+#[test]
+fn cluster_serves_survives_kills_drains_and_rollouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, src, token) = web_v1(tmp.path());
     let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
     let murl = format!("http://{maddr}");
 
@@ -464,14 +493,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
     );
 
     // The gateway inside the manager routes to a worker.
-    let cache = tmp.path().join("cache");
-    let (mut w1, _) = Proc::start(
-        "w1",
-        &home,
-        &worker_args(&murl, &token, "w1", cache.to_str().unwrap()),
-        false,
-    );
-    fnhost(&home, &["apps", "scale", "web", "--instances", "1"]);
+    let mut w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &[]);
     wait_for(
         "an answer through the manager's gateway",
         Duration::from_secs(20),
@@ -549,6 +571,214 @@ fn fetch_and_a_gateway_inside_the_manager() {
     assert!(w1.stderr().contains("drained and left"), "{}", w1.stderr());
     let list = fnhost(&home, &["workers", "list", "--json"]);
     assert!(!list.contains("\"w1\""), "{list}");
+}
+
+#[test]
+fn workers_and_gateways_reach_an_https_manager() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, _, token) = web_v1(tmp.path());
+    support::fnhost_ok(&home, &["portal", "users", "add", "ann"], "portal-pass-1\n");
+    let (cert, key) = fnhost_testsupport::tls::self_signed_server(tmp.path(), "manager");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (_manager, maddr) = Proc::start(
+        "manager",
+        &home,
+        &[
+            "manage",
+            "--port",
+            "0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+        true,
+    );
+    let murl = format!("https://{maddr}");
+
+    // Not trusted without --ca-cert: the worker exits, and so does
+    // `fnhost fetch`, naming the manager and the flag.
+    let untrusted_cache = tmp.path().join("cache-untrusted");
+    let (mut untrusted, _) = Proc::start(
+        "untrusted",
+        &home,
+        &worker_args(&murl, &token, "w0", untrusted_cache.to_str().unwrap()),
+        false,
+    );
+    let status = untrusted
+        .wait_exit(Duration::from_secs(15))
+        .expect("a worker that does not trust the manager exits");
+    assert!(!status.success());
+    for err in [untrusted.stderr(), {
+        let out = fetch(&murl, &token, &tmp.path().join("fetched"));
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }] {
+        assert!(
+            err.contains(&murl) && err.contains("not trusted") && err.contains("--ca-cert"),
+            "{err}"
+        );
+    }
+    assert!(
+        !workers_list(&home).contains_key("w0"),
+        "an untrusting worker never joined"
+    );
+
+    // With it: a worker and a gateway serve the app end to end.
+    let (_gateway, gaddr) = Proc::start(
+        "gateway",
+        &home,
+        &[
+            "gateway",
+            "--manager",
+            &murl,
+            "--token",
+            &token,
+            "--port",
+            "0",
+            "--ca-cert",
+            cert,
+        ],
+        true,
+    );
+    let w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &["--ca-cert", cert]);
+    let took = wait_for(
+        "an answer from w1 through the gateway",
+        Duration::from_secs(30),
+        || answering(&gaddr, 1).get("w1").is_some_and(|v| v == "v1"),
+    );
+    eprintln!(
+        "https manager: w1 answers through the gateway {} ms after scaling",
+        took.as_millis()
+    );
+    assert!(
+        w1.stderr().contains(&format!("joined {murl}")),
+        "{}",
+        w1.stderr()
+    );
+
+    // Monitor: the invocations w1 ran are in the manager's store for the
+    // slot (what the portal's Monitor page lists), with w1's name.
+    // The request that found w1 answering is recorded first.
+    wait_for(
+        "the first invocation in the manager's Monitor store",
+        Duration::from_secs(10),
+        || !monitor_records(&home).is_empty(),
+    );
+    let before = monitor_records(&home).len();
+    let n = 25;
+    for _ in 0..n {
+        let (code, h, _) = request(&gaddr, "web.localhost", "/api/hello", &[]).unwrap();
+        assert_eq!(
+            (code, h.get("x-fnhost-worker").map(String::as_str)),
+            (200, Some("w1"))
+        );
+    }
+    let took = wait_for(
+        "the invocations in the manager's Monitor store",
+        Duration::from_secs(10),
+        || monitor_records(&home).len() >= before + n,
+    );
+    let records = monitor_records(&home);
+    let ours: Vec<_> = records[before..].to_vec();
+    assert_eq!(ours.len(), n, "{records:?}");
+    for r in &ours {
+        assert_eq!(r["function"], "hello", "{r}");
+        assert_eq!(r["worker"], "w1", "{r}");
+        assert_eq!(r["success"], true, "{r}");
+        assert_eq!(r["status"], 200, "{r}");
+    }
+    let ids: BTreeSet<&str> = ours
+        .iter()
+        .map(|r| r["invocation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), n, "one record per invocation");
+    eprintln!(
+        "https manager: {n} invocations through the gateway in the manager's Monitor store {} ms after the last",
+        took.as_millis()
+    );
+    // The portal's Monitor page lists them, run by w1.
+    let jar = tmp.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let curl = |args: &[&str]| {
+        let mut all = vec!["--cacert", cert, "-b", jar, "-c", jar];
+        all.extend(args);
+        support::curl_status(tmp.path(), &all)
+    };
+    let login = format!("{murl}/portal/login");
+    let (status, _) = curl(&["--data-raw", "user=ann&password=portal-pass-1", &login]);
+    assert_eq!(status, 303);
+    let (status, page) = curl(&[&format!("{murl}/portal/apps/web/production/monitor")]);
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(status, 200, "{page}");
+    let rows = page
+        .split("<tr><td>")
+        .filter(|r| r.contains("<td>hello</td><td>yes</td><td>200</td>") && r.contains("worker w1"))
+        .count();
+    assert_eq!(rows, before + n, "{page}");
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet: dead).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn a_sigkilled_worker_takes_its_handlers_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, _, token) = web_v1(tmp.path());
+    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    let mut w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &[]);
+    w1.wait_line("ready web/production", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("w1 runs the app: {}", w1.stderr()));
+    // The custom handler (node) runs below the worker.
+    let handlers = descendants(w1.pid());
+    assert!(
+        handlers
+            .iter()
+            .any(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("handler.js"))),
+        "a handler process below the worker: {handlers:?}"
+    );
+    // SIGKILL to the worker alone (not its process group nor children).
+    let killed = Command::new("kill")
+        .args(["-KILL", &w1.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(w1.wait_exit(Duration::from_secs(5)).is_some());
+    let took = wait_for(
+        "the handler processes gone with their worker",
+        Duration::from_secs(5),
+        || handlers.iter().all(|&p| gone(p)),
+    );
+    eprintln!(
+        "SIGKILL of a worker: its {} handler process(es) gone {} ms later",
+        handlers.len(),
+        took.as_millis()
+    );
+}
+
+/// The records in the manager's Monitor store of web/production, oldest
+/// first.
+fn monitor_records(home: &Path) -> Vec<serde_json::Value> {
+    let dir = home.join("apps/web/slots/production/monitor");
+    ["invocations.1.jsonl", "invocations.jsonl"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The app with a `Tick` timer (`timer`) writing its runs to a file

@@ -1,7 +1,10 @@
 //! A client of the cluster API (workers, gateways, `fnhost fetch`,
 //! `fnhost workers list --manager`): JSON and blobs over HTTP/1.1 with a
-//! bearer token, connections kept alive.
+//! bearer token, connections kept alive; `http://` or `https://` (rustls,
+//! trusting the system's root certificates and those of `--ca-cert`).
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_rustls::rustls;
 
 use crate::error::{Error, Result};
 use crate::protocol::PREFIX;
@@ -29,12 +33,83 @@ pub(crate) fn http() -> Http {
         .build(connector)
 }
 
+/// The HTTP client of the manager's API: `http://` or `https://`.
+type ManagerHttp = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The roots a client of an `https://` manager trusts: the system's
+/// (`SSL_CERT_FILE` and `SSL_CERT_DIR` honoured; none is fine when a CA
+/// file is given) and the certificates of `ca_cert` (PEM).
+fn trust_roots(ca_cert: Option<&Path>) -> Result<rustls::RootCertStore> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(file) = ca_cert {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Invalid(format!(
+                "--ca-cert {}: cannot read a PEM certificate from it: {e}",
+                file.display()
+            ))
+        };
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(&e))? {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad(&"no CERTIFICATE block in the file"));
+        }
+    }
+    Ok(roots)
+}
+
+/// A client of `http://` and `https://` managers trusting `roots`.
+fn manager_http(roots: rustls::RootCertStore) -> Result<ManagerHttp> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Invalid(format!("no TLS protocol version: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}
+
+/// The TLS error behind a failed request, if any (rustls's error is
+/// wrapped in I/O errors, whose `source` skips it).
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
 /// The manager's cluster API.
 #[derive(Clone)]
 pub struct ManagerClient {
     base: String,
     token: String,
-    http: Http,
+    http: ManagerHttp,
 }
 
 impl std::fmt::Debug for ManagerClient {
@@ -46,20 +121,30 @@ impl std::fmt::Debug for ManagerClient {
 }
 
 impl ManagerClient {
-    /// A client of the manager at `url` (`http://host:port`), presenting
-    /// `token`.
+    /// A client of the manager at `url` (`http://host:port` or
+    /// `https://host:port`), presenting `token`; an `https` manager's
+    /// certificate must chain to the system's root certificates (see
+    /// [`ManagerClient::with_ca_cert`] for others).
     pub fn new(url: &str, token: impl Into<String>) -> Result<ManagerClient> {
         let base = url.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(Error::Invalid(format!(
-                "--manager {url}: give the manager's URL as http://HOST:PORT (as `fnhost manage` prints it)"
+                "--manager {url}: give the manager's URL as http://HOST:PORT or https://HOST:PORT (as `fnhost manage` prints it)"
             )));
         }
         Ok(ManagerClient {
             base,
             token: token.into(),
-            http: http(),
+            http: manager_http(trust_roots(None)?)?,
         })
+    }
+
+    /// Also trusts the certificates in the PEM file `ca_cert` (a private
+    /// CA, or the manager's self-signed certificate) for an `https`
+    /// manager, besides the system's roots.
+    pub fn with_ca_cert(mut self, ca_cert: &Path) -> Result<ManagerClient> {
+        self.http = manager_http(trust_roots(Some(ca_cert))?)?;
+        Ok(self)
     }
 
     /// The manager's URL.
@@ -121,6 +206,37 @@ impl ManagerClient {
         }
     }
 
+    /// A request that failed before an answer: an untrusted certificate
+    /// says what to do.
+    fn request_error(&self, path: &str, e: &hyper_util::client::legacy::Error) -> Error {
+        match tls_error(e) {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)))
+                if format!("{why:?}").contains("CaUsedAsEndEntity") =>
+            {
+                self.error(
+                    path,
+                    "the manager's TLS certificate is a CA certificate (basicConstraints CA:TRUE, what `openssl req -x509` makes by default), which rustls refuses as a server's own: make it with `-addext basicConstraints=critical,CA:FALSE`, or sign it with a CA and pass that CA with --ca-cert FILE",
+                )
+            }
+            Some(rustls::Error::InvalidCertificate(why)) => self.error(
+                path,
+                format!(
+                    "the manager's TLS certificate is not trusted ({why:?}): pass --ca-cert FILE with the certificate of the CA that signed it (or the manager's own self-signed certificate, as given to `fnhost manage --tls-cert`)"
+                ),
+            ),
+            Some(t) => self.error(path, format!("TLS: {t}")),
+            None => {
+                let mut message = e.to_string();
+                let mut next = std::error::Error::source(e);
+                while let Some(s) = next {
+                    message = format!("{message}: {s}");
+                    next = s.source();
+                }
+                self.error(path, message)
+            }
+        }
+    }
+
     async fn call(
         &self,
         method: Method,
@@ -142,7 +258,7 @@ impl ManagerClient {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| self.error(path, e))?;
+                .map_err(|e| self.request_error(path, &e))?;
             let status = resp.status();
             let body = resp
                 .into_body()

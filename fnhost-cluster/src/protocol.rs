@@ -15,6 +15,20 @@ pub const PREFIX: &str = "/cluster/v1";
 /// answered.
 pub const WORKER_HEADER: &str = "x-fnhost-worker";
 
+/// `POST /cluster/v1/apps/{app}/slots/{slot}/invocations` (a worker):
+/// the records of invocations an instance ran, for the portal's Monitor
+/// (never a body). The manager sets each record's worker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InvocationBatch {
+    /// The records, oldest first (at most [`InvocationBatch::MAX`]).
+    pub records: Vec<fnhost_deploy::monitor::InvocationRecord>,
+}
+
+impl InvocationBatch {
+    /// The most records one batch carries.
+    pub const MAX: usize = 500;
+}
+
 /// `POST /cluster/v1/workers` (join token).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -72,6 +72,10 @@ pub struct InvocationRecord {
     pub status: Option<u16>,
     /// How long it ran, in milliseconds.
     pub duration_ms: u64,
+    /// The cluster worker that ran it (set by the manager that received
+    /// the record); none for `fnhost serve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// A slot's invocation records in the home (see the module docs). Cheap
@@ -139,13 +143,12 @@ impl InvocationLog {
     /// logged once (tracing) and the records are dropped.
     pub fn recorder(&self) -> Result<Recorder> {
         let writer = Writer::open(self.clone())?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
+        let (recorder, rx) = Recorder::queued();
         std::thread::Builder::new()
             .name("fnhost-invocation-log".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| io_error(&self.dir, e))?;
-        Ok(Recorder { tx, dropped })
+        Ok(recorder)
     }
 
     /// Appends records now, from this thread (what the recorder's thread
@@ -273,6 +276,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder whose records go to the returned queue (8,192 waiting
+    /// at most; beyond, new ones are dropped and counted) instead of a
+    /// store: for whoever sends them elsewhere (a cluster worker sends
+    /// them to its manager). The queue ends when the last clone of the
+    /// recorder is dropped.
+    pub fn queued() -> (Recorder, Receiver<InvocationRecord>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        (Recorder { tx, dropped }, rx)
+    }
+
     /// Records dropped because the writer thread was behind by more than
     /// 8,192 records.
     pub fn dropped(&self) -> u64 {
@@ -333,6 +347,7 @@ impl Middleware for Recorder {
                 success,
                 status,
                 duration_ms,
+                worker: None,
             });
             outcome
         })
@@ -353,6 +368,7 @@ mod tests {
             success,
             status: Some(if success { 200 } else { 500 }),
             duration_ms: i as u64,
+            worker: None,
         }
     }
 

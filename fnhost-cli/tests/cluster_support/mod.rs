@@ -103,7 +103,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `fnhost args`; with `addr`, waits for its first stdout line
-    /// (`listening on http://ADDR`) and returns the address.
+    /// (`listening on http://ADDR`, or https) and returns the address.
     pub fn start(name: &str, home: &Path, args: &[&str], addr: bool) -> (Proc, String) {
         Proc::start_with(name, &[], home, args, addr)
     }
@@ -165,7 +165,11 @@ impl Proc {
             let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
             at = first
                 .trim()
-                .strip_prefix("listening on http://")
+                .strip_prefix("listening on ")
+                .and_then(|u| {
+                    u.strip_prefix("http://")
+                        .or_else(|| u.strip_prefix("https://"))
+                })
                 .unwrap_or_else(|| {
                     let _ = p.child.kill();
                     panic!("{name} did not start: {first:?}\n{}", p.stderr())
@@ -199,8 +203,9 @@ impl Proc {
     }
 
     /// Sends `sig` (`-TERM`, `-KILL`) to the process; `-KILL` goes to
-    /// the processes it started too (a custom handler runs in a process
-    /// group of its own and would outlive it): the host is gone.
+    /// the processes it started too, also those their children started
+    /// (the parent-death signal reaches direct children only): the host
+    /// is gone.
     pub fn signal(&self, sig: &str) {
         let below = if sig == "-KILL" {
             descendants(self.child.id())
@@ -226,7 +231,7 @@ impl Proc {
 }
 
 /// The processes below `pid` (its children, theirs...), from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {

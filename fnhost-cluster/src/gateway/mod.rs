@@ -99,9 +99,14 @@ impl Gateway {
     /// A gateway reading routes from the manager at `url` with a join
     /// token.
     pub fn new(url: &str, token: &str) -> crate::Result<Gateway> {
-        Ok(Gateway::from_source(Source::Manager(Box::new(
-            ManagerClient::new(url, token)?,
-        ))))
+        Ok(Gateway::from_client(ManagerClient::new(url, token)?))
+    }
+
+    /// A gateway reading routes through `client` (a join token's; with
+    /// [`ManagerClient::with_ca_cert`] for an `https` manager signed by a
+    /// private CA).
+    pub fn from_client(client: ManagerClient) -> Gateway {
+        Gateway::from_source(Source::Manager(Box::new(client)))
     }
 
     /// A gateway inside the manager's process.
@@ -220,9 +225,12 @@ impl GatewayServer {
         };
         let make = |peer: SocketAddr| {
             let shared = shared.clone();
+            // Once a connection, not once a request.
+            let forwarded = HeaderValue::from_str(&peer.ip().to_string()).ok();
             hyper::service::service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer).await) }
+                let forwarded = forwarded.clone();
+                async move { Ok::<_, std::convert::Infallible>(shared.handle(req, forwarded).await) }
             })
         };
         let log = shared.log.clone();
@@ -240,6 +248,11 @@ impl GatewayServer {
 struct Backend {
     worker: String,
     url: String,
+    /// `X-Fnhost-Worker`'s value, made once.
+    worker_header: Option<HeaderValue>,
+    /// The URL's scheme and authority, parsed once (`None`: the URL is
+    /// joined with each request's path as text).
+    origin: Option<(hyper::http::uri::Scheme, hyper::http::uri::Authority)>,
     in_flight: AtomicU64,
     /// Skipped until then (Unix ms) after a refused connection.
     cooldown_until: AtomicI64,
@@ -293,6 +306,27 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// A random number from a per-thread xorshift generator seeded once
+/// from the system (choosing instances needs spread, not secrecy).
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut seed = [0u8; 8];
+            let _ = getrandom::fill(&mut seed);
+            u64::from_le_bytes(seed) | 1
+        });
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x
+    })
 }
 
 /// Headers that belong to one connection, not forwarded.
@@ -359,9 +393,15 @@ impl Shared {
                     backends
                         .entry(i.url.clone())
                         .or_insert_with(|| {
+                            let origin = i.url.parse::<hyper::Uri>().ok().and_then(|u| {
+                                let p = u.into_parts();
+                                p.scheme.zip(p.authority)
+                            });
                             Arc::new(Backend {
                                 worker: i.worker.clone(),
                                 url: i.url.clone(),
+                                worker_header: HeaderValue::from_str(&i.worker).ok(),
+                                origin,
                                 in_flight: AtomicU64::new(0),
                                 cooldown_until: AtomicI64::new(0),
                             })
@@ -419,49 +459,52 @@ impl Shared {
         None
     }
 
-    /// Two random ready instances, the one with fewer requests in flight.
+    /// Two random ready instances, the one with fewer requests in flight
+    /// (those cooling down after a refused connection only when no other
+    /// is left). No allocation, no system call: this runs per request.
     fn pick(entry: &SlotEntry, tried: &[usize]) -> Option<usize> {
         let now = now_ms();
-        let open: Vec<usize> = (0..entry.backends.len())
-            .filter(|i| !tried.contains(i))
-            .filter(|&i| entry.backends[i].cooldown_until.load(Ordering::Relaxed) <= now)
-            .collect();
-        let open = if open.is_empty() {
-            (0..entry.backends.len())
-                .filter(|i| !tried.contains(i))
-                .collect()
-        } else {
-            open
+        let candidates = |warm_only: bool| {
+            (0..entry.backends.len()).filter(move |i| {
+                !tried.contains(i)
+                    && (!warm_only
+                        || entry.backends[*i].cooldown_until.load(Ordering::Relaxed) <= now)
+            })
         };
-        match open.len() {
+        let warm_only = candidates(true).next().is_some();
+        match candidates(warm_only).count() {
             0 => None,
-            1 => Some(open[0]),
+            1 => candidates(warm_only).next(),
             n => {
-                let mut r = [0u8; 8];
-                let _ = getrandom::fill(&mut r);
-                let x = u64::from_le_bytes(r);
+                let x = random_u64();
                 let a = (x % n as u64) as usize;
                 let mut b = ((x >> 32) % (n as u64 - 1)) as usize;
                 if b >= a {
                     b += 1;
                 }
-                let (ia, ib) = (open[a], open[b]);
+                let ia = candidates(warm_only).nth(a)?;
+                let ib = candidates(warm_only).nth(b)?;
                 let load = |i: usize| entry.backends[i].in_flight.load(Ordering::Relaxed);
                 Some(if load(ib) < load(ia) { ib } else { ia })
             }
         }
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Routes one request; `forwarded` is the client's address as
+    /// `X-Forwarded-For` gives it.
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        forwarded: Option<HeaderValue>,
+    ) -> Response<Body> {
         let table = self.table.load_full();
         let host = req
             .headers()
             .get(hyper::header::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("")
-            .to_string();
-        let Some(((app, slot), entry)) = Shared::slot_for(&table, &host) else {
+            .unwrap_or("");
+        let Some(((app, slot), entry)) = Shared::slot_for(&table, host) else {
             return text(
                 StatusCode::NOT_FOUND,
                 &format!(
@@ -469,7 +512,7 @@ impl Shared {
                 ),
             );
         };
-        let path = req.uri().path().to_string();
+        let path = req.uri().path();
         if !(path == "/admin" || path.starts_with("/admin/")) {
             let Some(method) = method_of(req.method()) else {
                 return text(
@@ -477,7 +520,7 @@ impl Shared {
                     "this method is not supported by HTTP triggers",
                 );
             };
-            let index = match entry.router.find(method, &path) {
+            let index = match entry.router.find(method, path) {
                 RouteMatch::Matched { value, .. } => *value,
                 RouteMatch::MethodNotAllowed { .. } => {
                     return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
@@ -527,13 +570,17 @@ impl Shared {
             return resp;
         }
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is too large or broke off",
-                );
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            Bytes::new()
+        } else {
+            match Limited::new(body, MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the request body is too large or broke off",
+                    );
+                }
             }
         };
         let idempotent = matches!(
@@ -543,8 +590,8 @@ impl Shared {
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+            .cloned()
+            .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
         let mut tried = Vec::new();
         let mut last_error = String::new();
         while tried.len() < MAX_TRIES {
@@ -553,17 +600,31 @@ impl Shared {
             };
             tried.push(i);
             let backend = &entry.backends[i];
-            let mut out = Request::builder()
-                .method(parts.method.clone())
-                .uri(format!("{}{path_and_query}", backend.url));
+            let uri = match &backend.origin {
+                Some((scheme, authority)) => {
+                    let mut uri = hyper::http::uri::Parts::default();
+                    uri.scheme = Some(scheme.clone());
+                    uri.authority = Some(authority.clone());
+                    uri.path_and_query = Some(path_and_query.clone());
+                    hyper::Uri::from_parts(uri).map_err(|e| e.to_string())
+                }
+                None => format!("{}{path_and_query}", backend.url)
+                    .parse::<hyper::Uri>()
+                    .map_err(|e| e.to_string()),
+            };
+            let Ok(uri) = uri else {
+                return text(StatusCode::BAD_REQUEST, "cannot forward this request");
+            };
+            let mut out = Request::builder().method(parts.method.clone()).uri(uri);
             if let Some(h) = out.headers_mut() {
+                h.reserve(parts.headers.len() + 1);
                 for (k, v) in &parts.headers {
                     if !HOP_BY_HOP.contains(&k.as_str()) {
                         h.append(k.clone(), v.clone());
                     }
                 }
-                if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-                    h.append(HeaderName::from_static("x-forwarded-for"), v);
+                if let Some(v) = &forwarded {
+                    h.append(HeaderName::from_static("x-forwarded-for"), v.clone());
                 }
             }
             let Ok(out) = out.body(Full::new(body.clone())) else {
@@ -574,8 +635,9 @@ impl Shared {
             match sent {
                 Ok(resp) => {
                     let (mut rp, rb) = resp.into_parts();
-                    if let Ok(v) = HeaderValue::from_str(&backend.worker) {
-                        rp.headers.insert(HeaderName::from_static(WORKER_HEADER), v);
+                    if let Some(v) = &backend.worker_header {
+                        rp.headers
+                            .insert(HeaderName::from_static(WORKER_HEADER), v.clone());
                     }
                     let counted = Counted {
                         inner: rb,
@@ -599,7 +661,8 @@ impl Shared {
             }
         }
         (self.log)(&format!(
-            "gateway: {app}/{slot} {path}: no instance answered ({last_error})"
+            "gateway: {app}/{slot} {}: no instance answered ({last_error})",
+            parts.uri.path()
         ));
         text(
             StatusCode::BAD_GATEWAY,
@@ -677,6 +740,58 @@ mod tests {
 
     fn found(t: &Table, host: &str) -> Option<(String, String)> {
         Shared::slot_for(t, host).map(|(k, _)| k.clone())
+    }
+
+    fn backends(loads: &[u64], cooling: &[usize]) -> SlotEntry {
+        let backends = loads
+            .iter()
+            .enumerate()
+            .map(|(i, &load)| {
+                Arc::new(Backend {
+                    worker: format!("w{i}"),
+                    url: format!("http://127.0.0.1:{}", 1000 + i),
+                    worker_header: None,
+                    origin: None,
+                    in_flight: AtomicU64::new(load),
+                    cooldown_until: AtomicI64::new(if cooling.contains(&i) { i64::MAX } else { 0 }),
+                })
+            })
+            .collect();
+        SlotEntry {
+            backends,
+            ..SlotEntry::default()
+        }
+    }
+
+    fn picks(entry: &SlotEntry, tried: &[usize]) -> std::collections::BTreeMap<usize, usize> {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..2000 {
+            *seen
+                .entry(Shared::pick(entry, tried).expect("a pick"))
+                .or_default() += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn the_less_loaded_of_two_random_instances_is_picked() {
+        // The busiest of three is never the less loaded of two; the two
+        // others share the requests.
+        let seen = picks(&backends(&[9, 0, 0], &[]), &[]);
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [1, 2], "{seen:?}");
+        assert!(seen.values().all(|&n| n > 500), "{seen:?}");
+        // Four equal ones all take some.
+        let seen = picks(&backends(&[0, 0, 0, 0], &[]), &[]);
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        // Tried ones are skipped; cooling ones only when nothing else is
+        // left.
+        let entry = backends(&[0, 0, 0], &[1]);
+        assert_eq!(picks(&entry, &[0]).keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            picks(&entry, &[0, 2]).keys().copied().collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(Shared::pick(&entry, &[0, 1, 2]), None);
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! | `POST /blobs` | any | many files: the body a JSON array of digests (at most [`MAX_BATCH`]); the answer each one's content in order, each after its length (8 bytes, big-endian) |
 //! | `GET /apps/{app}/slots/{slot}/config` | any | settings and keys |
 //! | `GET /apps/{app}/slots/{slot}/active` | any | the active deployment's manifest digest |
+//! | `POST /apps/{app}/slots/{slot}/invocations` | a worker | records of the invocations it ran, appended to the slot's Monitor store |
 //! | `GET /routes` | join token | every placed slot's routes, keys and ready instances (gateways) |
 //! | `GET /workers` | join token | the registry (`fnhost workers list --manager`) |
 //! | `POST /workers/{name}/drain` | join token | ask a worker to drain |
@@ -61,7 +62,7 @@ pub use placement::TARGET_IN_FLIGHT;
 use crate::error::{Error, Result};
 use crate::protocol::{
     ActiveContent, Assignments, Endpoint, Heartbeat, HeartbeatResponse, InstanceStatus,
-    RegisterRequest, RegisterResponse, RouteTable, SlotRoutes, WorkerView,
+    InvocationBatch, RegisterRequest, RegisterResponse, RouteTable, SlotRoutes, WorkerView,
 };
 use crate::state::{PlacementMode, StateStore, WorkerRecord, WorkerState};
 use crate::{now_ms, random_secret, sha256_hex};
@@ -109,6 +110,9 @@ pub(crate) struct Inner {
     /// When this manager started (Unix ms).
     started_at: i64,
     pub(crate) http: crate::client::Http,
+    /// Held while invocation records are appended (one writer at a time
+    /// per store file).
+    monitor: Arc<std::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for Cluster {
@@ -178,6 +182,7 @@ impl Cluster {
                 closing: std::sync::atomic::AtomicBool::new(false),
                 started_at: now_ms(),
                 http: crate::client::http(),
+                monitor: Arc::default(),
             }),
         }
     }
@@ -266,6 +271,10 @@ impl Cluster {
             .route(
                 &format!("{p}/apps/{{app}}/slots/{{slot}}/active"),
                 get(active),
+            )
+            .route(
+                &format!("{p}/apps/{{app}}/slots/{{slot}}/invocations"),
+                post(invocations),
             )
             .route(&format!("{p}/routes"), get(routes))
             .with_state(self.inner.clone())
@@ -657,6 +666,55 @@ async fn heartbeat(
         }))
     };
     run.await
+}
+
+/// Appends a worker's invocation records to the slot's Monitor store.
+async fn invocations(
+    State(inner): State<Arc<Inner>>,
+    Path((app, slot)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let worker = match authorize(&inner, &headers).await? {
+        Caller::Worker(w) => w,
+        Caller::Join => {
+            return Err(fail(
+                StatusCode::FORBIDDEN,
+                "only a worker, with its credential, sends invocation records",
+            ));
+        }
+    };
+    let mut batch: InvocationBatch = parse_json(&body)?;
+    if batch.records.len() > InvocationBatch::MAX {
+        return Err(fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} records in one batch: send at most {}",
+                batch.records.len(),
+                InvocationBatch::MAX
+            ),
+        ));
+    }
+    let site = inner.slots.site();
+    let known = site.slots(&app).is_ok_and(|s| s.contains(&slot));
+    let log = site
+        .invocation_log(&app, &slot)
+        .ok()
+        .filter(|_| known)
+        .ok_or_else(|| fail(StatusCode::NOT_FOUND, format!("no app slot {app}/{slot}")))?;
+    for r in &mut batch.records {
+        r.worker = Some(worker.clone());
+    }
+    let count = batch.records.len();
+    let lock = inner.monitor.clone();
+    tokio::task::spawn_blocking(move || {
+        let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
+        log.append(&batch.records)
+    })
+    .await
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(json_response(&serde_json::json!({ "appended": count })))
 }
 
 async fn leave(

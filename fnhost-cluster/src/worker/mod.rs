@@ -8,6 +8,11 @@
 //! swap of the running host: requests in flight finish on the old
 //! version, new ones go to the new one.
 //!
+//! Every invocation an instance runs is recorded (time, function, id,
+//! success, status, duration; never a body) and sent to the manager in
+//! batches every half second, off the request path and bounded, for the
+//! portal's Monitor page (see [`fnhost_deploy::monitor`]).
+//!
 //! Draining (SIGTERM, or `fnhost workers drain NAME`): the worker says so
 //! in an immediate heartbeat and marks its instances not ready (gateways
 //! stop sending), keeps serving for [`Worker::with_drain_delay`] while
@@ -28,7 +33,7 @@
 
 mod cache;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -41,6 +46,7 @@ use fnhost_core::http::{HttpFront, Limits};
 use fnhost_core::invoke::{Middleware, middleware_fn};
 use fnhost_core::keys::{KeyStore, Secrets};
 use fnhost_core::{FunctionApp, Host};
+use fnhost_deploy::monitor::{InvocationRecord, Recorder};
 use hyper::Method;
 use tokio::sync::{oneshot, watch};
 
@@ -49,10 +55,16 @@ pub use cache::ContentCache;
 use crate::client::ManagerClient;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Assignments, Heartbeat, HeartbeatResponse, InstanceStatus, RegisterRequest, RegisterResponse,
-    SlotConfig,
+    Assignments, Heartbeat, HeartbeatResponse, InstanceStatus, InvocationBatch, RegisterRequest,
+    RegisterResponse, SlotConfig,
 };
 use crate::state::Assignment;
+
+/// Invocation records an instance keeps while the manager cannot take
+/// them; beyond, the oldest are dropped.
+const RECORDS_PENDING: usize = 8192;
+/// How often an instance's invocation records go to the manager.
+const RECORDS_EVERY: Duration = Duration::from_millis(500);
 
 /// Where log lines go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -75,6 +87,7 @@ pub struct Worker {
     cache: PathBuf,
     drain_delay: Duration,
     drain_deadline: Duration,
+    ca_cert: Option<PathBuf>,
     log: LogSink,
 }
 
@@ -102,7 +115,8 @@ fn hostname() -> String {
 }
 
 impl Worker {
-    /// A worker of the manager at `manager` (`http://host:port`), joining
+    /// A worker of the manager at `manager` (`http://host:port` or
+    /// `https://host:port`), joining
     /// with `token` (from `fnhost workers token`).
     pub fn new(manager: impl Into<String>, token: impl Into<String>) -> Worker {
         Worker {
@@ -116,6 +130,7 @@ impl Worker {
             cache: PathBuf::from(".fnhost-worker"),
             drain_delay: Duration::from_secs(2),
             drain_deadline: Duration::from_secs(30),
+            ca_cert: None,
             log: Arc::new(|_| {}),
         }
     }
@@ -172,6 +187,14 @@ impl Worker {
         self
     }
 
+    /// Trusts the certificates in this PEM file (a private CA, or the
+    /// manager's self-signed certificate) for an `https://` manager,
+    /// besides the system's roots.
+    pub fn with_ca_cert(mut self, file: impl Into<PathBuf>) -> Worker {
+        self.ca_cert = Some(file.into());
+        self
+    }
+
     /// Sends log lines to `log`.
     pub fn with_log(mut self, log: LogSink) -> Worker {
         self.log = log;
@@ -183,7 +206,10 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let started = Instant::now();
         let cache = ContentCache::open(&self.cache)?;
-        let joiner = ManagerClient::new(&self.manager, self.token.clone())?;
+        let mut joiner = ManagerClient::new(&self.manager, self.token.clone())?;
+        if let Some(ca) = &self.ca_cert {
+            joiner = joiner.with_ca_cert(ca)?;
+        }
         let (client, heartbeat_ms) = register(&joiner, &self).await?;
         (self.log)(&format!(
             "worker {} joined {} (heartbeat every {heartbeat_ms} ms)",
@@ -296,6 +322,9 @@ struct Instance {
     ready: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Sends its invocation records to the manager; ends after the host
+    /// (and its recorder) is gone.
+    records: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Instance {
@@ -322,6 +351,12 @@ impl Instance {
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        // The host goes, its recorder with it: the last records are sent.
+        let records = self.records.take();
+        drop(self);
+        if let Some(records) = records {
+            let _ = tokio::time::timeout(Duration::from_secs(5), records).await;
         }
     }
 }
@@ -476,9 +511,12 @@ impl Runtime {
             message,
         };
         let in_flight = Arc::new(AtomicU64::new(0));
+        // First, outermost: the record times the whole attempt.
+        let (recorder, records) = Recorder::queued();
         let host = Arc::new(
             Host::builder()
                 .with_default_executors()
+                .middleware(Arc::new(recorder))
                 .middleware(counting(in_flight.clone()))
                 .build(app),
         );
@@ -518,6 +556,11 @@ impl Runtime {
                 .await;
             host2.shutdown().await;
         });
+        let records = tokio::spawn(send_records(
+            self.clone(),
+            format!("/apps/{}/slots/{}/invocations", a.app, a.slot),
+            records,
+        ));
         Ok(Instance {
             assignment: a.clone(),
             endpoint: format!("http://{shown}"),
@@ -526,6 +569,7 @@ impl Runtime {
             ready: Arc::new(AtomicBool::new(true)),
             stop: Some(stop_tx),
             task: Some(task),
+            records: Some(records),
         })
     }
 
@@ -589,6 +633,67 @@ impl Runtime {
             set.spawn(i.retire(delay));
         }
         while set.join_next().await.is_some() {}
+    }
+}
+
+/// Sends an instance's invocation records to the manager (`path`) every
+/// [`RECORDS_EVERY`], in batches of at most [`InvocationBatch::MAX`];
+/// keeps at most [`RECORDS_PENDING`] while the manager does not take
+/// them. Ends once the recorder is gone and what it queued is sent (or
+/// the manager does not answer).
+async fn send_records(
+    rt: Arc<Runtime>,
+    path: String,
+    queue: std::sync::mpsc::Receiver<InvocationRecord>,
+) {
+    use std::sync::mpsc::TryRecvError;
+    let mut pending: VecDeque<InvocationRecord> = VecDeque::new();
+    let mut dropped = 0u64;
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(RECORDS_EVERY).await;
+        let ended = loop {
+            match queue.try_recv() {
+                Ok(r) => pending.push_back(r),
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => break true,
+            }
+        };
+        while pending.len() > RECORDS_PENDING {
+            pending.pop_front();
+            dropped += 1;
+        }
+        while !pending.is_empty() {
+            let n = pending.len().min(InvocationBatch::MAX);
+            let batch = InvocationBatch {
+                records: pending.iter().take(n).cloned().collect(),
+            };
+            let sent: Result<serde_json::Value> = rt
+                .client()
+                .send(Method::POST, &path, &batch, Duration::from_secs(10))
+                .await;
+            match sent {
+                Ok(_) => {
+                    pending.drain(..n);
+                    if std::mem::take(&mut failing) {
+                        (rt.worker.log)(&format!(
+                            "worker: invocation records go to the manager again ({dropped} dropped meanwhile)"
+                        ));
+                    }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        (rt.worker.log)(&format!(
+                            "worker: cannot send invocation records (kept, at most {RECORDS_PENDING}): {e}"
+                        ));
+                    }
+                    break;
+                }
+            }
+        }
+        if ended && (pending.is_empty() || failing) {
+            return;
+        }
     }
 }
 

@@ -662,6 +662,7 @@ impl Inner {
             .kill_on_drop(true);
         #[cfg(unix)]
         command.process_group(0);
+        super::process::die_with_parent(&mut command);
         let mut child = command.spawn().map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 format!(

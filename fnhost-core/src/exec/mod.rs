@@ -7,7 +7,7 @@ mod native;
 #[cfg(feature = "tokio")]
 mod payload;
 #[cfg(feature = "tokio")]
-mod process;
+pub(crate) mod process;
 
 #[cfg(feature = "tokio")]
 pub use custom_handler::{

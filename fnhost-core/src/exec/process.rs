@@ -221,6 +221,7 @@ impl ProcessExecutor {
             .kill_on_drop(true);
         #[cfg(unix)]
         command.process_group(0);
+        die_with_parent(&mut command);
         let mut child = command
             .spawn()
             .map_err(|e| ExecutorError::unavailable(spawn_error(&shown, &program, script, &e)))?;
@@ -604,6 +605,39 @@ pub(crate) fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) {
 
 #[cfg(not(unix))]
 pub(crate) fn kill_group(_pgid: u32) {}
+
+/// Makes the child that `command` starts get SIGKILL when its parent
+/// goes, however it goes (SIGKILL included), so that custom handlers,
+/// one-shot processes and language workers never outlive the host that
+/// started them (Linux's parent-death signal; elsewhere nothing). The
+/// signal follows the *thread* that spawns the child: spawn from a
+/// runtime's worker threads (which live as long as the runtime), never
+/// from a `spawn_blocking` thread, which ends when idle. It reaches the
+/// child only, not processes the child starts itself.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn die_with_parent(command: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: `pre_exec` is unsafe because the closure runs in the child
+    // between fork and exec, where only async-signal-safe functions may
+    // be called. This one makes two system calls (prctl and getppid) and
+    // builds its error from an errno: no allocation, no lock, nothing
+    // shared with the parent's other threads.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The parent died before the signal was set: do not run on.
+            if nix::unistd::getppid() != parent {
+                return Err(nix::errno::Errno::ESRCH.into());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Nothing outside Linux (see the Linux version).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn die_with_parent(_command: &mut Command) {}
 
 #[cfg(test)]
 mod tests {

@@ -699,6 +699,7 @@ async fn launch(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    crate::exec::process::die_with_parent(&mut command);
     let mut child = command.spawn().map_err(|e| {
         lock(waiting).remove(&worker_id);
         let hint = if e.kind() == std::io::ErrorKind::NotFound {

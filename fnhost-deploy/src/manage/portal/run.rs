@@ -35,7 +35,8 @@ const LISTED: usize = 300;
 struct Shown {
     #[serde(flatten)]
     record: InvocationRecord,
-    by: &'static str,
+    /// `Test/Run`, `fnhost serve`, or `worker NAME`.
+    by: String,
 }
 
 /// A slot's host: the active deployment it loaded, and the host.
@@ -249,6 +250,7 @@ pub(super) async fn run(
             success: result.success,
             status: result.status,
             duration_ms,
+            worker: None,
         },
     );
     let run = Value::from(Serde(&result));
@@ -264,8 +266,8 @@ pub(super) async fn run(
 }
 
 /// `GET .../monitor`: the slot's invocations, newest first: those made
-/// here (Test/Run) and those `fnhost serve --app` recorded in the home,
-/// with the success and error counts of each function.
+/// here (Test/Run) and those `fnhost serve --app` or the cluster's workers
+/// recorded in the home, with the success and error counts of each function.
 pub(super) async fn monitor(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
     let mut shown: Vec<Shown> = {
         let all = st.runner.records.lock().unwrap_or_else(|e| e.into_inner());
@@ -275,7 +277,7 @@ pub(super) async fn monitor(State(st): State<St>, viewer: Viewer, place: Place) 
             .filter(|(slot, _)| *slot == place.slot)
             .map(|(_, r)| Shown {
                 record: r.clone(),
-                by: "Test/Run",
+                by: "Test/Run".into(),
             })
             .collect()
     };
@@ -286,8 +288,11 @@ pub(super) async fn monitor(State(st): State<St>, viewer: Viewer, place: Place) 
         Err(_) => Vec::new(),
     };
     shown.extend(served.into_iter().map(|record| Shown {
+        by: match &record.worker {
+            Some(w) => format!("worker {w}"),
+            None => "fnhost serve".into(),
+        },
         record,
-        by: "fnhost serve",
     }));
     // RFC 3339 in UTC with microseconds: the text sorts as the time.
     shown.sort_by(|a, b| b.record.time.cmp(&a.record.time));
