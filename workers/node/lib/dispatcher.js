@@ -5,6 +5,10 @@ const path = require('path');
 const core = require('./core');
 const convert = require('./convert');
 const loader = require('./loader');
+const fasthttp = require('./fasthttp');
+
+/** FNHOST_NODE_HTTP_FAST_PATH=0 sends every HTTP invocation through the library's own objects. */
+const FAST_PATH_ENABLED = process.env.FNHOST_NODE_HTTP_FAST_PATH !== '0';
 
 const { state, executeHooks, readonly } = core;
 
@@ -31,7 +35,8 @@ class Dispatcher {
         this.initError = undefined;
         this.initialized = false;
         this.terminating = false;
-        this.inFlight = new Set();
+        /** Whether the programming model asked for HTTP streaming (it declared HttpUri). */
+        this.httpStream = false;
     }
 
     /** One message from the host. Never throws; failures become failure results. */
@@ -71,12 +76,9 @@ class Dispatcher {
     }
 
     track(promise) {
-        const p = promise.catch((err) => {
+        return promise.catch((err) => {
             core.emitLog('error', 'system', `Worker failed to handle a message: ${err && err.stack ? err.stack : err}`);
         });
-        this.inFlight.add(p);
-        p.finally(() => this.inFlight.delete(p));
-        return p;
     }
 
     // ---- start-up --------------------------------------------------------
@@ -124,6 +126,7 @@ class Dispatcher {
                 core.emitLog('error', 'system', `The programming model's getCapabilities failed: ${err}`);
             }
         }
+        this.httpStream = capabilities.HttpUri !== undefined;
         // Values are strings on the wire.
         return Object.fromEntries(Object.entries(capabilities).map(([k, v]) => [k, String(v)]));
     }
@@ -219,9 +222,12 @@ class Dispatcher {
         const functionName = fn.metadata.name;
         const logCategory = `${functionName}.Invocation`;
         let invocationContext;
+        const request = convert.toCoreInvocationRequest(req);
+        const fastTrigger = this.fastHttpTrigger(fn);
+        const lazyRequest = fastTrigger ? fasthttp.deferRequest(request, fastTrigger) : undefined;
         const coreCtx = {
             invocationId,
-            request: convert.toCoreInvocationRequest(req),
+            request,
             metadata: fn.metadata,
             state: undefined,
             log: (level, category, message) =>
@@ -235,51 +241,62 @@ class Dispatcher {
             const invocationModel = await model.getInvocationModel(coreCtx);
             const { context, inputs } = await invocationModel.getArguments();
             invocationContext = context;
+            if (lazyRequest) {
+                // The trigger's HttpRequest (the only trigger input) knows its own class.
+                lazyRequest.bind(inputs[0].constructor);
+            }
+            // Hook contexts are built only when there are hooks to see them.
             const hookData = {};
-
-            const pre = readonly(
-                { inputs, functionCallback: fn.callback },
-                { hookData, appHookData: state.appHookData, invocationContext: context }
-            );
+            let callInputs = inputs;
+            let callback = fn.callback;
             if (core.hookCount('preInvocation') > 0) {
+                const pre = readonly(
+                    { inputs, functionCallback: fn.callback },
+                    { hookData, appHookData: state.appHookData, invocationContext: context }
+                );
                 coreCtx.state = 'preInvocationHooks';
                 try {
                     await executeHooks('preInvocation', pre);
                 } finally {
                     coreCtx.state = undefined;
                 }
+                callInputs = pre.inputs;
+                callback = pre.functionCallback;
             }
 
             let result = null;
             let error = null;
             coreCtx.state = 'invocation';
             try {
-                result = await invocationModel.invokeFunction(context, pre.inputs, pre.functionCallback);
+                result = await invocationModel.invokeFunction(context, callInputs, callback);
             } catch (err) {
                 error = err;
             } finally {
                 coreCtx.state = undefined;
             }
 
-            const post = readonly(
-                { inputs: pre.inputs, result, error },
-                { hookData, appHookData: state.appHookData, invocationContext: context }
-            );
             if (core.hookCount('postInvocation') > 0) {
+                const post = readonly(
+                    { inputs: callInputs, result, error },
+                    { hookData, appHookData: state.appHookData, invocationContext: context }
+                );
                 coreCtx.state = 'postInvocationHooks';
                 try {
                     await executeHooks('postInvocation', post);
                 } finally {
                     coreCtx.state = undefined;
                 }
+                result = post.result;
+                error = post.error;
             }
-            if (post.error !== null && post.error !== undefined) {
-                throw post.error;
+            if (error !== null && error !== undefined) {
+                throw error;
             }
 
-            const response = convert.fromCoreInvocationResponse(
-                await invocationModel.getResponse(context, post.result)
-            );
+            const coreResponse =
+                (fastTrigger && fasthttp.fastResponse(invocationId, result)) ||
+                (await invocationModel.getResponse(context, result));
+            const response = convert.fromCoreInvocationResponse(coreResponse);
             response.invocationId = invocationId;
             response.result = convert.SUCCESS;
             return response;
@@ -287,6 +304,24 @@ class Dispatcher {
             const result = convert.failure(err);
             return { invocationId, result };
         }
+    }
+
+    /**
+     * The name of `fn`'s HTTP trigger binding when its invocations can take
+     * the HTTP fast path (./fasthttp.js), else undefined. Decided once per
+     * function.
+     */
+    fastHttpTrigger(fn) {
+        if (fn.fastHttp === undefined) {
+            fn.fastHttp =
+                (FAST_PATH_ENABLED &&
+                    fn.workerIndexed &&
+                    !this.httpStream &&
+                    fasthttp.supportsFastPath(state.programmingModel) &&
+                    fasthttp.httpShape(fn.metadata)) ||
+                null;
+        }
+        return fn.fastHttp || undefined;
     }
 
     // ---- shutdown and reload ---------------------------------------------
