@@ -293,10 +293,10 @@ class Dispatcher {
                 throw error;
             }
 
-            const coreResponse =
+            // The fast path's response has nothing to convert (no enums, no cookies).
+            const response =
                 (fastTrigger && fasthttp.fastResponse(invocationId, result)) ||
-                (await invocationModel.getResponse(context, result));
-            const response = convert.fromCoreInvocationResponse(coreResponse);
+                convert.fromCoreInvocationResponse(await invocationModel.getResponse(context, result));
             response.invocationId = invocationId;
             response.result = convert.SUCCESS;
             return response;
