@@ -35,6 +35,8 @@ class Dispatcher {
         this.initError = undefined;
         this.initialized = false;
         this.terminating = false;
+        /** Invocations running. */
+        this.active = 0;
         /** Whether the programming model asked for HTTP streaming (it declared HttpUri). */
         this.httpStream = false;
     }
@@ -43,7 +45,8 @@ class Dispatcher {
     handle(message) {
         const kind = message.content;
         const body = kind ? message[kind] : undefined;
-        const reply = (content, payload) => this.write({ requestId: message.requestId || '', [content]: payload });
+        const reply = (content, payload, batch) =>
+            this.write({ requestId: message.requestId || '', [content]: payload }, batch);
         switch (kind) {
             case 'workerInitRequest':
                 return this.track(this.workerInit(body, reply));
@@ -60,7 +63,14 @@ class Dispatcher {
                     )
                 );
             case 'invocationRequest':
-                return this.track(this.invoke(body).then((r) => reply('invocationResponse', r)));
+                this.active++;
+                return this.track(
+                    this.invoke(body).then((r) => {
+                        this.active--;
+                        // With other invocations running, answers are batched.
+                        reply('invocationResponse', r, this.active > 0);
+                    })
+                );
             case 'workerStatusRequest':
                 return reply('workerStatusResponse', {});
             case 'workerTerminate':

@@ -145,12 +145,25 @@ class EventStream extends EventEmitter {
         this.emit('error', err);
     }
 
-    write(message) {
+    /**
+     * Sends one message. With `batch`, more are expected at once (other
+     * invocations are in flight): the messages written in this tick leave
+     * together.
+     */
+    write(message, batch = false) {
         const frame = encodeFrame(message);
         if (frame.length - PREFIX_LENGTH > this.maxSendLength) {
             throw new Error(
                 `a message of ${frame.length - PREFIX_LENGTH} bytes is over the limit of ${this.maxSendLength} bytes`
             );
+        }
+        if (batch && !this.corked) {
+            this.corked = true;
+            this.stream.cork();
+            process.nextTick(() => {
+                this.corked = false;
+                this.stream.uncork();
+            });
         }
         return this.stream.write(frame);
     }
