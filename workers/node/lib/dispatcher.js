@@ -248,7 +248,10 @@ class Dispatcher {
             if (!model) {
                 throw new Error('No programming model is set');
             }
-            const invocationModel = await model.getInvocationModel(coreCtx);
+            let invocationModel = model.getInvocationModel(coreCtx);
+            if (invocationModel && typeof invocationModel.then === 'function') {
+                invocationModel = await invocationModel;
+            }
             const { context, inputs } = await invocationModel.getArguments();
             invocationContext = context;
             if (lazyRequest) {
