@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Folders and files that are built or installed, never shipped.
-const SKIPPED: [&str; 8] = [
+/// Folders and files that are built, installed or only for development
+/// (the Node worker's `test` folder), never shipped.
+const SKIPPED: [&str; 9] = [
     "node_modules",
     "deps",
     "deps.new",
@@ -14,6 +15,7 @@ const SKIPPED: [&str; 8] = [
     ".gitignore",
     "function_rpc.proto",
     ".fnhost-worker",
+    "test",
 ];
 
 fn main() {
@@ -29,7 +31,11 @@ fn main() {
         println!("cargo:rerun-if-changed={}", dir.display());
         let mut files = Vec::new();
         walk(&dir, &dir, &mut files);
-        files.push(("function_rpc.proto".to_owned(), proto.clone()));
+        // The Python worker compiles the protocol file when it is
+        // installed; the Node worker carries its message tables.
+        if language == "python" {
+            files.push(("function_rpc.proto".to_owned(), proto.clone()));
+        }
         files.sort();
         for (rel, path) in files {
             println!("cargo:rerun-if-changed={}", path.display());

@@ -154,12 +154,23 @@ fn main() {
 
     let mut subjects: Vec<Subject> = Vec::new();
     runtime.block_on(async {
-        let node_app = node_app(&temp.path().join("node-app"));
+        let node_one = node_app(&temp.path().join("node-app"), 1);
         subjects.push(
             Subject::start(
                 "node worker",
                 "fnhost + Node worker (v4 model)",
-                node_app,
+                node_one,
+                language_factory(&workers, None),
+            )
+            .await,
+        );
+        // Not the default configuration: reported beside the targets.
+        let node_app_2 = node_app(&temp.path().join("node-app-2"), 2);
+        subjects.push(
+            Subject::start(
+                "node worker x2",
+                "fnhost + 2 Node worker processes",
+                node_app_2,
                 language_factory(&workers, None),
             )
             .await,
@@ -321,6 +332,11 @@ fn main() {
         throughput["node worker"],
         throughput["custom handler"],
         verdict(node_tp >= 1.0)
+    );
+    let (x2_lat, x2_tp) = ratio_line("node worker x2");
+    println!(
+        "node worker x2 (FUNCTIONS_WORKER_PROCESS_COUNT=2, not the default) / custom handler: latency ratio {x2_lat:.2}x, throughput ratio {x2_tp:.2}x ({:.0} req/s)",
+        throughput["node worker x2"],
     );
     if python {
         let (py_lat, py_tp) = ratio_line("python worker");
@@ -541,9 +557,17 @@ fn write(path: &Path, text: &str) {
 }
 
 fn load(dir: &Path, runtime: &str) -> FunctionApp {
-    FunctionApp::loader(dir)
+    load_with(dir, runtime, &[])
+}
+
+fn load_with(dir: &Path, runtime: &str, settings: &[(&str, &str)]) -> FunctionApp {
+    let mut loader = FunctionApp::loader(dir)
         .with_environment(false)
-        .with_setting("FUNCTIONS_WORKER_RUNTIME", runtime)
+        .with_setting("FUNCTIONS_WORKER_RUNTIME", runtime);
+    for (k, v) in settings {
+        loader = loader.with_setting(*k, *v);
+    }
+    loader
         .load()
         .unwrap_or_else(|e| panic!("the {runtime} app loads: {e}"))
 }
@@ -553,7 +577,9 @@ const HOST_JSON: &str = r#"{"version": "2.0"}"#;
 /// The noop function's function.json (custom handler, stand-in).
 const NOOP_FUNCTION_JSON: &str = r#"{"bindings": [{"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous", "methods": ["get"]}, {"type": "http", "direction": "out", "name": "res"}]}"#;
 
-fn node_app(dir: &Path) -> FunctionApp {
+/// The Node v4 app, run by `processes` worker processes
+/// (`FUNCTIONS_WORKER_PROCESS_COUNT`).
+fn node_app(dir: &Path, processes: usize) -> FunctionApp {
     write(&dir.join("host.json"), HOST_JSON);
     write(
         &dir.join("package.json"),
@@ -564,7 +590,11 @@ fn node_app(dir: &Path) -> FunctionApp {
         "const { app } = require('@azure/functions');\n\
          app.http('noop', { methods: ['GET'], authLevel: 'anonymous', handler: async () => ({ body: 'ok' }) });\n",
     );
-    load(dir, "node")
+    load_with(
+        dir,
+        "node",
+        &[("FUNCTIONS_WORKER_PROCESS_COUNT", &processes.to_string())],
+    )
 }
 
 fn custom_handler_app(dir: &Path) -> FunctionApp {

@@ -450,6 +450,39 @@ fn workers_list_shows_what_is_installed() {
     assert_eq!(langs, vec![("node", "installed"), ("python", "installed")]);
 }
 
+/// The Node worker's own tests (`node --test`): its protobuf codec and
+/// message tables, the gRPC framing, the worker end to end against a
+/// stand-in host, and the HTTP fast path against @azure/functions' own
+/// objects; run on the installed worker, with its dependencies.
+#[test]
+fn the_node_workers_own_tests_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers/node/test");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.js"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "test files in {}: {files:?}",
+        dir.display()
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg("--test")
+        .args(&files)
+        .env("FNHOST_NODE_WORKER_DIR", workers().join("node"));
+    let out = fnhost_testsupport::process::run_bounded(cmd, Duration::from_secs(300));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node --test failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("# fail 0"), "{report}");
+    assert!(!report.contains("# pass 0"), "{report}");
+}
+
 /// Writes a Node.js v4 app whose function answers `version` after `ms`.
 fn write_versioned_app(dir: &Path, version: &str) {
     write_node_v4_app(

@@ -298,9 +298,9 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Starts a host on the workers folder `dir/workers` for an app with one
-/// function.json function; the start's error, and an invocation's.
-async fn failed_start(dir: &Path) -> (String, InvokeError) {
+/// A host on the workers folder `dir/workers` for an app with one
+/// function.json function, after its start failed; the start's error.
+async fn failing_host(dir: &Path) -> (Host, String) {
     let root = dir.join("app");
     write(&root.join("host.json"), r#"{"version": "2.0"}"#);
     write(
@@ -317,11 +317,18 @@ async fn failed_start(dir: &Path) -> (String, InvokeError) {
         .with_workers_dir(dir.join("workers"))
         .with_log(Arc::new(|_: &str| {}));
     let host = Host::builder().factory(Arc::new(factory)).build(app);
-    let started = Instant::now();
     let start = tokio::time::timeout(Duration::from_secs(10), host.start())
         .await
         .expect("the start ends within 10 s")
         .expect_err("the start fails");
+    (host, start.message)
+}
+
+/// Starts a host as `failing_host` does; the start's error, and an
+/// invocation's.
+async fn failed_start(dir: &Path) -> (String, InvokeError) {
+    let started = Instant::now();
+    let (host, start) = failing_host(dir).await;
     let invoked = tokio::time::timeout(
         Duration::from_secs(5),
         host.invoke("hello", get("/api/hello")),
@@ -335,7 +342,15 @@ async fn failed_start(dir: &Path) -> (String, InvokeError) {
         started.elapsed()
     );
     host.shutdown().await;
-    (start.message, invoked)
+    (start, invoked)
+}
+
+/// A worker.config.json whose program does not exist, in `dir/workers`.
+fn missing_runtime_program(dir: &Path) {
+    write(
+        &dir.join("workers").join(RUNTIME).join("worker.config.json"),
+        r#"{"description": {"language": "echo", "defaultExecutablePath": "fnhost-no-such-runtime"}}"#,
+    );
 }
 
 /// The invocation's error is `Unavailable` and says `what`.
@@ -357,13 +372,7 @@ fn unavailable_saying(e: &InvokeError, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_runtime_program_answers_unavailable() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    write(
-        &dir.path()
-            .join("workers")
-            .join(RUNTIME)
-            .join("worker.config.json"),
-        r#"{"description": {"language": "echo", "defaultExecutablePath": "fnhost-no-such-runtime"}}"#,
-    );
+    missing_runtime_program(dir.path());
     let (start, invoked) = failed_start(dir.path()).await;
     assert!(
         start.contains("cannot start `fnhost-no-such-runtime`"),
@@ -371,6 +380,39 @@ async fn a_missing_runtime_program_answers_unavailable() {
     );
     assert!(start.contains("installed and on PATH"), "{start}");
     unavailable_saying(&invoked, "cannot start `fnhost-no-such-runtime`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_answers_503_with_the_reason_when_the_worker_cannot_start() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    missing_runtime_program(dir.path());
+    let (host, _) = failing_host(dir.path()).await;
+    let host = Arc::new(host);
+    let front_log = Lines::default();
+    let front = Front::start(host.clone(), front_log.sink()).await;
+    let response = http_get(front.addr, "/api/hello").await;
+    assert!(
+        response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{response}"
+    );
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(
+        body.starts_with("Function 'hello' could not run: "),
+        "{body}"
+    );
+    assert!(
+        body.contains("cannot start `fnhost-no-such-runtime`"),
+        "{body}"
+    );
+    assert!(
+        !front_log
+            .with("cannot start `fnhost-no-such-runtime`")
+            .is_empty(),
+        "the reason is logged: {:?}",
+        front_log.all()
+    );
+    front.stop().await;
+    host.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

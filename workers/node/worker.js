@@ -73,8 +73,8 @@ async function main() {
         setTimeout(() => process.exit(code), 50).unref();
     };
 
-    const write = (message) => {
-        if (!exiting) stream.write(message);
+    const write = (message, batch) => {
+        if (!exiting) stream.write(message, batch);
     };
     core.state.sendLog = (rpcLog) => write({ requestId: args.requestId, rpcLog });
     const dispatcher = new Dispatcher(write, exit);

@@ -32,7 +32,9 @@
 //!   it gave none; 500 when the invocation failed (the body says which
 //!   function failed and, for a failure the function reported, its
 //!   message; panics, timeouts and executor details only go to the log) or
-//!   the response is invalid.
+//!   the response is invalid; 503 with the reason when the executor could
+//!   not run the function at all ([`InvokeError::Unavailable`], such as a
+//!   language worker that cannot start).
 //! - 404 when no route matches or the function is disabled; 405 with
 //!   `Allow` when routes match the path but not the method; 501 for a
 //!   method no route can have (such as `CONNECT`).
@@ -521,7 +523,15 @@ impl Inner {
                     (self.log)(&format!("{name}: {line}"));
                 }
                 (self.log)(&format!("http: {e}"));
-                return text(StatusCode::INTERNAL_SERVER_ERROR, &public_message(&e));
+                // A function whose executor cannot run (a language worker
+                // that cannot start) is a service that is not there, not
+                // a failure of the function.
+                let status = if matches!(e, InvokeError::Unavailable { .. }) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                return text(status, &public_message(&e));
             }
         };
         for line in &result.logs {
@@ -554,9 +564,10 @@ fn public_message(e: &InvokeError) -> String {
         }
         InvokeError::Timeout { .. } => format!("Function '{f}' timed out"),
         InvokeError::Panicked { .. } => format!("Function '{f}' failed"),
-        InvokeError::Unavailable { .. } | InvokeError::NoExecutor { .. } => {
-            format!("Function '{f}' could not run")
+        InvokeError::Unavailable { error, .. } => {
+            format!("Function '{f}' could not run: {}", error.message)
         }
+        InvokeError::NoExecutor { .. } => format!("Function '{f}' could not run"),
         _ => format!("Function '{f}' failed"),
     }
 }

@@ -46,32 +46,43 @@ function toCoreCookie(cookie) {
     return { ...cookie, sameSite: mapEnum(SAME_SITE_TO_CORE, cookie.sameSite, 'cookie SameSite') };
 }
 
+// These copy an object only when something in it changes (most requests
+// have nothing to convert: no cookies, no nested HTTP data).
+
 function toCoreHttp(http) {
     if (!http) {
         return http;
     }
-    return {
-        ...http,
-        body: toCoreTypedData(http.body),
-        rawBody: toCoreTypedData(http.rawBody),
-        cookies: http.cookies ? http.cookies.map(toCoreCookie) : http.cookies,
-    };
+    const body = toCoreTypedData(http.body);
+    const rawBody = toCoreTypedData(http.rawBody);
+    const cookies = http.cookies && http.cookies.length > 0 ? http.cookies.map(toCoreCookie) : http.cookies;
+    if (body === http.body && rawBody === http.rawBody && cookies === http.cookies) {
+        return http;
+    }
+    return { ...http, body, rawBody, cookies };
 }
 
 function toCoreTypedData(data) {
     if (!data || !data.http) {
         return data;
     }
-    return { ...data, http: toCoreHttp(data.http) };
+    const http = toCoreHttp(data.http);
+    return http === data.http ? data : { ...data, http };
+}
+
+function toCoreBindingData(binding) {
+    const data = toCoreTypedData(binding.data);
+    return data === binding.data ? binding : { ...binding, data };
 }
 
 function toCoreInvocationRequest(req) {
+    const inputData = req.inputData ? req.inputData.map(toCoreBindingData) : req.inputData;
+    const metadata = req.triggerMetadata;
+    const hasMetadata = metadata && Object.keys(metadata).length > 0;
     return {
         ...req,
-        inputData: req.inputData
-            ? req.inputData.map((b) => ({ ...b, data: toCoreTypedData(b.data) }))
-            : req.inputData,
-        triggerMetadata: mapValues(req.triggerMetadata, toCoreTypedData),
+        inputData,
+        triggerMetadata: hasMetadata ? mapValues(metadata, toCoreTypedData) : metadata,
     };
 }
 

@@ -5,6 +5,10 @@ const path = require('path');
 const core = require('./core');
 const convert = require('./convert');
 const loader = require('./loader');
+const fasthttp = require('./fasthttp');
+
+/** FNHOST_NODE_HTTP_FAST_PATH=0 sends every HTTP invocation through the library's own objects. */
+const FAST_PATH_ENABLED = process.env.FNHOST_NODE_HTTP_FAST_PATH !== '0';
 
 const { state, executeHooks, readonly } = core;
 
@@ -31,14 +35,18 @@ class Dispatcher {
         this.initError = undefined;
         this.initialized = false;
         this.terminating = false;
-        this.inFlight = new Set();
+        /** Invocations running. */
+        this.active = 0;
+        /** Whether the programming model asked for HTTP streaming (it declared HttpUri). */
+        this.httpStream = false;
     }
 
     /** One message from the host. Never throws; failures become failure results. */
     handle(message) {
         const kind = message.content;
         const body = kind ? message[kind] : undefined;
-        const reply = (content, payload) => this.write({ requestId: message.requestId || '', [content]: payload });
+        const reply = (content, payload, batch) =>
+            this.write({ requestId: message.requestId || '', [content]: payload }, batch);
         switch (kind) {
             case 'workerInitRequest':
                 return this.track(this.workerInit(body, reply));
@@ -55,7 +63,14 @@ class Dispatcher {
                     )
                 );
             case 'invocationRequest':
-                return this.track(this.invoke(body).then((r) => reply('invocationResponse', r)));
+                this.active++;
+                return this.track(
+                    this.invoke(body).then((r) => {
+                        this.active--;
+                        // With other invocations running, answers are batched.
+                        reply('invocationResponse', r, this.active > 0);
+                    })
+                );
             case 'workerStatusRequest':
                 return reply('workerStatusResponse', {});
             case 'workerTerminate':
@@ -71,12 +86,9 @@ class Dispatcher {
     }
 
     track(promise) {
-        const p = promise.catch((err) => {
+        return promise.catch((err) => {
             core.emitLog('error', 'system', `Worker failed to handle a message: ${err && err.stack ? err.stack : err}`);
         });
-        this.inFlight.add(p);
-        p.finally(() => this.inFlight.delete(p));
-        return p;
     }
 
     // ---- start-up --------------------------------------------------------
@@ -124,6 +136,7 @@ class Dispatcher {
                 core.emitLog('error', 'system', `The programming model's getCapabilities failed: ${err}`);
             }
         }
+        this.httpStream = capabilities.HttpUri !== undefined;
         // Values are strings on the wire.
         return Object.fromEntries(Object.entries(capabilities).map(([k, v]) => [k, String(v)]));
     }
@@ -219,9 +232,12 @@ class Dispatcher {
         const functionName = fn.metadata.name;
         const logCategory = `${functionName}.Invocation`;
         let invocationContext;
+        const request = convert.toCoreInvocationRequest(req);
+        const fastTrigger = this.fastHttpTrigger(fn);
+        const lazyRequest = fastTrigger ? fasthttp.deferRequest(request, fastTrigger) : undefined;
         const coreCtx = {
             invocationId,
-            request: convert.toCoreInvocationRequest(req),
+            request,
             metadata: fn.metadata,
             state: undefined,
             log: (level, category, message) =>
@@ -232,54 +248,68 @@ class Dispatcher {
             if (!model) {
                 throw new Error('No programming model is set');
             }
-            const invocationModel = await model.getInvocationModel(coreCtx);
+            let invocationModel = model.getInvocationModel(coreCtx);
+            if (invocationModel && typeof invocationModel.then === 'function') {
+                invocationModel = await invocationModel;
+            }
             const { context, inputs } = await invocationModel.getArguments();
             invocationContext = context;
+            if (lazyRequest) {
+                // The trigger's HttpRequest (the only trigger input) knows its own class.
+                lazyRequest.bind(inputs[0].constructor);
+            }
+            // Hook contexts are built only when there are hooks to see them.
             const hookData = {};
-
-            const pre = readonly(
-                { inputs, functionCallback: fn.callback },
-                { hookData, appHookData: state.appHookData, invocationContext: context }
-            );
+            let callInputs = inputs;
+            let callback = fn.callback;
             if (core.hookCount('preInvocation') > 0) {
+                const pre = readonly(
+                    { inputs, functionCallback: fn.callback },
+                    { hookData, appHookData: state.appHookData, invocationContext: context }
+                );
                 coreCtx.state = 'preInvocationHooks';
                 try {
                     await executeHooks('preInvocation', pre);
                 } finally {
                     coreCtx.state = undefined;
                 }
+                callInputs = pre.inputs;
+                callback = pre.functionCallback;
             }
 
             let result = null;
             let error = null;
             coreCtx.state = 'invocation';
             try {
-                result = await invocationModel.invokeFunction(context, pre.inputs, pre.functionCallback);
+                result = await invocationModel.invokeFunction(context, callInputs, callback);
             } catch (err) {
                 error = err;
             } finally {
                 coreCtx.state = undefined;
             }
 
-            const post = readonly(
-                { inputs: pre.inputs, result, error },
-                { hookData, appHookData: state.appHookData, invocationContext: context }
-            );
             if (core.hookCount('postInvocation') > 0) {
+                const post = readonly(
+                    { inputs: callInputs, result, error },
+                    { hookData, appHookData: state.appHookData, invocationContext: context }
+                );
                 coreCtx.state = 'postInvocationHooks';
                 try {
                     await executeHooks('postInvocation', post);
                 } finally {
                     coreCtx.state = undefined;
                 }
+                result = post.result;
+                error = post.error;
             }
-            if (post.error !== null && post.error !== undefined) {
-                throw post.error;
+            if (error !== null && error !== undefined) {
+                throw error;
             }
 
-            const response = convert.fromCoreInvocationResponse(
-                await invocationModel.getResponse(context, post.result)
-            );
+            // The fast path's response has nothing to convert (no enums, no cookies).
+            const response =
+                (fastTrigger && fasthttp.fastResponse(invocationId, result)) ||
+                convert.fromCoreInvocationResponse(await invocationModel.getResponse(context, result));
             response.invocationId = invocationId;
             response.result = convert.SUCCESS;
             return response;
@@ -287,6 +317,24 @@ class Dispatcher {
             const result = convert.failure(err);
             return { invocationId, result };
         }
+    }
+
+    /**
+     * The name of `fn`'s HTTP trigger binding when its invocations can take
+     * the HTTP fast path (./fasthttp.js), else undefined. Decided once per
+     * function.
+     */
+    fastHttpTrigger(fn) {
+        if (fn.fastHttp === undefined) {
+            fn.fastHttp =
+                (FAST_PATH_ENABLED &&
+                    fn.workerIndexed &&
+                    !this.httpStream &&
+                    fasthttp.supportsFastPath(state.programmingModel) &&
+                    fasthttp.httpShape(fn.metadata)) ||
+                null;
+        }
+        return fn.fastHttp || undefined;
     }
 
     // ---- shutdown and reload ---------------------------------------------
