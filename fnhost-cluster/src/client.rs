@@ -36,14 +36,18 @@ pub(crate) fn http() -> Http {
 /// The HTTP client of the manager's API: `http://` or `https://`.
 type ManagerHttp = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// The roots a client of an `https://` manager trusts: the system's
-/// (`SSL_CERT_FILE` and `SSL_CERT_DIR` honoured; none is fine when a CA
-/// file is given) and the certificates of `ca_cert` (PEM).
-fn trust_roots(ca_cert: Option<&Path>) -> Result<rustls::RootCertStore> {
+/// The roots a client of the manager at `base` trusts: for an
+/// `https://` manager the system's (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+/// honoured; none is fine when a CA file is given), for an `http://` one
+/// none (reading the system's store costs a worker's start time for
+/// nothing); and the certificates of `ca_cert` (PEM).
+fn trust_roots(base: &str, ca_cert: Option<&Path>) -> Result<rustls::RootCertStore> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if base.starts_with("https://") {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
     if let Some(file) = ca_cert {
         let bad = |e: &dyn std::fmt::Display| {
             Error::Invalid(format!(
@@ -133,9 +137,9 @@ impl ManagerClient {
             )));
         }
         Ok(ManagerClient {
+            http: manager_http(trust_roots(&base, None)?)?,
             base,
             token: token.into(),
-            http: manager_http(trust_roots(None)?)?,
         })
     }
 
@@ -143,7 +147,7 @@ impl ManagerClient {
     /// CA, or the manager's self-signed certificate) for an `https`
     /// manager, besides the system's roots.
     pub fn with_ca_cert(mut self, ca_cert: &Path) -> Result<ManagerClient> {
-        self.http = manager_http(trust_roots(Some(ca_cert))?)?;
+        self.http = manager_http(trust_roots(&self.base, Some(ca_cert))?)?;
         Ok(self)
     }
 
