@@ -12,7 +12,10 @@
 //!    check, materialise, load, start) against `cp -r` of the app folder
 //!    (target ≤ 2x).
 //! 3. **Warm restart**: a worker started again on its cache, to ready
-//!    (target ≤ 100 ms; a Node.js custom handler app).
+//!    (target ≤ 100 ms for a custom handler app), with a compiled handler
+//!    (`src/bin/bench-handler.rs`, as custom handlers usually are) and with
+//!    a Node.js one; each beside the handler's own start, so that the
+//!    worker's part shows.
 //!
 //! Run with `cargo bench -p fnhost-benches --bench cluster`;
 //! `FNHOST_BENCH_QUICK=1` for a smoke run.
@@ -300,16 +303,24 @@ fn big_app(dir: &Path, files: usize) {
     }
 }
 
-fn node_app(dir: &Path) {
-    write(
-        &dir.join("host.json"),
-        r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "node", "defaultWorkerPath": "handler.js"}, "enableForwardingHttpRequest": true}}"#,
-    );
+/// A custom handler app whose handler is `program` (with `script`, when
+/// not empty, as its worker path).
+fn handler_app(dir: &Path, program: &str, script: &str) {
+    let description = if script.is_empty() {
+        serde_json::json!({"defaultExecutablePath": program})
+    } else {
+        serde_json::json!({"defaultExecutablePath": program, "defaultWorkerPath": script})
+    };
+    let host = serde_json::json!({"version": "2.0", "customHandler": {
+        "description": description, "enableForwardingHttpRequest": true}});
+    write(&dir.join("host.json"), &host.to_string());
     write(&dir.join("hello/function.json"), HTTP_GET);
-    write(
-        &dir.join("handler.js"),
-        "require('http').createServer((q, s) => s.end('ok')).listen(Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT), '127.0.0.1');\n",
-    );
+    if !script.is_empty() {
+        write(
+            &dir.join("handler.js"),
+            "require('http').createServer((q, s) => s.end('ok')).listen(Number(process.env.FUNCTIONS_CUSTOMHANDLER_PORT), '127.0.0.1');\n",
+        );
+    }
 }
 
 fn cp_r(from: &Path, to: &Path) -> Duration {
@@ -345,42 +356,66 @@ fn start_up() {
     );
     drop(local);
 
-    println!("== warm restart, custom handler app (Node.js)");
-    let node_src = scratch.path().join("node-app");
-    node_app(&node_src);
-    let local = Local::new(&node_src, 1);
-    let cache = scratch.path().join("cache-warm");
-    let first = local.first_ready(&cache, "warm");
-    let rounds = if quick() { 1 } else { 5 };
-    let mut warm: Vec<Duration> = (0..rounds)
-        .map(|_| local.first_ready(&cache, "warm"))
-        .collect();
-    // The handler's own start, for comparison: node listening, then exit.
-    let mut node: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            let ok = std::process::Command::new("node")
-                .args([
-                    "-e",
-                    "require('http').createServer().listen(0, '127.0.0.1', () => process.exit(0))",
-                ])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "node runs");
-            t.elapsed()
-        })
-        .collect();
-    warm.sort();
-    node.sort();
-    let (w, n) = (warm[warm.len() / 2], node[node.len() / 2]);
-    println!(
-        "first start {}; warm restart to ready: median {} of {} (target <= 100 ms: {}); \
-         node alone to listening: median {}; the worker's own part: {}",
-        format_duration(first),
-        format_duration(w),
-        warm.len(),
-        verdict(w <= Duration::from_millis(100)),
-        format_duration(n),
-        format_duration(w.saturating_sub(n))
-    );
+    // A warm restart with a compiled handler (as custom handlers usually
+    // are: Go, Rust), whose own start is a process's, and with a Node.js
+    // one, whose own start is node's.
+    let compiled = PathBuf::from(env!("CARGO_BIN_EXE_bench-handler"));
+    let handlers = [
+        (
+            "compiled (Rust, standard library only)",
+            compiled.display().to_string(),
+            String::new(),
+            vec![compiled.display().to_string()],
+        ),
+        (
+            "Node.js",
+            "node".to_owned(),
+            "handler.js".to_owned(),
+            vec![
+                "node".to_owned(),
+                "-e".to_owned(),
+                "require('http').createServer().listen(0, '127.0.0.1', () => process.exit(0))"
+                    .to_owned(),
+            ],
+        ),
+    ];
+    for (i, (what, program, script, alone)) in handlers.into_iter().enumerate() {
+        println!("== warm restart, custom handler app: {what}");
+        let src = scratch.path().join(format!("handler-app-{i}"));
+        handler_app(&src, &program, &script);
+        let local = Local::new(&src, 1);
+        let cache = scratch.path().join(format!("cache-warm-{i}"));
+        let first = local.first_ready(&cache, "warm");
+        let rounds = if quick() { 1 } else { 5 };
+        let mut warm: Vec<Duration> = (0..rounds)
+            .map(|_| local.first_ready(&cache, "warm"))
+            .collect();
+        // The handler's own start, for comparison: listening, then exit (the
+        // compiled one without a port exits at once, having started).
+        let mut own: Vec<Duration> = (0..rounds)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = std::process::Command::new(&alone[0])
+                    .args(&alone[1..])
+                    .env("FUNCTIONS_CUSTOMHANDLER_PORT", "none")
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .expect("the handler runs");
+                t.elapsed()
+            })
+            .collect();
+        warm.sort();
+        own.sort();
+        let (w, n) = (warm[warm.len() / 2], own[own.len() / 2]);
+        println!(
+            "first start {}; warm restart to ready: median {} of {} (target <= 100 ms: {}); \
+             the handler alone: median {}; the worker's own part: {}",
+            format_duration(first),
+            format_duration(w),
+            warm.len(),
+            verdict(w <= Duration::from_millis(100)),
+            format_duration(n),
+            format_duration(w.saturating_sub(n))
+        );
+    }
 }

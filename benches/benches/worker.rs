@@ -22,7 +22,19 @@
 //! written, and `InvocationResponse` read to HTTP response out; target: at
 //! most 20 µs median) is measured with timestamps at the socket edges of
 //! everything that is not fnhost, all in this process so that they share
-//! one clock:
+//! one clock (below). On idle cores this wall-clock figure also counts the
+//! time the kernel and the hypervisor take to wake fnhost's thread when a
+//! request or an `InvocationResponse` arrives (tens of microseconds on a
+//! quiet virtual machine, next to nothing on a busy one), which the
+//! calibration, run right after each request, does not capture. So the
+//! same hop is also measured in **processor time**: what fnhost's threads
+//! (the benchmark's runtime, named `fnhost-rt`) spent per request, read
+//! from `/proc/self/task/*/schedstat` around the same number of requests
+//! at concurrency 1, beside the same for the front alone with an
+//! in-process executor (system calls and the kernel's loopback work
+//! included; nothing of the client's or the worker's).
+//!
+//! The wall-clock measurement:
 //!
 //! - the client is a blocking raw-TCP HTTP/1.1 client on the main thread:
 //!   `t0` when `write` of the request returns (the bytes are then in the
@@ -130,6 +142,8 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // fnhost's processor time is read from these threads (own_share).
+        .thread_name(RUNTIME_THREADS)
         .enable_all()
         .build()
         .expect("a Tokio runtime");
@@ -366,6 +380,12 @@ fn main() {
         format_duration(share.outbound),
         verdict(share.total <= Duration::from_micros(20))
     );
+    if let Some(cpu) = share.cpu {
+        println!(
+            "fnhost's processor time per request on that hop (mean, both directions, system calls included): {}",
+            format_duration(cpu)
+        );
+    }
 
     runtime.block_on(async {
         for s in &subjects {
@@ -785,6 +805,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<T> {
 // fnhost's own share.
 
 struct Share {
+    /// fnhost's processor time per request (mean), where /proc tells.
+    cpu: Option<Duration>,
     total: Duration,
     inbound: Duration,
     outbound: Duration,
@@ -844,6 +866,28 @@ fn since(later: u64, earlier: u64) -> Duration {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// The name of the benchmark runtime's threads, where fnhost runs.
+const RUNTIME_THREADS: &str = "fnhost-rt";
+
+/// The processor time spent so far by the threads named
+/// [`RUNTIME_THREADS`] (Linux: `/proc/self/task/*/schedstat`, whose first
+/// field is nanoseconds on a processor); `None` elsewhere.
+fn runtime_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    let mut seen = false;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != RUNTIME_THREADS {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        seen = true;
+    }
+    seen.then(|| Duration::from_nanos(total))
 }
 
 fn own_share(
@@ -981,7 +1025,36 @@ fn own_share(
         format_duration(front_alone),
         format_duration(front_alone.saturating_sub(calibration))
     );
+    // The same hop in processor time: what fnhost's threads spent per
+    // request, whatever the cores did meanwhile (wall-clock time on idle
+    // cores also counts the wake-ups of fnhost's threads, which are the
+    // kernel's and the hypervisor's). The front alone is measured the same
+    // way for the breakdown.
+    let cpu_per_request = |addr: SocketAddr| -> Option<Duration> {
+        let mut client = blocking_client(addr);
+        let mut buf = Vec::with_capacity(1024);
+        let mut round = || {
+            client.write_all(RAW_REQUEST).expect("a request");
+            assert_eq!(read_response(&mut client, &mut buf), b"ok");
+        };
+        (0..calls / 10).for_each(|_| round());
+        let before = runtime_cpu()?;
+        (0..calls).for_each(|_| round());
+        let after = runtime_cpu()?;
+        Some(after.saturating_sub(before) / calls as u32)
+    };
+    let cpu = cpu_per_request(front);
+    let cpu_front = cpu_per_request(native);
+    if let (Some(cpu), Some(front)) = (cpu, cpu_front) {
+        println!(
+            "fnhost's processor time per request (its runtime's threads, /proc/self/task/*/schedstat, {calls} requests, mean): {} through the front and the worker protocol (front alone with an in-process executor: {}; the protocol's part: {})",
+            format_duration(cpu),
+            format_duration(front),
+            format_duration(cpu.saturating_sub(front))
+        );
+    }
     Share {
+        cpu,
         total: raw.saturating_sub(calibration),
         inbound: inbound.saturating_sub(loop_in),
         outbound: outbound.saturating_sub(loop_out),
