@@ -323,6 +323,21 @@ fn main() {
         "== fnhost's own share of the hop: {calls} requests through the front to the in-process stand-in worker, raw-TCP client, each followed by a loopback ping-pong (calibration)"
     );
     let share = own_share(stand_in_addr, native_addr, &stand_in, &stamps, calls);
+    // Where the processor goes at concurrency 16 shows in fnhost's own
+    // time per request with each kind of worker behind it.
+    for key in ["node worker", "custom handler"] {
+        let addr = subjects
+            .iter()
+            .find(|s| s.key == key)
+            .map(|s| s.addr)
+            .expect("the subject");
+        if let Some(cpu) = fnhost_cpu_per_request(addr, calls) {
+            println!(
+                "fnhost's processor time per request with the {key} behind it: {}",
+                format_duration(cpu)
+            );
+        }
+    }
 
     println!();
     println!("== summary");
@@ -890,6 +905,22 @@ fn runtime_cpu() -> Option<Duration> {
     seen.then(|| Duration::from_nanos(total))
 }
 
+/// fnhost's processor time per request (mean of `calls` GETs of
+/// `/api/noop` at concurrency 1 from a raw-TCP client, after a warm-up).
+fn fnhost_cpu_per_request(addr: SocketAddr, calls: usize) -> Option<Duration> {
+    let mut client = blocking_client(addr);
+    let mut buf = Vec::with_capacity(1024);
+    let mut round = || {
+        client.write_all(RAW_REQUEST).expect("a request");
+        assert_eq!(read_response(&mut client, &mut buf), b"ok");
+    };
+    (0..calls / 10).for_each(|_| round());
+    let before = runtime_cpu()?;
+    (0..calls).for_each(|_| round());
+    let after = runtime_cpu()?;
+    Some(after.saturating_sub(before) / calls as u32)
+}
+
 fn own_share(
     front: SocketAddr,
     native: SocketAddr,
@@ -1030,21 +1061,8 @@ fn own_share(
     // cores also counts the wake-ups of fnhost's threads, which are the
     // kernel's and the hypervisor's). The front alone is measured the same
     // way for the breakdown.
-    let cpu_per_request = |addr: SocketAddr| -> Option<Duration> {
-        let mut client = blocking_client(addr);
-        let mut buf = Vec::with_capacity(1024);
-        let mut round = || {
-            client.write_all(RAW_REQUEST).expect("a request");
-            assert_eq!(read_response(&mut client, &mut buf), b"ok");
-        };
-        (0..calls / 10).for_each(|_| round());
-        let before = runtime_cpu()?;
-        (0..calls).for_each(|_| round());
-        let after = runtime_cpu()?;
-        Some(after.saturating_sub(before) / calls as u32)
-    };
-    let cpu = cpu_per_request(front);
-    let cpu_front = cpu_per_request(native);
+    let cpu = fnhost_cpu_per_request(front, calls);
+    let cpu_front = fnhost_cpu_per_request(native, calls);
     if let (Some(cpu), Some(front)) = (cpu, cpu_front) {
         println!(
             "fnhost's processor time per request (its runtime's threads, /proc/self/task/*/schedstat, {calls} requests, mean): {} through the front and the worker protocol (front alone with an in-process executor: {}; the protocol's part: {})",
