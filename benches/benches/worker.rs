@@ -32,7 +32,11 @@
 //! from `/proc/self/task/*/schedstat` around the same number of requests
 //! at concurrency 1, beside the same for the front alone with an
 //! in-process executor (system calls and the kernel's loopback work
-//! included; nothing of the client's or the worker's).
+//! included; nothing of the client's or the worker's). The same is printed
+//! with the Node worker and with the Node custom handler behind the front,
+//! beside the processor time of the node process itself (its threads, from
+//! `/proc/PID/task/*/schedstat`): figures that a busy machine does not blur
+//! as it blurs latencies and rates.
 //!
 //! The wall-clock measurement:
 //!
@@ -325,20 +329,23 @@ fn main() {
     let share = own_share(stand_in_addr, native_addr, &stand_in, &stamps, calls);
     // Where the processor goes at concurrency 16 shows in fnhost's own
     // time per request with each kind of worker behind it.
-    for key in ["node worker", "custom handler"] {
+    for (key, process) in [
+        ("node worker", "worker.js"),
+        ("custom handler", "server.js"),
+    ] {
         let addr = subjects
             .iter()
             .find(|s| s.key == key)
             .map(|s| s.addr)
             .expect("the subject");
-        if let Some(cpu) = fnhost_cpu_per_request(addr, calls) {
+        if let [Some(fnhost), node] = cpu_per_request(addr, calls, process) {
+            let node = node.map_or("unknown".to_owned(), format_duration);
             println!(
-                "fnhost's processor time per request with the {key} behind it: {}",
-                format_duration(cpu)
+                "processor time per request with the {key} behind the front: fnhost {}, the node process(es) {node}",
+                format_duration(fnhost),
             );
         }
     }
-
     println!();
     println!("== summary");
     let ratio_line = |key: &str| {
@@ -908,17 +915,68 @@ fn runtime_cpu() -> Option<Duration> {
 /// fnhost's processor time per request (mean of `calls` GETs of
 /// `/api/noop` at concurrency 1 from a raw-TCP client, after a warm-up).
 fn fnhost_cpu_per_request(addr: SocketAddr, calls: usize) -> Option<Duration> {
+    cpu_per_request(addr, calls, "")[0]
+}
+
+/// The processor time per request (as [`fnhost_cpu_per_request`]) of
+/// fnhost's threads and, when `worker` is not empty, of this process's
+/// child processes whose command line contains `worker`.
+fn cpu_per_request(addr: SocketAddr, calls: usize, worker: &str) -> [Option<Duration>; 2] {
     let mut client = blocking_client(addr);
     let mut buf = Vec::with_capacity(1024);
     let mut round = || {
         client.write_all(RAW_REQUEST).expect("a request");
         assert_eq!(read_response(&mut client, &mut buf), b"ok");
     };
+    let read = || {
+        let children = if worker.is_empty() {
+            None
+        } else {
+            children_cpu(worker)
+        };
+        [runtime_cpu(), children]
+    };
     (0..calls / 10).for_each(|_| round());
-    let before = runtime_cpu()?;
+    let before = read();
     (0..calls).for_each(|_| round());
-    let after = runtime_cpu()?;
-    Some(after.saturating_sub(before) / calls as u32)
+    let after = read();
+    [0, 1].map(|i| Some(after[i]?.saturating_sub(before[i]?) / calls as u32))
+}
+
+/// The processor time spent so far by this process's children whose
+/// command line contains `needle` (all their threads); `None` when there
+/// is none or /proc does not tell.
+fn children_cpu(needle: &str) -> Option<Duration> {
+    let me = std::process::id().to_string();
+    let mut total = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let path = entry.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the comm may hold spaces.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid != Some(me.as_str()) {
+            continue;
+        }
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(needle) {
+            continue;
+        }
+        for task in std::fs::read_dir(path.join("task")).ok()?.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            seen = true;
+        }
+    }
+    seen.then(|| Duration::from_nanos(total))
 }
 
 fn own_share(
