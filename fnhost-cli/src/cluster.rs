@@ -90,6 +90,34 @@ impl ManagerArgs {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), listened to from this call
+/// on: a signal that comes while a worker registers or a gateway reads
+/// its first routes stops it as one that comes later does, where
+/// `fnhost_core::http::shutdown_signal` would listen only once first
+/// polled and leave the signal's default action (the process killed, no
+/// drain, no exit status) until then. Call it inside the runtime.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static, Failure> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind| {
+            signal(kind).map_err(|e| message(format!("cannot listen for signals: {e}")))
+        };
+        let (mut term, mut int) = (
+            listen(SignalKind::terminate())?,
+            listen(SignalKind::interrupt())?,
+        );
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(fnhost_core::http::shutdown_signal())
+}
+
 fn labels(text: &Option<String>) -> Result<std::collections::BTreeMap<String, String>, Failure> {
     match text {
         Some(t) => fnhost_cluster::parse_labels(t).map_err(usage),
@@ -144,14 +172,12 @@ pub(crate) fn worker(args: WorkerArgs, home: &Path) -> CmdResult {
         w = w.with_ca_cert(ca);
     }
     runtime()?.block_on(async move {
-        w.run(fnhost_core::http::shutdown_signal())
-            .await
-            .map_err(|e| match e {
-                fnhost_cluster::Error::Unauthorized { .. } | fnhost_cluster::Error::Invalid(_) => {
-                    usage(e)
-                }
-                e => message(e),
-            })
+        w.run(stop_signal()?).await.map_err(|e| match e {
+            fnhost_cluster::Error::Unauthorized { .. } | fnhost_cluster::Error::Invalid(_) => {
+                usage(e)
+            }
+            e => message(e),
+        })
     })
 }
 
@@ -173,6 +199,7 @@ pub(crate) fn gateway(args: GatewayArgs) -> CmdResult {
         .with_log(Arc::new(|l: &str| eprintln!("fnhost: {l}")));
     let addr = SocketAddr::new(args.host, args.port);
     runtime()?.block_on(async move {
+        let stop = stop_signal()?;
         let server = g
             .bind(addr)
             .await
@@ -183,7 +210,7 @@ pub(crate) fn gateway(args: GatewayArgs) -> CmdResult {
             "fnhost: gateway: APP.localhost:{0} reaches an app, APP-SLOT.localhost:{0} a slot",
             server.local_addr().port()
         );
-        server.serve(fnhost_core::http::shutdown_signal()).await;
+        server.serve(stop).await;
         Ok(())
     })
 }

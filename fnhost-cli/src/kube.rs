@@ -56,6 +56,12 @@ pub(crate) struct Args {
     /// from (`fnhost fetch --manager URL`). Needed unless --dockerfile.
     #[arg(long, value_name = "URL", required_unless_present = "dockerfile")]
     manager: Option<String>,
+    /// Trust the certificates of this PEM file for an https:// --manager
+    /// (its private CA, or its self-signed certificate): they go in a
+    /// ConfigMap NAME-manager-ca mounted into the init container, which
+    /// runs `fnhost fetch --ca-cert`.
+    #[arg(long, value_name = "FILE", conflicts_with = "dockerfile")]
+    ca_cert: Option<PathBuf>,
     /// The Secret holding the fetch token (key `token`).
     #[arg(long, default_value = "fnhost-fetch-token", value_name = "SECRET")]
     token_secret: String,
@@ -110,11 +116,17 @@ pub(crate) fn run(command: Command, home: &Path) -> CmdResult {
         }
         (None, None) => return Err(Failure::Usage("give an APP or --path DIR".into())),
     };
+    let ca_certs = match &args.ca_cert {
+        Some(file) => fnhost_cluster::client::read_ca_certs(file)
+            .map_err(|e| Failure::Usage(e.to_string()))?,
+        None => Vec::new(),
+    };
     let delivery = match &args.manager {
         Some(manager) if !args.dockerfile => Delivery::Fetch {
             manager: manager.clone(),
             token_secret: args.token_secret.clone(),
             token: args.token.clone(),
+            ca_certs,
         },
         _ => Delivery::Image {
             base: args.base_image.clone(),

@@ -29,6 +29,15 @@
 //! - `a_sigkilled_worker_takes_its_handlers_with_it`: a worker serving a
 //!   custom handler app is SIGKILLed (it alone): its handler process is
 //!   gone within 5 s.
+//! - `sigterm_while_a_worker_registers_stops_it_cleanly`: a worker whose
+//!   manager does not answer its registration gets SIGTERM: it exits 0
+//!   saying it stopped before it joined (it was killed by the signal
+//!   when it listened for signals only after joining).
+//! - `a_worker_drains_and_exits_while_its_manager_does_not_answer`: the
+//!   manager is stopped (SIGSTOP), then the worker gets SIGTERM: it
+//!   drains and exits 0 within 15 s (21 s when its last calls to the
+//!   manager each waited out their own timeout), saying it could not
+//!   leave the registry.
 //!
 //! `cluster_netns.rs` runs the workers as hosts in network namespaces.
 
@@ -89,6 +98,19 @@ fn w1_runs_web(tmp: &Path, home: &Path, murl: &str, token: &str, extra: &[&str])
     let (w1, _) = Proc::start("w1", home, &args, false);
     fnhost(home, &["apps", "scale", "web", "--instances", "1"]);
     w1
+}
+
+/// A manager and the worker `w1` running `web` (v1), all under `tmp`:
+/// the manager, the worker, and the worker's `ready` line.
+fn web_running_on_w1(tmp: &Path) -> (Proc, Proc, String) {
+    let (home, _, token) = web_v1(tmp);
+    let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    let w1 = w1_runs_web(tmp, &home, &murl, &token, &[]);
+    let ready = w1
+        .wait_line("ready web/production", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("w1 runs the app: {}", w1.stderr()));
+    (manager, w1, ready)
 }
 
 /// A home under `tmp` with the app `web` (v1) deployed, and a join
@@ -573,10 +595,87 @@ fn fetch_and_a_gateway_inside_the_manager() {
     let status = w1
         .wait_exit(Duration::from_secs(15))
         .expect("w1 exits after SIGTERM");
-    assert!(status.success(), "{}", w1.stderr());
-    assert!(w1.stderr().contains("drained and left"), "{}", w1.stderr());
+    exited_saying(&w1, status, "w1 drained and left");
     let list = fnhost(&home, &["workers", "list", "--json"]);
     assert!(!list.contains("\"w1\""), "{list}");
+}
+
+#[test]
+fn sigterm_while_a_worker_registers_stops_it_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    // A "manager" that takes the connection and never answers: the
+    // worker waits in its registration (up to 30 s).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let murl = format!("http://{}", silent.local_addr().unwrap());
+    let cache = tmp.path().join("cache");
+    let (mut w, _) = Proc::start(
+        "w1",
+        &home,
+        &worker_args(&murl, "a-token", "w1", cache.to_str().unwrap()),
+        false,
+    );
+    let start = Instant::now();
+    let _registering = loop {
+        match silent.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(15),
+                    "the worker never connected: {}",
+                    w.stderr()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    w.signal("-TERM");
+    let status = w
+        .wait_exit(Duration::from_secs(10))
+        .expect("the worker exits on SIGTERM while it registers");
+    exited_saying(&w, status, "w1 stopped before it joined");
+}
+
+/// Asserts that `p` exited 0 (`status`) and said `text` on stderr.
+fn exited_saying(p: &Proc, status: std::process::ExitStatus, text: &str) {
+    assert!(status.success(), "{status:?}\n{}", p.stderr());
+    assert!(p.stderr().contains(text), "{}", p.stderr());
+}
+
+#[test]
+fn a_worker_drains_and_exits_while_its_manager_does_not_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (manager, mut w1, ready) = web_running_on_w1(tmp.path());
+    // One invocation, so that the instance has a record to send.
+    let instance = ready
+        .split(" at http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (code, _, _) = request(&instance, "web.localhost", "/api/hello", &[]).unwrap();
+    assert_eq!(code, 200);
+    // The manager stops answering (stopped, as under a stall), then the
+    // worker is told to stop.
+    manager.signal("-STOP");
+    let start = Instant::now();
+    w1.signal("-TERM");
+    let status = w1.wait_exit(Duration::from_secs(15));
+    manager.signal("-CONT");
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "w1 still runs {} ms after SIGTERM: {}",
+            start.elapsed().as_millis(),
+            w1.stderr()
+        )
+    });
+    eprintln!(
+        "SIGTERM to a worker whose manager does not answer: exit {status:?} after {} ms",
+        start.elapsed().as_millis()
+    );
+    exited_saying(&w1, status, "w1 drained; it could not leave the registry");
 }
 
 #[test]
@@ -737,12 +836,7 @@ fn gone(pid: u32) -> bool {
 #[test]
 fn a_sigkilled_worker_takes_its_handlers_with_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let (home, _, token) = web_v1(tmp.path());
-    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
-    let mut w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &[]);
-    w1.wait_line("ready web/production", Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("w1 runs the app: {}", w1.stderr()));
+    let (_manager, mut w1, _) = web_running_on_w1(tmp.path());
     // The custom handler (node) runs below the worker.
     let handlers = descendants(w1.pid());
     assert!(

@@ -81,6 +81,16 @@ fn run(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `fnhost ARGS` run in `cwd` that must stop with a usage error (exit
+/// 2) and print nothing on stdout: its stderr.
+fn refused(cwd: &Path, args: &[&str]) -> String {
+    let out = run(cwd, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?}: nothing half-written");
+    err
+}
+
 fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&succeeded(out).stderr).into_owned()
 }
@@ -494,6 +504,168 @@ fn an_app_of_the_home_uses_its_active_deployment_settings_and_slot() {
     assert_eq!(&args[5..9], ["--app", "Shop", "--slot", "staging"]);
 }
 
+/// The init container's arguments.
+fn fetch_args(deployment: &Value) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["initContainers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_https_manager_is_trusted_through_its_ca_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    make_app(&cwd.join("orders"));
+    // The manager's CA, with its private key in the same file (as some
+    // tools write them): the key never reaches the manifests.
+    let (cert, key) = fnhost_testsupport::tls::self_signed(cwd, "manager-ca");
+    let cert_pem = fs::read_to_string(&cert).unwrap();
+    let bundle = cwd.join("bundle.pem");
+    fs::write(
+        &bundle,
+        format!("{}{cert_pem}", fs::read_to_string(&key).unwrap()),
+    )
+    .unwrap();
+    let https = "https://fnhost-manage.functions:7443";
+    ok(&run(
+        cwd,
+        &[
+            "kube",
+            "manifests",
+            "--path",
+            "orders",
+            "--namespace",
+            "fn",
+            "--manager",
+            https,
+            "--ca-cert",
+            "bundle.pem",
+            "--out",
+            "k8s",
+        ],
+    ));
+    let yaml = cwd.join("k8s/orders.yaml");
+    let text = fs::read_to_string(&yaml).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    let objects = valid(&yaml);
+    // The certificate, as PEM, in a ConfigMap of the namespace.
+    let ca = find(&objects, "ConfigMap", "orders-manager-ca");
+    assert_eq!(ca["metadata"]["namespace"], "fn");
+    assert_eq!(ca["data"]["ca.crt"], cert_pem.as_str());
+    let deployments: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .collect();
+    assert_eq!(deployments.len(), 3);
+    for d in deployments {
+        // `fnhost fetch --ca-cert` reads it from the mounted ConfigMap.
+        let args = fetch_args(d);
+        assert_eq!(args[2], https);
+        assert_eq!(
+            &args[args.len() - 2..],
+            ["--ca-cert", "/run/fnhost/manager-ca/ca.crt"]
+        );
+        let pod = &d["spec"]["template"]["spec"];
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "manager-ca")
+            .unwrap();
+        assert_eq!(volume["configMap"]["name"], "orders-manager-ca");
+        let mounts = &pod["initContainers"][0]["volumeMounts"];
+        assert!(
+            mounts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["name"] == "manager-ca"
+                    && m["mountPath"] == "/run/fnhost/manager-ca"
+                    && m["readOnly"] == true),
+            "{mounts}"
+        );
+        // The server itself does not talk to the manager.
+        let served = &pod["containers"][0]["volumeMounts"];
+        assert!(
+            !served
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["name"] == "manager-ca"),
+            "{served}"
+        );
+    }
+    // The validator sees a --ca-cert that names no key of the ConfigMap.
+    let bad = cwd.join("bad.yaml");
+    fs::write(&bad, text.replacen("ca.crt:", "ca.pem:", 1)).unwrap();
+    let (passed, report, _) = validate(&bad);
+    assert!(
+        !passed && report.contains("not a key of ConfigMap"),
+        "{report}"
+    );
+
+    // Without --ca-cert, an https manager's certificate must chain to
+    // the image's system roots: no ConfigMap, no --ca-cert.
+    let out = run(
+        cwd,
+        &["kube", "manifests", "--path", "orders", "--manager", https],
+    );
+    ok(&out);
+    let plain = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !plain.contains("ConfigMap") && !plain.contains("--ca-cert"),
+        "{plain}"
+    );
+
+    // A file that is missing, not PEM, or holds no certificate is refused
+    // naming it; so is a CA for an http:// manager. Nothing is written.
+    fs::write(cwd.join("notes.txt"), "not a certificate\n").unwrap();
+    for (file, manager, says) in [
+        ("missing.pem", https, "No such file"),
+        ("notes.txt", https, "no CERTIFICATE block"),
+        ("manager-ca-key.pem", https, "no CERTIFICATE block"),
+        ("bundle.pem", MANAGER, "https://"),
+    ] {
+        let err = refused(
+            cwd,
+            &[
+                "kube",
+                "manifests",
+                "--path",
+                "orders",
+                "--manager",
+                manager,
+                "--ca-cert",
+                file,
+            ],
+        );
+        assert!(err.contains(says), "{file}: {err}");
+        if says != "https://" {
+            assert!(err.contains(&format!("--ca-cert {file}")), "{err}");
+        }
+    }
+    // Baked into an image, nothing is fetched: no CA to trust.
+    let err = refused(
+        cwd,
+        &[
+            "kube",
+            "manifests",
+            "--path",
+            "orders",
+            "--dockerfile",
+            "--out",
+            "baked",
+            "--ca-cert",
+            "bundle.pem",
+        ],
+    );
+    assert!(err.contains("--dockerfile"), "{err}");
+    assert!(!cwd.join("baked").exists());
+}
+
 #[test]
 fn bad_input_is_refused_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
@@ -505,7 +677,7 @@ fn bad_input_is_refused_with_what_to_do() {
         "Orders",
         r#"{ "type": "queueTrigger", "direction": "in", "name": "m", "queueName": "", "connection": "MyStorage" }"#,
     );
-    let out = run(
+    let err = refused(
         cwd,
         &[
             "kube",
@@ -516,13 +688,10 @@ fn bad_input_is_refused_with_what_to_do() {
             MANAGER,
         ],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("function Orders") && err.contains("queueName"),
         "{err}"
     );
-    assert!(out.stdout.is_empty(), "nothing half-written");
 
     // A name Kubernetes cannot take.
     make_app(&cwd.join("9lives"));

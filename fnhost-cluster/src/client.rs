@@ -42,29 +42,58 @@ type ManagerHttp = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full
 /// none (reading the system's store costs a worker's start time for
 /// nothing); and the certificates of `ca_cert` (PEM).
 fn trust_roots(base: &str, ca_cert: Option<&Path>) -> Result<rustls::RootCertStore> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     if base.starts_with("https://") {
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     }
     if let Some(file) = ca_cert {
-        let bad = |e: &dyn std::fmt::Display| {
-            Error::Invalid(format!(
-                "--ca-cert {}: cannot read a PEM certificate from it: {e}",
-                file.display()
-            ))
-        };
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(&e))? {
-            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(bad(&"no CERTIFICATE block in the file"));
-        }
+        add_ca_file(&mut roots, file)?;
     }
     Ok(roots)
+}
+
+/// Adds every certificate of the PEM file `file` to `roots` and returns
+/// them: each CERTIFICATE block must be one rustls can trust, other
+/// blocks (a private key) are passed over, and there must be at least
+/// one. The errors name the file and `--ca-cert`.
+fn add_ca_file(
+    roots: &mut rustls::RootCertStore,
+    file: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::Invalid(format!(
+            "--ca-cert {}: cannot read a PEM certificate from it: {e}",
+            file.display()
+        ))
+    };
+    let mut added = Vec::new();
+    for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(&e))? {
+        let cert = cert.map_err(|e| bad(&e))?;
+        roots.add(cert.clone()).map_err(|e| bad(&e))?;
+        added.push(cert);
+    }
+    if added.is_empty() {
+        return Err(bad(
+            &"no CERTIFICATE block in the file (give the CA's certificate in PEM, `-----BEGIN CERTIFICATE-----`)",
+        ));
+    }
+    Ok(added)
+}
+
+/// The certificates (DER) of the PEM file `file`, checked as `--ca-cert`
+/// checks them (see [`ManagerClient::with_ca_cert`]): for tools that pass
+/// the file on, such as `fnhost kube manifests --ca-cert`. Fails, naming
+/// the file, when it is missing, unreadable, not PEM, or holds no
+/// certificate rustls can trust; a private key in the same file is left
+/// out.
+pub fn read_ca_certs(file: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut roots = rustls::RootCertStore::empty();
+    Ok(add_ca_file(&mut roots, file)?
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect())
 }
 
 /// A client of `http://` and `https://` managers trusting `roots`.

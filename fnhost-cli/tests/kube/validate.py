@@ -8,8 +8,9 @@ Usage: validate.py KEDA_MODELS_DIR [--dump OUT.json] FILE.yaml...
   node keda.mjs), plus each scaler's metadata: the keys KEDA's scaler reads,
   the ones it needs, string values.
 - KEDA HTTP add-on HTTPScaledObject: against httpscaledobject.schema.json.
-- Across objects: every reference (Secret, ScaleTarget, Service selector)
-  names an object of the set, with the same namespace.
+- Across objects: every reference (Secret, ConfigMap, ScaleTarget, Service
+  selector) names an object of the set, with the same namespace; a file a container's
+  arguments name in a mounted ConfigMap is one of its keys.
 
 Prints one line per object; exits 1 when anything is invalid.
 """
@@ -90,6 +91,7 @@ def check_references(objects):
     if len(namespaces) != 1:
         errors.append(f"objects in several namespaces: {namespaces}")
     secrets = by_kind.get("Secret", {})
+    config_maps = by_kind.get("ConfigMap", {})
     deployments = by_kind.get("Deployment", {})
     for name, d in deployments.items():
         pod = d["spec"]["template"]
@@ -107,10 +109,22 @@ def check_references(objects):
             for m in c.get("volumeMounts", []):
                 if m["name"] not in volumes:
                     errors.append(f"Deployment {name}: mounts no volume {m['name']}")
+                    continue
+                cm = config_maps.get(volumes[m["name"]].get("configMap", {}).get("name"))
+                if cm is None:
+                    continue
+                keys = set((cm.get("data") or {}).keys())
+                prefix = m["mountPath"].rstrip("/") + "/"
+                for a in c.get("args", []):
+                    if a.startswith(prefix) and a[len(prefix):] not in keys:
+                        errors.append(f"Deployment {name}: {c['name']} reads {a}, not a key of ConfigMap {cm['metadata']['name']}")
         for v in volumes.values():
             ref = v.get("secret", {}).get("secretName")
             if ref and ref not in secrets:
                 errors.append(f"Deployment {name}: volume names no Secret {ref}")
+            ref = v.get("configMap", {}).get("name")
+            if ref and ref not in config_maps:
+                errors.append(f"Deployment {name}: volume names no ConfigMap {ref}")
     for name, s in by_kind.get("Service", {}).items():
         sel = s["spec"]["selector"]
         if not any(all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())

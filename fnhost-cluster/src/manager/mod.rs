@@ -457,12 +457,18 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
         .map(|w| w.name.clone())
         .collect();
     let mut targets = Vec::new();
+    // The load-scaled slots placed now: the load history keeps only them.
+    let mut scaled_by_load = BTreeSet::new();
     for p in inner.state.placements().await? {
         let info = match inner.slots.info(&p.app, &p.slot) {
             Ok(Some(i)) => i,
             Ok(None) => continue,
             Err(e) => {
                 (inner.log)(&format!("cluster: {}/{}: {e}", p.app, p.slot));
+                // Not known to be gone: its history stays.
+                if p.mode == PlacementMode::Auto {
+                    scaled_by_load.insert((p.app.clone(), p.slot.clone()));
+                }
                 continue;
             }
         };
@@ -473,6 +479,7 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
             .map(|i| i.in_flight)
             .sum();
         let in_flight = if p.mode == PlacementMode::Auto {
+            scaled_by_load.insert((p.app.clone(), p.slot.clone()));
             inner
                 .load_history
                 .lock()
@@ -495,6 +502,11 @@ async fn reconcile(inner: &Arc<Inner>) -> Result<()> {
             placement: p,
         });
     }
+    inner
+        .load_history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(&scaled_by_load);
     let current = inner.state.assignments().await?;
     let wanted = placement::place(&workers, &eligible, &targets, &current);
     let mut changed = false;

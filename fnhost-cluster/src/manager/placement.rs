@@ -36,6 +36,20 @@ impl LoadHistory {
         samples.push((now, in_flight));
         samples.iter().map(|&(_, n)| n).max().unwrap_or(in_flight)
     }
+
+    /// Forgets every slot but those of `live` (the load-scaled slots
+    /// placed now): a slot whose placement was removed, that is no
+    /// longer scaled by load, or whose app is gone keeps no history, and
+    /// comes back, if it does, with none (no peak of its past life).
+    pub(crate) fn retain(&mut self, live: &BTreeSet<(String, String)>) {
+        self.samples.retain(|key, _| live.contains(key));
+    }
+
+    /// The slots with a history.
+    #[cfg(test)]
+    fn slots(&self) -> Vec<(String, String)> {
+        self.samples.keys().cloned().collect()
+    }
 }
 
 /// What one placed app slot runs now.
@@ -229,6 +243,29 @@ mod tests {
         assert_eq!(h.peak("a", "staging", 7500, 3, 5000), 3);
         assert_eq!(h.peak("b", "production", 0, 300, 0), 300);
         assert_eq!(h.peak("b", "production", 1, 0, 0), 0);
+    }
+
+    #[test]
+    fn load_history_forgets_slots_no_longer_scaled_by_load() {
+        let mut h = LoadHistory::default();
+        let window = 30_000;
+        h.peak("a", "production", 0, 250, window);
+        h.peak("a", "staging", 0, 120, window);
+        h.peak("b", "production", 0, 400, window);
+        // a/staging was scaled to 0 instances, b deleted: only
+        // a/production is still scaled by load.
+        let live: BTreeSet<(String, String)> = [("a".to_string(), "production".to_string())]
+            .into_iter()
+            .collect();
+        h.retain(&live);
+        assert_eq!(h.slots(), [("a".to_string(), "production".to_string())]);
+        // Its history is intact: the peak of the window still counts.
+        assert_eq!(h.peak("a", "production", 1000, 0, window), 250);
+        // b, created again and scaled by load within the window, starts
+        // from its own load, not from the 400 of the deleted app.
+        assert_eq!(h.peak("b", "production", 1000, 10, window), 10);
+        h.retain(&BTreeSet::new());
+        assert!(h.slots().is_empty());
     }
 
     #[test]

@@ -65,6 +65,12 @@ use crate::state::Assignment;
 const RECORDS_PENDING: usize = 8192;
 /// How often an instance's invocation records go to the manager.
 const RECORDS_EVERY: Duration = Duration::from_millis(500);
+/// Once a draining worker's instances have stopped, how long it gives
+/// the manager, all told, to take their last invocation records and
+/// then its leaving: both are best effort (a worker that does not leave
+/// is found stale), so a manager that does not answer holds the exit no
+/// longer than this.
+const LEAVE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Where log lines go.
 pub type LogSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -202,15 +208,28 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves or the manager asks it to drain;
-    /// then drains and leaves. The future is `Send`: spawn it.
+    /// then drains and leaves. `shutdown` is watched from the start: if
+    /// it resolves while the worker registers, it stops there (it has
+    /// nothing to drain) and returns `Ok`. The future is `Send`: spawn
+    /// it.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let started = Instant::now();
+        tokio::pin!(shutdown);
         let cache = ContentCache::open(&self.cache)?;
         let mut joiner = ManagerClient::new(&self.manager, self.token.clone())?;
         if let Some(ca) = &self.ca_cert {
             joiner = joiner.with_ca_cert(ca)?;
         }
-        let (client, heartbeat_ms) = register(&joiner, &self).await?;
+        let (client, heartbeat_ms) = tokio::select! {
+            joined = register(&joiner, &self) => joined?,
+            _ = &mut shutdown => {
+                (self.log)(&format!(
+                    "worker {} stopped before it joined {}",
+                    self.name, self.manager
+                ));
+                return Ok(());
+            }
+        };
         (self.log)(&format!(
             "worker {} joined {} (heartbeat every {heartbeat_ms} ms)",
             self.name, self.manager
@@ -228,7 +247,6 @@ impl Worker {
         let beats = tokio::spawn(heartbeats(rt.clone(), heartbeat_ms, drain_tx.clone()));
         let mut generation = -1i64;
         let mut unreachable = false;
-        tokio::pin!(shutdown);
         loop {
             let client = rt.client();
             let path = format!("/workers/{}/assignments?since={generation}", rt.worker.name);
@@ -259,7 +277,7 @@ impl Worker {
                 _ = async { let _ = drain_rx.wait_for(|d| *d).await; } => break,
             }
         }
-        rt.drain().await;
+        let leave_by = rt.drain().await;
         beats.abort();
         let client = rt.client();
         let left: Result<serde_json::Value> = client
@@ -267,13 +285,18 @@ impl Worker {
                 Method::DELETE,
                 &format!("/workers/{}", rt.worker.name),
                 &serde_json::json!({}),
-                Duration::from_secs(10),
+                leave_by
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_secs(1)),
             )
             .await;
-        if let Err(e) = left {
-            (rt.worker.log)(&format!("worker: could not leave the registry: {e}"));
+        match left {
+            Ok(_) => (rt.worker.log)(&format!("worker {} drained and left", rt.worker.name)),
+            Err(e) => (rt.worker.log)(&format!(
+                "worker {} drained; it could not leave the registry (the manager finds it stale after three heartbeats): {e}",
+                rt.worker.name
+            )),
         }
-        (rt.worker.log)(&format!("worker {} drained and left", rt.worker.name));
         Ok(())
     }
 }
@@ -342,8 +365,17 @@ impl Instance {
     }
 
     /// Stops taking work, waits `delay` (gateways learn it), then stops
-    /// serving once requests in flight finish.
-    async fn retire(mut self, delay: Duration) {
+    /// serving once requests in flight finish; waits at most 5 s more
+    /// for its last invocation records to reach the manager.
+    async fn retire(self, delay: Duration) {
+        if let Some(records) = self.stop_serving(delay).await {
+            let _ = tokio::time::timeout(Duration::from_secs(5), records).await;
+        }
+    }
+
+    /// [`Instance::retire`] up to its last records: returns the task
+    /// that sends them (it ends once they are sent).
+    async fn stop_serving(mut self, delay: Duration) -> Option<tokio::task::JoinHandle<()>> {
         self.ready.store(false, Ordering::SeqCst);
         tokio::time::sleep(delay).await;
         if let Some(stop) = self.stop.take() {
@@ -353,11 +385,7 @@ impl Instance {
             let _ = task.await;
         }
         // The host goes, its recorder with it: the last records are sent.
-        let records = self.records.take();
-        drop(self);
-        if let Some(records) = records {
-            let _ = tokio::time::timeout(Duration::from_secs(5), records).await;
-        }
+        self.records.take()
     }
 }
 
@@ -616,10 +644,12 @@ impl Runtime {
     }
 
     /// Stops taking work, tells the manager at once, waits for gateways
-    /// to learn it, then stops every instance once its requests finish.
-    async fn drain(self: &Arc<Self>) {
+    /// to learn it, then stops every instance once its requests finish,
+    /// and gives their last invocation records until [`LEAVE_WITHIN`]
+    /// after that; returns that deadline, for leaving the registry.
+    async fn drain(self: &Arc<Self>) -> tokio::time::Instant {
         if self.draining.swap(true, Ordering::SeqCst) {
-            return;
+            return tokio::time::Instant::now() + LEAVE_WITHIN;
         }
         (self.worker.log)(&format!("worker {} draining", self.worker.name));
         for i in self.lock().values() {
@@ -630,9 +660,17 @@ impl Runtime {
         let delay = self.worker.drain_delay;
         let mut set = tokio::task::JoinSet::new();
         for i in all {
-            set.spawn(i.retire(delay));
+            set.spawn(i.stop_serving(delay));
         }
-        while set.join_next().await.is_some() {}
+        let mut records = Vec::new();
+        while let Some(stopped) = set.join_next().await {
+            records.extend(stopped.ok().flatten());
+        }
+        let leave_by = tokio::time::Instant::now() + LEAVE_WITHIN;
+        for r in records {
+            let _ = tokio::time::timeout_at(leave_by, r).await;
+        }
+        leave_by
     }
 }
 

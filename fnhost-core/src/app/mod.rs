@@ -28,6 +28,8 @@ pub use host::{
     HostVersion,
 };
 pub use retry::{RetryPolicy, RetryStrategy};
+// The custom handler executor (`tokio`) expands `%name%` in its paths.
+#[cfg(feature = "tokio")]
 pub(crate) use settings::replace_percent_names;
 pub use settings::{AppSettings, LocalSettings, UnresolvedSetting, WORKER_RUNTIMES};
 

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | `Secret` | `NAME` | the app settings, as every container's environment |
 //! | `Secret` | `func-keys-kube-secret-NAME` | the function keys (`host.master`, `functions.F.default`, ... and fnhost's `secrets.json`), mounted read-only |
+//! | `ConfigMap` | `NAME-manager-ca` | with [`Delivery::with_ca_certs`]: an https manager's CA for the fetch init container |
 //! | `Deployment` + `Service` | `NAME-http` | the HTTP functions |
 //! | `HTTPScaledObject` (KEDA HTTP add-on) or `HorizontalPodAutoscaler` | `NAME-http` | HTTP scaling (`func` leaves one replica) |
 //! | `Deployment` + `ScaledObject` | `NAME` | queue-style triggers, scaled by KEDA (`azure-queue`, `azure-blob`, `rabbitmq`, ...) |
@@ -61,6 +62,11 @@ pub const SITE_ROOT: &str = "/home/site/wwwroot";
 pub const KEYS_DIR: &str = "/run/secrets/functions-keys";
 /// The key of the token in the fetch token Secret.
 pub const TOKEN_KEY: &str = "token";
+/// Where the manager's CA certificates are mounted in the fetch init
+/// container (`fnhost fetch --ca-cert`).
+pub const MANAGER_CA_DIR: &str = "/run/fnhost/manager-ca";
+/// The key of the certificates in the manager CA ConfigMap.
+pub const CA_KEY: &str = "ca.crt";
 /// The port `fnhost serve` listens on in the containers.
 const PORT: u16 = 80;
 /// The longest suffix added to the base name (`-timers`): Service and
@@ -184,8 +190,9 @@ fn kube_error(app: &str, message: impl Into<String>) -> Error {
 #[non_exhaustive]
 pub enum Delivery {
     /// An init container runs `fnhost fetch --manager URL --token TOKEN
-    /// --app APP [--slot S] --dest DIR` into a volume the server reads;
-    /// the token comes from the Secret `token_secret` (key `token`).
+    /// --app APP [--slot S] --dest DIR [--ca-cert FILE]` into a volume
+    /// the server reads; the token comes from the Secret `token_secret`
+    /// (key `token`).
     Fetch {
         /// The management endpoint (`fnhost manage`).
         manager: String,
@@ -193,6 +200,13 @@ pub enum Delivery {
         token_secret: String,
         /// When set, the token Secret is written with this token too.
         token: Option<String>,
+        /// Certificates (DER) the init container trusts for an `https://`
+        /// manager besides the image's system roots (its private CA, or
+        /// its self-signed certificate): written to the ConfigMap
+        /// `NAME-manager-ca` (key `ca.crt`, PEM), mounted at
+        /// [`MANAGER_CA_DIR`] and given to `fnhost fetch --ca-cert`.
+        /// Empty: none.
+        ca_certs: Vec<Vec<u8>>,
     },
     /// The files are in the image, built from the Dockerfile of
     /// [`Manifests::dockerfile`] (`FROM` the fnhost image in `base`).
@@ -209,7 +223,19 @@ impl Delivery {
             manager: manager.into(),
             token_secret: "fnhost-fetch-token".into(),
             token: None,
+            ca_certs: Vec::new(),
         }
+    }
+
+    /// When fetching: also trusts these certificates (DER) for the
+    /// `https://` manager (see [`Delivery::Fetch`]); `fnhost_cluster`'s
+    /// `client::read_ca_certs` reads them from a PEM file as `fnhost
+    /// fetch --ca-cert` does. Nothing changes for an image.
+    pub fn with_ca_certs(mut self, certs: Vec<Vec<u8>>) -> Delivery {
+        if let Delivery::Fetch { ca_certs, .. } = &mut self {
+            *ca_certs = certs;
+        }
+        self
     }
 
     /// Baked into an image built `FROM fnhost:latest`.
@@ -387,9 +413,23 @@ impl Manifests {
 ///
 /// Fails, naming the function and what to do, when a queue-style trigger
 /// lacks what its KEDA scaler needs (a queue name, the setting naming its
-/// connection), or when the base name cannot be a Kubernetes name.
+/// connection), when the base name cannot be a Kubernetes name, or when
+/// CA certificates are given for a manager that is not `https://`.
 pub fn manifests(app: &KubeApp, options: &Options) -> Result<Manifests> {
     let name = base_name(app, options)?;
+    if let Delivery::Fetch {
+        manager, ca_certs, ..
+    } = &options.delivery
+        && !ca_certs.is_empty()
+        && !manager.starts_with("https://")
+    {
+        return Err(kube_error(
+            &app.name,
+            format!(
+                "a CA certificate is for an https:// manager, and {manager} is not one; give the manager's https:// URL (`fnhost manage --tls-cert`), or no CA certificate"
+            ),
+        ));
+    }
     if let Some(bad) = app.settings.keys().find(|k| !is_secret_key(k)) {
         return Err(kube_error(
             &app.name,
@@ -448,6 +488,9 @@ pub fn manifests(app: &KubeApp, options: &Options) -> Result<Manifests> {
         image: image.clone(),
     };
     let mut objects = vec![b.settings_secret(), b.keys_secret()];
+    if let Some(ca) = b.manager_ca_config_map() {
+        objects.push(ca);
+    }
     if let Delivery::Fetch {
         token_secret,
         token: Some(token),

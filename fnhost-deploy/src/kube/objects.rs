@@ -8,7 +8,9 @@ use base64::Engine as _;
 use fnhost_core::Function;
 use serde_json::{Map, Value, json};
 
-use super::{Delivery, KEYS_DIR, KubeApp, Options, PORT, SITE_ROOT, TOKEN_KEY};
+use super::{
+    CA_KEY, Delivery, KEYS_DIR, KubeApp, MANAGER_CA_DIR, Options, PORT, SITE_ROOT, TOKEN_KEY,
+};
 use crate::site::PRODUCTION;
 
 /// The Dockerfile that bakes the app into an image of fnhost.
@@ -87,6 +89,28 @@ impl Builder<'_> {
             self.name,
             json!({"type": "Opaque", "data": data}),
         )
+    }
+
+    /// The name of the ConfigMap with the manager's CA certificates.
+    fn manager_ca_name(&self) -> String {
+        format!("{}-manager-ca", self.name)
+    }
+
+    /// The ConfigMap with the certificates the fetch init container
+    /// trusts for an https manager (PEM, key [`CA_KEY`]); none without.
+    pub(super) fn manager_ca_config_map(&self) -> Option<Value> {
+        let Delivery::Fetch { ca_certs, .. } = &self.options.delivery else {
+            return None;
+        };
+        if ca_certs.is_empty() {
+            return None;
+        }
+        Some(self.object(
+            "v1",
+            "ConfigMap",
+            &self.manager_ca_name(),
+            json!({"data": {CA_KEY: pem_certificates(ca_certs)}}),
+        ))
     }
 
     /// `func`'s key names (`host.master`, `host.function.default`,
@@ -179,6 +203,7 @@ impl Builder<'_> {
         if let Delivery::Fetch {
             manager,
             token_secret,
+            ca_certs,
             ..
         } = &self.options.delivery
         {
@@ -199,13 +224,27 @@ impl Builder<'_> {
                 args.extend(["--slot".to_string(), slot.clone()]);
             }
             args.extend(["--dest".to_string(), SITE_ROOT.to_string()]);
+            let mut fetch_mounts = vec![json!({"name": "site", "mountPath": site})];
+            if !ca_certs.is_empty() {
+                // The https manager's CA, for the init container only.
+                args.extend([
+                    "--ca-cert".to_string(),
+                    format!("{MANAGER_CA_DIR}/{CA_KEY}"),
+                ]);
+                volumes.push(
+                    json!({"name": "manager-ca", "configMap": {"name": self.manager_ca_name()}}),
+                );
+                fetch_mounts.push(
+                    json!({"name": "manager-ca", "mountPath": MANAGER_CA_DIR, "readOnly": true}),
+                );
+            }
             pod["initContainers"] = json!([{
                 "name": "fetch",
                 "image": self.image,
                 "command": ["fnhost"],
                 "args": args,
                 "env": [{"name": "FNHOST_TOKEN", "valueFrom": {"secretKeyRef": {"name": token_secret, "key": TOKEN_KEY}}}],
-                "volumeMounts": [{"name": "site", "mountPath": site}],
+                "volumeMounts": fetch_mounts,
             }]);
         }
         pod["containers"] = json!([container]);
@@ -307,4 +346,20 @@ fn base64(bytes: &[u8]) -> Value {
     base64::engine::general_purpose::STANDARD
         .encode(bytes)
         .into()
+}
+
+/// Certificates (DER) as PEM: one `CERTIFICATE` block each, base64 in
+/// lines of 64 characters.
+fn pem_certificates(certs: &[Vec<u8>]) -> String {
+    let mut out = String::new();
+    for der in certs {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        for line in text.as_bytes().chunks(64) {
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
 }
