@@ -290,6 +290,13 @@ impl Diagnostics {
         self.items.iter().any(Diagnostic::is_error)
     }
 
+    /// The errors, each as it displays, joined with `"; "` (one line when
+    /// no message spans several).
+    pub fn errors_joined(&self) -> String {
+        let errors: Vec<String> = self.errors().map(ToString::to_string).collect();
+        errors.join("; ")
+    }
+
     /// The number of errors.
     pub fn error_count(&self) -> usize {
         self.errors().count()
