@@ -47,6 +47,8 @@ use cluster_support::{
     kill_one_under_load, request, serving, start_gateway, under_load, wait_for, worker_args,
     workers_list,
 };
+use fnhost_testsupport::app::scratch_home;
+use fnhost_testsupport::process::succeeded;
 use support::fnhost_text as fnhost;
 
 /// A timer every 2 seconds.
@@ -423,8 +425,7 @@ fn fetch(manager: &str, token: &str, dest: &Path) -> std::process::Output {
 
 #[test]
 fn fetch_and_a_gateway_inside_the_manager() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &src, "v1", None);
@@ -462,11 +463,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
     // `fnhost fetch`: the active content, as deployed, into a new folder.
     let dest = tmp.path().join("fetched");
     let out = fetch(&murl, &token, &dest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     for f in [
         "host.json",
         "hello/function.json",
@@ -853,8 +850,7 @@ struct Three {
 }
 
 fn three_workers() -> Three {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &tmp.path().join("src"), "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();

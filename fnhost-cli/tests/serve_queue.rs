@@ -220,14 +220,7 @@ async fn serve_killed_mid_batch_loses_no_message() {
     );
 
     const N: usize = 300;
-    for i in 0..N {
-        q.put(
-            &encode_message(&format!("job {i}"), MessageEncoding::Base64),
-            None,
-        )
-        .await
-        .unwrap();
-    }
+    put_jobs(&q, N).await;
     // Received messages of a killed fnhost come back after 2 s, not 10 min.
     let env = [("FNHOST_QUEUE_VISIBILITY", "2")];
     let (mut child, rx) = start_serve(app, &env);
