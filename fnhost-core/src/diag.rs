@@ -416,3 +416,21 @@ impl DocReporter<'_> {
         self.report(Severity::Warning, code, path, message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_joined_is_the_errors_in_order_without_the_warnings() {
+        let mut all = Diagnostics::new();
+        all.push(Diagnostic::error(Code::NoTrigger, "no trigger").with_function("a"));
+        all.push(Diagnostic::warning(Code::Excluded, "excluded"));
+        all.push(Diagnostic::error(Code::Schedule, "bad schedule").with_file("b/function.json"));
+        assert_eq!(
+            all.errors_joined(),
+            "error[FH0306]: no trigger; b/function.json: error[FH0501]: bad schedule"
+        );
+        assert_eq!(Diagnostics::new().errors_joined(), "");
+    }
+}
