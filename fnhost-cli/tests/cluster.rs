@@ -105,12 +105,19 @@ fn web_v1(tmp: &Path) -> (PathBuf, PathBuf, String) {
     (home, src, token)
 }
 
+/// `fnhost manage --port 0` on `home`: the process, its address and its
+/// `http://` URL.
+fn start_manager(home: &Path) -> (Proc, String, String) {
+    let (manager, maddr) = Proc::start("manager", home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    (manager, maddr, murl)
+}
+
 #[test]
 fn cluster_serves_survives_kills_drains_and_rollouts() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, src, token) = web_v1(tmp.path());
-    let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
+    let (manager, maddr, murl) = start_manager(&home);
 
     // Bad tokens are refused: a worker exits with a usage error, the API
     // answers 401.
@@ -729,8 +736,7 @@ fn gone(pid: u32) -> bool {
 fn a_sigkilled_worker_takes_its_handlers_with_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, _, token) = web_v1(tmp.path());
-    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
+    let (_manager, _, murl) = start_manager(&home);
     let mut w1 = w1_runs_web(tmp.path(), &home, &murl, &token, &[]);
     w1.wait_line("ready web/production", Duration::from_secs(30))
         .unwrap_or_else(|| panic!("w1 runs the app: {}", w1.stderr()));
@@ -797,8 +803,7 @@ fn run_on_startup_runs_once_per_deployment_cluster_wide() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, src, ticks) = timer_app(tmp.path(), ON_STARTUP);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
-    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
+    let (_manager, _, murl) = start_manager(&home);
     let mut workers = Vec::new();
     for name in ["w1", "w2"] {
         let cache = tmp.path().join(format!("cache-{name}"));
