@@ -5,14 +5,14 @@
 //! never stored, printed or logged.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Site;
 use super::credentials::{MIN_PASSWORD_LEN, hash_password, valid_user, verify_password};
+use super::{Site, read_json_or_default};
 use crate::deployment;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -53,14 +53,7 @@ impl Site {
 
     fn read_portal_users(&self) -> Result<UsersFile> {
         let path = self.portal_users_path();
-        match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
-                path,
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UsersFile::default()),
-            Err(e) => Err(Error::io("cannot read", path, e)),
-        }
+        read_json_or_default(&path)
     }
 
     /// Changes the accounts file under its lock, atomically.
