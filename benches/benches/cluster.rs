@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use fnhost_benches::client::{Client, connect, get};
+use fnhost_benches::client::{Client, connect, get_ok, spread};
 use fnhost_benches::{format_duration, quick, serve_front};
 use fnhost_cluster::gateway::Gateway;
 use fnhost_cluster::protocol::RouteTable;
@@ -88,9 +88,7 @@ async fn start_gateway(instance: SocketAddr) -> SocketAddr {
 }
 
 async fn one(client: &Client, path: &str) {
-    let (status, body) = get(client, "bench.localhost", path).await;
-    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-    std::hint::black_box(body);
+    std::hint::black_box(get_ok(client, "bench.localhost", path).await);
 }
 
 /// Per-request times of `n` sequential requests on one connection.
@@ -109,18 +107,7 @@ async fn sequential(client: &Client, path: &str, n: usize) -> Vec<Duration> {
 async fn throughput(clients: &[Client], path: &'static str, total: usize) -> f64 {
     let per = total / clients.len();
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(clients.len());
-    for c in clients {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per {
-                one(&c, path).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
+    spread(clients, "bench.localhost", path, total).await;
     (per * clients.len()) as f64 / start.elapsed().as_secs_f64()
 }
 

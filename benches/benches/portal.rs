@@ -56,14 +56,19 @@ fn get(conn: &mut TcpStream, path: &str, cookie: &str) -> (u16, Vec<u8>) {
     read_response(conn)
 }
 
-fn read_response(conn: &mut TcpStream) -> (u16, Vec<u8>) {
+/// The head of a response, up to and with its empty line.
+fn read_head(conn: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         conn.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn read_response(conn: &mut TcpStream) -> (u16, Vec<u8>) {
+    let head = read_head(conn);
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let len: usize = head
         .lines()
@@ -188,13 +193,7 @@ fn main() {
     )
     .unwrap();
     // The cookie, from the head of the 303.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        conn.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    let head = read_head(&mut conn);
     let cookie = head
         .lines()
         .find_map(|l| l.strip_prefix("set-cookie: "))

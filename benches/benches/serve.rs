@@ -12,21 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fnhost_benches::client::{Client, get_ok, spread};
 use fnhost_benches::{iterations, measure, quick, report, serve_front};
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
-use http_body_util::{BodyExt as _, Empty, Full};
-use hyper::client::conn::http1::SendRequest;
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
 /// Keep-alive connections of the client.
 const CONNECTIONS: usize = 16;
 /// Requests per measured iteration (spread over the connections).
 const BATCH: usize = 1600;
-
-type Client = Arc<Mutex<SendRequest<Empty<Bytes>>>>;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -43,8 +40,12 @@ fn main() {
     let front_clients = runtime.block_on(connect(front));
     // Both answer the same thing.
     runtime.block_on(async {
-        assert_eq!(one(&bare_clients[0], "/api/noop").await, b"ok");
-        assert_eq!(one(&front_clients[0], "/api/noop").await, b"ok");
+        for clients in [&bare_clients, &front_clients] {
+            assert_eq!(
+                get_ok(&clients[0], "localhost", "/api/noop").await,
+                &b"ok"[..]
+            );
+        }
     });
 
     let iters = if quick() {
@@ -59,12 +60,12 @@ fn main() {
     // Alternate the two so that drift in machine load hits both alike.
     for _ in 0..if quick() { 1 } else { 3 } {
         bare_t.push(measure("bare hyper server (batch)", iters, || {
-            runtime.block_on(batch_on(&bare_clients, batch))
+            runtime.block_on(spread(&bare_clients, "localhost", "/api/noop", batch))
         }));
         front_t.push(measure(
             "fnhost HttpFront + native noop (batch)",
             iters,
-            || runtime.block_on(batch_on(&front_clients, batch)),
+            || runtime.block_on(spread(&front_clients, "localhost", "/api/noop", batch)),
         ));
     }
     bare_t.sort();
@@ -144,37 +145,4 @@ async fn start_bare() -> SocketAddr {
 
 async fn connect(addr: SocketAddr) -> Vec<Client> {
     fnhost_benches::client::connect(addr, CONNECTIONS).await
-}
-
-async fn one(client: &Client, path: &str) -> Vec<u8> {
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, "localhost")
-        .body(Empty::<Bytes>::new())
-        .expect("a request");
-    let mut send = client.lock().await;
-    send.ready().await.expect("ready");
-    let resp = send.send_request(req).await.expect("a response");
-    assert_eq!(resp.status(), 200);
-    resp.into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes()
-        .to_vec()
-}
-
-async fn batch_on(clients: &[Client], total: usize) {
-    let per = total / clients.len();
-    let mut tasks = Vec::with_capacity(clients.len());
-    for c in clients {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per {
-                std::hint::black_box(one(&c, "/api/noop").await);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
 }

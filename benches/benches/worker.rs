@@ -84,7 +84,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use fnhost_benches::client::{Client, get_ok, spread};
 use fnhost_benches::{format_duration, quick, serve_front};
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, LogSink as HandlerLogSink};
 use fnhost_core::http::HttpFront;
@@ -94,12 +94,9 @@ use fnhost_core::worker::testkit::{
     LAUNCH_MARKER, Launch, StandIn, http_function, ok_response, write_launcher,
 };
 use fnhost_core::{FunctionApp, Host, NativeExecutor};
-use http_body_util::{BodyExt as _, Empty};
-use hyper::client::conn::http1::SendRequest;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
 
 /// Keep-alive connections for the throughput measurement.
 const CONNECTIONS: usize = 16;
@@ -116,8 +113,6 @@ const NODE_CAPABILITIES: [&str; 7] = [
     "TypedDataCollection",
     "WorkerStatus",
 ];
-
-type Client = Arc<Mutex<SendRequest<Empty<Bytes>>>>;
 
 fn main() {
     let started = Instant::now();
@@ -244,10 +239,10 @@ fn main() {
     runtime.block_on(async {
         for s in &subjects {
             for _ in 0..warm {
-                let body = one(&s.clients[0]).await;
-                assert_eq!(body, b"ok", "{} answers 'ok'", s.label);
+                let body = get_ok(&s.clients[0], "localhost", "/api/noop").await;
+                assert_eq!(body, &b"ok"[..], "{} answers 'ok'", s.label);
             }
-            batch_on(&s.clients, warm).await;
+            spread(&s.clients, "localhost", "/api/noop", warm).await;
         }
     });
 
@@ -263,7 +258,7 @@ fn main() {
             for (s, out) in subjects.iter().zip(samples.iter_mut()) {
                 for _ in 0..per_round {
                     let start = Instant::now();
-                    std::hint::black_box(one(&s.clients[0]).await);
+                    std::hint::black_box(get_ok(&s.clients[0], "localhost", "/api/noop").await);
                     out.push(start.elapsed());
                 }
             }
@@ -295,7 +290,7 @@ fn main() {
                 // Fresh connections: the front closes ones idle for 30 s.
                 let clients = connect(s.addr).await;
                 let start = Instant::now();
-                batch_on(&clients, batch).await;
+                spread(&clients, "localhost", "/api/noop", batch).await;
                 out.push(batch as f64 / start.elapsed().as_secs_f64());
             }
         }
@@ -680,42 +675,6 @@ fn stand_in_app(dir: &Path) -> FunctionApp {
 
 async fn connect(addr: SocketAddr) -> Vec<Client> {
     fnhost_benches::client::connect(addr, CONNECTIONS).await
-}
-
-async fn one(client: &Client) -> Vec<u8> {
-    let req = hyper::Request::get("/api/noop")
-        .header(hyper::header::HOST, "localhost")
-        .body(Empty::<Bytes>::new())
-        .expect("a request");
-    let mut send = client.lock().await;
-    send.ready().await.expect("ready");
-    let resp = send.send_request(req).await.expect("a response");
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes()
-        .to_vec();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    body
-}
-
-async fn batch_on(clients: &[Client], total: usize) {
-    let per = total / clients.len();
-    let mut tasks = Vec::with_capacity(clients.len());
-    for c in clients {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per {
-                std::hint::black_box(one(&c).await);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client task");
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -152,6 +152,31 @@ pub mod client {
         let body = resp.into_body().collect().await.expect("a body").to_bytes();
         (status, body)
     }
+
+    /// `GET path` with `Host: host`, which must answer 200: the body.
+    pub async fn get_ok(client: &Client, host: &str, path: &str) -> Bytes {
+        let (status, body) = get(client, host, path).await;
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        body
+    }
+
+    /// `total` requests `GET path` (`Host: host`, each answered 200),
+    /// spread evenly over `clients`, each connection on its own task.
+    pub async fn spread(clients: &[Client], host: &'static str, path: &'static str, total: usize) {
+        let per = total / clients.len();
+        let mut tasks = Vec::with_capacity(clients.len());
+        for c in clients {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per {
+                    std::hint::black_box(get_ok(&c, host, path).await);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("client task");
+        }
+    }
 }
 
 /// Serves `host` with the function front on a free port of 127.0.0.1, on

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,45 +41,63 @@ fn deployments(home: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).unwrap()
 }
 
-#[test]
-fn git_source_set_sync_show_clear() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+/// A scratch folder with a home where app `app` exists, and a git
+/// repository `src` whose first commit is an app (`v1`).
+struct Scratch {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    src: PathBuf,
+}
+
+fn with_repo() -> Scratch {
+    let (tmp, home) = home_with_app();
     let src = tmp.path().join("src");
     repo(&src);
+    Scratch {
+        _tmp: tmp,
+        home,
+        src,
+    }
+}
+
+/// A scratch folder with a home (`home` in it) where app `app` exists.
+fn home_with_app() -> (tempfile::TempDir, PathBuf) {
+    let (tmp, home) = scratch_home();
     ok(&fnhost(&home, &["apps", "create", "app"]));
+    (tmp, home)
+}
+
+/// Commits a `fnhost-build.json` with `steps` to `src`.
+fn commit_pipeline(src: &Path, steps: &str, message: &str) {
+    write(&src.join("fnhost-build.json"), steps);
+    git(src, &["add", "-A"]);
+    git(src, &["commit", "-q", "-m", message]);
+}
+
+/// The arguments of `fnhost source set app --git SRC EXTRA...`.
+fn git_source<'a>(src: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let src = src.to_str().unwrap();
+    [&["source", "set", "app", "--git", src], extra].concat()
+}
+
+#[test]
+fn git_source_set_sync_show_clear() {
+    let Scratch {
+        _tmp: tmp,
+        home,
+        src,
+    } = with_repo();
     // A host key pin that is not a SHA256 fingerprint: a usage error,
     // nothing stored.
-    let out = fnhost(
-        &home,
-        &[
-            "source",
-            "set",
-            "app",
-            "--git",
-            src.to_str().unwrap(),
-            "--ssh-host-key",
-            "MD5:12:34",
-        ],
-    );
+    let out = fnhost(&home, &git_source(&src, &["--ssh-host-key", "MD5:12:34"]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("SHA256"), "{}", text(&out));
     assert!(
         ok(&fnhost(&home, &["source", "show", "app"])).contains("no source"),
         "a refused source must not be stored"
     );
-    let out = ok(&fnhost(
-        &home,
-        &[
-            "source",
-            "set",
-            "app",
-            "--git",
-            src.to_str().unwrap(),
-            "--ssh-host-key",
-            "SHA256:pinned-for-the-test",
-        ],
-    ));
+    let pin = ["--ssh-host-key", "SHA256:pinned-for-the-test"];
+    let out = ok(&fnhost(&home, &git_source(&src, &pin)));
     assert!(out.contains("follows git"), "{out}");
     assert!(out.contains("deployed "), "{out}");
     let head = git(&src, &["rev-parse", "HEAD"]);
@@ -90,8 +108,7 @@ fn git_source_set_sync_show_clear() {
     assert_eq!(d["deployer"], "git");
 
     // Read-only: a direct deployment is refused.
-    let direct = tmp.path().join("direct");
-    make_app(&direct, "direct");
+    let direct = make_app(&tmp.path().join("direct"), "direct");
     let out = fnhost(&home, &["deploy", "app", "--dir", direct.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("read-only"), "{}", text(&out));
@@ -130,9 +147,7 @@ fn git_source_set_sync_show_clear() {
 
 #[test]
 fn local_git_push_deploys_through_the_hook() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    ok(&fnhost(&home, &["apps", "create", "app"]));
+    let (tmp, home) = home_with_app();
     let out = ok(&fnhost(&home, &["source", "set", "app", "--local-git"]));
     assert!(out.contains("nothing to deploy yet"), "{out}");
     let url = out
@@ -166,29 +181,10 @@ fn local_git_push_deploys_through_the_hook() {
 
 #[test]
 fn pipeline_failure_keeps_the_previous_deployment() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    repo(&src);
-    write(
-        &src.join("fnhost-build.json"),
-        r#"{ "steps": [ { "name": "stamp", "command": "echo built > stamp.txt" } ] }"#,
-    );
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "pipeline"]);
-    ok(&fnhost(&home, &["apps", "create", "app"]));
-    ok(&fnhost(
-        &home,
-        &[
-            "source",
-            "set",
-            "app",
-            "--git",
-            src.to_str().unwrap(),
-            "--build",
-            "pipeline",
-        ],
-    ));
+    let Scratch { _tmp, home, src } = with_repo();
+    let stamp = r#"{ "steps": [ { "name": "stamp", "command": "echo built > stamp.txt" } ] }"#;
+    commit_pipeline(&src, stamp, "pipeline");
+    ok(&fnhost(&home, &git_source(&src, &["--build", "pipeline"])));
     let good = deployments(&home)[0]["id"].as_str().unwrap().to_string();
     write(
         &src.join("fnhost-build.json"),
@@ -218,20 +214,11 @@ fn pipeline_failure_keeps_the_previous_deployment() {
 
 #[test]
 fn production_and_staging_follow_two_branches() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    repo(&src);
+    let Scratch { _tmp, home, src } = with_repo();
     git(&src, &["branch", "staging"]);
-    let s = src.to_str().unwrap();
-    ok(&fnhost(&home, &["apps", "create", "app"]));
-    ok(&fnhost(&home, &["source", "set", "app", "--git", s]));
-    ok(&fnhost(
-        &home,
-        &[
-            "source", "set", "app", "--slot", "staging", "--git", s, "--branch", "staging",
-        ],
-    ));
+    ok(&fnhost(&home, &git_source(&src, &[])));
+    let staging = ["--slot", "staging", "--branch", "staging"];
+    ok(&fnhost(&home, &git_source(&src, &staging)));
     git(&src, &["checkout", "-q", "staging"]);
     commit(&src, "v2", "on staging");
     assert!(ok(&fnhost(&home, &["sync", "app"])).contains("up to date"));
@@ -249,30 +236,11 @@ fn production_and_staging_follow_two_branches() {
 
 #[test]
 fn watch_deploys_the_last_of_three_quick_commits() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    repo(&src);
+    let Scratch { _tmp, home, src } = with_repo();
     // A build slower than three commits: they arrive during a deployment.
-    write(
-        &src.join("fnhost-build.json"),
-        r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
-    );
-    git(&src, &["add", "-A"]);
-    git(&src, &["commit", "-q", "-m", "slow build"]);
-    ok(&fnhost(&home, &["apps", "create", "app"]));
-    ok(&fnhost(
-        &home,
-        &[
-            "source",
-            "set",
-            "app",
-            "--git",
-            src.to_str().unwrap(),
-            "--build",
-            "pipeline",
-        ],
-    ));
+    let slow = r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#;
+    commit_pipeline(&src, slow, "slow build");
+    ok(&fnhost(&home, &git_source(&src, &["--build", "pipeline"])));
     let watch = Command::new(env!("CARGO_BIN_EXE_fnhost"))
         .arg("--home")
         .arg(&home)
@@ -314,11 +282,8 @@ fn nix_term(pid: u32) {
 
 #[test]
 fn folder_source_from_the_command_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let folder = tmp.path().join("dropbox");
-    make_app(&folder, "v1");
-    ok(&fnhost(&home, &["apps", "create", "app"]));
+    let (tmp, home) = home_with_app();
+    let folder = make_app(&tmp.path().join("dropbox"), "v1");
     let out = ok(&fnhost(
         &home,
         &[
@@ -343,25 +308,9 @@ fn folder_source_from_the_command_line() {
 
 #[test]
 fn credentials_are_stored_owner_only_and_never_printed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let src = tmp.path().join("src");
-    repo(&src);
-    ok(&fnhost(&home, &["apps", "create", "app"]));
-    let out = fnhost_stdin(
-        &home,
-        &[
-            "source",
-            "set",
-            "app",
-            "--git",
-            src.to_str().unwrap(),
-            "--user",
-            "ada",
-            "--password-stdin",
-        ],
-        "hunter2-token\n",
-    );
+    let Scratch { _tmp, home, src } = with_repo();
+    let user = ["--user", "ada", "--password-stdin"];
+    let out = fnhost_stdin(&home, &git_source(&src, &user), "hunter2-token\n");
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("hunter2"));
     let show = fnhost(&home, &["source", "show", "app", "--json"]);

@@ -56,6 +56,8 @@ use cluster_support::{
     kill_one_under_load, request, serving, start_gateway, under_load, wait_for, worker_args,
     workers_list,
 };
+use fnhost_testsupport::app::scratch_home;
+use fnhost_testsupport::process::succeeded;
 use support::fnhost_text as fnhost;
 
 /// A timer every 2 seconds.
@@ -104,8 +106,7 @@ fn w1_runs_web(tmp: &Path, home: &Path, murl: &str, token: &str, extra: &[&str])
 /// the manager, the worker, and the worker's `ready` line.
 fn web_running_on_w1(tmp: &Path) -> (Proc, Proc, String) {
     let (home, _, token) = web_v1(tmp);
-    let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
+    let (manager, _, murl) = start_manager(&home);
     let w1 = w1_runs_web(tmp, &home, &murl, &token, &[]);
     let ready = w1
         .wait_line("ready web/production", Duration::from_secs(30))
@@ -125,12 +126,19 @@ fn web_v1(tmp: &Path) -> (PathBuf, PathBuf, String) {
     (home, src, token)
 }
 
+/// `fnhost manage --port 0` on `home`: the process, its address and its
+/// `http://` URL.
+fn start_manager(home: &Path) -> (Proc, String, String) {
+    let (manager, maddr) = Proc::start("manager", home, &["manage", "--port", "0"], true);
+    let murl = format!("http://{maddr}");
+    (manager, maddr, murl)
+}
+
 #[test]
 fn cluster_serves_survives_kills_drains_and_rollouts() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, src, token) = web_v1(tmp.path());
-    let (manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
+    let (manager, maddr, murl) = start_manager(&home);
 
     // Bad tokens are refused: a worker exits with a usage error, the API
     // answers 401.
@@ -451,8 +459,7 @@ fn fetch(manager: &str, token: &str, dest: &Path) -> std::process::Output {
 
 #[test]
 fn fetch_and_a_gateway_inside_the_manager() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &src, "v1", None);
@@ -490,11 +497,7 @@ fn fetch_and_a_gateway_inside_the_manager() {
     // `fnhost fetch`: the active content, as deployed, into a new folder.
     let dest = tmp.path().join("fetched");
     let out = fetch(&murl, &token, &dest);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     for f in [
         "host.json",
         "hello/function.json",
@@ -900,8 +903,7 @@ fn run_on_startup_runs_once_per_deployment_cluster_wide() {
     let tmp = tempfile::tempdir().unwrap();
     let (home, src, ticks) = timer_app(tmp.path(), ON_STARTUP);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();
-    let (_manager, maddr) = Proc::start("manager", &home, &["manage", "--port", "0"], true);
-    let murl = format!("http://{maddr}");
+    let (_manager, _, murl) = start_manager(&home);
     let mut workers = Vec::new();
     for name in ["w1", "w2"] {
         let cache = tmp.path().join(format!("cache-{name}"));
@@ -953,8 +955,7 @@ struct Three {
 }
 
 fn three_workers() -> Three {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     fnhost(&home, &["apps", "create", "web"]);
     deploy(&home, &tmp.path().join("src"), "v1", None);
     let token = fnhost(&home, &["workers", "token"]).trim().to_string();

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod support;
@@ -12,7 +12,9 @@ use fnhost_testsupport::app::hold_slot_lock;
 use fnhost_testsupport::process::succeeded;
 use support::*;
 
-fn make_app(dir: &Path, version: &str) {
+/// An app in `dir` with local settings and a data file saying `version`;
+/// `dir`.
+fn make_app(dir: &Path, version: &str) -> PathBuf {
     write(&dir.join("host.json"), HOST_JSON);
     write(&dir.join("hello/function.json"), HTTP_FUNCTION);
     write(
@@ -22,6 +24,7 @@ fn make_app(dir: &Path, version: &str) {
     write(&dir.join("lib/data.txt"), version);
     write(&dir.join("handler"), "#!/bin/sh\n");
     fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+    dir.to_path_buf()
 }
 
 fn ok(out: &Output) -> String {
@@ -32,13 +35,18 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
+/// `fnhost deploy demo --dir DIR`, which must fail (exit 1): its stderr.
+fn deploy_refused(home: &Path, dir: &Path) -> String {
+    let out = fnhost(home, &["deploy", "demo", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn the_deployment_commands() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
-    make_app(&v1, "one");
-    make_app(&v2, "two");
+    let (tmp, home) = scratch_home();
+    let v1 = make_app(&tmp.path().join("v1"), "one");
+    let v2 = make_app(&tmp.path().join("v2"), "two");
 
     ok(&fnhost(&home, &["apps", "create", "demo"]));
     let out = fnhost(&home, &["apps", "create", "demo"]);
@@ -76,12 +84,9 @@ fn the_deployment_commands() {
     let id2 = d2["id"].as_str().unwrap().to_string();
 
     // A broken app: exit 1, the record failed, the previous stays active.
-    let bad = tmp.path().join("bad");
-    make_app(&bad, "bad");
+    let bad = make_app(&tmp.path().join("bad"), "bad");
     write(&bad.join("hello/function.json"), "{ nope");
-    let out = fnhost(&home, &["deploy", "demo", "--dir", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = deploy_refused(&home, &bad);
     assert!(
         err.contains("failed") && err.contains("function.json"),
         "{err}"
@@ -213,9 +218,7 @@ fn the_deployment_commands() {
         Some("git@example.invalid:demo.git#main"),
     )
     .unwrap();
-    let out = fnhost(&home, &["deploy", "demo", "--dir", v1.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = deploy_refused(&home, &v1);
     assert!(
         err.contains("read-only") && err.contains("git@example.invalid:demo.git#main"),
         "{err}"
@@ -248,10 +251,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_second_deployment_waits_or_fails_at_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, "one");
+    let (tmp, home) = scratch_home();
+    let v1 = make_app(&tmp.path().join("v1"), "one");
     ok(&fnhost(&home, &["apps", "create", "demo"]));
     let lock_path = home.join("apps/demo/slots/production/lock");
     let holder = hold_slot_lock(&lock_path, "20990101T000000000000Z-running");
@@ -315,10 +316,8 @@ fn an_executable_keeps_its_mode_under_a_strict_umask() {
 
 #[test]
 fn app_settings_are_set_listed_deleted_and_downloaded() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, "one");
+    let (tmp, home) = scratch_home();
+    let v1 = make_app(&tmp.path().join("v1"), "one");
     ok(&fnhost(&home, &["apps", "create", "demo"]));
     ok(&fnhost(
         &home,

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use fnhost_testsupport::app::scratch_home;
+use fnhost_testsupport::process::succeeded;
 use fnhost_testsupport::{Running, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
@@ -65,12 +67,7 @@ fn fnhost(home: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "fnhost {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(succeeded(&out).stdout.clone()).unwrap()
 }
 
 /// Deploys a version; returns the deployment id.
@@ -143,8 +140,7 @@ fn wait_for(addr: &str, version: &str, within: Duration) -> Instant {
 #[test]
 fn serve_app_follows_deployments_rollbacks_and_swaps_under_load() {
     let test_started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     let src = tmp.path().join("src");
     let staging_src = tmp.path().join("staging-src");
     fnhost(&home, &["apps", "create", "hs"]);
@@ -313,32 +309,27 @@ fn serve_app_follows_deployments_rollbacks_and_swaps_under_load() {
 
 #[test]
 fn serve_app_without_an_active_deployment_says_so() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (_tmp, home) = scratch_home();
     fnhost(&home, &["apps", "create", "empty"]);
-    let out = Command::new(BIN)
-        .arg("--home")
-        .arg(&home)
-        .args(["serve", "--app", "empty", "--port", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no active deployment"), "{err}");
-    let out = Command::new(BIN)
-        .arg("--home")
-        .arg(&home)
-        .args(["serve", "--app", "missing", "--port", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no app named"));
+    for (app, says) in [
+        ("empty", "no active deployment"),
+        ("missing", "no app named"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("--home")
+            .arg(&home)
+            .args(["serve", "--app", app, "--port", "0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
 }
 
 #[test]
 fn serve_app_reloads_when_the_app_settings_change() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     let src = tmp.path().join("src");
     fnhost(&home, &["apps", "create", "hs"]);
     fnhost(&home, &["settings", "set", "hs", "GREETING=hello"]);

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fnhost_testsupport::Running;
+use fnhost_testsupport::app::scratch_home;
 use fnhost_testsupport::http::{self, Answer};
 use fnhost_testsupport::process::succeeded;
 
@@ -165,6 +166,24 @@ fn check_common(s: &Served, prefix: &str, create: (&str, &str)) {
     assert!(a.text().contains("Bo"));
 }
 
+/// `fnhost ARGS` run in `dir` with `env` set: its output.
+fn fnhost_in(dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The sample's `hello` logs `hello`, and its timer `tick` (every five
+/// seconds, with Azure's timer payload) logs `tick`; each line names its
+/// function and invocation.
+fn check_hello_and_tick_logged(s: &Served, hello: &str, tick: &str) {
+    check_logged(s, "hello", hello);
+    check_logged(s, "tick", tick);
+}
+
 /// A log line of `function` carries its invocation id.
 fn check_logged(s: &Served, function: &str, text: &str) {
     let line = s.wait_log(text, Duration::from_secs(10));
@@ -199,9 +218,11 @@ fn node_v4_sample_runs_unchanged() {
     // POST with a body to the GET/POST function.
     let a = request(&s.addr, "POST", "/api/hello", &[], b"Cy");
     assert!(a.text().contains("Cy"), "{}", a.text());
-    check_logged(&s, "hello", "Http function processed request");
-    // The timer fires every five seconds with Azure's timer payload.
-    check_logged(&s, "tick", "timer fired past_due=false");
+    check_hello_and_tick_logged(
+        &s,
+        "Http function processed request",
+        "timer fired past_due=false",
+    );
 }
 
 #[test]
@@ -229,8 +250,7 @@ fn python_v2_sample_runs_unchanged() {
     let a = get(&s.addr, "/api/out");
     assert_eq!(a.status, 202, "{}", a.text());
     assert_eq!(a.text(), "set through func.Out");
-    check_logged(&s, "hello", "hello called for Ada");
-    check_logged(&s, "tick", "timer fired past_due=False");
+    check_hello_and_tick_logged(&s, "hello called for Ada", "timer fired past_due=False");
 }
 
 #[test]
@@ -349,11 +369,7 @@ fn an_app_declaring_functions_in_code_without_a_runtime_is_a_clear_error() {
     let app = scratch.path().join("noruntime");
     copy_app(&examples().join("python-v2"), &app);
     std::fs::write(app.join("local.settings.json"), r#"{"Values": {}}"#).unwrap();
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .args(["validate", "noruntime"])
-        .output()
-        .unwrap();
+    let out = fnhost_in(scratch.path(), &[], &["validate", "noruntime"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -368,11 +384,7 @@ fn an_app_declaring_functions_in_code_without_a_runtime_is_a_clear_error() {
         r#"{"Values": {"FUNCTIONS_WORKER_RUNTIME": "cobol"}}"#,
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .args(["validate", "noruntime"])
-        .output()
-        .unwrap();
+    let out = fnhost_in(scratch.path(), &[], &["validate", "noruntime"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cobol") && text.contains("node"), "{text}");
 }
@@ -381,23 +393,18 @@ fn an_app_declaring_functions_in_code_without_a_runtime_is_a_clear_error() {
 fn validate_and_list_show_what_the_worker_indexes() {
     let scratch = tempfile::tempdir().unwrap();
     copy_app(&examples().join("python-v2"), &scratch.path().join("py"));
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .args(["validate", "py"])
-        .output()
-        .unwrap();
+    let out = fnhost_in(scratch.path(), &[], &["validate", "py"]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("function_app.py") && err.contains("python worker"),
         "{err}"
     );
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .env("FNHOST_WORKERS_DIR", workers())
-        .args(["list", "--index", "--json", "py"])
-        .output()
-        .unwrap();
+    let out = fnhost_in(
+        scratch.path(),
+        &[("FNHOST_WORKERS_DIR", workers())],
+        &["list", "--index", "--json", "py"],
+    );
     succeeded(&out);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = listed
@@ -416,12 +423,11 @@ fn validate_and_list_show_what_the_worker_indexes() {
 fn invoke_runs_an_indexed_function_from_a_relative_path() {
     let scratch = tempfile::tempdir().unwrap();
     copy_app(&examples().join("node-v4"), &scratch.path().join("app"));
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .env("FNHOST_WORKERS_DIR", workers())
-        .args(["invoke", "app", "getItem", "--json"])
-        .output()
-        .unwrap();
+    let out = fnhost_in(
+        scratch.path(),
+        &[("FNHOST_WORKERS_DIR", workers())],
+        &["invoke", "app", "getItem", "--json"],
+    );
     succeeded(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("id"), "{text}");
@@ -473,12 +479,7 @@ fn the_node_workers_own_tests_pass() {
         .args(&files)
         .env("FNHOST_NODE_WORKER_DIR", workers().join("node"));
     let out = fnhost_testsupport::process::run_bounded(cmd, Duration::from_secs(300));
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "node --test failed:\n{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = String::from_utf8_lossy(&succeeded(&out).stdout);
     assert!(report.contains("# fail 0"), "{report}");
     assert!(!report.contains("# pass 0"), "{report}");
 }
@@ -509,18 +510,12 @@ fn fnhost_home(home: &Path, args: &[&str]) -> String {
         .env("FNHOST_WORKERS_DIR", workers())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "fnhost {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(succeeded(&out).stdout.clone()).unwrap()
 }
 
 #[test]
 fn serve_app_swaps_a_language_worker_app_without_losing_a_request() {
-    let scratch = tempfile::tempdir().unwrap();
-    let home = scratch.path().join("home");
+    let (scratch, home) = scratch_home();
     let src = scratch.path().join("src");
     write_versioned_app(&src, "v1");
     fnhost_home(&home, &["apps", "create", "swap"]);
@@ -615,12 +610,11 @@ fn a_missing_worker_names_the_install_command() {
     let scratch = tempfile::tempdir().unwrap();
     copy_app(&examples().join("python-v2"), &scratch.path().join("py"));
     let empty = scratch.path().join("no-workers");
-    let out = Command::new(BIN)
-        .current_dir(scratch.path())
-        .env("FNHOST_WORKERS_DIR", &empty)
-        .args(["serve", "py", "--port", "0"])
-        .output()
-        .unwrap();
+    let out = fnhost_in(
+        scratch.path(),
+        &[("FNHOST_WORKERS_DIR", empty.as_path())],
+        &["serve", "py", "--port", "0"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -629,13 +623,26 @@ fn a_missing_worker_names_the_install_command() {
     );
 }
 
+/// Azurite (with blobs) on a runtime of its own, and its queue `name`,
+/// created.
+fn azurite_with_queue(
+    name: &str,
+) -> (
+    tokio::runtime::Runtime,
+    storage_support::Azurite,
+    fnhost_triggers::storage::QueueClient,
+) {
+    let (rt, azurite) = storage_support::runtime_and_azurite();
+    let queue = azurite.service().queue(name);
+    rt.block_on(queue.create()).unwrap();
+    (rt, azurite, queue)
+}
+
 #[test]
 fn node_v4_queue_trigger_writes_its_queue_and_blob_outputs() {
     use fnhost_triggers::MessageEncoding;
     use fnhost_triggers::queue::encode_message;
-    let (rt, azurite) = storage_support::runtime_and_azurite();
-    let work = azurite.service().queue("work");
-    rt.block_on(work.create()).unwrap();
+    let (rt, azurite, work) = azurite_with_queue("work");
     let dir = tempfile::tempdir().unwrap();
     let conn = serde_json::to_string(&azurite.connection_string()).unwrap();
     write_node_v4_app(
@@ -713,9 +720,7 @@ app.storageQueue('Work', {
 fn python_v2_queue_trigger_writes_its_queue_and_blob_outputs() {
     use fnhost_triggers::MessageEncoding;
     use fnhost_triggers::queue::encode_message;
-    let (rt, azurite) = storage_support::runtime_and_azurite();
-    let work = azurite.service().queue("pywork");
-    rt.block_on(work.create()).unwrap();
+    let (rt, azurite, work) = azurite_with_queue("pywork");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("host.json"),

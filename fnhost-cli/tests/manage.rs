@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fnhost_deploy::Site;
+use fnhost_testsupport::app::hold_slot_lock;
+use fnhost_testsupport::process::succeeded;
 use serde_json::Value;
 
 mod support;
@@ -100,18 +102,9 @@ fn curl(dir: &Path, args: &[&str]) -> Resp {
         dir.join(format!("h-{id}-{}", rand_suffix())),
         dir.join(format!("b-{id}-{}", rand_suffix())),
     );
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "60", "-D"])
-        .arg(&hfile)
-        .arg("-o")
-        .arg(&bfile)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    curl_ok(
+        &["-D".as_ref(), hfile.as_ref(), "-o".as_ref(), bfile.as_ref()],
+        args,
     );
     let head = fs::read_to_string(&hfile).unwrap();
     let body = fs::read(&bfile).unwrap_or_default();
@@ -159,19 +152,29 @@ fn get(s: &Server, path: &str) -> Resp {
     curl(s.dir(), &["-u", &auth(), &format!("{}{path}", s.base())])
 }
 
-fn deploy(s: &Server, zip: &Path, query: &str) -> Resp {
+/// `method` on `path` (under the app's base) with the right credentials,
+/// `extra` curl arguments (headers, a body) before the URL.
+fn request(s: &Server, method: &str, path: &str, extra: &[&str]) -> Resp {
+    let (auth, url) = (auth(), format!("{}{path}", s.base()));
     curl(
         s.dir(),
-        &[
-            "-X",
-            "POST",
-            "-u",
-            &auth(),
-            "--data-binary",
-            &format!("@{}", zip.display()),
-            &format!("{}/api/zipdeploy{query}", s.base()),
-        ],
+        &[&["-X", method, "-u", &auth], extra, &[&url]].concat(),
     )
+}
+
+/// `method` on `path` with `file` as the body.
+fn send_file(s: &Server, method: &str, path: &str, file: &Path, extra: &[&str]) -> Resp {
+    let body = format!("@{}", file.display());
+    request(
+        s,
+        method,
+        path,
+        &[extra, &["--data-binary", &body]].concat(),
+    )
+}
+
+fn deploy(s: &Server, zip: &Path, query: &str) -> Resp {
+    send_file(s, "POST", &format!("/api/zipdeploy{query}"), zip, &[])
 }
 
 /// Polls a URL until it answers 200 (bounded).
@@ -263,16 +266,8 @@ fn zipdeploy_records_log_etags_rollback_delete_downloads() {
     assert_eq!(list[0]["active"], true);
     assert_eq!(list[1]["active"], false);
     let etag = r.header("etag").unwrap().to_string();
-    let r = curl(
-        s.dir(),
-        &[
-            "-u",
-            &auth(),
-            "-H",
-            &format!("If-None-Match: {etag}"),
-            &format!("{}/api/deployments", s.base()),
-        ],
-    );
+    let if_none_match = format!("If-None-Match: {etag}");
+    let r = request(&s, "GET", "/api/deployments", &["-H", &if_none_match]);
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
 
@@ -292,47 +287,24 @@ fn zipdeploy_records_log_etags_rollback_delete_downloads() {
         assert!(e["type"].as_u64().unwrap() <= 2);
     }
     let etag = r.header("etag").unwrap().to_string();
-    let r = curl(
-        s.dir(),
-        &[
-            "-u",
-            &auth(),
-            "-H",
-            &format!("If-None-Match: {etag}"),
-            &format!("{}/api/deployments/{id1}/log", s.base()),
-        ],
+    let if_none_match = format!("If-None-Match: {etag}");
+    let r = request(
+        &s,
+        "GET",
+        &format!("/api/deployments/{id1}/log"),
+        &["-H", &if_none_match],
     );
     assert_eq!(r.status, 304);
     assert_eq!(get(&s, "/api/deployments/nope").status, 404);
 
     // PUT rolls back to the first.
-    let r = curl(
-        s.dir(),
-        &[
-            "-X",
-            "PUT",
-            "-u",
-            &auth(),
-            &format!("{}/api/deployments/{id1}", s.base()),
-        ],
-    );
+    let r = request(&s, "PUT", &format!("/api/deployments/{id1}"), &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["active"], true);
     assert_eq!(get(&s, "/api/vfs/version.txt").text(), "one");
 
     // DELETE: the active one is refused, the other goes.
-    let del = |id: &str| {
-        curl(
-            s.dir(),
-            &[
-                "-X",
-                "DELETE",
-                "-u",
-                &auth(),
-                &format!("{}/api/deployments/{id}", s.base()),
-            ],
-        )
-    };
+    let del = |id: &str| request(&s, "DELETE", &format!("/api/deployments/{id}"), &[]);
     let r = del(&id1);
     assert_eq!(r.status, 409);
     assert!(r.text().contains("active"), "{}", r.text());
@@ -345,44 +317,21 @@ fn zipdeploy_records_log_etags_rollback_delete_downloads() {
 
     // Downloads.
     let out = s.dir().join("dl.zip");
-    let r = curl(s.dir(), &["-u", &auth(), &format!("{}/api/zip/", s.base())]);
+    let r = get(&s, "/api/zip/");
     assert_eq!(r.status, 200);
     fs::write(&out, &r.body).unwrap();
     let names = zip_names(&out);
     assert_eq!(names, ["hello/function.json", "host.json", "version.txt"]);
-    let r = curl(
-        s.dir(),
-        &["-u", &auth(), &format!("{}/api/zip/hello/", s.base())],
-    );
+    let r = get(&s, "/api/zip/hello/");
     assert_eq!(r.status, 200);
     fs::write(&out, &r.body).unwrap();
     assert_eq!(zip_names(&out), ["function.json"]);
-    let r = curl(
-        s.dir(),
-        &[
-            "-u",
-            &auth(),
-            &format!(
-                "{}/api/functions/admin/download?includeAppSettings=true",
-                s.base()
-            ),
-        ],
-    );
+    let r = get(&s, "/api/functions/admin/download?includeAppSettings=true");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/zip"));
     fs::write(&out, &r.body).unwrap();
     assert!(zip_names(&out).contains(&"local.settings.json".to_string()));
-    let r = curl(
-        s.dir(),
-        &[
-            "-u",
-            &auth(),
-            &format!(
-                "{}/api/functions/admin/download?includeAppSettings=false",
-                s.base()
-            ),
-        ],
-    );
+    let r = get(&s, "/api/functions/admin/download?includeAppSettings=false");
     assert_eq!(r.status, 200);
     fs::write(&out, &r.body).unwrap();
     assert!(!zip_names(&out).contains(&"local.settings.json".to_string()));
@@ -408,32 +357,15 @@ fn zipdeploy_records_log_etags_rollback_delete_downloads() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), HOST_JSON);
     let etag = r.header("etag").unwrap().to_string();
-    let r = curl(
-        s.dir(),
-        &[
-            "-u",
-            &auth(),
-            "-H",
-            &format!("If-None-Match: {etag}"),
-            &format!("{}/api/vfs/host.json", s.base()),
-        ],
-    );
+    let if_none_match = format!("If-None-Match: {etag}");
+    let r = request(&s, "GET", "/api/vfs/host.json", &["-H", &if_none_match]);
     assert_eq!(r.status, 304);
     assert_eq!(get(&s, "/api/vfs/missing.txt").status, 404);
 
     // isdeploying, unknown routes and methods.
     assert_eq!(get(&s, "/api/isdeploying").json()["value"], "False");
     assert_eq!(get(&s, "/api/nothing").status, 404);
-    let r = curl(
-        s.dir(),
-        &[
-            "-X",
-            "POST",
-            "-u",
-            &auth(),
-            &format!("{}/api/deployments", s.base()),
-        ],
-    );
+    let r = request(&s, "POST", "/api/deployments", &[]);
     assert_eq!(r.status, 405);
 }
 
@@ -578,39 +510,19 @@ fn read_only_mode_and_vfs_edits_make_new_versions() {
     let site = Site::open(&s.home).unwrap();
     site.set_continuous_deployment("demo", "production", Some("https://git.example/repo#main"))
         .unwrap();
-    let put = |path: &str, data: &str, if_match: Option<&str>| {
-        let mut args = vec![
-            "-X".to_string(),
-            "PUT".into(),
-            "-u".into(),
-            auth(),
-            "--data-binary".into(),
-            data.into(),
-        ];
-        if let Some(m) = if_match {
-            args.push("-H".into());
-            args.push(format!("If-Match: {m}"));
-        }
-        args.push(format!("{}{path}", s.base()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(s.dir(), &args)
+    // `If-Match` when given.
+    let if_match = |m: Option<&str>| m.map(|m| format!("If-Match: {m}"));
+    let put = |path: &str, data: &str, m: Option<&str>| {
+        let header = if_match(m);
+        let header = header.iter().flat_map(|h| ["-H", h.as_str()]);
+        let extra: Vec<&str> = header.chain(["--data-binary", data]).collect();
+        request(&s, "PUT", path, &extra)
     };
     for r in [
         deploy(&s, &z, ""),
         put("/api/vfs/new.txt", "x", None),
         put("/api/zip/", "x", None),
-        curl(
-            s.dir(),
-            &[
-                "-X",
-                "DELETE",
-                "-u",
-                &auth(),
-                "-H",
-                "If-Match: *",
-                &format!("{}/api/vfs/version.txt", s.base()),
-            ],
-        ),
+        request(&s, "DELETE", "/api/vfs/version.txt", &["-H", "If-Match: *"]),
     ] {
         assert_eq!(r.status, 409, "{}", r.text());
         assert!(r.text().contains("read-only"), "{}", r.text());
@@ -658,15 +570,10 @@ fn read_only_mode_and_vfs_edits_make_new_versions() {
     assert_eq!(r.json()["status"], 3);
     assert_eq!(get(&s, "/api/vfs/host.json").text(), HOST_JSON);
     // DELETE needs If-Match too; folders need recursive=true.
-    let del = |path: &str, if_match: Option<&str>| {
-        let mut args = vec!["-X".to_string(), "DELETE".into(), "-u".into(), auth()];
-        if let Some(m) = if_match {
-            args.push("-H".into());
-            args.push(format!("If-Match: {m}"));
-        }
-        args.push(format!("{}{path}", s.base()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        curl(s.dir(), &args)
+    let del = |path: &str, m: Option<&str>| {
+        let header = if_match(m);
+        let extra: Vec<&str> = header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+        request(&s, "DELETE", path, &extra)
     };
     assert_eq!(del("/api/vfs/version.txt", None).status, 412);
     assert_eq!(del("/api/vfs/version.txt", Some("*")).status, 204);
@@ -683,18 +590,7 @@ fn read_only_mode_and_vfs_edits_make_new_versions() {
         w.write_all(b"A").unwrap();
         w.finish().unwrap();
     }
-    let r = curl(
-        s.dir(),
-        &[
-            "-X",
-            "PUT",
-            "-u",
-            &auth(),
-            "--data-binary",
-            &format!("@{}", extra.display()),
-            &format!("{}/api/zip/static/", s.base()),
-        ],
-    );
+    let r = send_file(&s, "PUT", "/api/zip/static/", &extra, &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], 4);
     assert_eq!(get(&s, "/api/vfs/static/a.txt").text(), "A");
@@ -765,16 +661,7 @@ fn a_busy_slot_queues_or_refuses_without_waiting() {
     app_zip(&z, "one");
     // Another process holds the slot (as `fnhost deploy` would).
     let lock_path = s.home.join("apps/demo/slots/production/lock");
-    fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
-    let mut lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    lock.lock().unwrap();
-    lock.write_all(b"20990101T000000000000Z-cli123").unwrap();
+    let lock = hold_slot_lock(&lock_path, "20990101T000000000000Z-cli123");
 
     let r = deploy(&s, &z, "?wait=false");
     assert_eq!(r.status, 409, "{}", r.text());
@@ -806,20 +693,8 @@ fn oversize_bodies_and_disconnects_leave_nothing() {
     let r = deploy(&s, &big, "");
     assert_eq!(r.status, 413, "{}", r.text());
     // Chunked, without a length: cut at the limit.
-    let r = curl(
-        s.dir(),
-        &[
-            "-X",
-            "POST",
-            "-u",
-            &auth(),
-            "-H",
-            "Transfer-Encoding: chunked",
-            "--data-binary",
-            &format!("@{}", big.display()),
-            &format!("{}/api/zipdeploy", s.base()),
-        ],
-    );
+    let chunked = ["-H", "Transfer-Encoding: chunked"];
+    let r = send_file(&s, "POST", "/api/zipdeploy", &big, &chunked);
     assert_eq!(r.status, 413, "{}", r.text());
 
     // Half a body, then the client goes away.
@@ -897,12 +772,7 @@ fn a_kudu_deploy_script_works_with_only_the_base_url_changed() {
         .current_dir(s.dir())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = String::from_utf8_lossy(&succeeded(&out).stdout);
     assert!(stdout.contains("Deployment succeeded"), "{stdout}");
     assert_eq!(get(&s, "/api/vfs/version.txt").text(), "scripted");
 }

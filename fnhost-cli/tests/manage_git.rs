@@ -18,7 +18,6 @@ const USER: &str = "deployer";
 
 struct Server {
     manage: Manage,
-    root: String,
     home: PathBuf,
     tmp: tempfile::TempDir,
 }
@@ -30,18 +29,12 @@ impl Server {
         home_with_apps(&home, &[("demo", USER, PASS), ("other", USER, PASS)]);
         fnhost_ok(&home, &["source", "set", "demo", "--local-git"], "");
         let manage = manage(&home, &[]);
-        let root = manage.root.clone();
-        Server {
-            manage,
-            root,
-            home,
-            tmp,
-        }
+        Server { manage, home, tmp }
     }
 
     /// The git URL, with credentials.
     fn url(&self, app: &str, pass: &str) -> String {
-        let hostport = self.root.strip_prefix("http://").unwrap();
+        let hostport = self.manage.root.strip_prefix("http://").unwrap();
         format!("http://{USER}:{pass}@{hostport}/apps/{app}/{app}.git")
     }
 
@@ -76,7 +69,7 @@ fn clone_push_over_http_deploys_the_followed_branch_only() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0]["source_id"], head.as_str());
     assert_eq!(d[0]["deployer"], "local-git");
-    let (status, body) = s.curl(&[&format!("{}/apps/demo/api/vfs/version.txt", s.root)]);
+    let (status, body) = s.curl(&[&format!("{}/apps/demo/api/vfs/version.txt", s.manage.root)]);
     assert_eq!((status, body.as_slice()), (200, &b"v1"[..]));
 
     // Another branch: pushed, not deployed.
@@ -93,7 +86,7 @@ fn clone_push_over_http_deploys_the_followed_branch_only() {
     assert_eq!(d.len(), 2);
     assert_eq!(d[0]["source_id"], id.as_str());
     assert_eq!(d[0]["message"], "second version");
-    let (status, body) = s.curl(&[&format!("{}/apps/demo/api/vfs/version.txt", s.root)]);
+    let (status, body) = s.curl(&[&format!("{}/apps/demo/api/vfs/version.txt", s.manage.root)]);
     assert_eq!((status, body.as_slice()), (200, &b"v2"[..]));
 
     // A fresh clone over HTTP has both branches and the content.
@@ -133,7 +126,7 @@ fn clone_push_over_http_deploys_the_followed_branch_only() {
         "Content-Encoding: gzip",
         "--data-binary",
         &format!("@{}", dir.join("req.gz").display()),
-        &format!("{}/apps/demo/demo.git/git-upload-pack", s.root),
+        &format!("{}/apps/demo/demo.git/git-upload-pack", s.manage.root),
     ]);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(
@@ -145,7 +138,7 @@ fn clone_push_over_http_deploys_the_followed_branch_only() {
     // A slot without a built-in repository: 404 that says how.
     let (status, body) = s.curl(&[&format!(
         "{}/apps/other/other.git/info/refs?service=git-upload-pack",
-        s.root
+        s.manage.root
     )]);
     assert_eq!(status, 404);
     assert!(
@@ -158,11 +151,11 @@ fn clone_push_over_http_deploys_the_followed_branch_only() {
     // Another repository name under the base: 404.
     let (status, _) = s.curl(&[&format!(
         "{}/apps/demo/other.git/info/refs?service=git-upload-pack",
-        s.root
+        s.manage.root
     )]);
     assert_eq!(status, 404);
     // The dumb protocol is not served.
-    let (status, _) = s.curl(&[&format!("{}/apps/demo/demo.git/HEAD", s.root)]);
+    let (status, _) = s.curl(&[&format!("{}/apps/demo/demo.git/HEAD", s.manage.root)]);
     assert_eq!(status, 404);
 
     // Nothing secret in the server's log.

@@ -13,6 +13,7 @@ use fnhost_deploy::Site;
 use serde_json::Value;
 
 mod support;
+use fnhost_testsupport::process::succeeded;
 use fnhost_testsupport::tls::self_signed;
 use support::{PASS, home_with_apps, manage};
 
@@ -57,11 +58,7 @@ fn curl(args: &[&str]) -> Output {
 
 /// The status and body of a curl that succeeded.
 fn ok(out: &Output) -> (u16, String) {
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_string())

@@ -23,7 +23,6 @@ const SECRET: &str = "It's a Secret to Everybody";
 
 struct Server {
     manage: Manage,
-    root: String,
     home: PathBuf,
     src: PathBuf,
     tmp: tempfile::TempDir,
@@ -62,10 +61,8 @@ impl Server {
             "",
         );
         let manage = manage(&home, &[]);
-        let root = manage.root.clone();
         Server {
             manage,
-            root,
             home,
             src,
             tmp,
@@ -100,7 +97,7 @@ impl Server {
             args.push("-H".into());
             args.push(h.clone());
         }
-        args.push(format!("{}/apps/{app}/deploy{query}", self.root));
+        args.push(format!("{}/apps/{app}/deploy{query}", self.manage.root));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.curl(&refs)
     }
@@ -114,7 +111,7 @@ impl Server {
         let r = self.curl(&[
             "-u",
             &format!("{USER}:{PASS}"),
-            &format!("{}/apps/demo/api/vfs/version.txt", self.root),
+            &format!("{}/apps/demo/api/vfs/version.txt", self.manage.root),
         ]);
         assert_eq!(r.status, 200, "{}", r.body);
         r.body
@@ -297,7 +294,7 @@ fn github_push_deploys_other_branches_are_ignored_signatures_checked() {
             "X-GitHub-Event: push".into(),
         ];
         args.extend(data);
-        args.push(format!("{}/apps/demo/deploy", s.root));
+        args.push(format!("{}/apps/demo/deploy", s.manage.root));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = s.curl(&refs);
         assert_eq!(r.status, 200, "{}", r.body);
@@ -354,7 +351,7 @@ fn github_push_deploys_other_branches_are_ignored_signatures_checked() {
         "POST",
         "--data-binary",
         &format!("@{}", file.display()),
-        &format!("{}/apps/demo/deploy", s.root),
+        &format!("{}/apps/demo/deploy", s.manage.root),
     ]);
     assert_eq!(r.status, 401);
 

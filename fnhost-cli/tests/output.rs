@@ -73,11 +73,9 @@ fn both_ways(home: &Path, args: &[&str], volatile: bool) -> Value {
 
 #[test]
 fn every_data_command_prints_one_json_document() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let (v1, v2) = (tmp.path().join("v1"), tmp.path().join("v2"));
-    make_app(&v1, "one");
-    make_app(&v2, "two");
+    let (tmp, home) = scratch_home();
+    let v1 = make_app(&tmp.path().join("v1"), "one");
+    let v2 = make_app(&tmp.path().join("v2"), "two");
     let (v1s, v2s) = (v1.to_str().unwrap(), v2.to_str().unwrap());
 
     // `--json` before the command (the global flag).
@@ -158,8 +156,7 @@ fn every_data_command_prints_one_json_document() {
 
 #[test]
 fn messages_go_to_stderr_and_data_to_stdout() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (_tmp, home) = scratch_home();
     // A confirmation with no data: nothing on stdout.
     for (args, says) in [
         (&["apps", "create", "demo"][..], "created app demo"),
@@ -208,8 +205,7 @@ fn stdout_line(run: &Running, prefix: &str) -> String {
 
 #[test]
 fn serve_and_manage_print_their_address_the_same_way() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
+    let (tmp, home) = scratch_home();
     let app = tmp.path().join("app");
     script_app(&app);
     let apps = app.to_str().unwrap();
@@ -266,10 +262,8 @@ fn json_lines(args: &[&str], stderr: &str) -> Vec<Value> {
 
 #[test]
 fn log_format_json_prints_one_object_a_line_with_the_deployment_span() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, "one");
+    let (tmp, home) = scratch_home();
+    let v1 = make_app(&tmp.path().join("v1"), "one");
     fnhost_ok(&home, &["apps", "create", "demo"], "");
     let args = [
         "--log-format",

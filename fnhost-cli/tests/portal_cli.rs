@@ -7,6 +7,7 @@ mod support;
 
 use std::process::Command;
 
+use fnhost_testsupport::process::succeeded;
 use support::{fnhost, fnhost_stdin, spawn_manage};
 
 #[test]
@@ -15,11 +16,7 @@ fn portal_users_are_added_listed_removed_and_sign_in_to_fnhost_manage() {
     let home = tmp.path().join("home");
     assert!(fnhost(&home, &["apps", "create", "demo"]).status.success());
     let out = fnhost_stdin(&home, &["portal", "users", "add", "ann"], "portal-pass-1\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let list = fnhost(&home, &["portal", "users", "list"]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.starts_with("ann\t"), "{text}");

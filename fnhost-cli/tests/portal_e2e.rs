@@ -22,6 +22,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use fnhost_testsupport::git::git;
+use fnhost_testsupport::process::succeeded;
 use support::{fnhost, fnhost_stdin, write};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
@@ -48,11 +50,7 @@ fn modules() -> PathBuf {
             .args([PLAYWRIGHT, AXE])
             .output()
             .expect("npm is needed to install playwright-core and axe-core for the portal's browser test");
-        assert!(
-            out.status.success(),
-            "npm install {PLAYWRIGHT} {AXE} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
     }
     dir
 }
@@ -74,27 +72,9 @@ fn workers() -> PathBuf {
             .arg(&dir)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "fnhost workers install node failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
     }
     dir
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=e2e", "-c", "user.email=e2e@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git is needed by the portal's browser test");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// One worker in the home's cluster state, registered and heartbeating
@@ -135,11 +115,7 @@ fn a_new_user_develops_tests_deploys_and_rolls_back_in_the_browser() {
         &["portal", "users", "add", "newcomer"],
         "first-pass-1\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(fnhost(&home, &["portal", "users", "list"]).status.success());
     // What the user pushes later: the app with a new version of Hello.
     let repo = tmp.path().join("repo");

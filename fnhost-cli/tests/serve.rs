@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use fnhost_testsupport::process::succeeded;
 use fnhost_testsupport::{Running, http};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
@@ -71,11 +72,7 @@ fn fnhost(args: &[&str]) -> std::process::Output {
 
 fn keys_json(dir: &Path) -> serde_json::Value {
     let out = fnhost(&["keys", "list", dir.to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -170,11 +167,7 @@ fn keys_new_adds_function_and_host_keys() {
     write_app(dir.path());
     let d = dir.path().to_str().unwrap();
     let out = fnhost(&["keys", "new", d, "--function", "hello", "--name", "ci"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let out = fnhost(&["keys", "new", d, "--host", "deploy"]);
     assert!(out.status.success());

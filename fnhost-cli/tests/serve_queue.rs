@@ -21,26 +21,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_fnhost");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_listens_to_queues_and_runs_each_message() {
-    let azurite = Azurite::start().await;
-    let q = azurite.service().queue("jobs");
-    q.create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let app = dir.path();
     // Each run keeps its request; pids are unique while the runs overlap.
-    write_queue_app(
-        app,
-        &azurite,
-        out.path(),
+    let t = QueueApp::start(
         r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2"}}}"#,
         "Jobs",
         "jobs",
         "#!/bin/sh\ncat > \"$JOBS_OUT/$$.json.part\" && mv \"$JOBS_OUT/$$.json.part\" \"$JOBS_OUT/$$-$(date +%s%N).json\"\n",
-    );
+    )
+    .await;
+    let (q, out, app) = (&t.q, &t.out, t.dir.path());
     let (mut child, rx) = start_serve(app, &[]);
     wait_line(&rx, "fnhost: listening to queue jobs for Jobs");
 
-    put_jobs(&q, 5).await;
+    put_jobs(q, 5).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let files = loop {
         let files: Vec<_> = std::fs::read_dir(out.path())
@@ -84,7 +77,41 @@ async fn serve_listens_to_queues_and_runs_each_message() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
-    azurite.stop().await;
+    t.azurite.stop().await;
+}
+
+/// A fresh Azurite with queue `queue`, and an app (in `dir`) whose
+/// function `name` runs `script` for each of its messages, the runs
+/// writing to `out` (see [`write_queue_app`]).
+struct QueueApp {
+    azurite: Azurite,
+    q: fnhost_triggers::storage::QueueClient,
+    dir: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+impl QueueApp {
+    async fn start(host_json: &str, name: &str, queue: &str, script: &str) -> QueueApp {
+        let azurite = Azurite::start().await;
+        let q = azurite.service().queue(queue);
+        q.create().await.unwrap();
+        let (dir, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_queue_app(
+            dir.path(),
+            &azurite,
+            out.path(),
+            host_json,
+            name,
+            queue,
+            script,
+        );
+        QueueApp {
+            azurite,
+            q,
+            dir,
+            out,
+        }
+    }
 }
 
 /// Writes an app whose function `name` runs `script` for each message of
@@ -177,23 +204,16 @@ fn runs(out: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_killed_mid_batch_loses_no_message() {
-    let azurite = Azurite::start().await;
-    let q = azurite.service().queue("work");
-    q.create().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let app = dir.path();
     // Each run takes a while, so the kill finds runs in flight; a run
     // counts once its file is written (renamed into place whole).
-    write_queue_app(
-        app,
-        &azurite,
-        out.path(),
+    let t = QueueApp::start(
         r#"{"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.2", "batchSize": 16}}}"#,
         "Work",
         "work",
         "#!/bin/sh\nbody=$(cat)\nsleep 0.1\nf=\"$JOBS_OUT/$$-$(date +%s%N)\"\nprintf '%s' \"$body\" > \"$f.part\" && mv \"$f.part\" \"$f.json\"\n",
-    );
+    )
+    .await;
+    let (q, out, app) = (&t.q, &t.out, t.dir.path());
     // `fnhost list` shows the listener.
     let listed = Command::new(BIN)
         .arg("list")
@@ -220,14 +240,7 @@ async fn serve_killed_mid_batch_loses_no_message() {
     );
 
     const N: usize = 300;
-    for i in 0..N {
-        q.put(
-            &encode_message(&format!("job {i}"), MessageEncoding::Base64),
-            None,
-        )
-        .await
-        .unwrap();
-    }
+    put_jobs(q, N).await;
     // Received messages of a killed fnhost come back after 2 s, not 10 min.
     let env = [("FNHOST_QUEUE_VISIBILITY", "2")];
     let (mut child, rx) = start_serve(app, &env);
@@ -275,7 +288,7 @@ async fn serve_killed_mid_batch_loses_no_message() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    azurite.stop().await;
+    t.azurite.stop().await;
 }
 
 /// An https queue endpoint (Azurite with a self-signed certificate):

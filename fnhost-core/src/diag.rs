@@ -290,6 +290,13 @@ impl Diagnostics {
         self.items.iter().any(Diagnostic::is_error)
     }
 
+    /// The errors, each as it displays, joined with `"; "` (one line when
+    /// no message spans several).
+    pub fn errors_joined(&self) -> String {
+        let errors: Vec<String> = self.errors().map(ToString::to_string).collect();
+        errors.join("; ")
+    }
+
     /// The number of errors.
     pub fn error_count(&self) -> usize {
         self.errors().count()
@@ -407,5 +414,23 @@ impl DocReporter<'_> {
         message: impl Into<String>,
     ) {
         self.report(Severity::Warning, code, path, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_joined_is_the_errors_in_order_without_the_warnings() {
+        let mut all = Diagnostics::new();
+        all.push(Diagnostic::error(Code::NoTrigger, "no trigger").with_function("a"));
+        all.push(Diagnostic::warning(Code::Excluded, "excluded"));
+        all.push(Diagnostic::error(Code::Schedule, "bad schedule").with_file("b/function.json"));
+        assert_eq!(
+            all.errors_joined(),
+            "error[FH0306]: no trigger; b/function.json: error[FH0501]: bad schedule"
+        );
+        assert_eq!(Diagnostics::new().errors_joined(), "");
     }
 }

@@ -62,12 +62,59 @@
 ///
 /// A method of the list that the trait does not have is a compile error
 /// (`E0407`), as is a signature that differs from the trait's.
+///
+/// # A wrapper that forwards to a field
+///
+/// `impl Trait for Wrapper => field { ... }` writes the impl of a type
+/// that is the value of one of its fields under another name: each method
+/// calls the same method of `self.field`.
+///
+/// ```
+/// pub trait Greeter {
+///     fn greet(&self, who: &str) -> String;
+/// }
+/// struct Plain;
+/// impl Greeter for Plain {
+///     fn greet(&self, who: &str) -> String { format!("hello {who}") }
+/// }
+/// /// `Plain` under another name.
+/// struct Named {
+///     inner: Plain,
+/// }
+/// fnhost_core::forward_impls! {
+///     impl Greeter for Named => inner {
+///         fn greet(&self, who: &str) -> String;
+///     }
+/// }
+/// assert_eq!(Named { inner: Plain }.greet("ada"), "hello ada");
+/// ```
 #[macro_export]
 macro_rules! forward_impls {
     (
         impl<$t:ident> $trait_name:ident for [$($pointer:ty),+ $(,)?] $methods:tt
     ) => {
         $( $crate::forward_impls!(@one $t, $trait_name, $pointer, $methods); )+
+    };
+    (
+        impl $trait_name:ident for $wrapper:ty => $field:ident {
+            $(
+                fn $name:ident $(<$($lifetime:lifetime),+ $(,)?>)?
+                    (&$($self_lifetime:lifetime)? self $(, $arg:ident: $arg_type:ty)* $(,)?)
+                    $(-> $output:ty)?;
+            )*
+        }
+    ) => {
+        #[deny(clippy::missing_trait_methods)]
+        impl $trait_name for $wrapper {
+            $(
+                #[inline]
+                fn $name $(<$($lifetime),+>)?
+                    (&$($self_lifetime)? self $(, $arg: $arg_type)*) $(-> $output)?
+                {
+                    self.$field.$name($($arg),*)
+                }
+            )*
+        }
     };
     (@one $t:ident, $trait_name:ident, $pointer:ty, {
         $(

@@ -193,16 +193,8 @@ impl HotSwap {
         }
         let app = loader.load().map_err(|e| e.to_string())?;
         if !app.is_valid() {
-            let errors: Vec<String> = app
-                .diagnostics()
-                .iter()
-                .filter(|d| d.is_error())
-                .map(ToString::to_string)
-                .collect();
-            return Err(format!(
-                "the app has errors: {}",
-                errors.join("; ").replace('\n', " ")
-            ));
+            let errors = app.diagnostics().errors_joined();
+            return Err(format!("the app has errors: {}", errors.replace('\n', " ")));
         }
         Ok(app)
     }

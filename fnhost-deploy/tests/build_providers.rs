@@ -71,12 +71,21 @@ fn build(
 
 const MINUTES: Duration = Duration::from_secs(240);
 
+/// [`build`] within [`MINUTES`], which must succeed (a failure panics
+/// with the log): the output and the log.
+fn built(provider: &dyn BuildProvider, src: &Path) -> (BuildOutput, Collect) {
+    let (out, log) = build(provider, src, MINUTES);
+    match out {
+        Ok(out) => (out, log),
+        Err(e) => panic!("{e}\n{}", log.text()),
+    }
+}
+
 #[test]
 fn none_is_copy_only() {
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "package.json", "{}");
-    let (out, log) = build(&NoneBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap();
+    let (out, log) = built(&NoneBuild::new(), src.path());
     assert_eq!(out.dir, src.path());
     assert_eq!(out.summary, "copy only");
     assert!(log.text().contains("copy only"));
@@ -87,8 +96,7 @@ fn none_is_copy_only() {
 fn auto_with_nothing_detected_copies_and_says_so() {
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "host.json", "{}");
-    let (out, log) = build(&AutoBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap();
+    let (out, log) = built(&AutoBuild::new(), src.path());
     assert_eq!(out.dir, src.path());
     assert_eq!(out.summary, "copy only (nothing detected)");
     assert!(
@@ -113,8 +121,7 @@ fn auto_npm_ci_with_a_lock_file_and_build_script() {
         r#"{"name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
             "packages": {"": {"name": "app", "version": "1.0.0"}}}"#,
     );
-    let (out, log) = build(&AutoBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
+    let (out, log) = built(&AutoBuild::new(), src.path());
     assert_eq!(out.summary, "npm ci, npm run build");
     assert_eq!(
         fs::read_to_string(src.path().join("built.txt")).unwrap(),
@@ -131,8 +138,7 @@ fn auto_npm_install_without_a_lock_file() {
         "package.json",
         r#"{"name": "app", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}}"#,
     );
-    let (out, log) = build(&AutoBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
+    let (out, _) = built(&AutoBuild::new(), src.path());
     assert_eq!(out.summary, "npm install --omit=dev");
     assert!(
         src.path()
@@ -146,8 +152,7 @@ fn auto_pip_installs_into_python_packages() {
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "requirements.txt", "six==1.16.0\n");
     write(src.path(), "function_app.py", "import six\n");
-    let (out, log) = build(&AutoBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
+    let (out, log) = built(&AutoBuild::new(), src.path());
     assert_eq!(out.summary, "pip install");
     assert!(
         src.path()
@@ -178,8 +183,7 @@ fn auto_cargo_places_the_custom_handler_where_host_json_says() {
         "host.json",
         r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "bin/handler"}}}"#,
     );
-    let (out, log) = build(&AutoBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
+    let (out, _) = built(&AutoBuild::new(), src.path());
     assert_eq!(out.summary, "cargo build --release");
     let exe = src.path().join("bin/handler");
     assert_ne!(fs::metadata(&exe).unwrap().permissions().mode() & 0o111, 0);
@@ -210,8 +214,7 @@ fn pipeline_runs_steps_in_order_with_env_and_deploys_its_folder() {
           "deploy": "dist"
         }"#,
     );
-    let (out, log) = build(&PipelineBuild::new(), src.path(), MINUTES);
-    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", log.text()));
+    let (out, _) = built(&PipelineBuild::new(), src.path());
     assert_eq!(out.dir, src.path().join("dist"));
     assert_eq!(out.summary, "pipeline: prepare, render; deploy dist");
     assert_eq!(
@@ -320,24 +323,24 @@ fn a_timeout_stops_the_build_and_kills_the_process_group() {
 #[test]
 fn invalid_pipelines_are_invalid() {
     let src = tempfile::tempdir().unwrap();
-    let (out, _) = build(&PipelineBuild::new(), src.path(), MINUTES);
-    match out {
-        Err(BuildError::Invalid { message, .. }) => {
-            assert!(message.contains("no fnhost-build.json"), "{message}")
+    // No pipeline file, then a step with a misspelt field.
+    for (pipeline, says) in [
+        (None, "no fnhost-build.json"),
+        (
+            Some(r#"{"steps": [{"name": "x", "comand": "true"}]}"#),
+            "comand",
+        ),
+    ] {
+        if let Some(pipeline) = pipeline {
+            write(src.path(), "fnhost-build.json", pipeline);
         }
-        other => panic!("want Invalid, got {other:?}"),
-    }
-    write(
-        src.path(),
-        "fnhost-build.json",
-        r#"{"steps": [{"name": "x", "comand": "true"}]}"#,
-    );
-    let (out, _) = build(&PipelineBuild::new(), src.path(), MINUTES);
-    match out {
-        Err(BuildError::Invalid { message, .. }) => {
-            assert!(message.contains("comand"), "{message}")
+        let (out, _) = build(&PipelineBuild::new(), src.path(), MINUTES);
+        match out {
+            Err(BuildError::Invalid { message, .. }) => {
+                assert!(message.contains(says), "{message}")
+            }
+            other => panic!("want Invalid, got {other:?}"),
         }
-        other => panic!("want Invalid, got {other:?}"),
     }
     write(
         src.path(),

@@ -18,6 +18,7 @@ use fnhost_deploy::cd::{
 use fnhost_deploy::{Content, DeployRequest, Error, Site, Status};
 use fnhost_testsupport::app::{make_app, write};
 use fnhost_testsupport::git::{commit, git, repo};
+use fnhost_testsupport::process::succeeded;
 
 /// Production of "app" following a repository (a valid app, v1) whose
 /// commit also holds `extra` files and this `fnhost-build.json`, built with
@@ -487,11 +488,7 @@ fn hg(dir: &Path, args: &[&str]) -> String {
         .env("HOME", dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "hg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 

@@ -6,13 +6,15 @@
 #![cfg(all(feature = "server", feature = "testkit"))]
 #![allow(clippy::unwrap_used)] // tests panic on what they do not expect
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use fnhost_deploy::manage::{Limits, Manage, Portal};
 use fnhost_deploy::testkit::ManageThread;
 use fnhost_deploy::{Content, DeployRequest, Site};
+use fnhost_testsupport::git::git;
+use fnhost_testsupport::process::succeeded;
 use fnhost_testsupport::tls::self_signed;
 
 const ADMIN: &str = "ann";
@@ -84,11 +86,7 @@ fn request(method: &str, url: &str, extra: &[&str]) -> Answer {
         .arg(url)
         .output()
         .expect("curl is needed by the portal tests");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -136,6 +134,14 @@ fn admin(s: &Server) -> String {
     let (cookie, a) = sign_in(s, ADMIN, ADMIN_PASS, "");
     assert_eq!(a.status, 303, "{a:?}");
     cookie.unwrap()
+}
+
+/// A plain endpoint ([`start`] with the default limits, no TLS), and the
+/// cookie of the administrator signed in to it.
+fn signed_in() -> (Server, String) {
+    let s = start(Limits::default(), false);
+    let cookie = admin(&s);
+    (s, cookie)
 }
 
 fn get(s: &Server, cookie: &str, path: &str) -> Answer {
@@ -187,6 +193,35 @@ fn deploy(s: &Server, app: &str, author: &str, message: &str) -> String {
         )
         .unwrap();
     out.deployment.id
+}
+
+/// Deploys `demo` twice ([`deploy`]), the second with a file more: the
+/// two deployment ids.
+fn two_deployments(s: &Server) -> (String, String) {
+    let first = deploy(s, "demo", "a", "first");
+    std::fs::write(s.dir.join("src-demo/extra.txt"), "two").unwrap();
+    (first, deploy(s, "demo", "a", "second"))
+}
+
+/// The id of the active deployment of `demo`'s production slot.
+fn active_id(s: &Server) -> String {
+    s.site
+        .active("demo", "production")
+        .unwrap()
+        .unwrap()
+        .deployment
+}
+
+/// Saves `content` to file `path` of function `Hello` with the editor of
+/// the page at `base`.
+fn save_code(s: &Server, cookie: &str, base: &str, path: &str, content: &str) -> Answer {
+    let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let form = format!(
+        "function=Hello&path={}&content={}",
+        encode(path),
+        encode(content)
+    );
+    post(s, cookie, &format!("{base}/code"), &form)
 }
 
 #[test]
@@ -350,8 +385,7 @@ fn deployment_credentials_reach_their_app_only() {
 
 #[test]
 fn cross_site_posts_are_refused_on_the_portal_and_the_api() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     let url = format!("{}/portal/apps", s.base);
     let c = format!("Cookie: {cookie}");
     for headers in [
@@ -391,33 +425,15 @@ fn cross_site_posts_are_refused_on_the_portal_and_the_api() {
     let auth = format!("{DEPLOYER}:{DEPLOY_PASS}");
     let data = format!("@{}", zip.display());
     let api = format!("{}/apps/demo/api/zipdeploy", s.base);
-    let a = request(
-        "POST",
-        &api,
-        &[
-            "-u",
-            &auth,
-            "-H",
-            "Sec-Fetch-Site: cross-site",
-            "--data-binary",
-            &data,
-        ],
-    );
-    assert_eq!(a.status, 403);
-    assert!(s.site.deployments("demo", None).unwrap().is_empty());
-    let a = request(
-        "POST",
-        &api,
-        &[
-            "-u",
-            &auth,
-            "-H",
-            "Origin: https://evil.example",
-            "--data-binary",
-            &data,
-        ],
-    );
-    assert_eq!(a.status, 403);
+    for cross_site in ["Sec-Fetch-Site: cross-site", "Origin: https://evil.example"] {
+        let a = request(
+            "POST",
+            &api,
+            &["-u", &auth, "-H", cross_site, "--data-binary", &data],
+        );
+        assert_eq!(a.status, 403);
+        assert!(s.site.deployments("demo", None).unwrap().is_empty());
+    }
     // curl, CI and git send neither header: they pass the check.
     let a = request(
         "GET",
@@ -429,8 +445,7 @@ fn cross_site_posts_are_refused_on_the_portal_and_the_api() {
 
 #[test]
 fn hostile_values_are_escaped_and_secrets_masked() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     let id = deploy(&s, "demo", HOSTILE, &format!("msg {HOSTILE}"));
     let mut settings = std::collections::BTreeMap::new();
     settings.insert(HOSTILE.to_string(), "setting-secret-value".to_string());
@@ -539,35 +554,18 @@ fn hostile_values_are_escaped_and_secrets_masked() {
 
 #[test]
 fn deployments_roll_back_and_redeploy_and_content_downloads() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
-    let first = deploy(&s, "demo", "a", "first");
-    std::fs::write(s.dir.join("src-demo/extra.txt"), "two").unwrap();
-    let second = deploy(&s, "demo", "a", "second");
-    let active = || {
-        s.site
-            .active("demo", "production")
-            .unwrap()
-            .unwrap()
-            .deployment
-    };
+    let (s, cookie) = signed_in();
+    let (first, second) = two_deployments(&s);
+    let active = || active_id(&s);
     assert_eq!(active(), second);
-    let a = post(
-        &s,
-        &cookie,
-        "/portal/apps/demo/production/deployments/rollback",
-        "",
-    );
-    assert_eq!(a.status, 303);
-    assert_eq!(active(), first);
-    let a = post(
-        &s,
-        &cookie,
-        &format!("/portal/apps/demo/production/deployments/{second}/activate"),
-        "",
-    );
-    assert_eq!(a.status, 303);
-    assert_eq!(active(), second);
+    // Back to the first, then the second again.
+    let deployments = "/portal/apps/demo/production/deployments";
+    let activate = format!("{second}/activate");
+    for (action, then) in [("rollback", &first), (activate.as_str(), &second)] {
+        let a = post(&s, &cookie, &format!("{deployments}/{action}"), "");
+        assert_eq!(a.status, 303);
+        assert_eq!(&active(), then);
+    }
     let log = get(
         &s,
         &cookie,
@@ -592,8 +590,7 @@ fn deployments_roll_back_and_redeploy_and_content_downloads() {
 
 #[test]
 fn the_editor_saves_a_new_deployment_and_shows_diagnostics_at_their_line() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     let first = deploy(&s, "demo", "a", "first");
     let base = "/portal/apps/demo/production";
     let page = get(&s, &cookie, &format!("{base}/code?function=Hello"));
@@ -603,11 +600,7 @@ fn the_editor_saves_a_new_deployment_and_shows_diagnostics_at_their_line() {
         "the script is in the editor"
     );
     let body = "module.exports = async () => ({ body: 'edited' });";
-    let form = format!(
-        "function=Hello&path=Hello%2Findex.js&content={}",
-        form_urlencoded::byte_serialize(body.as_bytes()).collect::<String>()
-    );
-    let a = post(&s, &cookie, &format!("{base}/code"), &form);
+    let a = save_code(&s, &cookie, base, "Hello/index.js", body);
     assert_eq!(a.status, 303, "{}", a.body);
     let active = s.site.active("demo", "production").unwrap().unwrap();
     assert_ne!(active.deployment, first, "a new deployment");
@@ -622,29 +615,17 @@ fn the_editor_saves_a_new_deployment_and_shows_diagnostics_at_their_line() {
 
     // A function.json that is not JSON: refused, the problem at its line.
     let bad = "{\n  \"bindings\": [\n    {\"type\": \"httpTrigger\",,}\n  ]\n}";
-    let form = format!(
-        "function=Hello&path=Hello%2Ffunction.json&content={}",
-        form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
-    );
-    let a = post(&s, &cookie, &format!("{base}/code"), &form);
+    let a = save_code(&s, &cookie, base, "Hello/function.json", bad);
     assert_eq!(a.status, 422);
     assert!(a.body.contains("line 3</a>: not valid JSON"), "{}", a.body);
     // Valid JSON the validator refuses: its diagnostic at its line.
     let bad = "{\n  \"bindings\": [\n    {\"type\": \"httpTrigger\", \"direction\": \"in\", \"name\": \"req\", \"authLevel\": \"sometimes\"}\n  ]\n}";
-    let form = format!(
-        "function=Hello&path=Hello%2Ffunction.json&content={}",
-        form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
-    );
-    let a = post(&s, &cookie, &format!("{base}/code"), &form);
+    let a = save_code(&s, &cookie, base, "Hello/function.json", bad);
     assert_eq!(a.status, 422, "{}", a.body);
     assert!(a.body.contains("data-test=\"diagnostics\""), "{}", a.body);
     assert!(unescape(&a.body).contains("sometimes"), "{}", a.body);
     assert_eq!(
-        s.site
-            .active("demo", "production")
-            .unwrap()
-            .unwrap()
-            .deployment,
+        active_id(&s),
         active.deployment,
         "nothing broken was activated"
     );
@@ -652,8 +633,7 @@ fn the_editor_saves_a_new_deployment_and_shows_diagnostics_at_their_line() {
 
 #[test]
 fn files_are_listed_escaped_downloaded_and_uploaded_as_deployments() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     std::fs::create_dir_all(s.dir.join("src-demo")).unwrap();
     std::fs::write(s.dir.join("src-demo").join(HOSTILE_FILE), "<b>bold</b>").unwrap();
     deploy(&s, "demo", "a", "first");
@@ -722,11 +702,8 @@ fn files_are_listed_escaped_downloaded_and_uploaded_as_deployments() {
 
 #[test]
 fn a_read_only_slot_refuses_every_content_change_with_the_reason() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
-    let first = deploy(&s, "demo", "a", "first");
-    std::fs::write(s.dir.join("src-demo/extra.txt"), "two").unwrap();
-    let second = deploy(&s, "demo", "a", "second");
+    let (s, cookie) = signed_in();
+    let (first, second) = two_deployments(&s);
     let source = "https://git.example/repo.git#main";
     s.site
         .set_continuous_deployment("demo", "production", Some(source))
@@ -775,14 +752,7 @@ fn a_read_only_slot_refuses_every_content_change_with_the_reason() {
         assert_eq!(a.status, 409, "{a:?}");
         assert!(unescape(&a.body).contains(source), "{}", a.body);
     }
-    assert_eq!(
-        s.site
-            .active("demo", "production")
-            .unwrap()
-            .unwrap()
-            .deployment,
-        second
-    );
+    assert_eq!(active_id(&s), second);
     assert_eq!(
         s.site.deployments("demo", None).unwrap().len(),
         2,
@@ -793,14 +763,7 @@ fn a_read_only_slot_refuses_every_content_change_with_the_reason() {
         post(&s, &cookie, &format!("{base}/deployments/rollback"), "").status,
         303
     );
-    assert_eq!(
-        s.site
-            .active("demo", "production")
-            .unwrap()
-            .unwrap()
-            .deployment,
-        first
-    );
+    assert_eq!(active_id(&s), first);
 }
 
 /// An open log stream read over raw TCP.
@@ -859,8 +822,7 @@ impl Stream {
 
 #[test]
 fn the_log_stream_resumes_after_a_reconnect_without_loss_or_repeat() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     let auth = format!("{DEPLOYER}:{DEPLOY_PASS}");
     let api = |marker: &str| {
         let url = format!("{}/apps/demo/api/deployments/{marker}", s.base);
@@ -907,33 +869,23 @@ fn the_log_stream_resumes_after_a_reconnect_without_loss_or_repeat() {
 
 #[test]
 fn new_functions_come_from_the_templates_as_deployments() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     // Nothing deployed yet: the app is made too, in the language chosen.
     let base = "/portal/apps/other/production";
     let page = get(&s, &cookie, &format!("{base}/new"));
     assert!(page.body.contains("<option value=\"http\">"));
-    let a = post(
-        &s,
-        &cookie,
-        &format!("{base}/new"),
-        "template=http&name=Hi&runtime=python",
-    );
-    assert_eq!(a.status, 303, "{}", a.body);
-    let active = s.site.active_path("other", "production").unwrap();
-    assert!(active.join("host.json").is_file());
-    let app = std::fs::read_to_string(active.join("function_app.py")).unwrap();
+    // The function app the template made (it must be made).
+    let made = |form: &str| {
+        let a = post(&s, &cookie, &format!("{base}/new"), form);
+        assert_eq!(a.status, 303, "{}", a.body);
+        let active = s.site.active_path("other", "production").unwrap();
+        assert!(active.join("host.json").is_file());
+        std::fs::read_to_string(active.join("function_app.py")).unwrap()
+    };
+    let app = made("template=http&name=Hi&runtime=python");
     assert!(app.contains("def Hi") || app.contains("\"Hi\""), "{app}");
     // A second one is added beside it.
-    let a = post(
-        &s,
-        &cookie,
-        &format!("{base}/new"),
-        "template=timer&name=Tick",
-    );
-    assert_eq!(a.status, 303, "{}", a.body);
-    let active = s.site.active_path("other", "production").unwrap();
-    let app = std::fs::read_to_string(active.join("function_app.py")).unwrap();
+    let app = made("template=timer&name=Tick");
     assert!(app.contains("Hi") && app.contains("Tick"), "{app}");
     // The same name again: refused, saying why.
     let a = post(&s, &cookie, &format!("{base}/new"), "template=http&name=Hi");
@@ -942,8 +894,7 @@ fn new_functions_come_from_the_templates_as_deployments() {
 
 #[test]
 fn test_run_answers_through_the_server_with_the_invocation_log_escaped() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     let dir = s.dir.join("src-run");
     let f = dir.join("Echo");
     std::fs::create_dir_all(&f).unwrap();
@@ -994,25 +945,9 @@ fn test_run_answers_through_the_server_with_the_invocation_log_escaped() {
     );
 }
 
-/// Runs git in `dir`.
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git is needed by the Deployment Center test");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_deployment_center_connects_a_git_source_in_six_steps() {
-    let s = start(Limits::default(), false);
-    let cookie = admin(&s);
+    let (s, cookie) = signed_in();
     deploy(&s, "demo", "a", "first");
     // A repository with the app on main.
     let repo = s.dir.join("repo");

@@ -28,8 +28,9 @@ fn write(path: &Path, data: &str) {
     fs::write(path, data).unwrap();
 }
 
-/// A valid app with `n` extra files whose content depends on `version`.
-fn make_app(dir: &Path, n: usize, version: &str) {
+/// A valid app with `n` extra files whose content depends on `version`;
+/// `dir`.
+fn make_app(dir: &Path, n: usize, version: &str) -> PathBuf {
     write(&dir.join("host.json"), HOST_JSON);
     write(&dir.join("hello/function.json"), HTTP_FUNCTION);
     write(&dir.join("local.settings.json"), r#"{"Values":{}}"#);
@@ -44,12 +45,58 @@ fn make_app(dir: &Path, n: usize, version: &str) {
         &format!("#!/bin/sh\necho {version}\n"),
     );
     fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+    dir.to_path_buf()
 }
 
-fn site(home: &Path) -> Site {
-    let s = Site::open(home).unwrap();
-    s.create_app("app").unwrap();
-    s
+/// A scratch folder, its `home` and a site there with app `app`.
+fn scratch() -> (tempfile::TempDir, PathBuf, Site) {
+    scratch_with(|site| site)
+}
+
+/// [`scratch`] with the site as `configure` makes it.
+fn scratch_with(configure: impl FnOnce(Site) -> Site) -> (tempfile::TempDir, PathBuf, Site) {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let site = configure(Site::open(&home).unwrap());
+    site.create_app("app").unwrap();
+    (tmp, home, site)
+}
+
+/// The id of the active deployment of `app`'s production slot.
+fn active_id(site: &Site) -> String {
+    site.active("app", "production")
+        .unwrap()
+        .unwrap()
+        .deployment
+}
+
+/// What a user sees of the active folder of `app`'s production slot.
+fn active_snapshot(site: &Site) -> (BTreeMap<String, String>, bool) {
+    snapshot(&site.active_path("app", "production").unwrap())
+}
+
+/// Checks that fsck (of `app`, or of everything) finds nothing wrong.
+fn assert_sound(site: &Site, app: Option<&str>) {
+    let report = site.fsck(app).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+/// The log of the newest deployment of `app`, as text.
+fn newest_log(site: &Site) -> String {
+    format!("{:?}", site.deployments("app", None).unwrap()[0].log)
+}
+
+/// Makes an app in `dir` ([`make_app`]) and deploys it (with `version` as
+/// its message): the folder and the deployment.
+fn deploy_new(
+    site: &Site,
+    dir: &Path,
+    n: usize,
+    version: &str,
+) -> (PathBuf, fnhost_deploy::Deployment) {
+    let dir = make_app(dir, n, version);
+    let deployment = deploy_dir(site, &dir, version).unwrap().deployment;
+    (dir, deployment)
 }
 
 fn deploy_dir(
@@ -62,14 +109,16 @@ fn deploy_dir(
 
 #[test]
 fn deploy_redeploy_rollback_and_swap() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site(&tmp.path().join("home"));
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, 50, "one");
-    write(&v1.join(".funcignore"), "*.log\nsecret/\n");
-    write(&v1.join("debug.log"), "x");
-    write(&v1.join("secret/key"), "x");
-    write(&v1.join(".git/HEAD"), "x");
+    let (tmp, _, site) = scratch();
+    let v1 = make_app(&tmp.path().join("v1"), 50, "one");
+    for (rel, data) in [
+        (".funcignore", "*.log\nsecret/\n"),
+        ("debug.log", "x"),
+        ("secret/key", "x"),
+        (".git/HEAD", "x"),
+    ] {
+        write(&v1.join(rel), data);
+    }
     // Files changed within the last second are always hashed again (their
     // time stamps cannot tell a later change apart); let them age.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -141,8 +190,7 @@ fn deploy_redeploy_rollback_and_swap() {
     ));
 
     // Staging, then swap.
-    let v2 = tmp.path().join("v2");
-    make_app(&v2, 3, "two");
+    let v2 = make_app(&tmp.path().join("v2"), 3, "two");
     let staged = site
         .deploy(
             DeployRequest::new("app", Content::Folder(v2.clone()))
@@ -151,13 +199,7 @@ fn deploy_redeploy_rollback_and_swap() {
         )
         .unwrap();
     site.swap("app", "production", "staging").unwrap();
-    assert_eq!(
-        site.active("app", "production")
-            .unwrap()
-            .unwrap()
-            .deployment,
-        staged.deployment.id
-    );
+    assert_eq!(active_id(&site), staged.deployment.id);
     assert_eq!(
         site.active("app", "staging").unwrap().unwrap().deployment,
         d1.id
@@ -171,20 +213,15 @@ fn deploy_redeploy_rollback_and_swap() {
     // Newest first.
     assert!(listed.windows(2).all(|w| w[0].id > w[1].id));
 
-    let report = site.fsck(None).unwrap();
-    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_sound(&site, None);
 }
 
 #[test]
 fn broken_app_is_never_activated() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site(&tmp.path().join("home"));
-    let good = tmp.path().join("good");
-    make_app(&good, 2, "good");
-    let d1 = deploy_dir(&site, &good, "good").unwrap().deployment;
+    let (tmp, _, site) = scratch();
+    let (_, d1) = deploy_new(&site, &tmp.path().join("good"), 2, "good");
 
-    let bad = tmp.path().join("bad");
-    make_app(&bad, 2, "bad");
+    let bad = make_app(&tmp.path().join("bad"), 2, "bad");
     write(&bad.join("hello/function.json"), "{ \"bindings\": [ {");
     let err = deploy_dir(&site, &bad, "bad").unwrap_err();
     let Error::DeploymentFailed { id, reason, .. } = &err else {
@@ -199,13 +236,7 @@ fn broken_app_is_never_activated() {
             .iter()
             .any(|l| l.message.contains("hello/function.json:"))
     );
-    assert_eq!(
-        site.active("app", "production")
-            .unwrap()
-            .unwrap()
-            .deployment,
-        d1.id
-    );
+    assert_eq!(active_id(&site), d1.id);
     // Nothing of it is kept: not its folder, nor its manifest (written on a
     // thread while the app was validated, and waited for before the
     // failed deployment is cleaned up).
@@ -216,7 +247,7 @@ fn broken_app_is_never_activated() {
             .unwrap()
     );
     assert!(!tmp.path().join("home/apps/app/content").join(id).exists());
-    assert!(site.fsck(Some("app")).unwrap().is_ok());
+    assert_sound(&site, Some("app"));
 }
 
 fn zip_of(path: &Path, entries: &[(&str, &[u8], u32)]) {
@@ -236,8 +267,7 @@ fn zip_of(path: &Path, entries: &[(&str, &[u8], u32)]) {
 
 #[test]
 fn zips_good_and_bad() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site(&tmp.path().join("home"));
+    let (tmp, _, site) = scratch();
     let good = tmp.path().join("good.zip");
     zip_of(
         &good,
@@ -314,11 +344,7 @@ fn zips_good_and_bad() {
     let err = site
         .deploy(DeployRequest::new("app", Content::Zip(path)))
         .unwrap_err();
-    assert!(
-        format!("{:?}", site.deployments("app", None).unwrap()[0].log)
-            .contains("leaves the app folder"),
-        "{err}"
-    );
+    assert!(newest_log(&site).contains("leaves the app folder"), "{err}");
 
     // A duplicate name in the central directory.
     let path = tmp.path().join("dup-exact.zip");
@@ -384,21 +410,11 @@ fn zips_good_and_bad() {
     let err = site
         .deploy(DeployRequest::new("app", Content::Zip(bomb)))
         .unwrap_err();
-    assert!(
-        format!("{:?}", site.deployments("app", None).unwrap()[0].log).contains("zip bomb"),
-        "{err}"
-    );
+    assert!(newest_log(&site).contains("zip bomb"), "{err}");
 
     // Through all that, the first zip stayed active and nothing is damaged.
-    assert_eq!(
-        site.active("app", "production")
-            .unwrap()
-            .unwrap()
-            .deployment,
-        ok.deployment.id
-    );
-    let report = site.fsck(None).unwrap();
-    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(active_id(&site), ok.deployment.id);
+    assert_sound(&site, None);
 }
 
 /// A store that fails every write after `budget` writes (a full disk).
@@ -473,15 +489,10 @@ impl Store for FullDisk {
 
 #[test]
 fn a_full_disk_fails_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, 20, "one");
-    let d1 = deploy_dir(&site, &v1, "one").unwrap().deployment;
+    let (tmp, home, site) = scratch();
+    let (_, d1) = deploy_new(&site, &tmp.path().join("v1"), 20, "one");
 
-    let v2 = tmp.path().join("v2");
-    make_app(&v2, 20, "two");
+    let v2 = make_app(&tmp.path().join("v2"), 20, "two");
     for budget in [0, 5, 16] {
         let full = Arc::new(FullDisk {
             inner: FsStore::open(home.join("store")).unwrap(),
@@ -496,30 +507,20 @@ fn a_full_disk_fails_cleanly() {
         };
         assert!(reason.contains("No space left"), "{reason}");
         assert_eq!(site.deployment("app", id).unwrap().status, Status::Failed);
-        assert_eq!(
-            site.active("app", "production")
-                .unwrap()
-                .unwrap()
-                .deployment,
-            d1.id
-        );
-        let report = site.fsck(None).unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(active_id(&site), d1.id);
+        assert_sound(&site, None);
     }
     // With room again, it goes through.
     let d2 = deploy_dir(&site, &v2, "two").unwrap().deployment;
     assert_eq!(d2.status, Status::Success);
     site.gc().unwrap();
-    assert!(site.fsck(None).unwrap().is_ok());
+    assert_sound(&site, None);
 }
 
 #[test]
 fn read_only_folder_fails_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, 2, "one");
+    let (tmp, _, site) = scratch();
+    let v1 = make_app(&tmp.path().join("v1"), 2, "one");
     let unreadable = v1.join("lib/0/f0.txt");
     fs::set_permissions(&unreadable, fs::Permissions::from_mode(0o000)).unwrap();
     // Root reads anything; only check the error path when it applies.
@@ -533,10 +534,8 @@ fn read_only_folder_fails_cleanly() {
 
 #[test]
 fn busy_slot_and_read_only_mode() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site(&tmp.path().join("home"));
-    let v1 = tmp.path().join("v1");
-    make_app(&v1, 2, "one");
+    let (tmp, _, site) = scratch();
+    let v1 = make_app(&tmp.path().join("v1"), 2, "one");
     // Hold the slot's lock as a running deployment would.
     let lock_path = tmp.path().join("home/apps/app/slots/production/lock");
     let holder = hold_slot_lock(&lock_path, "20990101T000000000000Z-abc");
@@ -577,9 +576,7 @@ fn busy_slot_and_read_only_mode() {
 
 #[test]
 fn two_deployments_at_once_take_turns() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
+    let (tmp, home, site) = scratch();
     let dirs: Vec<PathBuf> = (0..4)
         .map(|i| {
             let d = tmp.path().join(format!("v{i}"));
@@ -601,15 +598,12 @@ fn two_deployments_at_once_take_turns() {
     assert_eq!(all.len(), 4);
     assert!(all.iter().all(|d| d.status == Status::Success));
     assert_eq!(all.iter().filter(|d| d.active).count(), 1);
-    assert!(site.fsck(None).unwrap().is_ok());
+    assert_sound(&site, None);
 }
 
 #[test]
 fn retention_keeps_the_last_n() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = Site::open(&home).unwrap().with_retention(3);
-    site.create_app("app").unwrap();
+    let (tmp, home, site) = scratch_with(|site| site.with_retention(3));
     let v = tmp.path().join("v");
     let mut ids = Vec::new();
     for i in 0..6 {
@@ -628,17 +622,13 @@ fn retention_keeps_the_last_n() {
         3
     );
     assert_eq!(site.store().manifests().unwrap().len(), 3);
-    assert!(site.fsck(None).unwrap().is_ok());
+    assert_sound(&site, None);
 }
 
 #[test]
 fn fsck_finds_damage() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
-    let v = tmp.path().join("v");
-    make_app(&v, 3, "v");
-    let d = deploy_dir(&site, &v, "x").unwrap().deployment;
+    let (tmp, home, site) = scratch();
+    let (_, d) = deploy_new(&site, &tmp.path().join("v"), 3, "v");
     let manifest = site.manifest("app", &d.id).unwrap();
     let entry = manifest.get("host.json").unwrap();
     let store = FsStore::open(home.join("store")).unwrap();
@@ -663,9 +653,7 @@ fn fsck_finds_damage() {
 
 #[test]
 fn credentials_are_hashed_and_private() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
+    let (_tmp, home, site) = scratch();
     assert!(site.check_credentials("app", "ada", "x").is_err());
     site.set_credentials("app", "ada", "correct horse battery")
         .unwrap();
@@ -700,10 +688,8 @@ fn credentials_are_hashed_and_private() {
 
 #[test]
 fn download_is_deterministic_and_export_makes_a_repository() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site(&tmp.path().join("home"));
-    let v = tmp.path().join("v");
-    make_app(&v, 5, "v");
+    let (tmp, _, site) = scratch();
+    let v = make_app(&tmp.path().join("v"), 5, "v");
     deploy_dir(&site, &v, "content").unwrap();
     let a = tmp.path().join("a.zip");
     let b = tmp.path().join("b.zip");
@@ -760,12 +746,7 @@ fn download_is_deterministic_and_export_makes_a_repository() {
 
 #[test]
 fn durability_process_mode_and_app_deletion() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = Site::open(&home)
-        .unwrap()
-        .with_durability(Durability::Process);
-    site.create_app("app").unwrap();
+    let (tmp, _, site) = scratch_with(|site| site.with_durability(Durability::Process));
     assert!(matches!(
         site.create_app("app"),
         Err(Error::AppExists { .. })
@@ -774,8 +755,7 @@ fn durability_process_mode_and_app_deletion() {
         site.create_app("bad/name"),
         Err(Error::InvalidName { .. })
     ));
-    let v = tmp.path().join("v");
-    make_app(&v, 3, "v");
+    let v = make_app(&tmp.path().join("v"), 3, "v");
     deploy_dir(&site, &v, "x").unwrap();
     assert_eq!(site.apps().unwrap().len(), 1);
     site.delete_app("app").unwrap();
@@ -828,12 +808,8 @@ fn log_mentions(d: &fnhost_deploy::Deployment, what: &str) -> bool {
 
 #[test]
 fn spare_folders_apply_only_the_difference_and_stay_exact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = Site::open(&home).unwrap().with_retention(3);
-    site.create_app("app").unwrap();
-    let v = tmp.path().join("v");
-    make_app(&v, 60, "one");
+    let (tmp, home, site) = scratch_with(|site| site.with_retention(3));
+    let v = make_app(&tmp.path().join("v"), 60, "one");
     write(&v.join("x"), "a file that becomes a folder");
     write(&v.join("a/b/c.txt"), "a folder that becomes a file");
     write(&v.join("gone/deep/file"), "a folder that goes");
@@ -841,10 +817,7 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     std::os::unix::fs::symlink("lib/0/f0.txt", v.join("link")).unwrap();
     let d1 = deploy_dir(&site, &v, "one").unwrap().deployment;
     let v1 = expected(&v);
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        v1
-    );
+    assert_eq!(active_snapshot(&site), v1);
     // A slot's first deployment leaves a spare, made on a thread of its own
     // once the deployment is active; the second starts from it (and leaves
     // one in turn).
@@ -881,19 +854,13 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     );
     let v2 = expected(&v);
     assert_ne!(v1, v2);
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        v2
-    );
+    assert_eq!(active_snapshot(&site), v2);
     // The first deployment's folder is untouched, and rolling back to it is
     // exact.
     site.rollback("app", "production", Some(&d1.id)).unwrap();
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        v1
-    );
+    assert_eq!(active_snapshot(&site), v1);
     site.rollback("app", "production", Some(&d2.id)).unwrap();
-    assert!(site.fsck(None).unwrap().is_ok());
+    assert_sound(&site, None);
 
     // Retention (3) now drops a deployment with each new one; its folder is
     // the next spare. Every retained folder stays equal to what was deployed.
@@ -921,10 +888,7 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     make_app(&v, 60, "three");
     let d = deploy_dir(&site, &v, "most files").unwrap().deployment;
     assert!(!log_mentions(&d, "spare folder"), "{:?}", d.log);
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        expected(&v)
-    );
+    assert_eq!(active_snapshot(&site), expected(&v));
 
     // A damaged spare is found by fsck, then ignored and replaced.
     let spare = home.join("apps/app/slots/production/spare");
@@ -938,11 +902,8 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
     write(&v.join("lib/0/f0.txt"), "after damage");
     let d = deploy_dir(&site, &v, "after damage").unwrap().deployment;
     assert!(!log_mentions(&d, "spare folder"), "{:?}", d.log);
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        expected(&v)
-    );
-    assert!(site.fsck(None).unwrap().is_ok());
+    assert_eq!(active_snapshot(&site), expected(&v));
+    assert_sound(&site, None);
     // A spare folder missing a file is damage too.
     let tree = spare.join("tree");
     fs::set_permissions(&tree, fs::Permissions::from_mode(0o755)).unwrap();
@@ -960,10 +921,7 @@ fn spare_folders_apply_only_the_difference_and_stay_exact() {
 
 #[test]
 fn garbage_collection_after_retention_is_amortised() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = Site::open(&home).unwrap().with_retention(1);
-    site.create_app("app").unwrap();
+    let (tmp, home, site) = scratch_with(|site| site.with_retention(1));
     let v = tmp.path().join("v");
     // Blobs the remaining manifests use.
     let used = |site: &Site| {
@@ -987,7 +945,7 @@ fn garbage_collection_after_retention_is_amortised() {
     }
     // The GC_EVERY-th drop collected them all.
     assert_eq!(blobs(&site), used(&site));
-    assert!(site.fsck(None).unwrap().is_ok());
+    assert_sound(&site, None);
     // `gc` collects at once.
     make_app(&v, 3, "after");
     deploy_dir(&site, &v, "x").unwrap();
@@ -1012,13 +970,11 @@ fn garbage_collection_after_retention_is_amortised() {
 #[test]
 fn a_folder_made_from_nothing_is_written_while_storing_and_shares_its_files_with_the_store() {
     use std::os::unix::fs::MetadataExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
-    let v = tmp.path().join("v");
-    make_app(&v, 20, "one");
-    write(&v.join("same/a.txt"), "twins");
-    write(&v.join("same/b.txt"), "twins");
+    let (tmp, home, site) = scratch();
+    let v = make_app(&tmp.path().join("v"), 20, "one");
+    for twin in ["same/a.txt", "same/b.txt"] {
+        write(&v.join(twin), "twins");
+    }
     std::os::unix::fs::symlink("lib/0/f0.txt", v.join("link")).unwrap();
     // Larger than what is read into memory at once.
     let big: Vec<u8> = (0..5 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
@@ -1060,8 +1016,7 @@ fn a_folder_made_from_nothing_is_written_while_storing_and_shares_its_files_with
         0o444
     );
     // Nothing is damaged, and every file of the manifest is stored.
-    let report = site.fsck(Some("app")).unwrap();
-    assert!(report.is_ok(), "{report:?}");
+    assert_sound(&site, Some("app"));
     let manifest = site
         .store()
         .manifest(&ManifestKey::new("app", &d.id))
@@ -1103,16 +1058,13 @@ fn a_folder_made_from_nothing_is_written_while_storing_and_shares_its_files_with
     );
     let active = site.active_path("app", "production").unwrap();
     assert_eq!(snapshot(&active), expected(&v));
-    let report = site.fsck(Some("app")).unwrap();
-    assert!(report.is_ok(), "{report:?}");
+    assert_sound(&site, Some("app"));
 }
 
 #[test]
 fn the_next_spare_is_made_after_the_call_and_a_deployment_right_after_uses_it_even_without_waiting()
 {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
+    let (tmp, home, site) = scratch();
     let v = tmp.path().join("v");
     // Enough files that making a spare takes a while.
     make_app(&v, 3000, "one");
@@ -1133,13 +1085,9 @@ fn the_next_spare_is_made_after_the_call_and_a_deployment_right_after_uses_it_ev
         "{:?}",
         three.deployment.log
     );
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        expected(&v)
-    );
+    assert_eq!(active_snapshot(&site), expected(&v));
     site.settle();
-    let report = site.fsck(Some("app")).unwrap();
-    assert!(report.is_ok(), "{report:?}");
+    assert_sound(&site, Some("app"));
     // What was left of the spare the deployment took (its manifest) is
     // removed after the call, not left to pile up.
     let tmp_dir = home.join("apps/app/slots/production/tmp");
@@ -1178,11 +1126,8 @@ impl fnhost_deploy::Observer for Heard {
 
 #[test]
 fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_nothing_else_is() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
-    let v = tmp.path().join("v");
-    make_app(&v, 30, "one");
+    let (tmp, _, site) = scratch();
+    let v = make_app(&tmp.path().join("v"), 30, "one");
     write(&v.join(".funcignore"), "*.log\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let d1 = deploy_dir(&site, &v, "one").unwrap().deployment;
@@ -1233,10 +1178,7 @@ fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_n
     fs::write(&gone, &kept).unwrap();
     let d3 = deploy_dir(&site, &v, "back").unwrap();
     assert!(!d3.unchanged);
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        want()
-    );
+    assert_eq!(active_snapshot(&site), want());
 
     // After a rollback to the second, the folder (cached as the third) is
     // compared in full, and deployed again.
@@ -1244,10 +1186,7 @@ fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_n
         .unwrap();
     let d4 = deploy_dir(&site, &v, "after rollback").unwrap();
     assert!(!d4.unchanged, "the active deployment lacks a file");
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        want()
-    );
+    assert_eq!(active_snapshot(&site), want());
 
     // A link is not in the stat cache: a folder with one is compared in
     // full (and found unchanged).
@@ -1275,12 +1214,8 @@ fn a_folder_as_the_stat_cache_describes_the_active_deployment_is_unchanged_and_n
 
 #[test]
 fn a_stat_cache_whose_deployment_is_gone_is_checked_against_the_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let site = site(&home);
-    let v = tmp.path().join("v");
-    make_app(&v, 20, "one");
-    let d1 = deploy_dir(&site, &v, "one").unwrap().deployment;
+    let (tmp, _, site) = scratch();
+    let (v, d1) = deploy_new(&site, &tmp.path().join("v"), 20, "one");
     make_app(&v, 20, "two");
     // Old enough for the stat cache to vouch for them.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -1300,10 +1235,6 @@ fn a_stat_cache_whose_deployment_is_gone_is_checked_against_the_store() {
         "the 20 files and the handler: {}",
         d3.hashed
     );
-    assert_eq!(
-        snapshot(&site.active_path("app", "production").unwrap()),
-        expected(&v)
-    );
-    let report = site.fsck(Some("app")).unwrap();
-    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(active_snapshot(&site), expected(&v));
+    assert_sound(&site, Some("app"));
 }

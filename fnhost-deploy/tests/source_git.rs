@@ -126,6 +126,19 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// Starts `cmd` (its input and output closed) and waits until something
+/// listens on `port`.
+fn spawn_listening(mut cmd: Command, port: u16) -> Child {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    child
+}
+
 /// A `git daemon` on 127.0.0.1, killed on drop.
 struct Daemon {
     child: Child,
@@ -135,20 +148,16 @@ struct Daemon {
 impl Daemon {
     fn start(base: &Path) -> Daemon {
         let port = free_port();
-        let child = Command::new("git")
+        let mut daemon = Command::new("git");
+        daemon
             .arg("daemon")
             .arg("--export-all")
             .arg(format!("--base-path={}", base.display()))
             .arg(format!("--port={port}"))
             .arg("--listen=127.0.0.1")
             .arg("--reuseaddr")
-            .arg(base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
+            .arg(base);
+        let child = spawn_listening(daemon, port);
         Daemon { child, port }
     }
 }
@@ -422,32 +431,25 @@ fn http_with_basic_auth_conforms_and_refuses_a_wrong_password() {
     let unset = SourceSpec::new(&url)
         .with_option("username", "deployer")
         .with_option("password_env", "FNHOST_TEST_GIT_UNSET_PASSWORD");
-    match git.head(&unset) {
-        Err(SourceError::Auth { message, .. }) => {
-            assert!(
-                message.contains("FNHOST_TEST_GIT_UNSET_PASSWORD"),
-                "{message}"
-            )
-        }
+    // What `head` says of the credentials of `spec`, which it refuses.
+    let refused = |spec: &SourceSpec| match git.head(spec) {
+        Err(e @ SourceError::Auth { .. }) => e.to_string(),
         other => panic!("want Auth, got {other:?}"),
-    }
+    };
+    let message = refused(&unset);
+    assert!(
+        message.contains("FNHOST_TEST_GIT_UNSET_PASSWORD"),
+        "{message}"
+    );
     let wrong_file = tmp.path().join("wrong");
     fs::write(&wrong_file, "not-the-password").unwrap();
     let wrong = SourceSpec::new(&url)
         .with_option("username", "deployer")
         .with_option("password_file", wrong_file.to_string_lossy());
-    match git.head(&wrong) {
-        Err(e @ SourceError::Auth { .. }) => {
-            assert!(!e.to_string().contains("not-the-password"), "{e}")
-        }
-        other => panic!("want Auth, got {other:?}"),
-    }
-    match git.head(&SourceSpec::new(&url)) {
-        Err(SourceError::Auth { message, .. }) => {
-            assert!(message.contains("none are configured"), "{message}")
-        }
-        other => panic!("want Auth without credentials, got {other:?}"),
-    }
+    let message = refused(&wrong);
+    assert!(!message.contains("not-the-password"), "{message}");
+    let message = refused(&SourceSpec::new(&url));
+    assert!(message.contains("none are configured"), "{message}");
 }
 
 #[test]
@@ -822,17 +824,9 @@ impl SshServer {
             ),
         )
         .unwrap();
-        let child = Command::new(sshd)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
+        let mut sshd = Command::new(sshd);
+        sshd.arg("-D").arg("-e").arg("-f").arg(&config);
+        let child = spawn_listening(sshd, port);
         let user = Command::new("id").arg("-un").output().unwrap();
         let user = String::from_utf8_lossy(&user.stdout).trim().to_owned();
         Some(SshServer { child, port, user })
@@ -844,6 +838,17 @@ impl Drop for SshServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A key pair `DIR/NAME` (and `DIR/NAME.pub`), and an sshd in `dir` that
+/// accepts it; `None` where there is no sshd.
+fn ssh_server_with_key(dir: &Path, name: &str) -> Option<(SshServer, PathBuf)> {
+    let key = dir.join(name);
+    keygen(&key);
+    let authorized = dir.join("authorized_keys");
+    fs::copy(dir.join(format!("{name}.pub")), &authorized).unwrap();
+    let server = SshServer::start(dir, &authorized)?;
+    Some((server, key))
 }
 
 /// A new ed25519 key pair without a passphrase at `path` (and `path.pub`).
@@ -859,11 +864,7 @@ fn keygen(path: &Path) {
 #[test]
 fn ssh_with_a_key_conforms_and_refuses_another_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("deploy_key");
-    keygen(&key);
-    let authorized = tmp.path().join("authorized_keys");
-    fs::copy(tmp.path().join("deploy_key.pub"), &authorized).unwrap();
-    let Some(server) = SshServer::start(tmp.path(), &authorized) else {
+    let Some((server, key)) = ssh_server_with_key(tmp.path(), "deploy_key") else {
         return;
     };
     let served = bare(&tmp.path().join("served/app.git"));
@@ -982,11 +983,7 @@ fn fingerprint_of(public_key: &Path) -> String {
 #[test]
 fn ssh_without_a_key_uses_the_agent() {
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("agent_key");
-    keygen(&key);
-    let authorized = tmp.path().join("authorized_keys");
-    fs::copy(tmp.path().join("agent_key.pub"), &authorized).unwrap();
-    let Some(server) = SshServer::start(tmp.path(), &authorized) else {
+    let Some((server, key)) = ssh_server_with_key(tmp.path(), "agent_key") else {
         return;
     };
     // An agent holding the key, on a socket of the test's own.
@@ -1010,11 +1007,7 @@ fn ssh_without_a_key_uses_the_agent() {
         .env("SSH_AUTH_SOCK", &sock)
         .output()
         .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    succeeded(&added);
 
     let served = bare(&tmp.path().join("served/app.git"));
     let repo = Repo::new(tmp.path().join("work"), "main");

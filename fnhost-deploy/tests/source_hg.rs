@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
 use fnhost_core::testkit::{SourceFixture, assert_source_provider};
 use fnhost_deploy::source::HgSource;
+use fnhost_testsupport::process::succeeded;
 
 fn works(program: &str) -> bool {
     Command::new(program)
@@ -97,11 +98,7 @@ fn hg(hg: &str, dir: &Path, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "hg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// host.json of a custom handler app whose handler is the file `handler`.
 pub const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
@@ -20,13 +20,22 @@ pub fn write(path: &Path, data: &str) {
 }
 
 /// A valid app in `dir` (host.json, `hello/function.json`, an executable
-/// `handler`) whose `version.txt` says `version`.
-pub fn make_app(dir: &Path, version: &str) {
+/// `handler`) whose `version.txt` says `version`. Returns `dir`.
+pub fn make_app(dir: &Path, version: &str) -> PathBuf {
     write(&dir.join("host.json"), HOST_JSON);
     write(&dir.join("hello/function.json"), HTTP_FUNCTION);
     write(&dir.join("version.txt"), version);
     write(&dir.join("handler"), "#!/bin/sh\necho hi\n");
     fs::set_permissions(dir.join("handler"), fs::Permissions::from_mode(0o755)).unwrap();
+    dir.to_path_buf()
+}
+
+/// A scratch folder (removed when dropped) and the path of a home in it
+/// (`home`, not made yet).
+pub fn scratch_home() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    (tmp, home)
 }
 
 /// Relative path -> content of every file under `dir` (links followed).

@@ -241,6 +241,7 @@ pub fn run_bounded(cmd: Command, limit: Duration) -> Output {
 
 /// `out`, once checked that its command succeeded; a failure panics with
 /// the exit code, stdout and stderr.
+#[track_caller]
 pub fn succeeded(out: &Output) -> &Output {
     assert!(
         out.status.success(),

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::process::succeeded;
+
 /// A self-signed certificate for 127.0.0.1 and localhost (RSA 2048, two
 /// days), with its key: `(DIR/NAME-cert.pem, DIR/NAME-key.pem)`.
 pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -37,10 +39,6 @@ fn make(dir: &Path, name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     (cert, key)
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)] // each test file uses some of them
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use fnhost_testsupport::Running;
-pub use fnhost_testsupport::app::{HOST_JSON, HTTP_FUNCTION, make_app, write};
-use fnhost_testsupport::process::run_bounded;
+pub use fnhost_testsupport::app::{HOST_JSON, HTTP_FUNCTION, make_app, scratch_home, write};
+use fnhost_testsupport::process::{run_bounded, succeeded};
 
 /// The deployment password the management tests give their apps.
 pub const PASS: &str = "s3cret-Passw0rd";
@@ -40,11 +41,7 @@ pub fn workers() -> &'static Path {
         let mut cmd = Command::new(BIN);
         cmd.args(["workers", "install", "--dir"]).arg(&dir);
         let out = run_bounded(cmd, Duration::from_secs(300));
-        assert!(
-            out.status.success(),
-            "fnhost workers install failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out);
         dir
     })
 }
@@ -119,21 +116,31 @@ pub fn manage(home: &Path, extra: &[&str]) -> Manage {
     Manage { run, root }
 }
 
+/// `curl -s -S --max-time 60`, then `options` (where its output goes), then
+/// `args`, which must succeed.
+pub fn curl_ok(options: &[&OsStr], args: &[&str]) -> Output {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "60"])
+        .args(options)
+        .args(args)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    out
+}
+
 /// curl with `args` (at most 60 s): the last response's status and body.
 /// The body passes through a file in `scratch`.
 pub fn curl_status(scratch: &Path, args: &[&str]) -> (u16, Vec<u8>) {
     let body = scratch.join("curl-body");
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "60", "-o"])
-        .arg(&body)
-        .args(["-w", "%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = curl_ok(
+        &[
+            "-o".as_ref(),
+            body.as_ref(),
+            "-w".as_ref(),
+            "%{http_code}".as_ref(),
+        ],
+        args,
     );
     let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     (status, fs::read(&body).unwrap_or_default())

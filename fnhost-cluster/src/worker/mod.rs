@@ -749,15 +749,9 @@ fn load_app(
         message: e.to_string(),
     })?;
     if !app.is_valid() {
-        let errors: Vec<String> = app
-            .diagnostics()
-            .iter()
-            .filter(|d| d.is_error())
-            .map(ToString::to_string)
-            .collect();
         return Err(Error::App {
             app: label.into(),
-            message: format!("the app has errors: {}", errors.join("; ")),
+            message: format!("the app has errors: {}", app.diagnostics().errors_joined()),
         });
     }
     Ok(app)

@@ -2,13 +2,12 @@
 //! slot serves, rollback and swap, all pointer switches.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Site, check_name};
+use super::{Site, check_name, read_json_or_default};
 use crate::deployment::{self, Deployment, Status};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -176,14 +175,7 @@ impl Site {
 
     pub(super) fn pointers(&self, app: &str) -> Result<Pointers> {
         let path = self.app_dir(app).join("active.json");
-        match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
-                path,
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointers::default()),
-            Err(e) => Err(Error::io("cannot read", path, e)),
-        }
+        read_json_or_default(&path)
     }
 
     /// Switches slots' active pointers in one atomic rename.

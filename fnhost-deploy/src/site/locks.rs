@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
+use std::path::Path;
 
 use super::deploy::Observer;
 use super::{Site, check_name};
@@ -13,6 +14,19 @@ use crate::error::{Error, IoContext, Result};
 /// deployment: a deployment arriving then waits for it (briefly) even with
 /// `--no-wait`.
 pub(super) const TIDYING: &str = "tidying up after deployment";
+
+/// The lock file at `path` (made if missing), locked exclusively: waits
+/// for whoever holds it; released when dropped.
+pub(super) fn lock_file(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ctx("cannot open", path)?;
+    f.lock().ctx("cannot lock", path)?;
+    Ok(f)
+}
 
 /// A held per-slot deployment lock; released when dropped.
 #[derive(Debug)]
@@ -52,15 +66,7 @@ impl Site {
     }
 
     pub(super) fn app_lock(&self, app: &str) -> Result<File> {
-        let path = self.app_dir(app).join("app.lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx("cannot open", &path)?;
-        f.lock().ctx("cannot lock", &path)?;
-        Ok(f)
+        lock_file(&self.app_dir(app).join("app.lock"))
     }
 
     pub(super) fn lock_slot(

@@ -237,7 +237,22 @@ impl Site {
 
 pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let data = fs::read(path).ctx("cannot read", path)?;
-    serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
+    parse_json(path, &data)
+}
+
+/// [`read_json`], or the default value where there is no file yet.
+pub(super) fn read_json_or_default<T: for<'de> Deserialize<'de> + Default>(
+    path: &Path,
+) -> Result<T> {
+    match fs::read(path) {
+        Ok(data) => parse_json(path, &data),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, data: &[u8]) -> Result<T> {
+    serde_json::from_slice(data).map_err(|e| Error::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
     })

@@ -5,14 +5,14 @@
 //! never stored, printed or logged.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Site;
 use super::credentials::{MIN_PASSWORD_LEN, hash_password, valid_user, verify_password};
+use super::locks::lock_file;
+use super::{Site, read_json_or_default};
 use crate::deployment;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -53,26 +53,12 @@ impl Site {
 
     fn read_portal_users(&self) -> Result<UsersFile> {
         let path = self.portal_users_path();
-        match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
-                path,
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UsersFile::default()),
-            Err(e) => Err(Error::io("cannot read", path, e)),
-        }
+        read_json_or_default(&path)
     }
 
     /// Changes the accounts file under its lock, atomically.
     fn update_portal_users<T>(&self, f: impl FnOnce(&mut UsersFile) -> T) -> Result<T> {
-        let lock_path = self.home().join(".portal-users.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .ctx("cannot open", &lock_path)?;
-        lock.lock().ctx("cannot lock", &lock_path)?;
+        let _lock = lock_file(&self.home().join(".portal-users.lock"))?;
         let mut file = self.read_portal_users()?;
         let out = f(&mut file);
         let path = self.portal_users_path();

@@ -3,13 +3,12 @@
 //! host serving the slot keeps its keys.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Site, check_name};
+use super::{Site, check_name, read_json_or_default};
 use crate::deployment;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -172,14 +171,7 @@ impl Site {
 
     pub(super) fn slot_config(&self, app: &str, slot: &str) -> Result<SlotConfig> {
         let path = self.slot_dir(app, slot).join("config.json");
-        match fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
-                path,
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(SlotConfig::default()),
-            Err(e) => Err(Error::io("cannot read", path, e)),
-        }
+        read_json_or_default(&path)
     }
 
     pub(super) fn update_slot_config(

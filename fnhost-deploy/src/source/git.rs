@@ -561,25 +561,26 @@ fn classify(provider: &str, url: &str, e: git2::Error, refused: Option<String>) 
             message: format!("{shown}: {message}"),
         };
     }
+    // What libgit2's messages say (lower-cased) of refused credentials,
+    // and of a repository that is not there.
+    const REFUSED: [&str; 4] = ["401", "authentication", "unauthorized", "403"];
+    const MISSING: [&str; 6] = [
+        "not found",
+        "404",
+        "could not find repository",
+        "does not appear to be a git repository",
+        "not a git repository",
+        "no such file",
+    ];
     let text = e.message().to_ascii_lowercase();
-    if e.code() == ErrorCode::Auth
-        || text.contains("401")
-        || text.contains("authentication")
-        || text.contains("unauthorized")
-        || text.contains("403")
-    {
+    let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if e.code() == ErrorCode::Auth || says(&REFUSED) {
         return SourceError::Auth {
             provider: provider.to_owned(),
             message: format!("{shown}: {}", e.message()),
         };
     }
-    if text.contains("not found")
-        || text.contains("404")
-        || text.contains("could not find repository")
-        || text.contains("does not appear to be a git repository")
-        || text.contains("not a git repository")
-        || text.contains("no such file")
-    {
+    if says(&MISSING) {
         return SourceError::NotFound {
             provider: provider.to_owned(),
             what: format!("the repository {shown}"),

@@ -84,25 +84,11 @@ impl Default for LocalGitSource {
     }
 }
 
-impl SourceProvider for LocalGitSource {
-    fn name(&self) -> &str {
-        self.git.name()
-    }
-
-    fn head(&self, spec: &SourceSpec) -> Result<String, SourceError> {
-        self.git.head(spec)
-    }
-
-    fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError> {
-        self.git.fetch(spec, into)
-    }
-
-    fn update(
-        &self,
-        spec: &SourceSpec,
-        dir: &Path,
-        previous: &str,
-    ) -> Result<SourceSnapshot, SourceError> {
-        self.git.update(spec, dir, previous)
+fnhost_core::forward_impls! {
+    impl SourceProvider for LocalGitSource => git {
+        fn name(&self) -> &str;
+        fn head(&self, spec: &SourceSpec) -> Result<String, SourceError>;
+        fn fetch(&self, spec: &SourceSpec, into: &Path) -> Result<SourceSnapshot, SourceError>;
+        fn update(&self, spec: &SourceSpec, dir: &Path, previous: &str) -> Result<SourceSnapshot, SourceError>;
     }
 }

@@ -158,12 +158,7 @@ impl Ftp {
             listener,
             local_addr,
             shared: Arc::new(Shared {
-                site: self.site,
-                tls: self.tls,
-                plain: self.plain,
-                passive_ports: self.passive_ports,
-                limits: self.limits,
-                log: self.log,
+                config: self,
                 throttle: Throttle::default(),
                 tmp,
                 commits: Mutex::new(Vec::new()),
@@ -197,12 +192,8 @@ fn staging_root(home: &Path) -> io::Result<PathBuf> {
 
 /// What every session shares.
 struct Shared {
-    site: Site,
-    tls: Option<Arc<ServerConfig>>,
-    plain: bool,
-    passive_ports: RangeInclusive<u16>,
-    limits: Limits,
-    log: LogSink,
+    /// What the endpoint was configured with.
+    config: Ftp,
     throttle: Throttle,
     tmp: PathBuf,
     /// Deployments made from ended sessions, still running.
@@ -212,14 +203,14 @@ struct Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("site", &self.site.home())
+            .field("site", &self.config.site.home())
             .finish_non_exhaustive()
     }
 }
 
 impl Shared {
     fn log(&self, line: &str) {
-        (self.log)(line);
+        (self.config.log)(line);
     }
 
     /// A libunftp server for one connection.
@@ -234,9 +225,9 @@ impl Shared {
         )
         .authenticator(Arc::new(Auth(self.clone())))
         .greeting("fnhost FTP: log in as APP\\USER with the app's deployment credentials")
-        .passive_ports(self.passive_ports.clone());
-        if let Some(tls) = &self.tls {
-            let required = if self.plain {
+        .passive_ports(self.config.passive_ports.clone());
+        if let Some(tls) = &self.config.tls {
+            let required = if self.config.plain {
                 FtpsRequired::None
             } else {
                 FtpsRequired::All
@@ -279,7 +270,7 @@ impl FtpServer {
 
     /// Whether it speaks TLS.
     pub fn is_tls(&self) -> bool {
-        self.shared.tls.is_some()
+        self.shared.config.tls.is_some()
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets the
@@ -315,7 +306,7 @@ impl FtpServer {
             while sessions.try_join_next().is_some() {}
         }
         drop(listener);
-        let deadline = shared.limits.shutdown_timeout;
+        let deadline = shared.config.limits.shutdown_timeout;
         let drained = tokio::time::timeout(deadline, async {
             while sessions.join_next().await.is_some() {}
         })
@@ -396,7 +387,7 @@ impl Authenticator for Auth {
             ));
             return Err(AuthenticationError::new("too many failed logins"));
         }
-        let limits = &shared.limits;
+        let limits = &shared.config.limits;
         let fail = |why: &str| {
             shared.throttle.failed(
                 ip,
@@ -414,7 +405,7 @@ impl Authenticator for Auth {
             fail("no password");
             return Err(AuthenticationError::BadPassword);
         };
-        let site = shared.site.clone();
+        let site = shared.config.site.clone();
         let (app, name) = (user.app.clone(), user.user.clone());
         // argon2 takes tens of milliseconds: off the async threads.
         let checked =

@@ -287,7 +287,7 @@ impl StorageBackend<FtpUser> for SessionFs {
     type Metadata = Meta;
 
     fn enter(&mut self, user: &FtpUser) -> io::Result<()> {
-        let site = &self.shared.site;
+        let site = &self.shared.config.site;
         let to_io = |e: crate::Error| io::Error::other(e.to_string());
         let read_only = match site.check_writable(&user.app, &user.slot) {
             Ok(()) => None,
@@ -436,7 +436,7 @@ impl StorageBackend<FtpUser> for SessionFs {
             if s.is_dir(&rel) || under_a_file {
                 return Err(err(ErrorKind::PermissionDenied));
             }
-            let limit = self.shared.limits.max_upload_bytes;
+            let limit = self.shared.config.limits.max_upload_bytes;
             let mode = match s.file(&rel) {
                 Some(FileRef::Base(_, _, mode)) => mode & 0o777,
                 _ => 0o644,
@@ -650,7 +650,7 @@ fn commit(shared: &Shared, s: Session) {
         .tmp
         .join(format!("deploy-{}", crate::fsutil::random_hex(6)));
     let result = build_folder(shared, &s, &folder).and_then(|()| {
-        shared.site.deploy(
+        shared.config.site.deploy(
             DeployRequest::new(user.app.clone(), Content::Folder(folder.clone()))
                 .with_slot(user.slot.clone())
                 .with_author(user.user.clone())
@@ -681,8 +681,8 @@ fn build_folder(shared: &Shared, s: &Session, folder: &Path) -> crate::Result<()
     use std::os::unix::fs::PermissionsExt as _;
     let (app, slot) = (&s.user.app, &s.user.slot);
     fs::create_dir_all(folder).ctx("cannot make the deployment folder", folder)?;
-    if let Some(active) = shared.site.active(app, slot)? {
-        let manifest = shared.site.manifest(app, &active.deployment)?;
+    if let Some(active) = shared.config.site.active(app, slot)? {
+        let manifest = shared.config.site.manifest(app, &active.deployment)?;
         for e in manifest
             .files
             .iter()

@@ -139,6 +139,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Place {
     }
 }
 
+/// What every page of an app slot is given: the portal's state, the
+/// signed-in viewer and the place ([`slot_layer`] checked both). Extracted
+/// in that order, with their rejections.
+pub(super) struct Page {
+    pub(super) st: St,
+    pub(super) viewer: Viewer,
+    pub(super) place: Place,
+}
+
+impl FromRequestParts<St> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &St) -> Result<Page, Response> {
+        let viewer = Viewer::from_request_parts(parts, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let place = Place::from_request_parts(parts, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Page {
+            st: st.clone(),
+            viewer,
+            place,
+        })
+    }
+}
+
 /// The layer of `/portal/apps/{app}/{slot}/...`: a signed-in viewer who
 /// may see the app, an app and a slot that exist (404 otherwise, the same
 /// for an app the viewer may not see).

@@ -13,7 +13,7 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::access::{Place, Viewer, form};
+use super::access::{Page, Place, Viewer, form};
 use super::pages::{blocking, failure, page_context};
 use super::view::see_other;
 use super::{PortalState, St};
@@ -128,12 +128,7 @@ fn cd_failure(st: &PortalState, viewer: &Viewer, place: &Place, e: &crate::Error
 }
 
 /// `GET .../center`: the steps, or the connected source.
-pub(super) async fn page(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn page(Page { st, viewer, place }: Page, req: Request) -> Response {
     center_page(&st, &viewer, &place, req.headers(), None).await
 }
 
@@ -191,12 +186,7 @@ async fn center_page(
 
 /// `POST .../center` (`step` = `review` or `finish`, with the fields of
 /// the steps): the summary, then the connection and a first sync.
-pub(super) async fn connect(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn connect(Page { st, viewer, place }: Page, req: Request) -> Response {
     let headers = req.headers().clone();
     let f = match form(req.into_body(), 64 * 1024).await {
         Ok(f) => f,
@@ -257,7 +247,7 @@ fn outcome_text(outcome: &SyncOutcome) -> String {
 }
 
 /// `POST .../center/sync`: deploys the source's head now.
-pub(super) async fn sync(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn sync(Page { st, viewer, place }: Page) -> Response {
     let site = st.shared.site.clone();
     let (app, slot) = (place.app.clone(), place.slot.clone());
     let done = blocking(move || Ok(ContinuousDeployer::new(site).sync(&app, &slot, true))).await;
@@ -273,7 +263,7 @@ pub(super) async fn sync(State(st): State<St>, viewer: Viewer, place: Place) -> 
 
 /// `POST .../center/disconnect`: the slot follows no source any more (and
 /// is writable again).
-pub(super) async fn disconnect(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn disconnect(Page { st, viewer, place }: Page) -> Response {
     let cd = ContinuousDeployer::new(st.shared.site.clone());
     match cd.clear(&place.app, &place.slot) {
         Ok(_) => {
@@ -288,7 +278,7 @@ pub(super) async fn disconnect(State(st): State<St>, viewer: Viewer, place: Plac
 }
 
 /// `POST .../center/secret`: a new random webhook secret.
-pub(super) async fn new_secret(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn new_secret(Page { st, viewer, place }: Page) -> Response {
     let mut raw = [0u8; 24];
     if getrandom::fill(&mut raw).is_err() {
         let why = "no randomness for a secret";

@@ -5,21 +5,20 @@
 use std::fs;
 use std::path::Path;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
 use fnhost_core::scaffold::{self, Model, Template, WorkerRuntime};
 use minijinja::context;
 
-use super::St;
-use super::access::{Place, Viewer, form};
+use super::access::{Page, form};
 use super::files::deploy_change;
 use super::pages::{failure, page_context};
 use super::view::see_other;
 use crate::package::Change;
 
 /// `GET .../new`: the template picker.
-pub(super) async fn page(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn page(Page { st, viewer, place }: Page) -> Response {
     let templates: Vec<(&str, &str)> = Template::ALL
         .iter()
         .map(|t| (t.name(), t.trigger_type()))
@@ -37,12 +36,7 @@ pub(super) async fn page(State(st): State<St>, viewer: Viewer, place: Place) -> 
 
 /// `POST .../new` (`template`, `name`, and `runtime` for an app with
 /// nothing deployed): the function's files as a new deployment.
-pub(super) async fn create(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn create(Page { st, viewer, place }: Page, req: Request) -> Response {
     let peer = super::files::peer_of(&req);
     let f = match form(req.into_body(), 16 * 1024).await {
         Ok(f) => f,

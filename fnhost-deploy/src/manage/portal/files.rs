@@ -15,7 +15,7 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::access::{Place, Viewer, form};
+use super::access::{Page, Place, Viewer, form};
 use super::pages::{PER_PAGE, failure, page_context, paged, site_failure};
 use super::run::RunInput;
 use super::view::see_other;
@@ -201,12 +201,7 @@ fn checked_path(raw: &str) -> Result<String, String> {
 }
 
 /// `GET .../files?path=DIR`: a folder of the active content.
-pub(super) async fn files(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn files(Page { st, viewer, place }: Page, req: Request) -> Response {
     let q = query(&req);
     let dir = match checked_path(q.get("path").map_or("", String::as_str)) {
         Ok(d) => d,
@@ -317,12 +312,7 @@ async fn read_active(
 /// `POST .../files/upload?path=DIR/NAME[&unzip=1]`, the file as the body
 /// (sent by the page's script): a new deployment with the file added or
 /// replaced, or the zip unpacked into `DIR`. Answers plain text.
-pub(super) async fn upload(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn upload(Page { st, viewer, place }: Page, req: Request) -> Response {
     let q = query(&req);
     let unzip = q.get("unzip").is_some_and(|v| v == "1");
     let path = match checked_path(q.get("path").map_or("", String::as_str)) {
@@ -397,12 +387,7 @@ fn unescape(s: &str) -> String {
 
 /// `GET .../code?path=FILE[&function=F]`: the editor (Code + Test for a
 /// function's files, Integration for its function.json).
-pub(super) async fn editor(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn editor(Page { st, viewer, place }: Page, req: Request) -> Response {
     let q = query(&req);
     let function = q.get("function").cloned().unwrap_or_default();
     let path = q.get("path").cloned().unwrap_or_default();
@@ -529,12 +514,7 @@ impl EditorPage<'_> {
 /// `POST .../code` (`path`, `content`, `function`): saves the file as a
 /// new deployment. A function.json is checked first: its JSON errors and
 /// the validator's diagnostics are shown at their line.
-pub(super) async fn save(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn save(Page { st, viewer, place }: Page, req: Request) -> Response {
     let peer = peer_of(&req);
     let f = match form(req.into_body(), 4 * 1024 * 1024).await {
         Ok(f) => f,

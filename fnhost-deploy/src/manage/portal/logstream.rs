@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::St;
-use super::access::{Place, Viewer};
+use super::access::{Page, Place};
 use super::pages::page_context;
 use crate::manage::LogSink;
 
@@ -111,7 +111,7 @@ fn app_of(text: &str) -> Option<String> {
 }
 
 /// `GET .../logstream`: the page.
-pub(super) async fn page(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn page(Page { st, viewer, place }: Page) -> Response {
     let ctx = page_context(&st, &viewer, Some(&place), "logstream", context! {});
     st.views.page(StatusCode::OK, "logstream.html", ctx)
 }

@@ -9,7 +9,7 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::access::{Place, Viewer, form};
+use super::access::{Page, Place, Viewer, form};
 use super::view::see_other;
 use super::{PortalState, St};
 use crate::error::Error;
@@ -207,12 +207,7 @@ pub(super) struct FunctionRow {
 
 /// `GET /portal/apps/{app}/{slot}/functions[?page=N]`: the functions of
 /// the active deployment (loaded once a deployment, then cached).
-pub(super) async fn functions(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn functions(Page { st, viewer, place }: Page, req: Request) -> Response {
     let site = st.shared.site.clone();
     let (app, slot) = (place.app.clone(), place.slot.clone());
     let active = match site.active(&app, &slot) {
@@ -314,12 +309,7 @@ struct DeploymentRow {
 }
 
 /// `GET .../deployments[?page=N]`: the slot's history, newest first.
-pub(super) async fn deployments(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn deployments(Page { st, viewer, place }: Page, req: Request) -> Response {
     let site = st.shared.site.clone();
     let (app, slot) = (place.app.clone(), place.slot.clone());
     let listed = blocking(move || {
@@ -354,9 +344,7 @@ pub(super) async fn deployments(
 
 /// `GET .../deployments/{id}`: a deployment's record and log.
 pub(super) async fn deployment(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
+    Page { st, viewer, place }: Page,
     Path((_, _, id)): Path<(String, String, String)>,
 ) -> Response {
     match st.shared.site.deployment(&place.app, &id) {
@@ -403,34 +391,27 @@ async fn switch(st: &PortalState, viewer: &Viewer, place: &Place, to: Option<Str
 }
 
 /// `POST .../deployments/rollback`: back to the previous deployment.
-pub(super) async fn rollback(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn rollback(Page { st, viewer, place }: Page) -> Response {
     switch(&st, &viewer, &place, None).await
 }
 
 /// `POST .../deployments/{id}/activate`: that deployment again.
 pub(super) async fn activate(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
+    Page { st, viewer, place }: Page,
     Path((_, _, id)): Path<(String, String, String)>,
 ) -> Response {
     switch(&st, &viewer, &place, Some(id)).await
 }
 
 /// `GET .../download`: the choice of content with or without settings.
-pub(super) async fn download_page(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn download_page(Page { st, viewer, place }: Page) -> Response {
     let ctx = page_context(&st, &viewer, Some(&place), "download", context! {});
     st.views.page(StatusCode::OK, "download.html", ctx)
 }
 
 /// `GET .../download/content.zip[?settings=1]`: the active content as a
 /// zip, with `local.settings.json` from the app settings when asked.
-pub(super) async fn download(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn download(Page { st, viewer, place }: Page, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("");
     let include =
         form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "settings" && v == "1");
@@ -446,7 +427,7 @@ pub(super) async fn download(
 }
 
 /// `GET .../credentials`: the app's deployment user.
-pub(super) async fn credentials(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn credentials(Page { st, viewer, place }: Page) -> Response {
     credentials_page(&st, &viewer, &place, None)
 }
 
@@ -473,12 +454,7 @@ fn credentials_page(
 /// `POST .../credentials`: sets the user and password (`password` given),
 /// or a generated password shown once (`generate=1`). A viewer signed in
 /// with the old credentials signs in again at the next page.
-pub(super) async fn set_credentials(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn set_credentials(Page { st, viewer, place }: Page, req: Request) -> Response {
     let fields = match form(req.into_body(), 16 * 1024).await {
         Ok(f) => f,
         Err(resp) => return resp,

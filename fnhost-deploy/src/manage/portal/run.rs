@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
 use fnhost_core::http::manual_invocation;
@@ -18,10 +18,10 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::access::{Place, Viewer, form};
+use super::PortalState;
+use super::access::{Page, Place, form};
 use super::files::show_editor;
 use super::pages::{failure, page_context};
-use super::{PortalState, St};
 use crate::monitor::{InvocationLog, InvocationRecord};
 
 /// Test/Run invocations kept for each app (and, by `fnhost serve --app`,
@@ -126,12 +126,7 @@ pub(super) struct RunInput {
 /// `POST .../code/run` (`function`, `method`, `query`, `headers` one a
 /// line, `body`): invokes the function of the active deployment, shows
 /// the response and the invocation's log lines beside the editor.
-pub(super) async fn run(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn run(Page { st, viewer, place }: Page, req: Request) -> Response {
     let f = match form(req.into_body(), 4 * 1024 * 1024).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -268,7 +263,7 @@ pub(super) async fn run(
 /// `GET .../monitor`: the slot's invocations, newest first: those made
 /// here (Test/Run) and those `fnhost serve --app` or the cluster's workers
 /// recorded in the home, with the success and error counts of each function.
-pub(super) async fn monitor(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn monitor(Page { st, viewer, place }: Page) -> Response {
     let mut shown: Vec<Shown> = {
         let all = st.runner.records.lock().unwrap_or_else(|e| e.into_inner());
         all.get(&place.app)

@@ -13,7 +13,7 @@ use minijinja::{Value, context};
 use serde::Serialize;
 
 use super::St;
-use super::access::{Place, Viewer, form};
+use super::access::{Page, Place, Viewer, form};
 use super::pages::{PER_PAGE, blocking, failure, page_context, paged, site_failure};
 use super::view::see_other;
 use crate::error::Error;
@@ -58,12 +58,7 @@ fn key_rows(secrets: &Secrets) -> Vec<KeyRow> {
 }
 
 /// `GET .../keys[?page=N]`: the master, host and function keys, masked.
-pub(super) async fn keys(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn keys(Page { st, viewer, place }: Page, req: Request) -> Response {
     match key_store(&st, &place) {
         Ok(store) => {
             let (rows, pager) = paged(key_rows(&store.secrets()), req.uri().query(), PER_PAGE / 2);
@@ -127,23 +122,13 @@ pub(super) async fn key_value(State(st): State<St>, place: Place, req: Request) 
 
 /// `POST .../keys/renew` (`kind`, `function`, `name`): a new value for a
 /// key, or a new key of that name.
-pub(super) async fn renew_key(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn renew_key(Page { st, viewer, place }: Page, req: Request) -> Response {
     change_key(st, viewer, place, req, false).await
 }
 
 /// `POST .../keys/revoke` (`kind`, `function`, `name`): removes a host or
 /// function key (the master key is renewed, never removed).
-pub(super) async fn revoke_key(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn revoke_key(Page { st, viewer, place }: Page, req: Request) -> Response {
     change_key(st, viewer, place, req, true).await
 }
 
@@ -212,7 +197,7 @@ async fn change_key(st: St, viewer: Viewer, place: Place, req: Request, revoke: 
 }
 
 /// `GET .../settings`: the slot's app settings, names shown, values masked.
-pub(super) async fn settings(State(st): State<St>, viewer: Viewer, place: Place) -> Response {
+pub(super) async fn settings(Page { st, viewer, place }: Page) -> Response {
     match st.shared.site.app_settings(&place.app, &place.slot) {
         Ok(settings) => {
             let names: Vec<String> = settings.into_keys().collect();
@@ -237,22 +222,12 @@ pub(super) async fn setting_value(State(st): State<St>, place: Place, req: Reque
 }
 
 /// `POST .../settings` (`name`, `value`): adds or changes a setting.
-pub(super) async fn set_setting(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn set_setting(Page { st, viewer, place }: Page, req: Request) -> Response {
     update_settings(st, viewer, place, req, false).await
 }
 
 /// `POST .../settings/delete` (`name`): removes a setting.
-pub(super) async fn delete_setting(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn delete_setting(Page { st, viewer, place }: Page, req: Request) -> Response {
     update_settings(st, viewer, place, req, true).await
 }
 

@@ -17,7 +17,7 @@ use minijinja::value::Serde;
 use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::access::{Place, Viewer, form};
+use super::access::{Page, Place, Viewer, form};
 use super::pages::{failure, page_context, paged};
 use super::view::see_other;
 use super::{PortalState, St};
@@ -322,12 +322,7 @@ struct InstanceRow<'a> {
 
 /// `GET .../placement[?page=N]`: where the slot's instances run, and the
 /// scale form.
-pub(super) async fn placement(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn placement(Page { st, viewer, place }: Page, req: Request) -> Response {
     let cluster = match cluster_of(&st, &viewer, Some(&place)) {
         Ok(c) => c,
         Err(resp) => return *resp,
@@ -429,12 +424,7 @@ fn parse_scale(
 
 /// `POST .../placement` (`mode`, `instances`, `min`, `max`, `labels`):
 /// scales the slot on the workers.
-pub(super) async fn scale(
-    State(st): State<St>,
-    viewer: Viewer,
-    place: Place,
-    req: Request,
-) -> Response {
+pub(super) async fn scale(Page { st, viewer, place }: Page, req: Request) -> Response {
     let cluster = match cluster_of(&st, &viewer, Some(&place)) {
         Ok(c) => c,
         Err(resp) => return *resp,
