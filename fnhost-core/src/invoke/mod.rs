@@ -590,17 +590,7 @@ where
     if tokio::runtime::Handle::try_current().is_err() {
         return fut.await;
     }
-    // Many functions (native ones above all) finish on their first poll:
-    // they need no timer, whose registration in the runtime's timer wheel
-    // costs more than a no-op invocation. The deadline still counts from
-    // here.
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
-    if let Poll::Ready(r) = first {
-        return r;
-    }
-    match tokio::time::timeout_at(deadline, fut).await {
+    match tokio::time::timeout(limit, fut).await {
         Ok(r) => r,
         Err(_) => Err(InvokeError::Timeout {
             function: info.function.name.clone(),
