@@ -83,6 +83,13 @@ fn run(cwd: &Path, args: &[&str]) -> Output {
 
 /// `fnhost ARGS` run in `cwd` that must stop with a usage error (exit
 /// 2) and print nothing on stdout: its stderr.
+/// `kube manifests ARGS`, as the arguments of `fnhost`.
+fn manifests<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["kube", "manifests"];
+    all.extend_from_slice(args);
+    all
+}
+
 fn refused(cwd: &Path, args: &[&str]) -> String {
     let out = run(cwd, args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -190,9 +197,7 @@ fn a_folder_app_becomes_valid_kubernetes_and_keda_objects() {
     make_app(&tmp.path().join("orders"));
     let stderr = ok(&run(
         tmp.path(),
-        &[
-            "kube",
-            "manifests",
+        &manifests(&[
             "--path",
             "orders",
             "--namespace",
@@ -201,7 +206,7 @@ fn a_folder_app_becomes_valid_kubernetes_and_keda_objects() {
             MANAGER,
             "--out",
             "k8s",
-        ],
+        ]),
     ));
     assert!(
         stderr.contains("function Changes: KEDA has no scaler for cosmosDBTrigger"),
@@ -343,9 +348,7 @@ fn an_hpa_and_a_dockerfile_when_asked() {
     make_app(&tmp.path().join("orders"));
     let stderr = ok(&run(
         tmp.path(),
-        &[
-            "kube",
-            "manifests",
+        &manifests(&[
             "--path",
             "orders",
             "--http-scaling",
@@ -357,7 +360,7 @@ fn an_hpa_and_a_dockerfile_when_asked() {
             "2",
             "--out",
             "k8s",
-        ],
+        ]),
     ));
     assert!(
         stderr.contains("docker build -t registry.local/orders:1 k8s"),
@@ -432,15 +435,7 @@ fn an_app_of_the_home_uses_its_active_deployment_settings_and_slot() {
 
     let out = run(
         cwd,
-        &[
-            "kube",
-            "manifests",
-            "Shop",
-            "--manager",
-            MANAGER,
-            "--token",
-            "t0ken",
-        ],
+        &manifests(&["Shop", "--manager", MANAGER, "--token", "t0ken"]),
     );
     ok(&out);
     fs::write(cwd.join("shop.yaml"), &out.stdout).unwrap();
@@ -475,9 +470,7 @@ fn an_app_of_the_home_uses_its_active_deployment_settings_and_slot() {
     // Another slot: its own names, settings and `--slot` for fetch.
     let out = run(
         cwd,
-        &[
-            "kube",
-            "manifests",
+        &manifests(&[
             "Shop",
             "--slot",
             "staging",
@@ -485,7 +478,7 @@ fn an_app_of_the_home_uses_its_active_deployment_settings_and_slot() {
             MANAGER,
             "--out",
             "k8s",
-        ],
+        ]),
     );
     ok(&out);
     let objects = valid(&cwd.join("k8s/shop-staging.yaml"));
@@ -532,9 +525,7 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
     let https = "https://fnhost-manage.functions:7443";
     ok(&run(
         cwd,
-        &[
-            "kube",
-            "manifests",
+        &manifests(&[
             "--path",
             "orders",
             "--namespace",
@@ -545,7 +536,7 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
             "bundle.pem",
             "--out",
             "k8s",
-        ],
+        ]),
     ));
     let yaml = cwd.join("k8s/orders.yaml");
     let text = fs::read_to_string(&yaml).unwrap();
@@ -609,10 +600,7 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
 
     // Without --ca-cert, an https manager's certificate must chain to
     // the image's system roots: no ConfigMap, no --ca-cert.
-    let out = run(
-        cwd,
-        &["kube", "manifests", "--path", "orders", "--manager", https],
-    );
+    let out = run(cwd, &manifests(&["--path", "orders", "--manager", https]));
     ok(&out);
     let plain = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -631,16 +619,7 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
     ] {
         let err = refused(
             cwd,
-            &[
-                "kube",
-                "manifests",
-                "--path",
-                "orders",
-                "--manager",
-                manager,
-                "--ca-cert",
-                file,
-            ],
+            &manifests(&["--path", "orders", "--manager", manager, "--ca-cert", file]),
         );
         assert!(err.contains(says), "{file}: {err}");
         if says != "https://" {
@@ -650,9 +629,7 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
     // Baked into an image, nothing is fetched: no CA to trust.
     let err = refused(
         cwd,
-        &[
-            "kube",
-            "manifests",
+        &manifests(&[
             "--path",
             "orders",
             "--dockerfile",
@@ -660,7 +637,7 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
             "baked",
             "--ca-cert",
             "bundle.pem",
-        ],
+        ]),
     );
     assert!(err.contains("--dockerfile"), "{err}");
     assert!(!cwd.join("baked").exists());
@@ -677,17 +654,7 @@ fn bad_input_is_refused_with_what_to_do() {
         "Orders",
         r#"{ "type": "queueTrigger", "direction": "in", "name": "m", "queueName": "", "connection": "MyStorage" }"#,
     );
-    let err = refused(
-        cwd,
-        &[
-            "kube",
-            "manifests",
-            "--path",
-            "orders",
-            "--manager",
-            MANAGER,
-        ],
-    );
+    let err = refused(cwd, &manifests(&["--path", "orders", "--manager", MANAGER]));
     assert!(
         err.contains("function Orders") && err.contains("queueName"),
         "{err}"
@@ -695,32 +662,13 @@ fn bad_input_is_refused_with_what_to_do() {
 
     // A name Kubernetes cannot take.
     make_app(&cwd.join("9lives"));
-    let out = run(
-        cwd,
-        &[
-            "kube",
-            "manifests",
-            "--path",
-            "9lives",
-            "--manager",
-            MANAGER,
-        ],
-    );
+    let out = run(cwd, &manifests(&["--path", "9lives", "--manager", MANAGER]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--name"), "{err}");
     ok(&run(
         cwd,
-        &[
-            "kube",
-            "manifests",
-            "--path",
-            "9lives",
-            "--name",
-            "lives",
-            "--manager",
-            MANAGER,
-        ],
+        &manifests(&["--path", "9lives", "--name", "lives", "--manager", MANAGER]),
     ));
 
     // A setting Kubernetes cannot hold as a Secret key.
@@ -730,16 +678,7 @@ fn bad_input_is_refused_with_what_to_do() {
     );
     let out = run(
         cwd,
-        &[
-            "kube",
-            "manifests",
-            "--path",
-            "9lives",
-            "--name",
-            "lives",
-            "--manager",
-            MANAGER,
-        ],
+        &manifests(&["--path", "9lives", "--name", "lives", "--manager", MANAGER]),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -749,10 +688,7 @@ fn bad_input_is_refused_with_what_to_do() {
     );
 
     // Neither a manager to fetch from nor a Dockerfile.
-    let out = run(
-        cwd,
-        &["kube", "manifests", "--path", "9lives", "--name", "lives"],
-    );
+    let out = run(cwd, &manifests(&["--path", "9lives", "--name", "lives"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--manager"));
 }
@@ -763,14 +699,7 @@ fn the_validator_refuses_what_a_cluster_would() {
     make_app(&tmp.path().join("orders"));
     let out = run(
         tmp.path(),
-        &[
-            "kube",
-            "manifests",
-            "--path",
-            "orders",
-            "--manager",
-            MANAGER,
-        ],
+        &manifests(&["--path", "orders", "--manager", MANAGER]),
     );
     ok(&out);
     let good = String::from_utf8(out.stdout).unwrap();
@@ -838,7 +767,7 @@ fn every_sample_app_gives_valid_manifests() {
         copy_dir(&samples.join(&name), &tmp.path().join(&name));
         let out = run(
             tmp.path(),
-            &["kube", "manifests", "--path", &name, "--manager", MANAGER],
+            &manifests(&["--path", &name, "--manager", MANAGER]),
         );
         ok(&out);
         let yaml = tmp.path().join(format!("{name}.yaml"));
