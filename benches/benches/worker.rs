@@ -411,7 +411,28 @@ fn main() {
     });
     let _ = stop_tx.send(());
     let _ = stand_in_thread.join();
+    node_worker_breakdown(&workers);
     println!("(done in {:.1} s)", started.elapsed().as_secs_f64());
+}
+
+/// Where the Node worker's own processor time goes (the programming model,
+/// the transport and codec) beside a plain node http server:
+/// `workers/node/test/cost.js`, run on the installed worker, after the
+/// hosts above have stopped. Its failure is reported, not fatal: the
+/// figures above stand on their own.
+fn node_worker_breakdown(workers: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("workers/node/test/cost.js");
+    let status = Command::new("node")
+        .arg(&script)
+        .env("FNHOST_NODE_WORKER_DIR", workers.join("node"))
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => println!("warning: {} failed ({s})", script.display()),
+        Err(e) => println!("warning: cannot run {}: {e}", script.display()),
+    }
 }
 
 /// Whether `program args` runs and succeeds.

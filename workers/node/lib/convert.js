@@ -97,12 +97,12 @@ function toCoreBinding(binding) {
     };
 }
 
-function toCoreStatusResult(result) {
-    if (!result) {
-        return result;
-    }
-    return { ...result, status: mapEnum(STATUS_TO_CORE, result.status, 'status') };
+/** A converter of StatusResult objects whose `status` maps through `table`. */
+function statusResultConverter(table, what) {
+    return (result) => (result ? { ...result, status: mapEnum(table, result.status, what) } : result);
 }
+
+const toCoreStatusResult = statusResultConverter(STATUS_TO_CORE, 'status');
 
 function toCoreFunctionMetadata(metadata) {
     return {
@@ -143,12 +143,7 @@ function fromCoreTypedData(data) {
     return { ...data, http: fromCoreHttp(data.http) };
 }
 
-function fromCoreStatusResult(result) {
-    if (!result) {
-        return result;
-    }
-    return { ...result, status: mapEnum(STATUS_FROM_CORE, result.status, 'core status') };
-}
+const fromCoreStatusResult = statusResultConverter(STATUS_FROM_CORE, 'core status');
 
 function fromCoreInvocationResponse(res) {
     return {

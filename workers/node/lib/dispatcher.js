@@ -260,19 +260,24 @@ class Dispatcher {
             }
             // Hook contexts are built only when there are hooks to see them.
             const hookData = {};
-            let callInputs = inputs;
-            let callback = fn.callback;
-            if (core.hookCount('preInvocation') > 0) {
-                const pre = readonly(
-                    { inputs, functionCallback: fn.callback },
-                    { hookData, appHookData: state.appHookData, invocationContext: context }
-                );
-                coreCtx.state = 'preInvocationHooks';
+            const runHooks = async (name, writable) => {
+                const hookContext = readonly(writable, {
+                    hookData,
+                    appHookData: state.appHookData,
+                    invocationContext: context,
+                });
+                coreCtx.state = `${name}Hooks`;
                 try {
-                    await executeHooks('preInvocation', pre);
+                    await executeHooks(name, hookContext);
                 } finally {
                     coreCtx.state = undefined;
                 }
+                return hookContext;
+            };
+            let callInputs = inputs;
+            let callback = fn.callback;
+            if (core.hookCount('preInvocation') > 0) {
+                const pre = await runHooks('preInvocation', { inputs, functionCallback: fn.callback });
                 callInputs = pre.inputs;
                 callback = pre.functionCallback;
             }
@@ -289,16 +294,7 @@ class Dispatcher {
             }
 
             if (core.hookCount('postInvocation') > 0) {
-                const post = readonly(
-                    { inputs: callInputs, result, error },
-                    { hookData, appHookData: state.appHookData, invocationContext: context }
-                );
-                coreCtx.state = 'postInvocationHooks';
-                try {
-                    await executeHooks('postInvocation', post);
-                } finally {
-                    coreCtx.state = undefined;
-                }
+                const post = await runHooks('postInvocation', { inputs: callInputs, result, error });
                 result = post.result;
                 error = post.error;
             }

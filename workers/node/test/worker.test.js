@@ -128,3 +128,53 @@ test('the worker exits with code 0 when the host ends the stream', async () => {
     assert.strictEqual(code, 0, host.stderr);
     assert.match(host.stderr, /the host closed the event stream/);
 });
+
+test('invocation hooks see and change the inputs, the handler and the result, and log into the invocation', async () => {
+    const dir = writeApp({
+        'package.json': JSON.stringify({ name: 'app', main: 'index.js' }),
+        'index.js': `
+const { app } = require('@azure/functions');
+app.hook.preInvocation((context) => {
+    context.hookData.seen = 'pre';
+    context.invocationContext.log('before', context.invocationContext.functionName);
+    if (context.invocationContext.functionName === 'swapped') {
+        context.functionHandler = async () => ({ body: 'from the hook' });
+    }
+});
+app.hook.postInvocation((context) => {
+    if (context.error) {
+        context.error = null;
+        context.result = { status: 418, body: 'recovered: ' + context.hookData.seen };
+    }
+});
+app.http('plain', { authLevel: 'anonymous', handler: async () => ({ body: 'plain' }) });
+app.http('swapped', { authLevel: 'anonymous', handler: async () => ({ body: 'never' }) });
+app.http('failing', { authLevel: 'anonymous', handler: async () => { throw new Error('boom'); } });
+`,
+    });
+    const host = await FakeHost.start(dir);
+    try {
+        const { functions } = await host.initialise(dir);
+        const call = async (name, invocationId) => {
+            const fn = functions.find((f) => f.name === name);
+            const trigger = Object.keys(fn.bindings).find((b) => fn.bindings[b].type === 'httpTrigger');
+            const res = await host.invoke({
+                invocationId,
+                functionId: fn.functionId,
+                inputData: [{ name: trigger, data: { http: httpRequest({ url: `http://127.0.0.1/api/${name}` }) } }],
+            });
+            assert.strictEqual(res.result.status, 'Success', JSON.stringify(res.result));
+            const http = res.returnValue.http;
+            return [http.statusCode, Buffer.from(http.body.bytes).toString()];
+        };
+        assert.deepStrictEqual(await call('plain', 'inv-p'), ['200', 'plain']);
+        const log = await host.next('rpcLog');
+        assert.strictEqual(log.rpcLog.invocationId, 'inv-p');
+        assert.strictEqual(log.rpcLog.message, 'before plain');
+        assert.strictEqual(log.rpcLog.category, 'plain.Invocation');
+        assert.deepStrictEqual(await call('swapped', 'inv-s'), ['200', 'from the hook']);
+        assert.deepStrictEqual(await call('failing', 'inv-f'), ['418', 'recovered: pre']);
+    } finally {
+        assert.strictEqual(await host.stop(), 0, host.stderr);
+    }
+});
