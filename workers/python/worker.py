@@ -186,6 +186,14 @@ def set_up_sys_path(app_root):
     sys.path[:] = front + [p for p in rest if p not in front]
 
 
+def enter_app(request):
+    """The app folder of an init or reload request, put first on the import
+    path."""
+    app_dir = request.function_app_directory or app_root_from_env()
+    put_app_first(app_dir)
+    return app_dir
+
+
 def put_app_first(app_dir):
     """Called on init and reload with the host's function_app_directory."""
     app_dir = os.path.abspath(app_dir)
@@ -516,20 +524,25 @@ class Worker:
         log.info("using %s for the app in %s", name, app_dir)
         return library
 
+    async def start_library(self, app_dir, request_name, message):
+        """Init and environment reload alike: loads the library for the app
+        in app_dir (once), passes it the request and, when it succeeds,
+        adjusts the capabilities the library announces."""
+        library = self.load_library(app_dir)
+        handler = getattr(library, request_name)
+        response = await handler(self.library_request(request_name, message))
+        if response.result.status == self.protos.StatusResult.Success:
+            self.adjust_capabilities(response.capabilities)
+        return response
+
     async def on_worker_init(self, message):
         protos = self.protos
-        request = message.worker_init_request
-        app_dir = request.function_app_directory or app_root_from_env()
-        put_app_first(app_dir)
+        app_dir = enter_app(message.worker_init_request)
         try:
-            library = self.load_library(app_dir)
-            response = await library.worker_init_request(
-                self.library_request("worker_init_request", message))
+            response = await self.start_library(app_dir, "worker_init_request", message)
         except Exception as error:
             log.error("worker init failed: %s", error)
             response = protos.WorkerInitResponse(result=self.failure(error))
-        if response.result.status == protos.StatusResult.Success:
-            self.adjust_capabilities(response.capabilities)
         response.worker_metadata.custom_properties["fnhost.worker"] = "python"
         if self.library_name:
             response.worker_metadata.custom_properties["fnhost.library"] = self.library_name
@@ -571,17 +584,12 @@ class Worker:
 
     async def on_environment_reload(self, message):
         protos = self.protos
-        request = message.function_environment_reload_request
-        app_dir = request.function_app_directory or app_root_from_env()
-        put_app_first(app_dir)
+        app_dir = enter_app(message.function_environment_reload_request)
         try:
-            library = self.load_library(app_dir)
-            response = await library.function_environment_reload_request(
-                self.library_request("function_environment_reload_request", message))
+            response = await self.start_library(
+                app_dir, "function_environment_reload_request", message)
         except Exception as error:
             response = protos.FunctionEnvironmentReloadResponse(result=self.failure(error))
-        if response.result.status == protos.StatusResult.Success:
-            self.adjust_capabilities(response.capabilities)
         self.send(self.message(function_environment_reload_response=response))
 
     # -- invocations -----------------------------------------------------------
