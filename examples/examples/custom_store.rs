@@ -126,10 +126,8 @@ impl BuildProvider for StampBuild {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         let id = &ctx.snapshot.id;
-        fs::write(ctx.source_dir.join("BUILD_ID"), id).map_err(|e| BuildError::Other {
-            provider: self.name().to_owned(),
-            message: format!("cannot write BUILD_ID: {e}"),
-        })?;
+        fs::write(ctx.source_dir.join("BUILD_ID"), id)
+            .map_err(|e| BuildError::other(self.name(), format!("cannot write BUILD_ID: {e}")))?;
         ctx.log.line(LogLevel::Info, &format!("stamped {id}"));
         Ok(BuildOutput {
             dir: ctx.source_dir.to_path_buf(),
