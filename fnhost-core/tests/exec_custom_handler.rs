@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use exec_support::{
     TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
-    response_of, twenty_at_once,
+    response_of, retried_return, twenty_at_once, two_retries,
 };
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink};
 use fnhost_core::invoke::http::HttpRequest;
@@ -316,16 +316,10 @@ async fn a_handler_that_hangs_past_the_timeout() {
 
 #[tokio::test]
 async fn retry_context_reaches_the_handler() {
-    let app = handler_app(json!({
-        "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}
-    }));
+    let app = handler_app(json!({ "retry": two_retries() }));
     let host = default_host(&app);
-    let result = host
-        .invoke("Manual", Invocation::new(json!({"mode": "retry"})))
-        .await
-        .expect("the last retry succeeds");
     assert_eq!(
-        result.return_value.expect("$return").to_json(),
+        retried_return(&host, "Manual").await,
         json!({"RetryCount": 2, "MaxRetryCount": 2, "Exception": null})
     );
     host.shutdown().await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use exec_support::{
     TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
-    response_of, twenty_at_once,
+    response_of, retried_return, twenty_at_once, two_retries,
 };
 use fnhost_core::exec::{ProcessExecutor, ProcessExecutorFactory};
 use fnhost_core::invoke::{BindingData, InvokeError};
@@ -197,17 +197,10 @@ async fn a_missing_interpreter_is_a_clear_error() {
 
 #[tokio::test]
 async fn retry_context_is_visible_on_retries() {
-    let app = python_app(json!({
-        "version": "2.0",
-        "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}
-    }));
+    let app = python_app(json!({ "version": "2.0", "retry": two_retries() }));
     let host = host_of(&app);
-    let result = host
-        .invoke("Job", Invocation::new(json!({"mode": "retry"})))
-        .await
-        .expect("succeeds on the last retry");
     assert_eq!(
-        result.return_value.expect("$return").to_json(),
+        retried_return(&host, "Job").await,
         json!({"RetryCount": 2, "MaxRetryCount": 2, "Exception": null})
     );
 }
