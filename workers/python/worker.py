@@ -535,6 +535,17 @@ class Worker:
             self.adjust_capabilities(response.capabilities)
         return response
 
+    async def ask_library(self, request_name, message, kind, failed):
+        """Passes a request of this kind to the library; before init, or
+        when the library raises, the failed response failed(status) makes."""
+        if self.library is None:
+            return failed(self.failure(message=f"{kind} before WorkerInitRequest"))
+        try:
+            handler = getattr(self.library, request_name)
+            return await handler(self.library_request(request_name, message))
+        except Exception as error:
+            return failed(self.failure(error))
+
     async def on_worker_init(self, message):
         protos = self.protos
         app_dir = enter_app(message.worker_init_request)
@@ -549,37 +560,22 @@ class Worker:
         self.send(self.message(worker_init_response=response))
 
     async def on_functions_metadata(self, message):
-        protos = self.protos
-        if self.library is None:
-            response = protos.FunctionMetadataResponse(
-                result=self.failure(message="FunctionsMetadataRequest before WorkerInitRequest"))
-        else:
-            try:
-                response = await self.library.functions_metadata_request(
-                    self.library_request("functions_metadata_request", message))
-            except Exception as error:
-                response = protos.FunctionMetadataResponse(result=self.failure(error))
+        response = await self.ask_library(
+            "functions_metadata_request", message, "FunctionsMetadataRequest",
+            lambda status: self.protos.FunctionMetadataResponse(result=status))
         for metadata in response.function_metadata_results:
             if metadata.function_id:
                 self.function_names[metadata.function_id] = metadata.name
         self.send(self.message(function_metadata_response=response))
 
     async def on_function_load(self, message):
-        protos = self.protos
         request = message.function_load_request
         if request.metadata.name:
             self.function_names[request.function_id] = request.metadata.name
-        if self.library is None:
-            response = protos.FunctionLoadResponse(
-                function_id=request.function_id,
-                result=self.failure(message="FunctionLoadRequest before WorkerInitRequest"))
-        else:
-            try:
-                response = await self.library.function_load_request(
-                    self.library_request("function_load_request", message))
-            except Exception as error:
-                response = protos.FunctionLoadResponse(
-                    function_id=request.function_id, result=self.failure(error))
+        response = await self.ask_library(
+            "function_load_request", message, "FunctionLoadRequest",
+            lambda status: self.protos.FunctionLoadResponse(
+                function_id=request.function_id, result=status))
         self.send(self.message(function_load_response=response))
 
     async def on_environment_reload(self, message):
