@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use exec_support::{
-    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
+    TestApp, eventually, failure, handler, http_in_out, invoke_items, manual, process_is_gone,
     response_of, retried_return, twenty_at_once, two_retries,
 };
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink};
@@ -182,12 +182,8 @@ async fn payload_mode_manual_trigger() {
 async fn payload_mode_http_trigger_with_route_query_and_body() {
     let app = handler_app(json!({}));
     let host = default_host(&app);
-    let handle = host.resolve("Items").expect("Items");
     // No start(): the first invocation starts the handler.
-    let result = handle
-        .invoke(Invocation::new(items_request("x")))
-        .await
-        .expect("success");
+    let (handle, result) = invoke_items(&host, "x").await;
     assert_eq!(result.logs, ["items called"]);
     assert!(matches!(result.output("res"), Some(BindingData::Json(_))));
     let response = response_of(&handle, &result);

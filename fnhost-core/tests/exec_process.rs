@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exec_support::{
-    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
+    TestApp, eventually, failure, handler, http_in_out, invoke_items, manual, process_is_gone,
     response_of, retried_return, twenty_at_once, two_retries,
 };
 use fnhost_core::exec::{ProcessExecutor, ProcessExecutorFactory};
@@ -94,11 +94,7 @@ async fn http_trigger_gets_route_query_and_body() {
         &[("index.js", handler("oneshot_http.js"))],
     );
     let host = host_of(&app);
-    let handle = host.resolve("Items").expect("Items");
-    let result = handle
-        .invoke(Invocation::new(items_request("x y")))
-        .await
-        .expect("success");
+    let (handle, result) = invoke_items(&host, "x y").await;
     let response = response_of(&handle, &result);
     assert_eq!(response.status, 201);
     assert_eq!(response.header("x-handler"), Some("node"));

@@ -118,6 +118,17 @@ pub fn items_request(q: &str) -> HttpRequest {
     req
 }
 
+/// Invokes the function `Items` with [`items_request`]`(q)`, which must
+/// succeed; its handle (for [`response_of`]) and the result.
+pub async fn invoke_items(host: &Host, q: &str) -> (FunctionHandle, InvocationResult) {
+    let handle = host.resolve("Items").expect("Items");
+    let result = handle
+        .invoke(Invocation::new(items_request(q)))
+        .await
+        .expect("success");
+    (handle, result)
+}
+
 /// The HTTP response `result` gives for `handle`'s function.
 pub fn response_of(handle: &FunctionHandle, result: &InvocationResult) -> HttpResponse {
     handle
