@@ -103,6 +103,18 @@ if [ ! -f "$wheel" ]; then
         --ignore-requires-python azure-functions-runtime-v1==1.2.0 -d "$wheel_dir"
 fi
 export FNHOST_PROTO_WHEEL="$PWD/$wheel"
+# Installs npm packages into the folder $1 (no scripts run), through
+# $1.installing so that an interrupted install leaves no half-made folder.
+npm_install_into() {
+    local dir=$1
+    shift
+    rm -rf "$dir.installing"
+    mkdir -p "$dir.installing"
+    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
+        --prefix "$dir.installing" "$@" >/dev/null
+    rm -rf "$dir"
+    mv "$dir.installing" "$dir"
+}
 # The queue trigger tests run a real Azurite (pinned: 3.35.0 is the newest
 # that runs on Node.js 20). The tests install it themselves when missing;
 # doing it here keeps npm's output out of the test run.
@@ -110,12 +122,7 @@ azurite_version=3.35.0
 azurite_dir="$PWD/target/fnhost-test-cache/azurite-$azurite_version"
 if [ ! -x "$azurite_dir/node_modules/.bin/azurite-queue" ]; then
     echo "test.sh: installing azurite@$azurite_version into $azurite_dir" >&2
-    rm -rf "$azurite_dir.installing"
-    mkdir -p "$azurite_dir.installing"
-    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
-        --prefix "$azurite_dir.installing" "azurite@$azurite_version" >/dev/null
-    rm -rf "$azurite_dir"
-    mv "$azurite_dir.installing" "$azurite_dir"
+    npm_install_into "$azurite_dir" "azurite@$azurite_version"
 fi
 export FNHOST_AZURITE_DIR="$azurite_dir"
 # The Kubernetes manifest tests validate offline (no cluster runs here):
@@ -139,12 +146,7 @@ fi
 keda_dir="$PWD/target/fnhost-test-cache/keda-models-2.0.0"
 if [ ! -f "$keda_dir/node_modules/@kubernetes-models/keda/package.json" ]; then
     echo "test.sh: installing @kubernetes-models/keda@2.0.0 into $keda_dir" >&2
-    rm -rf "$keda_dir.installing"
-    mkdir -p "$keda_dir.installing"
-    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
-        --prefix "$keda_dir.installing" "@kubernetes-models/keda@2.0.0" >/dev/null
-    rm -rf "$keda_dir"
-    mv "$keda_dir.installing" "$keda_dir"
+    npm_install_into "$keda_dir" "@kubernetes-models/keda@2.0.0"
 fi
 export FNHOST_KUBE_VALIDATE_DIR="$kube_dir" FNHOST_KEDA_MODELS_DIR="$keda_dir"
 # The RabbitMQ tests need a broker on 127.0.0.1:5672 (guest/guest, which
@@ -168,12 +170,7 @@ fi
 portal_e2e_dir="$PWD/target/fnhost-test-cache/portal-e2e-pw1.65.2-axe4.14.1"
 if [ ! -f "$portal_e2e_dir/node_modules/axe-core/axe.min.js" ] || [ ! -f "$portal_e2e_dir/node_modules/playwright-core/package.json" ]; then
     echo "test.sh: installing playwright-core and axe-core into $portal_e2e_dir" >&2
-    rm -rf "$portal_e2e_dir.installing"
-    mkdir -p "$portal_e2e_dir.installing"
-    npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
-        --prefix "$portal_e2e_dir.installing" playwright-core@1.65.2 axe-core@4.14.1 >/dev/null
-    rm -rf "$portal_e2e_dir"
-    mv "$portal_e2e_dir.installing" "$portal_e2e_dir"
+    npm_install_into "$portal_e2e_dir" playwright-core@1.65.2 axe-core@4.14.1
 fi
 export FNHOST_PORTAL_E2E_DIR="$portal_e2e_dir"
 corpus="${FNHOST_CORPUS:-../shared/corpus}"

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fnhost_benches::scratch_dir;
 use fnhost_deploy::{Content, DeployRequest, Durability, Site};
 
 const HOST_JSON: &str = r#"{ "version": "2.0", "customHandler": { "description": { "defaultExecutablePath": "handler" } } }"#;
@@ -74,10 +75,7 @@ fn deploy(site: &Site, dir: &Path) -> fnhost_deploy::DeployOutcome {
 fn main() {
     let quick = std::env::var_os("FNHOST_BENCH_QUICK").is_some();
     let files = if quick { 500 } else { 10_000 };
-    let base = std::env::var_os("FNHOST_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::tempdir_in(base).unwrap();
+    let tmp = scratch_dir();
     let src = tmp.path().join("src");
     make_app(&src, files);
     // Let the files age past the stat cache's one-second window, as files

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use fnhost_benches::{format_duration, quick};
+use fnhost_benches::{format_duration, quick, scratch_dir};
 use fnhost_deploy::manage::Manage;
 use fnhost_deploy::testkit::ManageThread;
 use fnhost_deploy::{Content, DeployRequest, Durability, Site};
@@ -58,10 +58,7 @@ fn fresh_site(dir: &Path) -> Site {
 fn main() {
     let files = if quick() { 500 } else { 10_000 };
     let rounds = if quick() { 3 } else { 5 };
-    let base = std::env::var_os("FNHOST_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::tempdir_in(base).unwrap();
+    let tmp = scratch_dir();
     let zip = tmp.path().join("app.zip");
     make_zip(&zip, files);
     let zip_size = fs::metadata(&zip).unwrap().len();

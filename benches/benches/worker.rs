@@ -87,7 +87,7 @@ use std::time::{Duration, Instant};
 use fnhost_benches::client::{Client, get_ok, spread};
 use fnhost_benches::{format_duration, quick, serve_front};
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, LogSink as HandlerLogSink};
-use fnhost_core::http::HttpFront;
+use fnhost_core::invoke::ExecutorFactory;
 use fnhost_core::invoke::http::HttpResponse;
 use fnhost_core::worker::LanguageWorkerFactory;
 use fnhost_core::worker::testkit::{
@@ -165,67 +165,55 @@ fn main() {
     let echo_workers = temp.path().join("stand-in-workers");
     write_launcher(&echo_workers, "echo").expect("the stand-in's worker folder");
 
-    let mut subjects: Vec<Subject> = Vec::new();
-    runtime.block_on(async {
-        let node_one = node_app(&temp.path().join("node-app"), 1);
-        subjects.push(
-            Subject::start(
-                "node worker",
-                "fnhost + Node worker (v4 model)",
-                node_one,
-                language_factory(&workers, None),
-            )
-            .await,
-        );
+    // Each host to measure: its key, its label, its app and the executor
+    // factory behind it.
+    let mut plans: Vec<(&str, &str, FunctionApp, Arc<dyn ExecutorFactory>)> = vec![
+        (
+            "node worker",
+            "fnhost + Node worker (v4 model)",
+            node_app(&temp.path().join("node-app"), 1),
+            language_factory(&workers, None),
+        ),
         // Not the default configuration: reported beside the targets.
-        let node_app_2 = node_app(&temp.path().join("node-app-2"), 2);
-        subjects.push(
-            Subject::start(
-                "node worker x2",
-                "fnhost + 2 Node worker processes",
-                node_app_2,
-                language_factory(&workers, None),
-            )
-            .await,
-        );
-        let custom_app = custom_handler_app(&temp.path().join("custom-app"));
-        subjects.push(
-            Subject::start(
-                "custom handler",
-                "fnhost + Node http custom handler",
-                custom_app,
-                Arc::new(CustomHandlerFactory::with_options(
-                    CustomHandlerOptions::new().with_log_sink(HandlerLogSink::new(|_, line| {
-                        if line.to_ascii_lowercase().contains("error") {
-                            eprintln!("[custom handler] {line}");
-                        }
-                    })),
-                )),
-            )
-            .await,
-        );
-        if python {
-            let python_app = python_app(&temp.path().join("python-app"));
-            subjects.push(
-                Subject::start(
-                    "python worker",
-                    "fnhost + Python worker (v2 model)",
-                    python_app,
-                    language_factory(&workers, None),
-                )
-                .await,
-            );
+        (
+            "node worker x2",
+            "fnhost + 2 Node worker processes",
+            node_app(&temp.path().join("node-app-2"), 2),
+            language_factory(&workers, None),
+        ),
+        (
+            "custom handler",
+            "fnhost + Node http custom handler",
+            custom_handler_app(&temp.path().join("custom-app")),
+            Arc::new(CustomHandlerFactory::with_options(
+                CustomHandlerOptions::new().with_log_sink(HandlerLogSink::new(|_, line| {
+                    if line.to_ascii_lowercase().contains("error") {
+                        eprintln!("[custom handler] {line}");
+                    }
+                })),
+            )),
+        ),
+    ];
+    if python {
+        plans.push((
+            "python worker",
+            "fnhost + Python worker (v2 model)",
+            python_app(&temp.path().join("python-app")),
+            language_factory(&workers, None),
+        ));
+    }
+    plans.push((
+        "stand-in worker",
+        "fnhost + in-process stand-in worker",
+        stand_in_app(&temp.path().join("stand-in-app")),
+        language_factory(&echo_workers, Some((stand_in.clone(), stamps.clone()))),
+    ));
+    let subjects = runtime.block_on(async {
+        let mut subjects = Vec::new();
+        for (key, label, app, factory) in plans {
+            subjects.push(Subject::start(key, label, app, factory).await);
         }
-        let echo_app = stand_in_app(&temp.path().join("stand-in-app"));
-        subjects.push(
-            Subject::start(
-                "stand-in worker",
-                "fnhost + in-process stand-in worker",
-                echo_app,
-                language_factory(&echo_workers, Some((stand_in.clone(), stamps.clone()))),
-            )
-            .await,
-        );
+        subjects
     });
     println!(
         "started {} hosts in {:.1} s (workers from {})",
@@ -527,18 +515,13 @@ impl Subject {
         key: &'static str,
         label: &'static str,
         app: FunctionApp,
-        factory: Arc<dyn fnhost_core::invoke::ExecutorFactory>,
+        factory: Arc<dyn ExecutorFactory>,
     ) -> Subject {
         let host = Arc::new(Host::builder().factory(factory).build(app));
         if let Err(e) = host.start().await {
             panic!("{label}: the host does not start: {e}");
         }
-        let server = HttpFront::new(host.clone())
-            .bind("127.0.0.1:0".parse().expect("an address"))
-            .await
-            .expect("the front binds");
-        let addr = server.local_addr();
-        tokio::spawn(server.serve(std::future::pending::<()>()));
+        let addr = serve_front(host.clone()).await;
         let clients = connect(addr).await;
         Subject {
             key,

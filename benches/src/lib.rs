@@ -19,6 +19,15 @@ pub fn quick() -> bool {
     std::env::var_os("FNHOST_BENCH_QUICK").is_some()
 }
 
+/// A temporary folder for a benchmark's files, under `FNHOST_BENCH_DIR`
+/// when set (to measure another disk), else the system's.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("FNHOST_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(base).expect("a temporary folder")
+}
+
 /// `full` iterations normally, far fewer (at least 100) in quick mode.
 pub fn iterations(full: u64) -> u64 {
     if quick() {

@@ -31,6 +31,11 @@ fn poisoned<T>(_: T) -> io::Error {
     io::Error::other("a thread panicked while holding the store's lock")
 }
 
+/// The keys of one of the store's maps.
+fn keys<K: Clone, V>(map: &RwLock<HashMap<K, V>>) -> io::Result<Vec<K>> {
+    Ok(map.read().map_err(poisoned)?.keys().cloned().collect())
+}
+
 impl Store for MemoryStore {
     fn describe(&self) -> String {
         "memory".to_owned()
@@ -70,13 +75,7 @@ impl Store for MemoryStore {
     }
 
     fn blobs(&self) -> io::Result<Vec<Digest>> {
-        Ok(self
-            .blobs
-            .read()
-            .map_err(poisoned)?
-            .keys()
-            .copied()
-            .collect())
+        keys(&self.blobs)
     }
 
     fn remove(&self, digest: &Digest) -> io::Result<()> {
@@ -99,13 +98,7 @@ impl Store for MemoryStore {
     }
 
     fn manifests(&self) -> io::Result<Vec<ManifestKey>> {
-        Ok(self
-            .manifests
-            .read()
-            .map_err(poisoned)?
-            .keys()
-            .cloned()
-            .collect())
+        keys(&self.manifests)
     }
 
     fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()> {
@@ -126,10 +119,8 @@ impl BuildProvider for StampBuild {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
         let id = &ctx.snapshot.id;
-        fs::write(ctx.source_dir.join("BUILD_ID"), id).map_err(|e| BuildError::Other {
-            provider: self.name().to_owned(),
-            message: format!("cannot write BUILD_ID: {e}"),
-        })?;
+        fs::write(ctx.source_dir.join("BUILD_ID"), id)
+            .map_err(|e| BuildError::other(self.name(), format!("cannot write BUILD_ID: {e}")))?;
         ctx.log.line(LogLevel::Info, &format!("stamped {id}"));
         Ok(BuildOutput {
             dir: ctx.source_dir.to_path_buf(),

@@ -129,6 +129,16 @@ pub enum BuildError {
     },
 }
 
+impl BuildError {
+    /// A [`BuildError::Other`] with a message.
+    pub fn other(provider: &str, message: impl Into<String>) -> Self {
+        BuildError::Other {
+            provider: provider.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Turns a snapshot into the tree to deploy.
 ///
 /// # Contract

@@ -187,6 +187,31 @@ fn compare(
     }
 }
 
+/// Checks that `call` (a fetch or an update) returned the id `head()` gave.
+fn check_id(call: &str, snapshot: &SourceSnapshot, head: &str, failures: &mut Vec<String>) {
+    if snapshot.id != head {
+        failures.push(format!(
+            "{call} returned id {} but head() said {head}",
+            snapshot.id
+        ));
+    }
+}
+
+/// Checks that `dir`, as `writer` (fetch or update) left it, holds exactly
+/// `want`; differences are reported as `label`'s.
+fn check_tree(
+    writer: &str,
+    dir: &Path,
+    label: &str,
+    want: &[(&str, Vec<u8>)],
+    failures: &mut Vec<String>,
+) {
+    match read_tree(dir) {
+        Ok(tree) => compare(label, &tree, want, failures),
+        Err(e) => failures.push(format!("cannot read what {writer} wrote: {e}")),
+    }
+}
+
 /// Runs the source provider suite; returns every failed check.
 ///
 /// It publishes two versions through `fixture` and checks that `head` is
@@ -252,21 +277,9 @@ pub fn check_source_provider(
         }
         match provider.fetch(&spec, &into) {
             Ok(snapshot) => {
-                if snapshot.id != head1 {
-                    failures.push(format!(
-                        "fetch #{round} returned id {} but head() said {head1}",
-                        snapshot.id
-                    ));
-                }
-                match read_tree(&into) {
-                    Ok(tree) => compare(
-                        &format!("fetch #{} of version one", round + 1),
-                        &tree,
-                        &v1,
-                        &mut failures,
-                    ),
-                    Err(e) => failures.push(format!("cannot read what fetch wrote: {e}")),
-                }
+                check_id(&format!("fetch #{round}"), &snapshot, &head1, &mut failures);
+                let label = format!("fetch #{} of version one", round + 1);
+                check_tree("fetch", &into, &label, &v1, &mut failures);
             }
             Err(e) => failures.push(format!("fetch of version one failed: {e}")),
         }
@@ -291,16 +304,8 @@ pub fn check_source_provider(
             let _ = fs::create_dir_all(&into);
             match provider.fetch(&spec, &into) {
                 Ok(snapshot) => {
-                    if snapshot.id != head2 {
-                        failures.push(format!(
-                            "fetch returned id {} but head() said {head2}",
-                            snapshot.id
-                        ));
-                    }
-                    match read_tree(&into) {
-                        Ok(tree) => compare("fetch of version two", &tree, &v2, &mut failures),
-                        Err(e) => failures.push(format!("cannot read what fetch wrote: {e}")),
-                    }
+                    check_id("fetch", &snapshot, &head2, &mut failures);
+                    check_tree("fetch", &into, "fetch of version two", &v2, &mut failures);
                 }
                 Err(e) => failures.push(format!("fetch of version two failed: {e}")),
             }
@@ -308,21 +313,9 @@ pub fn check_source_provider(
             let dir = scratch.path().join("fetch-1");
             match provider.update(&spec, &dir, &head1) {
                 Ok(snapshot) => {
-                    if snapshot.id != head2 {
-                        failures.push(format!(
-                            "update returned id {} but head() said {head2}",
-                            snapshot.id
-                        ));
-                    }
-                    match read_tree(&dir) {
-                        Ok(tree) => compare(
-                            "update from version one to version two",
-                            &tree,
-                            &v2,
-                            &mut failures,
-                        ),
-                        Err(e) => failures.push(format!("cannot read what update wrote: {e}")),
-                    }
+                    check_id("update", &snapshot, &head2, &mut failures);
+                    let label = "update from version one to version two";
+                    check_tree("update", &dir, label, &v2, &mut failures);
                 }
                 Err(e) => failures.push(format!("update from version one failed: {e}")),
             }

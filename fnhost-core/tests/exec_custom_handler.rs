@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use exec_support::{
-    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
-    response_of, twenty_at_once,
+    TestApp, eventually, failure, handler, http_in_out, invoke_items, manual, process_is_gone,
+    response_of, retried_return, twenty_at_once, two_retries,
 };
 use fnhost_core::exec::{CustomHandlerFactory, CustomHandlerOptions, HandlerStream, LogSink};
 use fnhost_core::invoke::http::HttpRequest;
@@ -182,12 +182,8 @@ async fn payload_mode_manual_trigger() {
 async fn payload_mode_http_trigger_with_route_query_and_body() {
     let app = handler_app(json!({}));
     let host = default_host(&app);
-    let handle = host.resolve("Items").expect("Items");
     // No start(): the first invocation starts the handler.
-    let result = handle
-        .invoke(Invocation::new(items_request("x")))
-        .await
-        .expect("success");
+    let (handle, result) = invoke_items(&host, "x").await;
     assert_eq!(result.logs, ["items called"]);
     assert!(matches!(result.output("res"), Some(BindingData::Json(_))));
     let response = response_of(&handle, &result);
@@ -316,16 +312,10 @@ async fn a_handler_that_hangs_past_the_timeout() {
 
 #[tokio::test]
 async fn retry_context_reaches_the_handler() {
-    let app = handler_app(json!({
-        "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}
-    }));
+    let app = handler_app(json!({ "retry": two_retries() }));
     let host = default_host(&app);
-    let result = host
-        .invoke("Manual", Invocation::new(json!({"mode": "retry"})))
-        .await
-        .expect("the last retry succeeds");
     assert_eq!(
-        result.return_value.expect("$return").to_json(),
+        retried_return(&host, "Manual").await,
         json!({"RetryCount": 2, "MaxRetryCount": 2, "Exception": null})
     );
     host.shutdown().await;

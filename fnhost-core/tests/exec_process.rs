@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use exec_support::{
-    TestApp, eventually, failure, handler, http_in_out, items_request, manual, process_is_gone,
-    response_of, twenty_at_once,
+    TestApp, eventually, failure, handler, http_in_out, invoke_items, manual, process_is_gone,
+    response_of, retried_return, twenty_at_once, two_retries,
 };
 use fnhost_core::exec::{ProcessExecutor, ProcessExecutorFactory};
 use fnhost_core::invoke::{BindingData, InvokeError};
@@ -94,11 +94,7 @@ async fn http_trigger_gets_route_query_and_body() {
         &[("index.js", handler("oneshot_http.js"))],
     );
     let host = host_of(&app);
-    let handle = host.resolve("Items").expect("Items");
-    let result = handle
-        .invoke(Invocation::new(items_request("x y")))
-        .await
-        .expect("success");
+    let (handle, result) = invoke_items(&host, "x y").await;
     let response = response_of(&handle, &result);
     assert_eq!(response.status, 201);
     assert_eq!(response.header("x-handler"), Some("node"));
@@ -197,17 +193,10 @@ async fn a_missing_interpreter_is_a_clear_error() {
 
 #[tokio::test]
 async fn retry_context_is_visible_on_retries() {
-    let app = python_app(json!({
-        "version": "2.0",
-        "retry": {"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"}
-    }));
+    let app = python_app(json!({ "version": "2.0", "retry": two_retries() }));
     let host = host_of(&app);
-    let result = host
-        .invoke("Job", Invocation::new(json!({"mode": "retry"})))
-        .await
-        .expect("succeeds on the last retry");
     assert_eq!(
-        result.return_value.expect("$return").to_json(),
+        retried_return(&host, "Job").await,
         json!({"RetryCount": 2, "MaxRetryCount": 2, "Exception": null})
     );
 }

@@ -178,16 +178,11 @@ mod builds {
         }
         fn build(&self, ctx: &BuildContext<'_>) -> Result<BuildOutput, BuildError> {
             if ctx.source_dir.join("fail").exists() {
-                return Err(BuildError::Other {
-                    provider: "someone else".to_owned(),
-                    message: "failed".to_owned(),
-                });
+                return Err(BuildError::other("someone else", "failed"));
             }
             let out = ctx.source_dir.join("../live");
-            fs::write(out.join("built"), "yes").map_err(|e| BuildError::Other {
-                provider: "reckless".to_owned(),
-                message: e.to_string(),
-            })?;
+            fs::write(out.join("built"), "yes")
+                .map_err(|e| BuildError::other("reckless", e.to_string()))?;
             Ok(BuildOutput {
                 dir: out,
                 summary: "built".to_owned(),

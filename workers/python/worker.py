@@ -186,6 +186,14 @@ def set_up_sys_path(app_root):
     sys.path[:] = front + [p for p in rest if p not in front]
 
 
+def enter_app(request):
+    """The app folder of an init or reload request, put first on the import
+    path."""
+    app_dir = request.function_app_directory or app_root_from_env()
+    put_app_first(app_dir)
+    return app_dir
+
+
 def put_app_first(app_dir):
     """Called on init and reload with the host's function_app_directory."""
     app_dir = os.path.abspath(app_dir)
@@ -516,72 +524,68 @@ class Worker:
         log.info("using %s for the app in %s", name, app_dir)
         return library
 
+    async def start_library(self, app_dir, request_name, message):
+        """Init and environment reload alike: loads the library for the app
+        in app_dir (once), passes it the request and, when it succeeds,
+        adjusts the capabilities the library announces."""
+        library = self.load_library(app_dir)
+        handler = getattr(library, request_name)
+        response = await handler(self.library_request(request_name, message))
+        if response.result.status == self.protos.StatusResult.Success:
+            self.adjust_capabilities(response.capabilities)
+        return response
+
+    async def ask_library(self, request_name, message, kind, failed):
+        """Passes a request of this kind to the library; before init, or
+        when the library raises, the failed response failed(status) makes."""
+        if self.library is None:
+            return failed(self.failure(message=f"{kind} before WorkerInitRequest"))
+        try:
+            handler = getattr(self.library, request_name)
+            return await handler(self.library_request(request_name, message))
+        except Exception as error:
+            return failed(self.failure(error))
+
     async def on_worker_init(self, message):
         protos = self.protos
-        request = message.worker_init_request
-        app_dir = request.function_app_directory or app_root_from_env()
-        put_app_first(app_dir)
+        app_dir = enter_app(message.worker_init_request)
         try:
-            library = self.load_library(app_dir)
-            response = await library.worker_init_request(
-                self.library_request("worker_init_request", message))
+            response = await self.start_library(app_dir, "worker_init_request", message)
         except Exception as error:
             log.error("worker init failed: %s", error)
             response = protos.WorkerInitResponse(result=self.failure(error))
-        if response.result.status == protos.StatusResult.Success:
-            self.adjust_capabilities(response.capabilities)
         response.worker_metadata.custom_properties["fnhost.worker"] = "python"
         if self.library_name:
             response.worker_metadata.custom_properties["fnhost.library"] = self.library_name
         self.send(self.message(worker_init_response=response))
 
     async def on_functions_metadata(self, message):
-        protos = self.protos
-        if self.library is None:
-            response = protos.FunctionMetadataResponse(
-                result=self.failure(message="FunctionsMetadataRequest before WorkerInitRequest"))
-        else:
-            try:
-                response = await self.library.functions_metadata_request(
-                    self.library_request("functions_metadata_request", message))
-            except Exception as error:
-                response = protos.FunctionMetadataResponse(result=self.failure(error))
+        response = await self.ask_library(
+            "functions_metadata_request", message, "FunctionsMetadataRequest",
+            lambda status: self.protos.FunctionMetadataResponse(result=status))
         for metadata in response.function_metadata_results:
             if metadata.function_id:
                 self.function_names[metadata.function_id] = metadata.name
         self.send(self.message(function_metadata_response=response))
 
     async def on_function_load(self, message):
-        protos = self.protos
         request = message.function_load_request
         if request.metadata.name:
             self.function_names[request.function_id] = request.metadata.name
-        if self.library is None:
-            response = protos.FunctionLoadResponse(
-                function_id=request.function_id,
-                result=self.failure(message="FunctionLoadRequest before WorkerInitRequest"))
-        else:
-            try:
-                response = await self.library.function_load_request(
-                    self.library_request("function_load_request", message))
-            except Exception as error:
-                response = protos.FunctionLoadResponse(
-                    function_id=request.function_id, result=self.failure(error))
+        response = await self.ask_library(
+            "function_load_request", message, "FunctionLoadRequest",
+            lambda status: self.protos.FunctionLoadResponse(
+                function_id=request.function_id, result=status))
         self.send(self.message(function_load_response=response))
 
     async def on_environment_reload(self, message):
         protos = self.protos
-        request = message.function_environment_reload_request
-        app_dir = request.function_app_directory or app_root_from_env()
-        put_app_first(app_dir)
+        app_dir = enter_app(message.function_environment_reload_request)
         try:
-            library = self.load_library(app_dir)
-            response = await library.function_environment_reload_request(
-                self.library_request("function_environment_reload_request", message))
+            response = await self.start_library(
+                app_dir, "function_environment_reload_request", message)
         except Exception as error:
             response = protos.FunctionEnvironmentReloadResponse(result=self.failure(error))
-        if response.result.status == protos.StatusResult.Success:
-            self.adjust_capabilities(response.capabilities)
         self.send(self.message(function_environment_reload_response=response))
 
     # -- invocations -----------------------------------------------------------

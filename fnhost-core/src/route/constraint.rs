@@ -289,93 +289,83 @@ mod tests {
 
     #[test]
     fn constraint_int_long() {
-        for v in ["0", "42", "-7", "+7", "2147483647", "-2147483648"] {
-            assert!(accepts("int", v), "{v}");
-        }
-        for v in ["2147483648", "4x", "1.5", "abc", "%20"] {
-            assert!(!accepts("int", v), "{v}");
-        }
-        assert!(accepts("long", "9223372036854775807"));
-        assert!(!accepts("long", "9223372036854775808"));
-        assert!(!accepts("long", "x1"));
+        check_constraint(
+            "int",
+            &["0", "42", "-7", "+7", "2147483647", "-2147483648"],
+            &["2147483648", "4x", "1.5", "abc", "%20"],
+        );
+        check_constraint(
+            "long",
+            &["9223372036854775807"],
+            &["9223372036854775808", "x1"],
+        );
     }
 
     #[test]
     fn constraint_bool_guid_alpha() {
-        for v in ["true", "FALSE", "True"] {
-            assert!(accepts("bool", v), "{v}");
-        }
-        for v in ["yes", "1", "tru"] {
-            assert!(!accepts("bool", v), "{v}");
-        }
-        for v in [
-            "0f8fad5b-d9cb-469f-a165-70867728950e",
-            "0F8FAD5BD9CB469FA16570867728950E",
-            "%7B0f8fad5b-d9cb-469f-a165-70867728950e%7D",
-            "(0f8fad5b-d9cb-469f-a165-70867728950e)",
-        ] {
-            assert!(accepts("guid", v), "{v}");
-        }
-        for v in [
-            "0f8fad5b-d9cb-469f-a165-70867728950",
-            "0f8fad5bd9cb-469f-a165-70867728950ee",
-            "zf8fad5b-d9cb-469f-a165-70867728950e",
-            "{0f8fad5b-d9cb-469f-a165-70867728950e)",
-        ] {
-            assert!(!accepts("guid", v), "{v}");
-        }
-        assert!(accepts("alpha", "abcXYZ"));
-        assert!(!accepts("alpha", "abc1"));
-        assert!(!accepts("alpha", "%C3%A9t%C3%A9"));
+        check_constraint("bool", &["true", "FALSE", "True"], &["yes", "1", "tru"]);
+        check_constraint(
+            "guid",
+            &[
+                "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "0F8FAD5BD9CB469FA16570867728950E",
+                "%7B0f8fad5b-d9cb-469f-a165-70867728950e%7D",
+                "(0f8fad5b-d9cb-469f-a165-70867728950e)",
+            ],
+            &[
+                "0f8fad5b-d9cb-469f-a165-70867728950",
+                "0f8fad5bd9cb-469f-a165-70867728950ee",
+                "zf8fad5b-d9cb-469f-a165-70867728950e",
+                "{0f8fad5b-d9cb-469f-a165-70867728950e)",
+            ],
+        );
+        check_constraint("alpha", &["abcXYZ"], &["abc1", "%C3%A9t%C3%A9"]);
     }
 
     #[test]
     fn constraint_double_decimal() {
-        for v in [
-            "1",
-            "1.5",
-            "-1.5e10",
-            ".5",
-            "1.",
-            "1,000.25",
-            "NaN",
-            "-Infinity",
-            "1E-3",
-        ] {
-            assert!(accepts("double", v), "{v}");
-        }
-        for v in ["abc", "1e", "1.2.3", ",1", "e5", "inf", "-"] {
-            assert!(!accepts("double", v), "{v}");
-        }
-        for v in [
-            "1",
-            "-1.25",
-            "1,000",
-            "79228162514264337593543950335",
-            "0.0000001",
-        ] {
-            assert!(accepts("decimal", v), "{v}");
-        }
-        for v in ["1e5", "79228162514264337593543950336", "NaN", "x"] {
-            assert!(!accepts("decimal", v), "{v}");
-        }
+        check_constraint(
+            "double",
+            &[
+                "1",
+                "1.5",
+                "-1.5e10",
+                ".5",
+                "1.",
+                "1,000.25",
+                "NaN",
+                "-Infinity",
+                "1E-3",
+            ],
+            &["abc", "1e", "1.2.3", ",1", "e5", "inf", "-"],
+        );
+        check_constraint(
+            "decimal",
+            &[
+                "1",
+                "-1.25",
+                "1,000",
+                "79228162514264337593543950335",
+                "0.0000001",
+            ],
+            &["1e5", "79228162514264337593543950336", "NaN", "x"],
+        );
     }
 
     #[test]
     fn constraint_datetime() {
-        for v in [
-            "2024-01-31",
-            "2024-01-31T10:20:30",
-            "2024-01-31T10:20:30.123Z",
-            "2024-01-31T10:20:30%2B02:00",
-            "2024-01-31%2010:20",
-            "01%2F31%2F2024",
-        ] {
-            assert!(accepts("datetime", v), "{v}");
-        }
-        for v in ["2024-13-01", "2024-02-30", "yesterday", "10:20"] {
-            assert!(!accepts("datetime", v), "{v}");
-        }
+        check_constraint(
+            "datetime",
+            &[
+                "2024-01-31",
+                "2024-01-31T10:20:30",
+                "2024-01-31T10:20:30.123Z",
+                "2024-01-31T10:20:30%2B02:00",
+                "2024-01-31%2010:20",
+                "01%2F31%2F2024",
+            ],
+            &["2024-13-01", "2024-02-30", "yesterday", "10:20"],
+        );
     }
 
     #[test]

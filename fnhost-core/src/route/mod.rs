@@ -120,4 +120,22 @@ mod testing {
         let r = router(&[(&format!("{{v:{constraint}}}"), &[])]);
         idx(&r, &format!("/{value}")).is_some()
     }
+
+    /// Checks that `constraint` accepts every value of `accepted` and none
+    /// of `rejected`.
+    pub(super) fn check_constraint(constraint: &str, accepted: &[&str], rejected: &[&str]) {
+        for v in accepted {
+            assert!(accepts(constraint, v), "{constraint} rejects {v}");
+        }
+        for v in rejected {
+            assert!(!accepts(constraint, v), "{constraint} accepts {v}");
+        }
+    }
+
+    /// Checks which route `r` picks for each path (`None`: none).
+    pub(super) fn check_picks(r: &Router<usize>, cases: &[(&str, Option<usize>)]) {
+        for &(path, want) in cases {
+            assert_eq!(idx(r, path), want, "{path}");
+        }
+    }
 }

@@ -145,6 +145,17 @@ pub(crate) fn invocation_request(
     }
 }
 
+/// Puts `value` under `key`, after the value already there and `separator`
+/// when the key repeats.
+fn insert_joined(map: &mut HashMap<String, String>, key: String, value: &str, separator: &str) {
+    map.entry(key)
+        .and_modify(|old| {
+            old.push_str(separator);
+            old.push_str(value);
+        })
+        .or_insert_with(|| value.to_owned());
+}
+
 fn rpc_http_request(req: &HttpRequest, caps: &Capabilities) -> proto::RpcHttp {
     let mut headers: HashMap<String, String> = HashMap::with_capacity(req.headers.len());
     for (k, v) in &req.headers {
@@ -152,23 +163,11 @@ fn rpc_http_request(req: &HttpRequest, caps: &Capabilities) -> proto::RpcHttp {
             continue;
         }
         // Repeated headers are joined as the host's header dictionary does.
-        headers
-            .entry(k.to_ascii_lowercase())
-            .and_modify(|old| {
-                old.push_str(", ");
-                old.push_str(v);
-            })
-            .or_insert_with(|| v.clone());
+        insert_joined(&mut headers, k.to_ascii_lowercase(), v, ", ");
     }
     let mut query: HashMap<String, String> = HashMap::with_capacity(req.query.len());
     for (k, v) in &req.query {
-        query
-            .entry(k.clone())
-            .and_modify(|old| {
-                old.push(',');
-                old.push_str(v);
-            })
-            .or_insert_with(|| v.clone());
+        insert_joined(&mut query, k.clone(), v, ",");
     }
     let params: HashMap<String, String> = req.params.iter().cloned().collect();
     let body = if req.body.is_empty() && !caps.raw_body_bytes {
@@ -427,6 +426,18 @@ mod tests {
         assert_eq!(r.status, 201);
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(r.body, b"hi");
+    }
+
+    #[test]
+    fn repeated_headers_and_query_parameters_are_joined() {
+        let req = HttpRequest::new(crate::route::Method::Get, "/api/x")
+            .with_header("Accept", "text/plain")
+            .with_header("accept", "text/html")
+            .with_query("id", "1")
+            .with_query("id", "2");
+        let http = rpc_http_request(&req, &Capabilities::default());
+        assert_eq!(http.headers["accept"], "text/plain, text/html");
+        assert_eq!(http.query["id"], "1,2");
     }
 
     #[test]

@@ -92,6 +92,21 @@ pub async fn failure(host: &Host, function: &str, input: Value) -> (InvokeError,
     (err, message)
 }
 
+/// A `retry` policy of two retries without delay.
+pub fn two_retries() -> Value {
+    json!({"strategy": "fixedDelay", "maxRetryCount": 2, "delayInterval": "00:00:00"})
+}
+
+/// Invokes `function` with `{"mode": "retry"}`, which must succeed (on
+/// the last retry, for the fixture handlers); its return value.
+pub async fn retried_return(host: &Host, function: &str) -> Value {
+    let result = host
+        .invoke(function, Invocation::new(json!({"mode": "retry"})))
+        .await
+        .expect("the last retry succeeds");
+    result.return_value.expect("$return").to_json()
+}
+
 /// `POST /api/items/42?q=<q>` with a text body `hello` and the route
 /// value `id` = 42.
 pub fn items_request(q: &str) -> HttpRequest {
@@ -101,6 +116,17 @@ pub fn items_request(q: &str) -> HttpRequest {
         .with_body("hello");
     req.params.push(("id".into(), "42".into()));
     req
+}
+
+/// Invokes the function `Items` with [`items_request`]`(q)`, which must
+/// succeed; its handle (for [`response_of`]) and the result.
+pub async fn invoke_items(host: &Host, q: &str) -> (FunctionHandle, InvocationResult) {
+    let handle = host.resolve("Items").expect("Items");
+    let result = handle
+        .invoke(Invocation::new(items_request(q)))
+        .await
+        .expect("success");
+    (handle, result)
 }
 
 /// The HTTP response `result` gives for `handle`'s function.
