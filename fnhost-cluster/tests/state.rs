@@ -148,30 +148,17 @@ where
     );
 
     // Leases: one holder at a time; a new holder gets a greater token.
-    let t_a = s.acquire_lease("leader", "A", 1000, 10_000).await.unwrap();
-    assert_eq!(t_a, Some(1));
-    assert_eq!(
-        s2.acquire_lease("leader", "B", 1000, 10_500).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        s.acquire_lease("leader", "A", 1000, 10_900).await.unwrap(),
-        Some(1),
-        "renewed"
-    );
-    assert_eq!(
-        s2.acquire_lease("leader", "B", 1000, 11_800).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        s2.acquire_lease("leader", "B", 1000, 12_000).await.unwrap(),
-        Some(2),
-        "expired: taken over"
-    );
-    assert_eq!(
-        s.acquire_lease("leader", "A", 1000, 12_100).await.unwrap(),
-        None
-    );
+    for (store, holder, now, token, what) in [
+        (&s, "A", 10_000, Some(1), "free: taken"),
+        (&s2, "B", 10_500, None, "held by A"),
+        (&s, "A", 10_900, Some(1), "renewed"),
+        (&s2, "B", 11_800, None, "still held by A"),
+        (&s2, "B", 12_000, Some(2), "expired: taken over"),
+        (&s, "A", 12_100, None, "held by B"),
+    ] {
+        let got = store.acquire_lease("leader", holder, 1000, now).await;
+        assert_eq!(got.unwrap(), token, "{holder} at {now}: {what}");
+    }
     let l = s.lease("leader").await.unwrap().unwrap();
     assert_eq!((l.holder.as_str(), l.token), ("B", 2));
     s2.release_lease("leader", "B").await.unwrap();
