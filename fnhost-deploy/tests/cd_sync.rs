@@ -36,14 +36,8 @@ fn pipeline_source(
     git(&src, &["add", "-A"]);
     git(&src, &["commit", "-q", "-m", "pipeline"]);
     let cd = setup(tmp);
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string())
-            .with_build(BuildKind::Pipeline),
-        None,
-    )
-    .unwrap();
+    let pipeline = source(SourceKind::Git, &src).with_build(BuildKind::Pipeline);
+    follow(&cd, "production", pipeline).unwrap();
     (src, cd)
 }
 
@@ -51,6 +45,20 @@ fn setup(tmp: &Path) -> ContinuousDeployer {
     let site = Site::open(tmp.join("home")).unwrap();
     site.create_app("app").unwrap();
     ContinuousDeployer::new(site)
+}
+
+/// A source of `kind` at the path `at`.
+fn source(kind: SourceKind, at: &Path) -> SourceConfig {
+    SourceConfig::new(kind, at.display().to_string())
+}
+
+/// Makes `slot` of "app" follow `source`, without credentials.
+fn follow(
+    cd: &ContinuousDeployer,
+    slot: &str,
+    source: SourceConfig,
+) -> Result<SourceConfig, Error> {
+    cd.configure("app", slot, source, None)
 }
 
 fn served_version(cd: &ContinuousDeployer, slot: &str) -> String {
@@ -89,14 +97,7 @@ fn git_source_initial_sync_read_only_and_new_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let src = repo(&tmp.path().join("src"));
     let cd = setup(tmp.path());
-    let config = cd
-        .configure(
-            "app",
-            "production",
-            SourceConfig::new(SourceKind::Git, src.display().to_string()),
-            None,
-        )
-        .unwrap();
+    let config = follow(&cd, "production", source(SourceKind::Git, &src)).unwrap();
     assert_eq!(
         config.describe(),
         format!("git {} (branch main)", src.display())
@@ -162,14 +163,8 @@ fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
     let tmp = tempfile::tempdir().unwrap();
     let src = repo(&tmp.path().join("src"));
     let cd = setup(tmp.path());
-    let err = cd
-        .configure(
-            "app",
-            "production",
-            SourceConfig::new(SourceKind::Git, src.display().to_string()).with_branch("nope"),
-            None,
-        )
-        .unwrap_err();
+    let nope = source(SourceKind::Git, &src).with_branch("nope");
+    let err = follow(&cd, "production", nope).unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     // The crate's one error, with the slot it is about.
     assert!(
@@ -188,7 +183,7 @@ fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
         .configure(
             "app",
             "production",
-            SourceConfig::new(SourceKind::Git, src.display().to_string()),
+            source(SourceKind::Git, &src),
             Some(SourceCredentials::Password {
                 username: "ada".into(),
                 password: "s3cret-token".into(),
@@ -367,19 +362,16 @@ fn two_branches_production_and_staging() {
     let src = repo(&tmp.path().join("src"));
     git(&src, &["branch", "staging"]);
     let cd = setup(tmp.path());
-    let location = src.display().to_string();
-    cd.configure(
-        "app",
+    follow(
+        &cd,
         "production",
-        SourceConfig::new(SourceKind::Git, &location).with_branch("main"),
-        None,
+        source(SourceKind::Git, &src).with_branch("main"),
     )
     .unwrap();
-    cd.configure(
-        "app",
+    follow(
+        &cd,
         "staging",
-        SourceConfig::new(SourceKind::Git, &location).with_branch("staging"),
-        None,
+        source(SourceKind::Git, &src).with_branch("staging"),
     )
     .unwrap();
     deployed(cd.sync_once("app", "production").unwrap());
@@ -424,14 +416,8 @@ fn folder_source(tmp: &Path, quiet: Duration) -> (PathBuf, ContinuousDeployer) {
     let folder = tmp.join("dropbox/app");
     make_app(&folder, "v1");
     let cd = setup(tmp);
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Folder, folder.display().to_string())
-            .with_quiet_period(quiet),
-        None,
-    )
-    .unwrap();
+    let dropbox = source(SourceKind::Folder, &folder).with_quiet_period(quiet);
+    follow(&cd, "production", dropbox).unwrap();
     (folder, cd)
 }
 
@@ -504,13 +490,7 @@ fn hg_source_follows_a_branch() {
     make_app(&src, "v1");
     hg(&src, &["commit", "-A", "-q", "-m", "first"]);
     let cd = setup(tmp.path());
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Hg, src.display().to_string()),
-        None,
-    )
-    .unwrap();
+    follow(&cd, "production", source(SourceKind::Hg, &src)).unwrap();
     let d = deployed(cd.sync_once("app", "production").unwrap());
     assert_eq!(d[0].deployer, "hg");
     assert_eq!(d[0].author, "Grace Hopper <grace@example.com>");
@@ -533,14 +513,8 @@ fn hg_source_follows_a_branch() {
 fn empty_local_repository_has_nothing_to_deploy() {
     let tmp = tempfile::tempdir().unwrap();
     let cd = setup(tmp.path()).with_executable("/bin/true");
-    let config = cd
-        .configure(
-            "app",
-            "production",
-            SourceConfig::new(SourceKind::LocalGit, ""),
-            None,
-        )
-        .unwrap();
+    let local = SourceConfig::new(SourceKind::LocalGit, "");
+    let config = follow(&cd, "production", local).unwrap();
     let repo = cd.local_repository("app", "production");
     assert_eq!(
         Path::new(&config.location),
