@@ -42,6 +42,13 @@ fn run(tick: &str, leader: &str) -> TimerRun {
     .unwrap()
 }
 
+fn timer_status(last: i64, next: i64, last_updated: i64) -> TimerStatus {
+    serde_json::from_value(serde_json::json!({
+        "last": last, "next": next, "last_updated": last_updated
+    }))
+    .unwrap()
+}
+
 /// The suite: `open` opens another handle on the same store (a second
 /// process or manager).
 async fn suite<F, Fut>(open: F)
@@ -217,15 +224,11 @@ where
             .unwrap()
             .is_none()
     );
-    let st: TimerStatus =
-        serde_json::from_value(serde_json::json!({"last": 1, "next": 2, "last_updated": 3}))
-            .unwrap();
+    let st = timer_status(1, 2, 3);
     s.set_timer_status("app", "production", "Tick", st)
         .await
         .unwrap();
-    let st2: TimerStatus =
-        serde_json::from_value(serde_json::json!({"last": 2, "next": 4, "last_updated": 5}))
-            .unwrap();
+    let st2 = timer_status(2, 4, 5);
     s2.set_timer_status("app", "production", "Tick", st2)
         .await
         .unwrap();
