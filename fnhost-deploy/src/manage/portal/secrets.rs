@@ -160,14 +160,8 @@ async fn change_key(st: St, viewer: Viewer, place: Place, req: Request, revoke: 
         Ok(true) => {
             let verb = if revoke { "revoked" } else { "renewed" };
             let did = format!("{verb} the {which} of {}/{}", place.app, place.slot);
-            changed(
-                &st,
-                &viewer,
-                &place,
-                &did,
-                format!("The {which} is {verb}."),
-                "keys",
-            )
+            let message = format!("The {which} is {verb}.");
+            changed(&st, &viewer, &place, &did, message, "keys")
         }
         Ok(false) => failure(
             &st,
