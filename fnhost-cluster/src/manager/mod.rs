@@ -148,6 +148,37 @@ fn store_error(e: Error) -> ApiError {
     fail(StatusCode::SERVICE_UNAVAILABLE, e)
 }
 
+/// Runs `f` on the blocking threads; its value, or a 500 when it panicked.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+/// Content named by its digest: the same forever, cached as such.
+fn immutable(content_type: &'static str, body: impl Into<Body>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn parse_digest(d: &str) -> std::result::Result<Digest, ApiError> {
+    d.parse().map_err(|_| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            format!("{d} is not a sha256 digest"),
+        )
+    })
+}
+
 /// Who called.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Caller {
@@ -716,12 +747,11 @@ async fn invocations(
     }
     let count = batch.records.len();
     let lock = inner.monitor.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
         log.append(&batch.records)
     })
-    .await
-    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .await?
     .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(json_response(&serde_json::json!({ "appended": count })))
 }
@@ -818,20 +848,11 @@ async fn manifest(
     authorize(&inner, &headers).await?;
     let inner2 = inner.clone();
     let d = digest.clone();
-    let found = tokio::task::spawn_blocking(move || inner2.slots.manifest_json(&d))
-        .await
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    let found = blocking(move || inner2.slots.manifest_json(&d))
+        .await?
         .map_err(store_error)?;
     match found {
-        Some(body) => Ok((
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-            ],
-            body,
-        )
-            .into_response()),
+        Some(body) => Ok(immutable("application/json", body)),
         None => Err(fail(
             StatusCode::NOT_FOUND,
             format!("no deployment has the manifest {digest}"),
@@ -845,31 +866,17 @@ async fn blob(
     headers: HeaderMap,
 ) -> Answer {
     authorize(&inner, &headers).await?;
-    let d: Digest = digest.parse().map_err(|_| {
-        fail(
-            StatusCode::BAD_REQUEST,
-            format!("{digest} is not a sha256 digest"),
-        )
-    })?;
+    let d = parse_digest(&digest)?;
     let store = inner.slots.site().store().clone();
-    let data = tokio::task::spawn_blocking(move || {
+    let data = blocking(move || {
         let mut r = store.open(&d)?;
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut r, &mut buf)?;
         Ok::<_, std::io::Error>(buf)
     })
-    .await
-    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .await?
     .map_err(|e| fail(StatusCode::NOT_FOUND, format!("no blob {digest}: {e}")))?;
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/octet-stream"),
-            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-        ],
-        Body::from(data),
-    )
-        .into_response())
+    Ok(immutable("application/octet-stream", data))
 }
 
 /// The most blobs one `POST /blobs` asks for.
@@ -886,17 +893,10 @@ async fn blobs(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
     }
     let digests = wanted
         .iter()
-        .map(|d| {
-            d.parse::<Digest>().map_err(|_| {
-                fail(
-                    StatusCode::BAD_REQUEST,
-                    format!("{d} is not a sha256 digest"),
-                )
-            })
-        })
+        .map(|d| parse_digest(d))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let store = inner.slots.site().store().clone();
-    let data = tokio::task::spawn_blocking(move || {
+    let data = blocking(move || {
         let mut out = Vec::new();
         for d in &digests {
             let mut r = store
@@ -910,8 +910,7 @@ async fn blobs(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
         }
         Ok::<_, ApiError>(out)
     })
-    .await
-    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+    .await??;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -926,9 +925,8 @@ async fn slot_info(
     slot: &str,
 ) -> std::result::Result<Arc<slots::SlotInfo>, ApiError> {
     let (inner2, a, s) = (inner.clone(), app.to_string(), slot.to_string());
-    tokio::task::spawn_blocking(move || inner2.slots.info(&a, &s))
-        .await
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    blocking(move || inner2.slots.info(&a, &s))
+        .await?
         .map_err(|e| match e {
             Error::Deploy(e) => fail(StatusCode::NOT_FOUND, e),
             e => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
