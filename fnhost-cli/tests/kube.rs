@@ -191,10 +191,16 @@ fn make_app(dir: &Path) {
     );
 }
 
-#[test]
-fn a_folder_app_becomes_valid_kubernetes_and_keda_objects() {
+/// A scratch folder with the app of [`make_app`] in `orders`.
+fn orders_app() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     make_app(&tmp.path().join("orders"));
+    tmp
+}
+
+#[test]
+fn a_folder_app_becomes_valid_kubernetes_and_keda_objects() {
+    let tmp = orders_app();
     let stderr = ok(&run(
         tmp.path(),
         &manifests(&[
@@ -344,8 +350,7 @@ fn a_folder_app_becomes_valid_kubernetes_and_keda_objects() {
 
 #[test]
 fn an_hpa_and_a_dockerfile_when_asked() {
-    let tmp = tempfile::tempdir().unwrap();
-    make_app(&tmp.path().join("orders"));
+    let tmp = orders_app();
     let stderr = ok(&run(
         tmp.path(),
         &manifests(&[
@@ -509,9 +514,8 @@ fn fetch_args(deployment: &Value) -> Vec<String> {
 
 #[test]
 fn an_https_manager_is_trusted_through_its_ca_certificate() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = orders_app();
     let cwd = tmp.path();
-    make_app(&cwd.join("orders"));
     // The manager's CA, with its private key in the same file (as some
     // tools write them): the key never reaches the manifests.
     let (cert, key) = fnhost_testsupport::tls::self_signed(cwd, "manager-ca");
@@ -645,9 +649,8 @@ fn an_https_manager_is_trusted_through_its_ca_certificate() {
 
 #[test]
 fn bad_input_is_refused_with_what_to_do() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = orders_app();
     let cwd = tmp.path();
-    make_app(&cwd.join("orders"));
     // A queue trigger without its queue name.
     function(
         &cwd.join("orders"),
@@ -695,8 +698,7 @@ fn bad_input_is_refused_with_what_to_do() {
 
 #[test]
 fn the_validator_refuses_what_a_cluster_would() {
-    let tmp = tempfile::tempdir().unwrap();
-    make_app(&tmp.path().join("orders"));
+    let tmp = orders_app();
     let out = run(
         tmp.path(),
         &manifests(&["--path", "orders", "--manager", MANAGER]),

@@ -42,6 +42,13 @@ fn run(tick: &str, leader: &str) -> TimerRun {
     .unwrap()
 }
 
+fn timer_status(last: i64, next: i64, last_updated: i64) -> TimerStatus {
+    serde_json::from_value(serde_json::json!({
+        "last": last, "next": next, "last_updated": last_updated
+    }))
+    .unwrap()
+}
+
 /// The suite: `open` opens another handle on the same store (a second
 /// process or manager).
 async fn suite<F, Fut>(open: F)
@@ -148,30 +155,17 @@ where
     );
 
     // Leases: one holder at a time; a new holder gets a greater token.
-    let t_a = s.acquire_lease("leader", "A", 1000, 10_000).await.unwrap();
-    assert_eq!(t_a, Some(1));
-    assert_eq!(
-        s2.acquire_lease("leader", "B", 1000, 10_500).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        s.acquire_lease("leader", "A", 1000, 10_900).await.unwrap(),
-        Some(1),
-        "renewed"
-    );
-    assert_eq!(
-        s2.acquire_lease("leader", "B", 1000, 11_800).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        s2.acquire_lease("leader", "B", 1000, 12_000).await.unwrap(),
-        Some(2),
-        "expired: taken over"
-    );
-    assert_eq!(
-        s.acquire_lease("leader", "A", 1000, 12_100).await.unwrap(),
-        None
-    );
+    for (store, holder, now, token, what) in [
+        (&s, "A", 10_000, Some(1), "free: taken"),
+        (&s2, "B", 10_500, None, "held by A"),
+        (&s, "A", 10_900, Some(1), "renewed"),
+        (&s2, "B", 11_800, None, "still held by A"),
+        (&s2, "B", 12_000, Some(2), "expired: taken over"),
+        (&s, "A", 12_100, None, "held by B"),
+    ] {
+        let got = store.acquire_lease("leader", holder, 1000, now).await;
+        assert_eq!(got.unwrap(), token, "{holder} at {now}: {what}");
+    }
     let l = s.lease("leader").await.unwrap().unwrap();
     assert_eq!((l.holder.as_str(), l.token), ("B", 2));
     s2.release_lease("leader", "B").await.unwrap();
@@ -230,15 +224,11 @@ where
             .unwrap()
             .is_none()
     );
-    let st: TimerStatus =
-        serde_json::from_value(serde_json::json!({"last": 1, "next": 2, "last_updated": 3}))
-            .unwrap();
+    let st = timer_status(1, 2, 3);
     s.set_timer_status("app", "production", "Tick", st)
         .await
         .unwrap();
-    let st2: TimerStatus =
-        serde_json::from_value(serde_json::json!({"last": 2, "next": 4, "last_updated": 5}))
-            .unwrap();
+    let st2 = timer_status(2, 4, 5);
     s2.set_timer_status("app", "production", "Tick", st2)
         .await
         .unwrap();

@@ -562,10 +562,7 @@ impl Store for FsStore {
     }
 
     fn remove(&self, digest: &Digest) -> io::Result<()> {
-        match fs::remove_file(self.blob_path(digest)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        fsutil::remove_file_if_present(&self.blob_path(digest))
     }
 
     fn put_manifest(&self, key: &ManifestKey, manifest: &Manifest) -> io::Result<()> {
@@ -607,10 +604,7 @@ impl Store for FsStore {
     }
 
     fn remove_manifest(&self, key: &ManifestKey) -> io::Result<()> {
-        match fs::remove_file(self.manifest_path(key)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        fsutil::remove_file_if_present(&self.manifest_path(key))
     }
 
     fn clean_temporary(&self) -> io::Result<usize> {
@@ -695,8 +689,13 @@ pub(crate) fn for_each_chunk(
 
 /// The sha256 and size of a file, read in one pass.
 pub(crate) fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
+    hash_all(&mut File::open(path)?)
+}
+
+/// The sha256 and size of what `r` gives, read to its end.
+fn hash_all(r: &mut dyn Read) -> io::Result<(Digest, u64)> {
     let mut hasher = Hasher::new();
-    let size = for_each_chunk(&mut File::open(path)?, |chunk| {
+    let size = for_each_chunk(r, |chunk| {
         hasher.update(chunk);
         Ok(())
     })?;
@@ -852,8 +851,8 @@ fn check_blob(
     user: &str,
     report: &mut FsckReport,
 ) {
-    let mut reader = match store.open(digest) {
-        Ok(r) => r,
+    let (found, n_total) = match store.open(digest).and_then(|mut r| hash_all(&mut r)) {
+        Ok(read) => read,
         Err(e) => {
             report
                 .problems
@@ -861,27 +860,9 @@ fn check_blob(
             return;
         }
     };
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut n_total = 0u64;
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                n_total += n as u64;
-                hasher.update(&buf[..n]);
-            }
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("blob {digest} (used by {user}): cannot read: {e}"));
-                return;
-            }
-        }
-    }
     report.blobs += 1;
     report.bytes += n_total;
-    if hasher.finish() != *digest {
+    if found != *digest {
         report.problems.push(format!(
             "blob {digest} (used by {user}): content does not match its name (damaged)"
         ));

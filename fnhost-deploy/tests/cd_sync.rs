@@ -36,16 +36,13 @@ fn pipeline_source(
     git(&src, &["add", "-A"]);
     git(&src, &["commit", "-q", "-m", "pipeline"]);
     let cd = setup(tmp);
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Git, src.display().to_string())
-            .with_build(BuildKind::Pipeline),
-        None,
-    )
-    .unwrap();
+    let pipeline = source(SourceKind::Git, &src).with_build(BuildKind::Pipeline);
+    follow(&cd, "production", pipeline).unwrap();
     (src, cd)
 }
+
+/// A build that takes a second: changes arrive while it runs.
+const SLOW_PIPELINE: &str = r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#;
 
 fn setup(tmp: &Path) -> ContinuousDeployer {
     let site = Site::open(tmp.join("home")).unwrap();
@@ -53,9 +50,28 @@ fn setup(tmp: &Path) -> ContinuousDeployer {
     ContinuousDeployer::new(site)
 }
 
+/// A source of `kind` at the path `at`.
+fn source(kind: SourceKind, at: &Path) -> SourceConfig {
+    SourceConfig::new(kind, at.display().to_string())
+}
+
+/// Makes `slot` of "app" follow `source`, without credentials.
+fn follow(
+    cd: &ContinuousDeployer,
+    slot: &str,
+    source: SourceConfig,
+) -> Result<SourceConfig, Error> {
+    cd.configure("app", slot, source, None)
+}
+
 fn served_version(cd: &ContinuousDeployer, slot: &str) -> String {
     let path = cd.site().active_path("app", slot).unwrap();
     fs::read_to_string(path.join("version.txt")).unwrap()
+}
+
+/// Syncs `slot` of "app" once.
+fn sync(cd: &ContinuousDeployer, slot: &str) -> SyncOutcome {
+    cd.sync_once("app", slot).unwrap()
 }
 
 fn deployed(outcome: SyncOutcome) -> Vec<fnhost_deploy::Deployment> {
@@ -89,20 +105,13 @@ fn git_source_initial_sync_read_only_and_new_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let src = repo(&tmp.path().join("src"));
     let cd = setup(tmp.path());
-    let config = cd
-        .configure(
-            "app",
-            "production",
-            SourceConfig::new(SourceKind::Git, src.display().to_string()),
-            None,
-        )
-        .unwrap();
+    let config = follow(&cd, "production", source(SourceKind::Git, &src)).unwrap();
     assert_eq!(
         config.describe(),
         format!("git {} (branch main)", src.display())
     );
 
-    let first = deployed(cd.sync_once("app", "production").unwrap());
+    let first = deployed(sync(&cd, "production"));
     assert_eq!(first.len(), 1);
     let d = &first[0];
     assert_eq!(d.status, Status::Success);
@@ -127,7 +136,7 @@ fn git_source_initial_sync_read_only_and_new_commit() {
     assert!(matches!(err, Error::ReadOnly { .. }), "{err}");
 
     // Nothing new.
-    match cd.sync_once("app", "production").unwrap() {
+    match sync(&cd, "production") {
         SyncOutcome::UpToDate { source_id } => assert_eq!(source_id, d.source_id),
         other => panic!("{other:?}"),
     }
@@ -135,7 +144,7 @@ fn git_source_initial_sync_read_only_and_new_commit() {
 
     // A new commit.
     let id = commit(&src, "v2", "second version\n\nwith a body");
-    let second = deployed(cd.sync_once("app", "production").unwrap());
+    let second = deployed(sync(&cd, "production"));
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].source_id, id);
     assert_eq!(second[0].message, "second version\n\nwith a body");
@@ -162,14 +171,8 @@ fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
     let tmp = tempfile::tempdir().unwrap();
     let src = repo(&tmp.path().join("src"));
     let cd = setup(tmp.path());
-    let err = cd
-        .configure(
-            "app",
-            "production",
-            SourceConfig::new(SourceKind::Git, src.display().to_string()).with_branch("nope"),
-            None,
-        )
-        .unwrap_err();
+    let nope = source(SourceKind::Git, &src).with_branch("nope");
+    let err = follow(&cd, "production", nope).unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     // The crate's one error, with the slot it is about.
     assert!(
@@ -188,7 +191,7 @@ fn configure_refuses_a_missing_branch_and_stores_credentials_owner_only() {
         .configure(
             "app",
             "production",
-            SourceConfig::new(SourceKind::Git, src.display().to_string()),
+            source(SourceKind::Git, &src),
             Some(SourceCredentials::Password {
                 username: "ada".into(),
                 password: "s3cret-token".into(),
@@ -214,7 +217,7 @@ fn failed_build_leaves_the_previous_deployment_active() {
         r#"{ "steps": [ { "name": "stamp", "command": "echo built >> version.txt" } ] }"#,
         &[],
     );
-    let good = deployed(cd.sync_once("app", "production").unwrap());
+    let good = deployed(sync(&cd, "production"));
     assert_eq!(served_version(&cd, "production"), "v1built\n");
     assert!(good[0].log.iter().any(|l| l.message.contains("stamp")));
 
@@ -250,7 +253,7 @@ fn failed_build_leaves_the_previous_deployment_active() {
     );
     // Not retried until the source moves.
     assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
+        sync(&cd, "production"),
         SyncOutcome::AlreadyFailed { .. }
     ));
     // A fix deploys.
@@ -259,7 +262,7 @@ fn failed_build_leaves_the_previous_deployment_active() {
         r#"{ "steps": [ { "name": "test", "command": "true" } ] }"#,
     );
     commit(&src, "v3", "fix");
-    deployed(cd.sync_once("app", "production").unwrap());
+    deployed(sync(&cd, "production"));
     assert_eq!(served_version(&cd, "production"), "v3");
 }
 
@@ -268,26 +271,19 @@ fn failed_build_leaves_the_previous_deployment_active() {
 #[test]
 fn concurrent_syncs_coalesce() {
     let tmp = tempfile::tempdir().unwrap();
-    let (src, cd) = pipeline_source(
-        tmp.path(),
-        r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
-        &[],
-    );
+    let (src, cd) = pipeline_source(tmp.path(), SLOW_PIPELINE, &[]);
     let running = cd.notify("app", "production");
     std::thread::sleep(Duration::from_millis(300));
     commit(&src, "v2", "two");
     let newest = commit(&src, "v3", "three");
     // Another sync while the first deploys: coalesced, deploys nothing.
-    assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
-        SyncOutcome::Coalesced
-    ));
+    assert!(matches!(sync(&cd, "production"), SyncOutcome::Coalesced));
     let all = deployed(running.join().unwrap().unwrap());
     assert_eq!(all.len(), 2, "the first head, then one follow-up");
     assert_eq!(all[1].source_id, newest);
     assert_eq!(served_version(&cd, "production"), "v3");
     assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
+        sync(&cd, "production"),
         SyncOutcome::UpToDate { .. }
     ));
     assert_eq!(records(&cd, "production"), 2);
@@ -298,13 +294,9 @@ fn concurrent_syncs_coalesce() {
 #[test]
 fn watch_coalesces_three_quick_commits() {
     let tmp = tempfile::tempdir().unwrap();
-    // A build slower than three commits: they arrive during a deployment.
-    let (src, cd) = pipeline_source(
-        tmp.path(),
-        r#"{ "steps": [ { "name": "slow", "command": "sleep 1" } ] }"#,
-        &[],
-    );
-    deployed(cd.sync_once("app", "production").unwrap());
+    // Slower than three commits: they arrive during a deployment.
+    let (src, cd) = pipeline_source(tmp.path(), SLOW_PIPELINE, &[]);
+    deployed(sync(&cd, "production"));
     let before = records(&cd, "production");
 
     let stop = AtomicBool::new(false);
@@ -367,23 +359,20 @@ fn two_branches_production_and_staging() {
     let src = repo(&tmp.path().join("src"));
     git(&src, &["branch", "staging"]);
     let cd = setup(tmp.path());
-    let location = src.display().to_string();
-    cd.configure(
-        "app",
+    follow(
+        &cd,
         "production",
-        SourceConfig::new(SourceKind::Git, &location).with_branch("main"),
-        None,
+        source(SourceKind::Git, &src).with_branch("main"),
     )
     .unwrap();
-    cd.configure(
-        "app",
+    follow(
+        &cd,
         "staging",
-        SourceConfig::new(SourceKind::Git, &location).with_branch("staging"),
-        None,
+        source(SourceKind::Git, &src).with_branch("staging"),
     )
     .unwrap();
-    deployed(cd.sync_once("app", "production").unwrap());
-    deployed(cd.sync_once("app", "staging").unwrap());
+    deployed(sync(&cd, "production"));
+    deployed(sync(&cd, "staging"));
     assert_eq!(
         cd.configured(&[]).unwrap(),
         vec![
@@ -394,10 +383,10 @@ fn two_branches_production_and_staging() {
 
     git(&src, &["checkout", "-q", "staging"]);
     let staged = commit(&src, "v2-staged", "new feature");
-    let d = deployed(cd.sync_once("app", "staging").unwrap());
+    let d = deployed(sync(&cd, "staging"));
     assert_eq!(d[0].source_id, staged);
     assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
+        sync(&cd, "production"),
         SyncOutcome::UpToDate { .. }
     ));
     assert_eq!(served_version(&cd, "staging"), "v2-staged");
@@ -409,14 +398,11 @@ fn two_branches_production_and_staging() {
         &["merge", "-q", "--no-ff", "-m", "Merge staging", "staging"],
     );
     let merged = git(&src, &["rev-parse", "HEAD"]);
-    let d = deployed(cd.sync_once("app", "production").unwrap());
+    let d = deployed(sync(&cd, "production"));
     assert_eq!(d[0].source_id, merged);
     assert_eq!(d[0].message, "Merge staging");
     assert_eq!(served_version(&cd, "production"), "v2-staged");
-    assert!(matches!(
-        cd.sync_once("app", "staging").unwrap(),
-        SyncOutcome::UpToDate { .. }
-    ));
+    assert!(matches!(sync(&cd, "staging"), SyncOutcome::UpToDate { .. }));
 }
 
 /// Production of "app" following a synced folder holding v1 (just written).
@@ -424,14 +410,8 @@ fn folder_source(tmp: &Path, quiet: Duration) -> (PathBuf, ContinuousDeployer) {
     let folder = tmp.join("dropbox/app");
     make_app(&folder, "v1");
     let cd = setup(tmp);
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Folder, folder.display().to_string())
-            .with_quiet_period(quiet),
-        None,
-    )
-    .unwrap();
+    let dropbox = source(SourceKind::Folder, &folder).with_quiet_period(quiet);
+    follow(&cd, "production", dropbox).unwrap();
     (folder, cd)
 }
 
@@ -448,16 +428,16 @@ fn folder_source_waits_for_quiet_and_follows_changes() {
     assert_eq!(served_version(&cd, "production"), "v1");
     std::thread::sleep(Duration::from_millis(400));
     assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
+        sync(&cd, "production"),
         SyncOutcome::UpToDate { .. }
     ));
     write(&folder.join("version.txt"), "v2");
     assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
+        sync(&cd, "production"),
         SyncOutcome::NotReady { .. }
     ));
     std::thread::sleep(Duration::from_millis(400));
-    deployed(cd.sync_once("app", "production").unwrap());
+    deployed(sync(&cd, "production"));
     assert_eq!(served_version(&cd, "production"), "v2");
 }
 
@@ -504,14 +484,8 @@ fn hg_source_follows_a_branch() {
     make_app(&src, "v1");
     hg(&src, &["commit", "-A", "-q", "-m", "first"]);
     let cd = setup(tmp.path());
-    cd.configure(
-        "app",
-        "production",
-        SourceConfig::new(SourceKind::Hg, src.display().to_string()),
-        None,
-    )
-    .unwrap();
-    let d = deployed(cd.sync_once("app", "production").unwrap());
+    follow(&cd, "production", source(SourceKind::Hg, &src)).unwrap();
+    let d = deployed(sync(&cd, "production"));
     assert_eq!(d[0].deployer, "hg");
     assert_eq!(d[0].author, "Grace Hopper <grace@example.com>");
     assert_eq!(
@@ -520,11 +494,11 @@ fn hg_source_follows_a_branch() {
     );
     write(&src.join("version.txt"), "v2");
     hg(&src, &["commit", "-q", "-m", "second"]);
-    let d = deployed(cd.sync_once("app", "production").unwrap());
+    let d = deployed(sync(&cd, "production"));
     assert_eq!(d[0].message, "second");
     assert_eq!(served_version(&cd, "production"), "v2");
     assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
+        sync(&cd, "production"),
         SyncOutcome::UpToDate { .. }
     ));
 }
@@ -533,14 +507,8 @@ fn hg_source_follows_a_branch() {
 fn empty_local_repository_has_nothing_to_deploy() {
     let tmp = tempfile::tempdir().unwrap();
     let cd = setup(tmp.path()).with_executable("/bin/true");
-    let config = cd
-        .configure(
-            "app",
-            "production",
-            SourceConfig::new(SourceKind::LocalGit, ""),
-            None,
-        )
-        .unwrap();
+    let local = SourceConfig::new(SourceKind::LocalGit, "");
+    let config = follow(&cd, "production", local).unwrap();
     let repo = cd.local_repository("app", "production");
     assert_eq!(
         Path::new(&config.location),
@@ -548,10 +516,7 @@ fn empty_local_repository_has_nothing_to_deploy() {
     );
     let hook = fs::read_to_string(repo.join("hooks/post-receive")).unwrap();
     assert!(hook.contains("'/bin/true' --home"), "{hook}");
-    assert!(matches!(
-        cd.sync_once("app", "production").unwrap(),
-        SyncOutcome::Empty { .. }
-    ));
+    assert!(matches!(sync(&cd, "production"), SyncOutcome::Empty { .. }));
 }
 
 #[test]
@@ -563,7 +528,7 @@ fn the_checkout_is_updated_in_place_and_builds_leave_it_untouched() {
         r#"{ "steps": [ { "name": "stamp", "command": "echo built >> version.txt; echo x > built.txt" } ] }"#,
         &[("keep.txt", "never changes")],
     );
-    deployed(cd.sync_once("app", "production").unwrap());
+    deployed(sync(&cd, "production"));
     assert_eq!(served_version(&cd, "production"), "v1built\n");
     let checkout = tmp
         .path()
@@ -578,7 +543,7 @@ fn the_checkout_is_updated_in_place_and_builds_leave_it_untouched() {
     let before = inode();
 
     commit(&src, "v2", "second");
-    deployed(cd.sync_once("app", "production").unwrap());
+    deployed(sync(&cd, "production"));
     assert_eq!(served_version(&cd, "production"), "v2built\n");
     assert_eq!(inode(), before, "an unchanged file was rewritten");
 
@@ -590,7 +555,7 @@ fn the_checkout_is_updated_in_place_and_builds_leave_it_untouched() {
     .unwrap();
     write(&checkout.join("stray.txt"), "left behind");
     commit(&src, "v3", "third");
-    deployed(cd.sync_once("app", "production").unwrap());
+    deployed(sync(&cd, "production"));
     assert_eq!(served_version(&cd, "production"), "v3built\n");
     assert!(!checkout.join("stray.txt").exists());
     let active = cd.site().active_path("app", "production").unwrap();

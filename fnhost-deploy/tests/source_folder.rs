@@ -9,20 +9,10 @@ use std::time::Duration;
 use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
 use fnhost_core::testkit::{SourceFixture, assert_source_provider};
 use fnhost_deploy::source::FolderSource;
+use fnhost_testsupport::app::replace_files;
 
 struct FolderFixture {
     root: PathBuf,
-}
-
-fn clear(dir: &Path) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            fs::remove_dir_all(path).unwrap();
-        } else {
-            fs::remove_file(path).unwrap();
-        }
-    }
 }
 
 fn write(root: &Path, rel: &str, content: &[u8]) {
@@ -41,10 +31,7 @@ impl SourceFixture for FolderFixture {
         files: &[(&str, &[u8])],
         _message: &str,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        clear(&self.root);
-        for (rel, content) in files {
-            write(&self.root, rel, content);
-        }
+        replace_files(&self.root, |_| false, files);
         // What a sync client leaves around is never part of the app.
         write(&self.root, ".dropbox.cache/x", b"cache");
         write(&self.root, "Hello/~$index.docx", b"office lock");

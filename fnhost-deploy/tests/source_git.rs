@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
 use fnhost_core::testkit::{SourceFixture, assert_source_provider};
 use fnhost_deploy::source::{GitSource, LocalGitSource, create_local_repository};
+use fnhost_testsupport::app::replace_files;
 use fnhost_testsupport::git::git;
 use fnhost_testsupport::process::succeeded;
 
@@ -33,26 +34,13 @@ impl Repo {
     }
 
     fn commit(&self, files: &[(&str, &[u8])], message: &str) -> String {
-        for entry in fs::read_dir(&self.dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() == ".git" || entry.file_name() == ".gitmodules" {
-                continue;
-            }
-            let path = entry.path();
-            if path.is_dir() && !path.is_symlink() {
-                if path.join(".git").exists() {
-                    continue; // a submodule
-                }
-                fs::remove_dir_all(path).unwrap();
-            } else {
-                fs::remove_file(path).unwrap();
-            }
-        }
-        for (rel, content) in files {
-            let path = self.dir.join(rel);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, content).unwrap();
-        }
+        // Git's own files and submodules stay.
+        let keep = |path: &Path| {
+            path.file_name()
+                .is_some_and(|n| n == ".git" || n == ".gitmodules")
+                || (path.is_dir() && !path.is_symlink() && path.join(".git").exists())
+        };
+        replace_files(&self.dir, keep, files);
         git(&self.dir, &["add", "-A"]);
         git(&self.dir, &["commit", "-q", "--allow-empty", "-m", message]);
         git(&self.dir, &["rev-parse", "HEAD"])

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use fnhost_core::source::{SourceError, SourceProvider, SourceSpec};
 use fnhost_core::testkit::{SourceFixture, assert_source_provider};
 use fnhost_deploy::source::HgSource;
+use fnhost_testsupport::app::replace_files;
 use fnhost_testsupport::process::succeeded;
 
 fn works(program: &str) -> bool {
@@ -115,23 +116,8 @@ impl HgRepo {
     }
 
     fn commit(&self, files: &[(&str, &[u8])], message: &str) -> String {
-        for entry in fs::read_dir(&self.dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() == ".hg" {
-                continue;
-            }
-            let path = entry.path();
-            if path.is_dir() {
-                fs::remove_dir_all(path).unwrap();
-            } else {
-                fs::remove_file(path).unwrap();
-            }
-        }
-        for (rel, content) in files {
-            let path = self.dir.join(rel);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, content).unwrap();
-        }
+        let hg_files = |path: &Path| path.file_name().is_some_and(|n| n == ".hg");
+        replace_files(&self.dir, hg_files, files);
         hg(self.hg, &self.dir, &["addremove", "-q"]);
         hg(self.hg, &self.dir, &["commit", "-q", "-m", message]);
         hg(self.hg, &self.dir, &["log", "-r", ".", "-T", "{node}"])

@@ -30,6 +30,28 @@ pub fn make_app(dir: &Path, version: &str) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// Makes `files` (relative path, content) the content of the working
+/// tree `dir`: removes every entry of `dir` that `keep` does not spare
+/// (a link as a file, never what it points to), then writes `files`.
+pub fn replace_files(dir: &Path, keep: impl Fn(&Path) -> bool, files: &[(&str, &[u8])]) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if keep(&path) {
+            continue;
+        }
+        if path.is_dir() && !path.is_symlink() {
+            fs::remove_dir_all(path).unwrap();
+        } else {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    for (rel, content) in files {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+}
+
 /// A scratch folder (removed when dropped) and the path of a home in it
 /// (`home`, not made yet).
 pub fn scratch_home() -> (tempfile::TempDir, PathBuf) {

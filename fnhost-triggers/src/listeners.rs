@@ -372,6 +372,12 @@ impl Failures {
     }
 }
 
+/// Locks `m`, also after a panic while it was held: what the listeners
+/// keep there stays usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The handle of `function` in `host`'s current app version, when it is
 /// enabled and `spec_of` still gives it `spec` (a listener stops when this
 /// is `None`).

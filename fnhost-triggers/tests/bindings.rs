@@ -37,6 +37,22 @@ fn load(dir: &Path, azurite: &Azurite, settings: &[(&str, &str)]) -> FunctionApp
     app
 }
 
+/// A host running `native`'s functions, with the storage bindings, on the
+/// app in `dir`.
+fn native_host(
+    native: NativeExecutor,
+    dir: &Path,
+    azurite: &Azurite,
+    settings: &[(&str, &str)],
+) -> Arc<Host> {
+    Arc::new(
+        Host::builder()
+            .native(native)
+            .middleware(Arc::new(StorageBindings::new()))
+            .build(load(dir, azurite, settings)),
+    )
+}
+
 /// Every message of a queue, received and deleted, as wire text.
 async fn drain(q: &QueueClient) -> Vec<String> {
     let mut out = Vec::new();
@@ -122,12 +138,7 @@ async fn native_outputs_go_where_the_bindings_say() {
                 BindingData::Bytes(format!("{template} #{id}").into_bytes()),
             ))
     });
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .middleware(Arc::new(StorageBindings::new()))
-            .build(load(dir.path(), &azurite, &[("RETURNS", "returns")])),
-    );
+    let host = native_host(native, dir.path(), &azurite, &[("RETURNS", "returns")]);
     let (handle, _lines) = listen(host);
     for id in 1..=3 {
         let body = json!({"Kind": "red", "OrderId": id}).to_string();
@@ -207,12 +218,7 @@ async fn an_output_that_cannot_be_written_fails_the_invocation() {
     let native = NativeExecutor::new().function("Jobs", |_inv: Invocation| async move {
         Ok(InvocationResult::new().with_output("next", json!("x")))
     });
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .middleware(Arc::new(StorageBindings::new()))
-            .build(load(dir.path(), &azurite, &[])),
-    );
+    let host = native_host(native, dir.path(), &azurite, &[]);
     let (handle, lines) = listen(host);
     put_base64(&jobs, "plain text").await;
     let poison = azurite.service().queue("jobs-poison");
@@ -410,12 +416,7 @@ async fn a_queue_output_wakes_an_idle_listener_of_the_same_host() {
                 Ok(InvocationResult::new())
             }
         });
-    let host = Arc::new(
-        Host::builder()
-            .native(native)
-            .middleware(Arc::new(StorageBindings::new()))
-            .build(load(dir.path(), &azurite, &[])),
-    );
+    let host = native_host(native, dir.path(), &azurite, &[]);
     let (handle, _lines) = listen(host.clone());
     // Idle long enough that its next poll is seconds away: empty polls
     // wait about 0.2, 0.4, 0.8, 1.6, 3.2 s (5 to 7.4 s in all, with the

@@ -148,6 +148,37 @@ fn store_error(e: Error) -> ApiError {
     fail(StatusCode::SERVICE_UNAVAILABLE, e)
 }
 
+/// Runs `f` on the blocking threads; its value, or a 500 when it panicked.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+/// Content named by its digest: the same forever, cached as such.
+fn immutable(content_type: &'static str, body: impl Into<Body>) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
+fn parse_digest(d: &str) -> std::result::Result<Digest, ApiError> {
+    d.parse().map_err(|_| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            format!("{d} is not a sha256 digest"),
+        )
+    })
+}
+
 /// Who called.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Caller {
@@ -604,43 +635,48 @@ fn check_worker_name(name: &str) -> std::result::Result<(), ApiError> {
     }
 }
 
+/// A worker the state store does not know (any more): it has to register again.
+fn unregistered(name: &str) -> ApiError {
+    fail(
+        StatusCode::NOT_FOUND,
+        format!("no worker {name}: register again"),
+    )
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")))
 }
 
 async fn register(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Answer {
-    let run = async {
-        authorize_join(&inner, &headers).await?;
-        let req: RegisterRequest = parse_json(&body)?;
-        check_worker_name(&req.name)?;
-        let secret = random_secret().map_err(store_error)?;
-        let now = now_ms();
-        let record = WorkerRecord {
-            name: req.name.clone(),
-            credential_hash: sha256_hex(secret.as_bytes()),
-            labels: req.labels,
-            capacity: req.capacity.max(1),
-            state: WorkerState::Joining,
-            drain_requested: false,
-            status: "{}".into(),
-            last_heartbeat: now,
-            registered_at: now,
-            generation: 0,
-        };
-        inner
-            .state
-            .register_worker(&record)
-            .await
-            .map_err(store_error)?;
-        (inner.log)(&format!("cluster: worker {} joined", req.name));
-        inner.place_now.notify_one();
-        Ok::<_, ApiError>(json_response(&RegisterResponse {
-            credential: format!("{}.{secret}", req.name),
-            heartbeat_ms: inner.heartbeat_ms,
-        }))
+    authorize_join(&inner, &headers).await?;
+    let req: RegisterRequest = parse_json(&body)?;
+    check_worker_name(&req.name)?;
+    let secret = random_secret().map_err(store_error)?;
+    let now = now_ms();
+    let record = WorkerRecord {
+        name: req.name.clone(),
+        credential_hash: sha256_hex(secret.as_bytes()),
+        labels: req.labels,
+        capacity: req.capacity.max(1),
+        state: WorkerState::Joining,
+        drain_requested: false,
+        status: "{}".into(),
+        last_heartbeat: now,
+        registered_at: now,
+        generation: 0,
     };
-    run.await
+    inner
+        .state
+        .register_worker(&record)
+        .await
+        .map_err(store_error)?;
+    (inner.log)(&format!("cluster: worker {} joined", req.name));
+    inner.place_now.notify_one();
+    Ok(json_response(&RegisterResponse {
+        credential: format!("{}.{secret}", req.name),
+        heartbeat_ms: inner.heartbeat_ms,
+    }))
 }
 
 async fn heartbeat(
@@ -649,35 +685,27 @@ async fn heartbeat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let run = async {
-        authorize_worker(&inner, &headers, &name).await?;
-        let hb: Heartbeat = parse_json(&body)?;
-        let state = if hb.draining {
-            WorkerState::Draining
-        } else {
-            WorkerState::Ready
-        };
-        let status = String::from_utf8_lossy(&body).into_owned();
-        if hb.draining {
-            inner.place_now.notify_one();
-        }
-        let record = inner
-            .state
-            .heartbeat(&name, state, &status, now_ms())
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                fail(
-                    StatusCode::NOT_FOUND,
-                    format!("no worker {name}: register again"),
-                )
-            })?;
-        Ok::<_, ApiError>(json_response(&HeartbeatResponse {
-            drain: record.drain_requested,
-            generation: record.generation,
-        }))
+    authorize_worker(&inner, &headers, &name).await?;
+    let hb: Heartbeat = parse_json(&body)?;
+    let state = if hb.draining {
+        WorkerState::Draining
+    } else {
+        WorkerState::Ready
     };
-    run.await
+    let status = String::from_utf8_lossy(&body).into_owned();
+    if hb.draining {
+        inner.place_now.notify_one();
+    }
+    let record = inner
+        .state
+        .heartbeat(&name, state, &status, now_ms())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| unregistered(&name))?;
+    Ok(json_response(&HeartbeatResponse {
+        drain: record.drain_requested,
+        generation: record.generation,
+    }))
 }
 
 /// Appends a worker's invocation records to the slot's Monitor store.
@@ -719,12 +747,11 @@ async fn invocations(
     }
     let count = batch.records.len();
     let lock = inner.monitor.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let _one = lock.lock().unwrap_or_else(|e| e.into_inner());
         log.append(&batch.records)
     })
-    .await
-    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .await?
     .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(json_response(&serde_json::json!({ "appended": count })))
 }
@@ -734,19 +761,16 @@ async fn leave(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize_worker(&inner, &headers, &name).await?;
-        inner
-            .state
-            .remove_worker(&name)
-            .await
-            .map_err(store_error)?;
-        (inner.log)(&format!("cluster: worker {name} left"));
-        inner.changed.notify_waiters();
-        inner.place_now.notify_one();
-        Ok::<_, ApiError>(json_response(&serde_json::json!({"left": name})))
-    };
-    run.await
+    authorize_worker(&inner, &headers, &name).await?;
+    inner
+        .state
+        .remove_worker(&name)
+        .await
+        .map_err(store_error)?;
+    (inner.log)(&format!("cluster: worker {name} left"));
+    inner.changed.notify_waiters();
+    inner.place_now.notify_one();
+    Ok(json_response(&serde_json::json!({"left": name})))
 }
 
 fn query_param(query: &Option<String>, name: &str) -> Option<String> {
@@ -762,48 +786,40 @@ async fn assignments(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize_worker(&inner, &headers, &name).await?;
-        let since: i64 = query_param(&query, "since")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(-1);
-        let until = tokio::time::Instant::now() + LONG_POLL;
-        loop {
-            let notified = inner.changed.notified();
-            let w = inner
+    authorize_worker(&inner, &headers, &name).await?;
+    let since: i64 = query_param(&query, "since")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(-1);
+    let until = tokio::time::Instant::now() + LONG_POLL;
+    loop {
+        let notified = inner.changed.notified();
+        let w = inner
+            .state
+            .worker(&name)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| unregistered(&name))?;
+        let closing = inner.closing.load(std::sync::atomic::Ordering::SeqCst);
+        if w.generation > since || closing || tokio::time::Instant::now() >= until {
+            let list = inner
                 .state
-                .worker(&name)
+                .assignments()
                 .await
                 .map_err(store_error)?
-                .ok_or_else(|| {
-                    fail(
-                        StatusCode::NOT_FOUND,
-                        format!("no worker {name}: register again"),
-                    )
-                })?;
-            let closing = inner.closing.load(std::sync::atomic::Ordering::SeqCst);
-            if w.generation > since || closing || tokio::time::Instant::now() >= until {
-                let list = inner
-                    .state
-                    .assignments()
-                    .await
-                    .map_err(store_error)?
-                    .into_iter()
-                    .filter(|a| a.worker == name)
-                    .collect();
-                return Ok::<_, ApiError>(json_response(&Assignments {
-                    generation: w.generation,
-                    assignments: list,
-                }));
-            }
-            // Another manager may have written them: look again soon.
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            }
+                .into_iter()
+                .filter(|a| a.worker == name)
+                .collect();
+            return Ok(json_response(&Assignments {
+                generation: w.generation,
+                assignments: list,
+            }));
         }
-    };
-    run.await
+        // Another manager may have written them: look again soon.
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
 }
 
 async fn drain(
@@ -811,20 +827,17 @@ async fn drain(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize_join(&inner, &headers).await?;
-        if !inner
-            .state
-            .request_drain(&name)
-            .await
-            .map_err(store_error)?
-        {
-            return Err(fail(StatusCode::NOT_FOUND, format!("no worker {name}")));
-        }
-        (inner.log)(&format!("cluster: worker {name} asked to drain"));
-        Ok(json_response(&serde_json::json!({"draining": name})))
-    };
-    run.await
+    authorize_join(&inner, &headers).await?;
+    if !inner
+        .state
+        .request_drain(&name)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(fail(StatusCode::NOT_FOUND, format!("no worker {name}")));
+    }
+    (inner.log)(&format!("cluster: worker {name} asked to drain"));
+    Ok(json_response(&serde_json::json!({"draining": name})))
 }
 
 async fn manifest(
@@ -832,31 +845,19 @@ async fn manifest(
     Path(digest): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize(&inner, &headers).await?;
-        let inner2 = inner.clone();
-        let d = digest.clone();
-        let found = tokio::task::spawn_blocking(move || inner2.slots.manifest_json(&d))
-            .await
-            .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
-            .map_err(store_error)?;
-        match found {
-            Some(body) => Ok((
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "application/json"),
-                    (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-                ],
-                body,
-            )
-                .into_response()),
-            None => Err(fail(
-                StatusCode::NOT_FOUND,
-                format!("no deployment has the manifest {digest}"),
-            )),
-        }
-    };
-    run.await
+    authorize(&inner, &headers).await?;
+    let inner2 = inner.clone();
+    let d = digest.clone();
+    let found = blocking(move || inner2.slots.manifest_json(&d))
+        .await?
+        .map_err(store_error)?;
+    match found {
+        Some(body) => Ok(immutable("application/json", body)),
+        None => Err(fail(
+            StatusCode::NOT_FOUND,
+            format!("no deployment has the manifest {digest}"),
+        )),
+    }
 }
 
 async fn blob(
@@ -864,37 +865,18 @@ async fn blob(
     Path(digest): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize(&inner, &headers).await?;
-        let d: Digest = digest.parse().map_err(|_| {
-            fail(
-                StatusCode::BAD_REQUEST,
-                format!("{digest} is not a sha256 digest"),
-            )
-        })?;
-        let store = inner.slots.site().store().clone();
-        let data = tokio::task::spawn_blocking(move || {
-            let mut r = store.open(&d)?;
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut r, &mut buf)?;
-            Ok::<_, std::io::Error>(buf)
-        })
-        .await
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
-        .map_err(|e| fail(StatusCode::NOT_FOUND, format!("no blob {digest}: {e}")))?;
-        Ok::<_, ApiError>(
-            (
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream"),
-                    (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-                ],
-                Body::from(data),
-            )
-                .into_response(),
-        )
-    };
-    run.await
+    authorize(&inner, &headers).await?;
+    let d = parse_digest(&digest)?;
+    let store = inner.slots.site().store().clone();
+    let data = blocking(move || {
+        let mut r = store.open(&d)?;
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut buf)?;
+        Ok::<_, std::io::Error>(buf)
+    })
+    .await?
+    .map_err(|e| fail(StatusCode::NOT_FOUND, format!("no blob {digest}: {e}")))?;
+    Ok(immutable("application/octet-stream", data))
 }
 
 /// The most blobs one `POST /blobs` asks for.
@@ -911,17 +893,10 @@ async fn blobs(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
     }
     let digests = wanted
         .iter()
-        .map(|d| {
-            d.parse::<Digest>().map_err(|_| {
-                fail(
-                    StatusCode::BAD_REQUEST,
-                    format!("{d} is not a sha256 digest"),
-                )
-            })
-        })
+        .map(|d| parse_digest(d))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let store = inner.slots.site().store().clone();
-    let data = tokio::task::spawn_blocking(move || {
+    let data = blocking(move || {
         let mut out = Vec::new();
         for d in &digests {
             let mut r = store
@@ -935,8 +910,7 @@ async fn blobs(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes)
         }
         Ok::<_, ApiError>(out)
     })
-    .await
-    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+    .await??;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -951,9 +925,8 @@ async fn slot_info(
     slot: &str,
 ) -> std::result::Result<Arc<slots::SlotInfo>, ApiError> {
     let (inner2, a, s) = (inner.clone(), app.to_string(), slot.to_string());
-    tokio::task::spawn_blocking(move || inner2.slots.info(&a, &s))
-        .await
-        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    blocking(move || inner2.slots.info(&a, &s))
+        .await?
         .map_err(|e| match e {
             Error::Deploy(e) => fail(StatusCode::NOT_FOUND, e),
             e => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
@@ -971,12 +944,9 @@ async fn config(
     Path((app, slot)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize(&inner, &headers).await?;
-        let info = slot_info(&inner, &app, &slot).await?;
-        Ok::<_, ApiError>(json_response(&info.config))
-    };
-    run.await
+    authorize(&inner, &headers).await?;
+    let info = slot_info(&inner, &app, &slot).await?;
+    Ok(json_response(&info.config))
 }
 
 async fn active(
@@ -984,35 +954,26 @@ async fn active(
     Path((app, slot)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Answer {
-    let run = async {
-        authorize(&inner, &headers).await?;
-        let info = slot_info(&inner, &app, &slot).await?;
-        Ok::<_, ApiError>(json_response(&ActiveContent {
-            deployment: info.deployment.clone(),
-            manifest: info.manifest.clone(),
-        }))
-    };
-    run.await
+    authorize(&inner, &headers).await?;
+    let info = slot_info(&inner, &app, &slot).await?;
+    Ok(json_response(&ActiveContent {
+        deployment: info.deployment.clone(),
+        manifest: info.manifest.clone(),
+    }))
 }
 
 async fn routes(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Answer {
-    let run = async {
-        authorize_join(&inner, &headers).await?;
-        let table = route_table(&inner).await.map_err(store_error)?;
-        Ok::<_, ApiError>(json_response(&table))
-    };
-    run.await
+    authorize_join(&inner, &headers).await?;
+    let table = route_table(&inner).await.map_err(store_error)?;
+    Ok(json_response(&table))
 }
 
 async fn list_workers(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Answer {
-    let run = async {
-        authorize_join(&inner, &headers).await?;
-        let views = worker_views(&*inner.state, inner.heartbeat_ms)
-            .await
-            .map_err(store_error)?;
-        Ok::<_, ApiError>(json_response(&views))
-    };
-    run.await
+    authorize_join(&inner, &headers).await?;
+    let views = worker_views(&*inner.state, inner.heartbeat_ms)
+        .await
+        .map_err(store_error)?;
+    Ok(json_response(&views))
 }
 
 /// The ready instances of every worker that serves: not stale, not

@@ -74,12 +74,8 @@ impl ContinuousDeployer {
                 write_secret(&tmp, s)?;
                 fs::rename(&tmp, &path).map_err(io_err("cannot write", &path))
             }
-            None => match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(Error::io("cannot remove", path, e))
-                }
-                _ => Ok(()),
-            },
+            None => crate::fsutil::remove_file_if_present(&path)
+                .map_err(|e| Error::io("cannot remove", path, e)),
         }
     }
 

@@ -183,26 +183,28 @@ mod tests {
         s
     }
 
+    /// The KEDA trigger of a function whose one binding is `binding`.
+    fn scaler(binding: Value) -> Value {
+        let f = function(json!([binding]));
+        keda_trigger(&f, &settings())
+            .expect("maps")
+            .expect("scaler")
+    }
+
     #[test]
     fn queue_blob_and_rabbitmq_metadata() {
-        let q = function(
-            json!([{"type": "queueTrigger", "name": "m", "direction": "in",
-            "queueName": "%QUEUE%", "connection": "MyStorage"}]),
+        let t = scaler(
+            json!({"type": "queueTrigger", "name": "m", "direction": "in",
+            "queueName": "%QUEUE%", "connection": "MyStorage"}),
         );
-        let t = keda_trigger(&q, &settings())
-            .expect("maps")
-            .expect("scaler");
         assert_eq!(t["type"], "azure-queue");
         assert_eq!(t["metadata"]["queueName"], "orders");
         assert_eq!(t["metadata"]["connectionFromEnv"], "AzureWebJobsMyStorage");
 
-        let b = function(
-            json!([{"type": "blobTrigger", "name": "b", "direction": "in",
-            "path": "uploads/in/{name}.csv"}]),
+        let t = scaler(
+            json!({"type": "blobTrigger", "name": "b", "direction": "in",
+            "path": "uploads/in/{name}.csv"}),
         );
-        let t = keda_trigger(&b, &settings())
-            .expect("maps")
-            .expect("scaler");
         assert_eq!(t["type"], "azure-blob");
         let m = t["metadata"].as_object().expect("object");
         assert_eq!(
@@ -218,13 +220,10 @@ mod tests {
         assert_eq!(m["blobPrefix"], "in/");
         assert_eq!(m["connectionFromEnv"], "AzureWebJobsStorage");
 
-        let r = function(
-            json!([{"type": "rabbitMQTrigger", "name": "r", "direction": "in",
-            "queueName": "jobs", "connectionStringSetting": "RabbitConn"}]),
+        let t = scaler(
+            json!({"type": "rabbitMQTrigger", "name": "r", "direction": "in",
+            "queueName": "jobs", "connectionStringSetting": "RabbitConn"}),
         );
-        let t = keda_trigger(&r, &settings())
-            .expect("maps")
-            .expect("scaler");
         assert_eq!(t["type"], "rabbitmq");
         assert_eq!(t["metadata"]["hostFromEnv"], "RabbitConn");
         assert_eq!(t["metadata"]["mode"], "QueueLength");

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
-use super::{SourceError, SourceProvider, SourceSnapshot, SourceSpec, other_error};
+use super::{SourceError, SourceProvider, SourceSnapshot, SourceSpec, make_link, other_error};
+use crate::store::for_each_chunk;
 
 const PROVIDER: &str = "folder";
 
@@ -593,16 +594,11 @@ fn digest_of(entry: &Entry) -> io::Result<[u8; 32]> {
         let link = fs::read_link(&entry.path)?;
         return Ok(Sha256::digest(link.as_os_str().as_encoded_bytes()).into());
     }
-    let mut file = fs::File::open(&entry.path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    for_each_chunk(&mut fs::File::open(&entry.path)?, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
     Ok(hasher.finalize().into())
 }
 
@@ -612,15 +608,10 @@ fn copy_hashing(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<[u8; 
     let mut input = fs::File::open(from)?;
     let mut output = fs::File::create(to)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
-    }
+    for_each_chunk(&mut input, |chunk| {
+        hasher.update(chunk);
+        output.write_all(chunk)
+    })?;
     output.set_permissions(meta.permissions())?;
     // The copy keeps the original's modification time: `update` compares
     // them to know the copy is current.
@@ -628,16 +619,6 @@ fn copy_hashing(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<[u8; 
         output.set_modified(modified)?;
     }
     Ok(hasher.finalize().into())
-}
-
-#[cfg(unix)]
-fn make_link(link: &Path, target: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(link, target)
-}
-
-#[cfg(not(unix))]
-fn make_link(_link: &Path, _target: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 /// The tree id: sha256 over (path, kind and executable bit, content digest)

@@ -492,11 +492,7 @@ impl GitSource {
         };
         for rel in &remove {
             let path = dir.join(rel);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&path, e)),
-            }
+            crate::fsutil::remove_file_if_present(&path).map_err(|e| io(&path, e))?;
             // Folders left empty go, as a fresh checkout would not have them.
             let mut parent = path.parent();
             while let Some(p) = parent.filter(|p| *p != dir) {

@@ -60,6 +60,17 @@ fn other_error(
     }
 }
 
+/// Makes `target` a symbolic link to `link` (where links exist).
+#[cfg(unix)]
+fn make_link(link: impl AsRef<Path>, target: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(link, target)
+}
+
+#[cfg(not(unix))]
+fn make_link(_link: impl AsRef<Path>, _target: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// One lock per cache folder, so that two threads never fetch into the same
 /// cache at once (different caches proceed in parallel).
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{SourceError, SourceProvider, SourceSnapshot, SourceSpec, other_error};
+use super::{SourceError, SourceProvider, SourceSnapshot, SourceSpec, make_link, other_error};
 use crate::package::{ZipLimits, link_stays_inside, safe_entry_path};
 
 const PROVIDER: &str = "zip";
@@ -213,16 +213,6 @@ impl SourceProvider for ZipSource {
         snapshot.message = Some(format!("{files} files from {}", spec.location));
         Ok(snapshot)
     }
-}
-
-#[cfg(unix)]
-fn make_link(link: &str, target: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(link, target)
-}
-
-#[cfg(not(unix))]
-fn make_link(_link: &str, _target: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(unix)]

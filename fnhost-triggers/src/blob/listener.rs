@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::BlobSpec;
-use crate::listeners::{Failures, ListenerCtx, next_round};
+use crate::listeners::{Failures, ListenerCtx, lock, next_round};
 use crate::queue::{MessageEncoding, encode_message};
 use crate::storage::{
     BlobClient, BlobItem, BlobProperties, BlobService, Lease, PutOptions, QueueService,
@@ -87,10 +87,6 @@ impl Ctx {
 
 fn key(item: &BlobItem) -> String {
     format!("{}\0{}", item.name, item.properties.etag)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl BlobListener {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::options::{MIN_POLLING_INTERVAL, MessageEncoding, QueueSpec};
-use crate::listeners::{Failures, ListenerCtx, next_round};
+use crate::listeners::{Failures, ListenerCtx, lock, next_round};
 use crate::storage::{QueueClient, QueueMessage, QueueService, StorageError};
 
 /// How long a received message stays hidden: ten minutes, as the host has
@@ -263,10 +263,6 @@ async fn renew(ctx: &Ctx, id: &str, receipt: &Mutex<String>) -> std::convert::In
             }
         }
     }
-}
-
-fn lock(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Copies the message's wire text to the poison queue and deletes it. When

@@ -8,6 +8,7 @@ use hyper::{Method, StatusCode};
 
 use super::{
     Call, Response, StorageAccount, StorageError, Transport, parse_body, status_error, time,
+    unless_missing,
 };
 
 /// The blob service of one account.
@@ -335,33 +336,25 @@ impl BlobClient {
 
     /// The blob's content and properties; `None` when it does not exist.
     pub async fn get(&self) -> Result<Option<(Bytes, BlobProperties)>, StorageError> {
-        match self
+        let got = self
             .send("Get Blob", Call::new(Method::GET, &[]), &[StatusCode::OK])
-            .await
-        {
-            Ok(r) => {
-                let props = properties(&r);
-                Ok(Some((r.body, props)))
-            }
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e),
-        }
+            .await;
+        Ok(unless_missing(got)?.map(|r| {
+            let props = properties(&r);
+            (r.body, props)
+        }))
     }
 
     /// The blob's properties and metadata; `None` when it does not exist.
     pub async fn properties(&self) -> Result<Option<BlobProperties>, StorageError> {
-        match self
+        let got = self
             .send(
                 "Get Blob Properties",
                 Call::new(Method::HEAD, &[]),
                 &[StatusCode::OK],
             )
-            .await
-        {
-            Ok(r) => Ok(Some(properties(&r))),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e),
-        }
+            .await;
+        Ok(unless_missing(got)?.map(|r| properties(&r)))
     }
 
     /// Replaces the blob's metadata (under `lease` when one is held).
@@ -387,18 +380,14 @@ impl BlobClient {
 
     /// Deletes the blob; `Ok(false)` when it did not exist.
     pub async fn delete(&self) -> Result<bool, StorageError> {
-        match self
+        let deleted = self
             .send(
                 "Delete Blob",
                 Call::new(Method::DELETE, &[]),
                 &[StatusCode::ACCEPTED],
             )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.status() == Some(404) => Ok(false),
-            Err(e) => Err(e),
-        }
+            .await;
+        Ok(unless_missing(deleted)?.is_some())
     }
 
     /// Acquires a lease of `seconds` (15 to 60) on the blob; `Ok(None)`

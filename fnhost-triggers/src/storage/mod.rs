@@ -422,6 +422,17 @@ impl Transport {
     }
 }
 
+/// A call's outcome with "not found" (404) as `None`.
+pub(crate) fn unless_missing<T>(
+    outcome: Result<T, StorageError>,
+) -> Result<Option<T>, StorageError> {
+    match outcome {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if e.status() == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// An error status as a [`StorageError`], with the code and message of the
 /// service's XML error body when there is one.
 pub(crate) fn status_error(operation: String, response: &Response) -> StorageError {

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use hyper::{Method, StatusCode};
 
 use super::{
-    Response, StorageAccount, StorageError, Transport, parse_body, status_error, time, xml,
+    Response, StorageAccount, StorageError, Transport, parse_body, status_error, time,
+    unless_missing, xml,
 };
 
 /// The queue service of one account.
@@ -200,7 +201,7 @@ impl QueueClient {
     /// The approximate number of messages, or `None` when the queue does
     /// not exist.
     pub async fn approximate_count(&self) -> Result<Option<u64>, StorageError> {
-        match self
+        let got = self
             .call(
                 "Get Queue Metadata",
                 Method::GET,
@@ -209,16 +210,12 @@ impl QueueClient {
                 None,
                 &[StatusCode::OK],
             )
-            .await
-        {
-            Ok(r) => Ok(Some(
-                r.header("x-ms-approximate-messages-count")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            )),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(e),
-        }
+            .await;
+        Ok(unless_missing(got)?.map(|r| {
+            r.header("x-ms-approximate-messages-count")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        }))
     }
 
     /// Puts a message with this text (encoded by the caller as the reader

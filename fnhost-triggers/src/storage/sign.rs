@@ -57,12 +57,7 @@ pub(crate) fn string_to_sign(r: &ToSign<'_>) -> String {
         std("if-unmodified-since"),
         std("range"),
     );
-    let mut headers: Vec<(String, &str)> = r
-        .ms_headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim()))
-        .collect();
-    headers.sort();
+    let headers = canonical(r.ms_headers, str::trim);
     for (k, v) in headers {
         out.push_str(&k);
         out.push(':');
@@ -72,27 +67,28 @@ pub(crate) fn string_to_sign(r: &ToSign<'_>) -> String {
     out.push('/');
     out.push_str(r.account);
     out.push_str(r.path);
-    let mut params: Vec<(String, &str)> = r
-        .query
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
-        .collect();
-    params.sort();
-    let mut i = 0;
-    while i < params.len() {
-        let name = &params[i].0;
-        let mut values = vec![params[i].1];
-        let mut j = i + 1;
-        while j < params.len() && params[j].0 == *name {
-            values.push(params[j].1);
-            j += 1;
-        }
+    let params = canonical(r.query, |v| v);
+    for same_name in params.chunk_by(|a, b| a.0 == b.0) {
+        let values: Vec<&str> = same_name.iter().map(|(_, v)| *v).collect();
         out.push('\n');
-        out.push_str(name);
+        out.push_str(&same_name[0].0);
         out.push(':');
         out.push_str(&values.join(","));
-        i = j;
     }
+    out
+}
+
+/// `pairs` as they are signed: names in lower case, values through
+/// `value`, sorted.
+fn canonical<'a>(
+    pairs: &'a [(&'a str, String)],
+    value: impl Fn(&'a str) -> &'a str,
+) -> Vec<(String, &'a str)> {
+    let mut out: Vec<(String, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), value(v)))
+        .collect();
+    out.sort();
     out
 }
 
@@ -138,7 +134,7 @@ mod tests {
              x-ms-date:Mon, 01 Jan 2024 00:00:00 GMT\nx-ms-version:2021-12-02\n\
              /devstoreaccount1/devstoreaccount1/orders/messages\nnumofmessages:16\nvisibilitytimeout:30"
         );
-        let s = string_to_sign(&ToSign {
+        let to_sign = ToSign {
             method: "POST",
             content_length: 12,
             content_type: "application/xml",
@@ -147,12 +143,25 @@ mod tests {
             account: "a",
             path: "/q/messages",
             query: &[],
-        });
+        };
+        let s = string_to_sign(&to_sign);
         assert!(
             s.starts_with("POST\n\n\n12\n\napplication/xml\n\n\n\n*\n\n\n"),
             "{s}"
         );
         assert!(s.ends_with("\n/a/q/messages"), "{s}");
+        // A name given twice: one line, its values in order.
+        let query = [
+            ("include", "b".to_owned()),
+            ("comp", "list".to_owned()),
+            ("Include", "a".to_owned()),
+        ];
+        let s = string_to_sign(&ToSign {
+            query: &query,
+            path: "/c",
+            ..to_sign
+        });
+        assert!(s.ends_with("\n/a/c\ncomp:list\ninclude:a,b"), "{s}");
     }
 
     #[test]

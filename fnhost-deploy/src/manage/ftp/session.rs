@@ -110,6 +110,29 @@ enum FileRef {
 }
 
 impl Session {
+    /// Lets go of a change that another replaced: its staged file goes.
+    fn discard(&mut self, old: Option<Change>) {
+        if let Some(Change::Put { file, size, .. }) = old {
+            self.staged_bytes -= size;
+            let _ = fs::remove_file(file);
+        }
+    }
+
+    /// Removes the file `rel`: a deletion of a file of the base, no change
+    /// at all for a file only staged.
+    fn remove(&mut self, rel: &str) {
+        let in_base = self
+            .base
+            .as_ref()
+            .is_some_and(|(_, m)| m.get(rel).is_some());
+        let old = if in_base {
+            self.changes.insert(rel.to_owned(), Change::Delete)
+        } else {
+            self.changes.remove(rel)
+        };
+        self.discard(old);
+    }
+
     /// `path` (absolute, or relative to `/`) in the tree, `..` resolved.
     fn locate(&self, path: &Path) -> Result<Where> {
         let mut parts: Vec<String> = Vec::new();
@@ -464,10 +487,7 @@ impl StorageBackend<FtpUser> for SessionFs {
             let old = s
                 .changes
                 .insert(rel.clone(), Change::Put { file, size, mode });
-            if let Some(Change::Put { file, size, .. }) = old {
-                s.staged_bytes -= size;
-                let _ = fs::remove_file(file);
-            }
+            s.discard(old);
             self.shared
                 .log(&format!("ftp: {}: staged {rel} ({size} bytes)", s.user));
             Ok(size)
@@ -480,16 +500,7 @@ impl StorageBackend<FtpUser> for SessionFs {
             if s.file(&rel).is_none() {
                 return Err(err(ErrorKind::PermanentFileNotAvailable));
             }
-            let in_base = s.base.as_ref().is_some_and(|(_, m)| m.get(&rel).is_some());
-            let old = if in_base {
-                s.changes.insert(rel.clone(), Change::Delete)
-            } else {
-                s.changes.remove(&rel)
-            };
-            if let Some(Change::Put { file, size, .. }) = old {
-                s.staged_bytes -= size;
-                let _ = fs::remove_file(file);
-            }
+            s.remove(&rel);
             Ok(())
         })
     }
@@ -534,13 +545,8 @@ impl StorageBackend<FtpUser> for SessionFs {
             .map_err(|e| storage::Error::new(ErrorKind::LocalError, e))?;
         self.with(|s| {
             s.staged_bytes += size;
-            let in_base = s.base.as_ref().is_some_and(|(_, m)| m.get(&from).is_some());
-            let old_from = if in_base {
-                s.changes.insert(from.clone(), Change::Delete)
-            } else {
-                s.changes.remove(&from)
-            };
-            let old_to = s.changes.insert(
+            s.remove(&from);
+            let old = s.changes.insert(
                 to.clone(),
                 Change::Put {
                     file: copy,
@@ -548,12 +554,7 @@ impl StorageBackend<FtpUser> for SessionFs {
                     mode: mode & 0o777,
                 },
             );
-            for old in [old_from, old_to].into_iter().flatten() {
-                if let Change::Put { file, size, .. } = old {
-                    s.staged_bytes -= size;
-                    let _ = fs::remove_file(file);
-                }
-            }
+            s.discard(old);
             Ok(())
         })
     }

@@ -14,7 +14,7 @@ use minijinja::{Value, context};
 use serde::Serialize;
 
 use super::access::{Page, Place, Viewer, form};
-use super::pages::{blocking, failure, page_context};
+use super::pages::{blocking, changed, failure, internal_failure, page_context};
 use super::view::see_other;
 use super::{PortalState, St};
 use crate::cd::{
@@ -213,22 +213,10 @@ pub(super) async fn connect(Page { st, viewer, place }: Page, req: Request) -> R
     .await;
     match done {
         Ok(Ok((config, outcome))) => {
-            (st.shared.log)(&format!(
-                "manage: portal: {} connected {} of {}/{}",
-                viewer.session.user,
-                config.describe(),
-                place.app,
-                place.slot
-            ));
-            viewer.flash(
-                &st,
-                format!(
-                    "Connected to {}. {}",
-                    config.describe(),
-                    outcome_text(&outcome)
-                ),
-            );
-            see_other(&format!("{}/center", place.base))
+            let source = config.describe();
+            let did = format!("connected {source} of {}/{}", place.app, place.slot);
+            let message = format!("Connected to {source}. {}", outcome_text(&outcome));
+            changed(&st, &viewer, &place, &did, message, "center")
         }
         Ok(Err(e)) => cd_failure(&st, &viewer, &place, &e),
         Err(e) => super::pages::site_failure(&st, &viewer, Some(&place), &e),
@@ -281,14 +269,7 @@ pub(super) async fn disconnect(Page { st, viewer, place }: Page) -> Response {
 pub(super) async fn new_secret(Page { st, viewer, place }: Page) -> Response {
     let mut raw = [0u8; 24];
     if getrandom::fill(&mut raw).is_err() {
-        let why = "no randomness for a secret";
-        return failure(
-            &st,
-            &viewer,
-            Some(&place),
-            StatusCode::INTERNAL_SERVER_ERROR,
-            why,
-        );
+        return internal_failure(&st, &viewer, Some(&place), "no randomness for a secret");
     }
     let secret = hex::encode(raw);
     let cd = ContinuousDeployer::new(st.shared.site.clone());

@@ -51,6 +51,38 @@ pub(super) fn failure(
     st.views.page(status, "error.html", ctx)
 }
 
+/// A failure of the server itself (500) as a page.
+pub(super) fn internal_failure(
+    st: &PortalState,
+    viewer: &Viewer,
+    place: Option<&Place>,
+    message: &str,
+) -> Response {
+    failure(
+        st,
+        viewer,
+        place,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        message,
+    )
+}
+
+/// After a change to a slot: logs that the signed-in user `did` it
+/// (`manage: portal: USER DID`), leaves `message` for the next page, and
+/// goes to the slot's `page`.
+pub(super) fn changed(
+    st: &PortalState,
+    viewer: &Viewer,
+    place: &Place,
+    did: &str,
+    message: impl Into<String>,
+    page: &str,
+) -> Response {
+    (st.shared.log)(&format!("manage: portal: {} {did}", viewer.session.user));
+    viewer.flash(st, message);
+    see_other(&format!("{}/{page}", place.base))
+}
+
 /// A library error as a page: its status by kind, internal errors logged
 /// and not shown.
 pub(super) fn site_failure(
@@ -61,8 +93,7 @@ pub(super) fn site_failure(
 ) -> Response {
     let Some(status) = client_status(e) else {
         (st.shared.log)(&format!("manage: portal: {e}"));
-        let why = "internal error (see the server log)";
-        return failure(st, viewer, place, StatusCode::INTERNAL_SERVER_ERROR, why);
+        return internal_failure(st, viewer, place, "internal error (see the server log)");
     };
     failure(st, viewer, place, status, &e.to_string())
 }
@@ -234,13 +265,7 @@ pub(super) async fn functions(Page { st, viewer, place }: Page, req: Request) ->
             let loaded = tokio::task::spawn_blocking(move || function_list(&path, &base_url)).await;
             let Ok(list) = loaded else {
                 let why = "the functions could not be read";
-                return failure(
-                    &st,
-                    &viewer,
-                    Some(&place),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    why,
-                );
+                return internal_failure(&st, &viewer, Some(&place), why);
             };
             let list = std::sync::Arc::new(list);
             let mut cache = st.function_lists.lock().unwrap_or_else(|e| e.into_inner());
@@ -379,12 +404,12 @@ async fn switch(st: &PortalState, viewer: &Viewer, place: &Place, to: Option<Str
     let (app, slot) = (place.app.clone(), place.slot.clone());
     match blocking(move || site.rollback(&app, &slot, to.as_deref())).await {
         Ok(d) => {
-            (st.shared.log)(&format!(
-                "manage: portal: {} activated deployment {} of {}/{}",
-                viewer.session.user, d.id, place.app, place.slot
-            ));
-            viewer.flash(st, format!("Deployment {} is active.", d.id));
-            see_other(&format!("{}/deployments", place.base))
+            let did = format!(
+                "activated deployment {} of {}/{}",
+                d.id, place.app, place.slot
+            );
+            let message = format!("Deployment {} is active.", d.id);
+            changed(st, viewer, place, &did, message, "deployments")
         }
         Err(e) => site_failure(st, viewer, Some(place), &e),
     }

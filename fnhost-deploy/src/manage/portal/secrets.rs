@@ -14,8 +14,9 @@ use serde::Serialize;
 
 use super::St;
 use super::access::{Page, Place, Viewer, form};
-use super::pages::{PER_PAGE, blocking, failure, page_context, paged, site_failure};
-use super::view::see_other;
+use super::pages::{
+    PER_PAGE, blocking, changed, failure, internal_failure, page_context, paged, site_failure,
+};
 use crate::error::Error;
 
 /// The slot's key store (created with new keys when it has none).
@@ -66,13 +67,7 @@ pub(super) async fn keys(Page { st, viewer, place }: Page, req: Request) -> Resp
             let ctx = page_context(&st, &viewer, Some(&place), "keys", values);
             st.views.page(StatusCode::OK, "keys.html", ctx)
         }
-        Err(why) => failure(
-            &st,
-            &viewer,
-            Some(&place),
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &why,
-        ),
+        Err(why) => internal_failure(&st, &viewer, Some(&place), &why),
     }
 }
 
@@ -141,15 +136,7 @@ async fn change_key(st: St, viewer: Viewer, place: Place, req: Request, revoke: 
     let (kind, function, name) = (field("kind"), field("function"), field("name"));
     let store = match key_store(&st, &place) {
         Ok(s) => s,
-        Err(why) => {
-            return failure(
-                &st,
-                &viewer,
-                Some(&place),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &why,
-            );
-        }
+        Err(why) => return internal_failure(&st, &viewer, Some(&place), &why),
     };
     let done = match (kind.as_str(), revoke) {
         ("master", false) => store.rotate_master().map(|_| true),
@@ -172,12 +159,9 @@ async fn change_key(st: St, viewer: Viewer, place: Place, req: Request, revoke: 
     match done {
         Ok(true) => {
             let verb = if revoke { "revoked" } else { "renewed" };
-            (st.shared.log)(&format!(
-                "manage: portal: {} {verb} the {which} of {}/{}",
-                viewer.session.user, place.app, place.slot
-            ));
-            viewer.flash(&st, format!("The {which} is {verb}."));
-            see_other(&format!("{}/keys", place.base))
+            let did = format!("{verb} the {which} of {}/{}", place.app, place.slot);
+            let message = format!("The {which} is {verb}.");
+            changed(&st, &viewer, &place, &did, message, "keys")
         }
         Ok(false) => failure(
             &st,
@@ -258,12 +242,9 @@ async fn update_settings(
     match done {
         Ok(_) => {
             let verb = if delete { "deleted" } else { "saved" };
-            (st.shared.log)(&format!(
-                "manage: portal: {} {verb} app setting {name} of {}/{}",
-                viewer.session.user, place.app, place.slot
-            ));
-            viewer.flash(&st, format!("App setting {name} {verb}."));
-            see_other(&format!("{}/settings", place.base))
+            let did = format!("{verb} app setting {name} of {}/{}", place.app, place.slot);
+            let message = format!("App setting {name} {verb}.");
+            changed(&st, &viewer, &place, &did, message, "settings")
         }
         Err(e) => site_failure(&st, &viewer, Some(&place), &e),
     }

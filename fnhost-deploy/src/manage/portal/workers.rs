@@ -18,7 +18,7 @@ use minijinja::{Value, context};
 use serde::Serialize;
 
 use super::access::{Page, Place, Viewer, form};
-use super::pages::{failure, page_context, paged};
+use super::pages::{changed, failure, page_context, paged};
 use super::view::see_other;
 use super::{PortalState, St};
 
@@ -120,27 +120,18 @@ fn cluster_of<'a>(
     viewer: &Viewer,
     place: Option<&Place>,
 ) -> Result<&'a dyn WorkersView, Box<Response>> {
-    let Some(workers) = st.config.workers.as_deref() else {
-        let why = "this endpoint runs no worker role (fnhost manage does)";
-        return Err(Box::new(failure(
-            st,
-            viewer,
-            place,
+    let (status, why) = match st.config.workers.as_deref() {
+        None => (
             StatusCode::NOT_FOUND,
-            why,
-        )));
-    };
-    if !viewer.session.is_admin() {
-        let why = "only a portal account may see the cluster's workers (an app's deployment credentials may not)";
-        return Err(Box::new(failure(
-            st,
-            viewer,
-            place,
+            "this endpoint runs no worker role (fnhost manage does)",
+        ),
+        Some(_) if !viewer.session.is_admin() => (
             StatusCode::FORBIDDEN,
-            why,
-        )));
-    }
-    Ok(workers)
+            "only a portal account may see the cluster's workers (an app's deployment credentials may not)",
+        ),
+        Some(workers) => return Ok(workers),
+    };
+    Err(Box::new(failure(st, viewer, place, status, why)))
 }
 
 /// The state store failed: a page saying so.
@@ -452,18 +443,12 @@ pub(super) async fn scale(Page { st, viewer, place }: Page, req: Request) -> Res
     };
     match done {
         Ok(()) => {
-            (st.shared.log)(&format!(
-                "manage: portal: {} scaled {}/{}: {what}",
-                viewer.session.user, place.app, place.slot
-            ));
-            viewer.flash(
-                &st,
-                format!(
-                    "{}/{}: {what}; the manager places them within a second.",
-                    place.app, place.slot
-                ),
+            let did = format!("scaled {}/{}: {what}", place.app, place.slot);
+            let message = format!(
+                "{}/{}: {what}; the manager places them within a second.",
+                place.app, place.slot
             );
-            see_other(&format!("{}/placement", place.base))
+            changed(&st, &viewer, &place, &did, message, "placement")
         }
         Err(e) => store_failure(&st, &viewer, Some(&place), &e),
     }
